@@ -1,0 +1,13 @@
+//! Config primitives shared by every section of `rampart.toml`.
+//!
+//! Each crate owns its own section as a serde type with defaults; this crate
+//! holds the value types they have in common (human durations and sizes,
+//! address ranges) and the loader that turns a TOML file into any of those
+//! types with errors that name the file, line and key — an administrator
+//! editing a config at 3 a.m. should never have to guess.
+
+mod load;
+mod values;
+
+pub use load::{ConfigError, from_str, load};
+pub use values::{ByteSize, Cidr, Duration};

@@ -1,0 +1,328 @@
+//! The edge's sections of rampart.toml: `[listen]`, `[log]`, `[[site]]`.
+//!
+//! Every default here is the hardened one, and together they are the
+//! embedded defaults `rampart serve` runs on without a config file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use rampart_certs::TlsSource;
+use rampart_config::{ByteSize, Cidr, Duration};
+use serde::Deserialize;
+
+/// `[listen]`: where Rampart accepts connections.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// Plain HTTP: ACME HTTP-01 answers and the redirect to https.
+    pub http: Option<SocketAddr>,
+    /// HTTPS (HTTP/1.1 and HTTP/2).
+    pub https: SocketAddr,
+    /// `/metrics` and `/healthz`. Keep it on loopback.
+    pub admin: Option<SocketAddr>,
+    /// Open client connections at most, over all listeners; more wait in
+    /// the kernel's backlog.
+    pub max_connections: usize,
+    /// A TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// A request's headers must arrive within this (slowloris).
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub idle_timeout: Duration,
+    /// SIGTERM waits this long for in-flight requests and tunnels.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            http: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            https: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            admin: Some(SocketAddr::from(([127, 0, 0, 1], 9180))),
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(75),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[log]`: the access log.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A file path, or "-" for standard output, or "off".
+    pub access: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            access: "-".into(),
+            format: LogFormat::Combined,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Apache/nginx "combined", which fail2ban and log tools read, with the
+    /// site, upstream and duration appended.
+    Combined,
+    /// One JSON object a line.
+    Json,
+}
+
+/// `[[site]]`: one Odoo deployment behind one set of host names.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Host names this site answers: exact (`erp.example.com`), a wildcard
+    /// for one label (`*.example.org`), or `*` for any host.
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub tls: TlsSource,
+    /// Odoo's HTTP workers (`host:port`), balanced by least connections.
+    #[serde(default = "default_odoo")]
+    pub odoo: Vec<String>,
+    /// Odoo's evented worker(s) (`gevent_port`, `longpolling_port` before 16).
+    #[serde(default = "default_websocket")]
+    pub websocket: Vec<String>,
+    /// Where `/<module>/static/...` files are served from directly.
+    #[serde(default)]
+    pub addons_path: Vec<PathBuf>,
+    /// Odoo's data_dir, for X-Accel-Redirect filestore downloads.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Largest request body accepted (uploads, restores).
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+    /// How long Odoo may take to answer, and the longest silence inside a
+    /// body (reports and imports run for minutes; Odoo's docs use 720 s).
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Duration,
+    /// Requests in flight to one upstream at most (Odoo has a fixed number
+    /// of workers); more wait up to `queue_timeout`, then get 503.
+    #[serde(default = "default_max_conns")]
+    pub max_conns: usize,
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: Duration,
+    /// A websocket tunnel with no traffic either way is closed after this.
+    #[serde(default = "default_websocket_idle")]
+    pub websocket_idle: Duration,
+    /// Cookies that get `Secure` and `SameSite=Lax` added.
+    #[serde(default = "default_session_cookies")]
+    pub session_cookies: Vec<String>,
+    /// Compress text responses (gzip, br, zstd by Accept-Encoding).
+    #[serde(default = "default_true")]
+    pub compression: bool,
+    #[serde(default)]
+    pub headers: SecurityHeaders,
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    #[serde(default)]
+    pub database_manager: DatabaseManager,
+}
+
+impl SiteConfig {
+    /// The embedded default site: any host, local CA, Odoo on loopback.
+    pub fn embedded() -> Self {
+        SiteConfig {
+            hosts: vec!["*".into()],
+            tls: TlsSource::Local,
+            odoo: default_odoo(),
+            websocket: default_websocket(),
+            addons_path: vec![],
+            data_dir: None,
+            max_body: default_max_body(),
+            timeout: default_timeout(),
+            connect_timeout: default_connect_timeout(),
+            max_conns: default_max_conns(),
+            queue_timeout: default_queue_timeout(),
+            websocket_idle: default_websocket_idle(),
+            session_cookies: default_session_cookies(),
+            compression: true,
+            headers: SecurityHeaders::default(),
+            health_check: HealthCheck::default(),
+            database_manager: DatabaseManager::default(),
+        }
+    }
+}
+
+fn default_odoo() -> Vec<String> {
+    vec!["127.0.0.1:8069".into()]
+}
+fn default_websocket() -> Vec<String> {
+    vec!["127.0.0.1:8072".into()]
+}
+fn default_max_body() -> ByteSize {
+    ByteSize::mib(256)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(720)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_conns() -> usize {
+    256
+}
+fn default_queue_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_websocket_idle() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_session_cookies() -> Vec<String> {
+    vec!["session_id".into()]
+}
+fn default_true() -> bool {
+    true
+}
+
+/// `[site.headers]`: security headers added to every response. An empty
+/// string turns one off.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityHeaders {
+    pub strict_transport_security: String,
+    pub content_type_options: String,
+    pub frame_options: String,
+    pub referrer_policy: String,
+    pub permissions_policy: String,
+    /// Odoo's web client needs inline scripts and styles, data: and blob:
+    /// images and its own websocket; this allows exactly that and no other
+    /// origin, and forbids framing by other sites.
+    pub content_security_policy: String,
+}
+
+impl Default for SecurityHeaders {
+    fn default() -> Self {
+        SecurityHeaders {
+            strict_transport_security: "max-age=31536000; includeSubDomains".into(),
+            content_type_options: "nosniff".into(),
+            frame_options: "SAMEORIGIN".into(),
+            referrer_policy: "strict-origin-when-cross-origin".into(),
+            permissions_policy: "camera=(), microphone=(), geolocation=(), payment=()".into(),
+            content_security_policy: "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob: https:; font-src 'self' data:; connect-src 'self' wss: https:; frame-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'".into(),
+        }
+    }
+}
+
+/// `[site.health_check]`: the active check on each upstream.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheck {
+    /// Odoo 16+ answers `/web/health`; set "" to turn checks off.
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures that take an upstream out.
+    pub fall: u32,
+    /// Consecutive successes that put it back.
+    pub rise: u32,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            path: "/web/health".into(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(3),
+            fall: 2,
+            rise: 1,
+        }
+    }
+}
+
+/// `[site.database_manager]`: who may reach `/web/database/*`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseManager {
+    /// Client address ranges allowed; empty blocks everyone.
+    pub allow: Vec<Cidr>,
+}
+
+/// Checks across sites and fields; returns the key path and the problem.
+pub fn validate_sites(sites: &[SiteConfig]) -> Result<(), (String, String)> {
+    if sites.is_empty() {
+        return Err(("site".into(), "at least one [[site]] is needed".into()));
+    }
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for (i, site) in sites.iter().enumerate() {
+        let key = |k: &str| format!("site[{i}].{k}");
+        if site.hosts.is_empty() {
+            return Err((key("hosts"), "a site needs at least one host name".into()));
+        }
+        for h in &site.hosts {
+            check_host_pattern(h).map_err(|m| (key("hosts"), m))?;
+            let lower = h.to_ascii_lowercase();
+            if let Some((_, j)) = seen.iter().find(|(s, _)| *s == lower) {
+                return Err((key("hosts"), format!("host {h:?} is already served by site[{j}]")));
+            }
+            seen.push((lower, i));
+            if site.tls == TlsSource::Acme && h.starts_with('*') {
+                return Err((
+                    key("tls"),
+                    format!(
+                        "host {h:?} is a wildcard: ACME issues wildcard certificates only through DNS-01, which Rampart does not do yet; list the names, or use tls = {{ cert, key }}"
+                    ),
+                ));
+            }
+        }
+        for (field, list) in [("odoo", &site.odoo), ("websocket", &site.websocket)] {
+            if list.is_empty() {
+                return Err((key(field), "at least one upstream address is needed".into()));
+            }
+            for a in list {
+                check_upstream_addr(a).map_err(|m| (key(field), m))?;
+            }
+        }
+        if site.max_conns == 0 {
+            return Err((key("max_conns"), "must be at least 1".into()));
+        }
+        if site.health_check.fall == 0 || site.health_check.rise == 0 {
+            return Err((key("health_check"), "fall and rise must be at least 1".into()));
+        }
+    }
+    Ok(())
+}
+
+fn check_host_pattern(h: &str) -> Result<(), String> {
+    if h == "*" {
+        return Ok(());
+    }
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        || name.parse::<std::net::IpAddr>().is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{h:?} is not a host name: write e.g. \"erp.example.com\", \"*.example.org\" or \"*\" (no scheme, port or path)"
+        ))
+    }
+}
+
+fn check_upstream_addr(a: &str) -> Result<(), String> {
+    let bad = || format!("{a:?} is not host:port (e.g. \"127.0.0.1:8069\" or \"odoo:8069\")");
+    if a.contains("://") || a.contains('/') {
+        return Err(bad());
+    }
+    let (host, port) = a.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().map(|p| p == 0).unwrap_or(true) {
+        return Err(bad());
+    }
+    Ok(())
+}

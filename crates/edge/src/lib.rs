@@ -1,0 +1,3 @@
+//! The HTTPS front for Odoo.
+
+pub mod config;

@@ -1,0 +1,1 @@
+//! What Rampart knows about Odoo: odoo.conf, sizing, master password hash, dbfilter, PostgreSQL roles, audit rules.

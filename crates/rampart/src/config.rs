@@ -1,0 +1,95 @@
+//! rampart.toml: every crate's section composed into one file.
+
+use std::path::{Path, PathBuf};
+
+use rampart_config::ConfigError;
+use rampart_edge::config::{ListenConfig, LogConfig, SiteConfig};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// ACME account, certificates, local CA, ban table, backup catalog.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub listen: ListenConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default = "default_sites")]
+    pub site: Vec<SiteConfig>,
+    #[serde(default)]
+    pub acme: Option<rampart_certs::AcmeConfig>,
+    #[serde(default)]
+    pub guard: rampart_guard::GuardConfig,
+    #[serde(default)]
+    pub backup: Option<rampart_backup::BackupConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: default_state_dir(),
+            listen: ListenConfig::default(),
+            log: LogConfig::default(),
+            site: default_sites(),
+            acme: None,
+            guard: Default::default(),
+            backup: None,
+        }
+    }
+}
+
+/// /var/lib/rampart for root (a system service), ./.rampart otherwise.
+fn default_state_dir() -> PathBuf {
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.uid() == 0
+        })
+        .unwrap_or(false);
+    if is_root && std::env::var_os("RAMPART_STATE_DIR").is_none() {
+        PathBuf::from("/var/lib/rampart")
+    } else {
+        std::env::var_os("RAMPART_STATE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".rampart"))
+    }
+}
+
+fn default_sites() -> Vec<SiteConfig> {
+    vec![SiteConfig::embedded()]
+}
+
+impl Config {
+    /// Reads, parses and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            key: None,
+            message: format!("cannot read the config file: {e}"),
+            source_line: None,
+        })?;
+        let config: Config = rampart_config::from_str(path, &text)?;
+        config
+            .validate()
+            .map_err(|(key, msg)| ConfigError::at_key(path, &text, &key, msg))?;
+        Ok(config)
+    }
+
+    /// Checks that span fields or sections; returns the key and the problem.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        rampart_edge::config::validate_sites(&self.site)?;
+        for (i, site) in self.site.iter().enumerate() {
+            if site.tls == rampart_certs::TlsSource::Acme && self.acme.is_none() {
+                return Err((
+                    format!("site[{i}].tls"),
+                    "tls = \"acme\" needs an [acme] section with at least an email".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

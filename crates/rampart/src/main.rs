@@ -1,0 +1,81 @@
+//! `rampart`: the command line. Wiring only; each capability lives in its
+//! own crate (see DESIGN.md), each command family in `cmd/`.
+
+mod cmd;
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Puts an Odoo server into production safely: the HTTPS front,
+/// certificates, brute-force guard, hardened odoo.conf, audits, backups.
+#[derive(Parser)]
+#[command(name = "rampart", version, about)]
+struct Cli {
+    /// rampart.toml; without it, the embedded defaults.
+    #[arg(short, long, global = true, env = "RAMPART_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTPS front (certificates renewed in process).
+    Serve(cmd::serve::ServeArgs),
+    /// Validate a config file; errors name the file, line and key.
+    Check(cmd::serve::CheckArgs),
+    /// Ask the running server to re-read its config (like SIGHUP).
+    Reload(cmd::serve::ReloadArgs),
+    /// List certificates, or ask the running server to renew.
+    Certs(cmd::certs::CertsArgs),
+    /// List, add or remove bans on the running server.
+    Bans(cmd::guard::BansArgs),
+    /// Print a fail2ban filter and jail for Odoo's own log.
+    Fail2ban(cmd::guard::Fail2banArgs),
+    /// Size Odoo's workers and memory limits for a machine.
+    Plan(cmd::odoo::PlanArgs),
+    /// Make a random master password and its odoo.conf hash line.
+    Passwd(cmd::odoo::PasswdArgs),
+    /// Write rampart.toml, a hardened odoo.conf, role SQL, systemd units.
+    Init(cmd::odoo::InitArgs),
+    /// Show which databases Odoo would serve for a host.
+    Dbfilter(cmd::odoo::DbfilterArgs),
+    /// Check odoo.conf, PostgreSQL roles and rampart.toml, offline.
+    Audit(cmd::odoo::AuditArgs),
+    /// The live checklist against a URL, from outside.
+    Verify(cmd::verify::VerifyArgs),
+    /// Take a snapshot (database + filestore), or verify or export one.
+    Backup(cmd::backup::BackupArgs),
+    /// List snapshots.
+    Backups(cmd::backup::BackupsArgs),
+    /// Restore a snapshot (or an Odoo backup zip) into a new database.
+    Restore(cmd::backup::RestoreArgs),
+    /// Delete old snapshots by generations (run where the writer cannot).
+    Prune(cmd::backup::PruneArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Serve(a) => cmd::serve::serve(config, a),
+        Command::Check(a) => cmd::serve::check(config, a),
+        Command::Reload(a) => cmd::serve::reload(config, a),
+        Command::Certs(a) => cmd::certs::run(config, a),
+        Command::Bans(a) => cmd::guard::bans(config, a),
+        Command::Fail2ban(a) => cmd::guard::fail2ban(config, a),
+        Command::Plan(a) => cmd::odoo::plan(a),
+        Command::Passwd(a) => cmd::odoo::passwd(a),
+        Command::Init(a) => cmd::odoo::init(a),
+        Command::Dbfilter(a) => cmd::odoo::dbfilter(a),
+        Command::Audit(a) => cmd::odoo::audit(config, a),
+        Command::Verify(a) => cmd::verify::verify(a),
+        Command::Backup(a) => cmd::backup::backup(config, a),
+        Command::Backups(a) => cmd::backup::backups(config, a),
+        Command::Restore(a) => cmd::backup::restore(config, a),
+        Command::Prune(a) => cmd::backup::prune(config, a),
+    }
+}

@@ -1,0 +1,1 @@
+//! The live checklist (`rampart verify`).
