@@ -1,1 +1,21 @@
-//! Test support: an upstream that behaves like Odoo at the HTTP edge, and clients for the tests.
+//! Test support for Rampart.
+//!
+//! - [`OdooFixture`]: an upstream that behaves like Odoo 18 at the HTTP edge (werkzeug's HTTP/1.0
+//!   answers, login redirects and cookie rotation, Odoo-format log lines, X-Accel-Redirect, the
+//!   websocket port split), recording every request so tests can assert what reached Odoo.
+//! - [`TestClient`], [`raw_exchange`], [`tls_handshake_info`], [`websocket_echo`]: clients that hit
+//!   Rampart by made-up host names on loopback, trusting exactly the CA a test created.
+
+mod client;
+mod fixture;
+mod util;
+
+pub use client::{
+    TestClient, TestResponse, free_port, raw_exchange, tls_handshake_info, wait_for_port,
+    websocket_echo,
+};
+pub use fixture::{FixtureOptions, OdooFixture, Port, SeenRequest};
+
+/// The text `/already-gzipped` serves gzip-encoded, so tests can check it arrives unchanged.
+pub const ALREADY_GZIPPED_TEXT: &str =
+    "<!DOCTYPE html>\n<html><body><p>UPSTREAM-REACHED already gzipped</p></body></html>\n";
