@@ -2,17 +2,30 @@
 //! certificate files for `tls = { cert, key }`, and ACME for `tls = "acme"`.
 //!
 //! The edge asks this crate for one thing: a `rustls::ServerConfig` whose
-//! certificate resolver picks the site's certificate by SNI and can be
-//! updated in place (new handshakes see the new certificate, open
-//! connections are untouched).
+//! certificate resolver ([`CertStore`]) picks the site's certificate by SNI
+//! and is updated in place — new handshakes see a renewed or reloaded
+//! certificate, open connections are untouched, and nothing restarts.
+//!
+//! Everything lives in `state_dir`: `ca/` (the local root, reused across
+//! restarts), `local/` (local leaves), `acme/` (account and certificates).
+//! Every file there is written atomically; private keys are mode 0600.
 
+mod acme;
+mod admin;
+mod background;
+mod config;
+mod error;
+mod fsio;
+mod local_ca;
+mod metrics;
+mod names;
+mod pem;
 mod source;
+mod store;
+mod table;
+mod tls;
 
+pub use config::{AcmeConfig, Challenge, Eab};
+pub use error::CertError;
 pub use source::TlsSource;
-
-use serde::Deserialize;
-
-/// `[acme]` in rampart.toml (filled in by the certificates issue).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AcmeConfig {}
+pub use store::{CertInfo, CertStore, SiteTls};

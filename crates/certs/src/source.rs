@@ -3,8 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// Where a site's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
