@@ -1,0 +1,419 @@
+//! odoo.conf, read and edited without losing anything.
+//!
+//! Administrators annotate odoo.conf by hand, and Odoo keeps keys it does not
+//! know; a tool that rewrites the file from a struct throws both away. This
+//! keeps every line as written and changes only the lines of the keys it
+//! sets, so a diff after `rampart init --force` shows exactly what changed.
+//!
+//! The syntax is Python's `configparser` as Odoo uses it: `[section]`
+//! headers, `key = value` or `key: value`, full-line comments starting with
+//! `#` or `;`, indented continuation lines, keys case-insensitive. Odoo reads
+//! the `[options]` section.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The section Odoo reads its settings from.
+pub const OPTIONS: &str = "options";
+
+/// A malformed odoo.conf: the file, the line, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfError {
+    pub file: PathBuf,
+    /// 1-based; `None` when the file could not be read at all.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfError {}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Line {
+    /// Blank lines and comments, kept verbatim.
+    Other(String),
+    Section {
+        raw: String,
+        name: String,
+    },
+    /// `key = value`, plus any indented continuation lines, verbatim.
+    Entry {
+        raw: Vec<String>,
+        section: String,
+        key: String,
+        value: String,
+    },
+}
+
+/// One odoo.conf, every line kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OdooConf {
+    path: PathBuf,
+    lines: Vec<Line>,
+    /// Whether the original text ended with a newline (kept on render).
+    trailing_newline: bool,
+}
+
+/// A key's value and the line it is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Value<'a> {
+    pub value: &'a str,
+    pub line: usize,
+}
+
+impl OdooConf {
+    /// An empty file with just the `[options]` header.
+    pub fn new(path: &Path) -> Self {
+        OdooConf {
+            path: path.to_path_buf(),
+            lines: vec![Line::Section {
+                raw: "[options]".into(),
+                name: OPTIONS.into(),
+            }],
+            trailing_newline: true,
+        }
+    }
+
+    /// Reads `path`; a missing file or a malformed line is an error naming it.
+    pub fn load(path: &Path) -> Result<Self, ConfError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfError {
+            file: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read odoo.conf: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses `text`; `path` is only used in errors and for `save`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfError> {
+        let err = |line: usize, message: String| ConfError {
+            file: path.to_path_buf(),
+            line: Some(line),
+            message,
+        };
+        let mut lines: Vec<Line> = Vec::new();
+        let mut section: Option<String> = None;
+        for (i, raw) in text.lines().enumerate() {
+            let n = i + 1;
+            let trimmed = raw.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+                lines.push(Line::Other(raw.to_string()));
+                continue;
+            }
+            // configparser: an indented line continues the previous value.
+            if raw.starts_with([' ', '\t']) {
+                if let Some(Line::Entry { raw: r, value, .. }) = lines.last_mut() {
+                    r.push(raw.to_string());
+                    value.push('\n');
+                    value.push_str(trimmed);
+                    continue;
+                }
+            }
+            if let Some(rest) = trimmed.strip_prefix('[') {
+                let Some(name) = rest.strip_suffix(']') else {
+                    return Err(err(n, format!("section header {trimmed:?} lacks its closing ']'")));
+                };
+                let name = name.trim().to_string();
+                section = Some(name.clone());
+                lines.push(Line::Section {
+                    raw: raw.to_string(),
+                    name,
+                });
+                continue;
+            }
+            let Some(pos) = trimmed.find(['=', ':']) else {
+                return Err(err(
+                    n,
+                    format!("{trimmed:?} is not `key = value`, a [section] or a # comment"),
+                ));
+            };
+            let key = trimmed[..pos].trim();
+            if key.is_empty() {
+                return Err(err(n, "a value without a key".into()));
+            }
+            let Some(sec) = section.clone() else {
+                return Err(err(
+                    n,
+                    format!("{key:?} comes before any section header; Odoo reads keys under [options]"),
+                ));
+            };
+            lines.push(Line::Entry {
+                raw: vec![raw.to_string()],
+                section: sec,
+                key: key.to_ascii_lowercase(),
+                value: trimmed[pos + 1..].trim().to_string(),
+            });
+        }
+        Ok(OdooConf {
+            path: path.to_path_buf(),
+            lines,
+            trailing_newline: text.is_empty() || text.ends_with('\n'),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The value of `key` in `[options]` with its line; the last one wins,
+    /// as in configparser.
+    pub fn get(&self, key: &str) -> Option<Value<'_>> {
+        let key = key.to_ascii_lowercase();
+        let mut line_no = 0;
+        let mut found = None;
+        for l in &self.lines {
+            line_no += 1;
+            match l {
+                Line::Entry {
+                    raw,
+                    section,
+                    key: k,
+                    value,
+                } => {
+                    if section == OPTIONS && *k == key {
+                        found = Some(Value {
+                            value: value.as_str(),
+                            line: line_no,
+                        });
+                    }
+                    line_no += raw.len() - 1;
+                }
+                _ => {}
+            }
+        }
+        found
+    }
+
+    /// Odoo's reading of a boolean: `True`/`true`/`1`-like words are true;
+    /// `None` when the key is absent.
+    pub fn get_bool(&self, key: &str) -> Option<bool> {
+        self.get(key).map(|v| parse_bool(v.value))
+    }
+
+    /// Every `(key, value)` of `[options]`, in file order.
+    pub fn options(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.lines.iter().filter_map(|l| match l {
+            Line::Entry {
+                section,
+                key,
+                value,
+                ..
+            } if section == OPTIONS => Some((key.as_str(), value.as_str())),
+            _ => None,
+        })
+    }
+
+    /// Sets `key` in `[options]`: rewrites its line in place (keeping how the
+    /// key was spelt), or adds it after the last entry of `[options]`.
+    pub fn set(&mut self, key: &str, value: &str) {
+        let lower = key.to_ascii_lowercase();
+        let existing = self.lines.iter().rposition(
+            |l| matches!(l, Line::Entry { section, key: k, .. } if section == OPTIONS && *k == lower),
+        );
+        if let Some(i) = existing {
+            if let Line::Entry { raw, value: v, .. } = &mut self.lines[i] {
+                let first = raw[0].trim_start();
+                let spelt = first[..first.find(['=', ':']).unwrap_or(first.len())].trim_end();
+                *raw = vec![format!("{spelt} = {value}")];
+                *v = value.to_string();
+            }
+            return;
+        }
+        let entry = Line::Entry {
+            raw: vec![format!("{lower} = {value}")],
+            section: OPTIONS.into(),
+            key: lower,
+            value: value.to_string(),
+        };
+        let options_at = self
+            .lines
+            .iter()
+            .position(|l| matches!(l, Line::Section { name, .. } if name == OPTIONS));
+        match options_at {
+            Some(start) => {
+                let mut at = start + 1;
+                for (i, l) in self.lines.iter().enumerate().skip(start + 1) {
+                    match l {
+                        Line::Section { .. } => break,
+                        Line::Entry { .. } => at = i + 1,
+                        Line::Other(_) => {}
+                    }
+                }
+                self.lines.insert(at, entry);
+            }
+            None => {
+                self.lines.push(Line::Section {
+                    raw: "[options]".into(),
+                    name: OPTIONS.into(),
+                });
+                self.lines.push(entry);
+            }
+        }
+    }
+
+    /// Removes every `key` line from `[options]`; true when one was there.
+    pub fn remove(&mut self, key: &str) -> bool {
+        let lower = key.to_ascii_lowercase();
+        let before = self.lines.len();
+        self.lines.retain(
+            |l| !matches!(l, Line::Entry { section, key: k, .. } if section == OPTIONS && *k == lower),
+        );
+        before != self.lines.len()
+    }
+
+    /// Adds a comment line just before `key`'s line (or at the end).
+    pub fn comment_before(&mut self, key: &str, comment: &str) {
+        let lower = key.to_ascii_lowercase();
+        let at = self
+            .lines
+            .iter()
+            .position(|l| matches!(l, Line::Entry { section, key: k, .. } if section == OPTIONS && *k == lower))
+            .unwrap_or(self.lines.len());
+        self.lines.insert(at, Line::Other(format!("# {comment}")));
+    }
+
+    /// The file's text: unchanged lines byte for byte.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for l in &self.lines {
+            match l {
+                Line::Other(raw) | Line::Section { raw, .. } => {
+                    out.push_str(raw);
+                    out.push('\n');
+                }
+                Line::Entry { raw, .. } => {
+                    for r in raw {
+                        out.push_str(r);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        if !self.trailing_newline && out.ends_with('\n') {
+            out.pop();
+        }
+        out
+    }
+}
+
+/// Odoo's config reads `True`/`true` and `False`/`false`; anything else
+/// non-empty is a truthy string in Python.
+pub fn parse_bool(v: &str) -> bool {
+    !matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "" | "false" | "0" | "no" | "off" | "none"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+; written by hand
+[options]
+# the master password
+admin_passwd = secret
+db_host = False
+Workers: 4
+addons_path = /opt/a,
+    /opt/b
+my_custom_key = kept
+
+[queue_job]
+channels = root:2
+";
+
+    fn conf() -> OdooConf {
+        OdooConf::parse(Path::new("odoo.conf"), SAMPLE).unwrap()
+    }
+
+    #[test]
+    fn unchanged_file_renders_byte_for_byte() {
+        assert_eq!(conf().render(), SAMPLE);
+        let no_nl = "[options]\nworkers = 2";
+        assert_eq!(OdooConf::parse(Path::new("x"), no_nl).unwrap().render(), no_nl);
+    }
+
+    #[test]
+    fn reads_values_case_insensitive_keys_and_continuations() {
+        let c = conf();
+        assert_eq!(c.get("workers").unwrap().value, "4");
+        assert_eq!(c.get("workers").unwrap().line, 6);
+        assert_eq!(c.get("addons_path").unwrap().value, "/opt/a,\n/opt/b");
+        assert_eq!(c.get("my_custom_key").unwrap().line, 9);
+        assert_eq!(c.get("channels"), None, "other sections are not Odoo's options");
+        assert_eq!(c.get_bool("db_host"), Some(false));
+    }
+
+    #[test]
+    fn set_edits_in_place_and_keeps_everything_else() {
+        let mut c = conf();
+        c.set("admin_passwd", "$pbkdf2-sha512$600000$x$y");
+        c.set("WORKERS", "9");
+        c.set("addons_path", "/opt/c");
+        c.set("list_db", "False");
+        let out = c.render();
+        let expected = "\
+; written by hand
+[options]
+# the master password
+admin_passwd = $pbkdf2-sha512$600000$x$y
+db_host = False
+Workers = 9
+addons_path = /opt/c
+my_custom_key = kept
+list_db = False
+
+[queue_job]
+channels = root:2
+";
+        assert_eq!(out, expected);
+        // And what was written reads back the same.
+        let again = OdooConf::parse(Path::new("odoo.conf"), &out).unwrap();
+        assert_eq!(again.get("workers").unwrap().value, "9");
+        assert_eq!(again.get("list_db").unwrap().value, "False");
+    }
+
+    #[test]
+    fn set_without_options_section_adds_one() {
+        let mut c = OdooConf::parse(Path::new("x"), "# empty\n").unwrap();
+        c.set("proxy_mode", "True");
+        assert_eq!(c.render(), "# empty\n[options]\nproxy_mode = True\n");
+    }
+
+    #[test]
+    fn malformed_lines_name_file_and_line() {
+        let e = OdooConf::parse(Path::new("/etc/odoo/odoo.conf"), "[options]\nworkers = 2\nlist_db False\n")
+            .unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().starts_with("/etc/odoo/odoo.conf:3: "), "{e}");
+        let e = OdooConf::parse(Path::new("o.conf"), "workers = 2\n").unwrap_err();
+        assert_eq!(e.line, Some(1));
+        assert!(e.message.contains("before any section"), "{e}");
+        let e = OdooConf::parse(Path::new("o.conf"), "[options\n").unwrap_err();
+        assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let e = OdooConf::load(Path::new("/nonexistent/odoo.conf")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/odoo.conf"), "{e}");
+    }
+
+    #[test]
+    fn remove_drops_the_key() {
+        let mut c = conf();
+        assert!(c.remove("db_host"));
+        assert!(!c.render().contains("db_host"));
+        assert!(!c.remove("db_host"));
+    }
+}
