@@ -71,6 +71,10 @@ fn client_config(ca_pem_path: &Path, alpn: &[&[u8]]) -> Result<ClientConfig, Str
             .add(cert)
             .map_err(|e| format!("CA file {}: {e}", ca_pem_path.display()))?;
     }
+    config_with_roots(roots, alpn)
+}
+
+fn config_with_roots(roots: rustls::RootCertStore, alpn: &[&[u8]]) -> Result<ClientConfig, String> {
     let mut config =
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -174,6 +178,20 @@ impl TestClient {
         TestClient {
             h1: Arc::new(h1),
             h2: Arc::new(h2),
+        }
+    }
+
+    /// A client for `http://` URLs only: it trusts no CA, so any `https://` request fails verification.
+    pub fn new_plain() -> TestClient {
+        let config = |alpn: &[&[u8]]| {
+            Arc::new(
+                config_with_roots(rustls::RootCertStore::empty(), alpn)
+                    .expect("ring provider supports the default protocol versions"),
+            )
+        };
+        TestClient {
+            h1: config(&[b"http/1.1"]),
+            h2: config(&[b"h2"]),
         }
     }
 

@@ -194,7 +194,7 @@ mod tests {
     fn websocket_accept_matches_rfc6455_example() {
         assert_eq!(
             websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZo+BOpOs="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
