@@ -721,3 +721,52 @@ async fn echo_static_database_manager_and_not_found() {
         404
     );
 }
+
+#[tokio::test]
+async fn cut_off_upload_is_recorded_with_its_partial_length() {
+    let odoo = OdooFixture::start().await;
+    let mut stream = TcpStream::connect(odoo.http_addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: erp.test\r\nContent-Length: 1000\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut rest)).await;
+    let seen = odoo.requests();
+    assert_eq!(
+        seen.len(),
+        1,
+        "the head reached the upstream even though the body was cut"
+    );
+    assert_eq!(seen[0].body_len, 10);
+}
+
+#[tokio::test]
+async fn malformed_request_gets_werkzeug_400() {
+    let odoo = OdooFixture::start().await;
+    let answer = send(
+        odoo.http_addr,
+        "GET /web/health HTTP/1.1\r\nBroken header line\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status_line, "HTTP/1.0 400 BAD REQUEST");
+    assert_eq!(answer.header("Connection"), Some("close"));
+}
+
+#[tokio::test]
+async fn asset_bundles_are_immutable() {
+    let odoo = OdooFixture::start().await;
+    let answer = send(
+        odoo.http_addr,
+        "GET /web/assets/1a2b3c4/web.assets_web.min.js HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.header("Cache-Control"),
+        Some("public, max-age=31536000, immutable")
+    );
+}
