@@ -1,8 +1,568 @@
-//! Client address, rate limits, login failures and bans (the guard issue).
+//! The guard: which address a request comes from, per-client rate limits,
+//! login failures counted with zero leak, and bans that persist.
+//!
+//! fail2ban reads Odoo's log after the fact, so a fast attacker gets many
+//! attempts in before the ban lands, it cannot see XML-RPC attempts (logged
+//! "from n/a"), and behind a wrong proxy_mode it bans the proxy. The guard
+//! sits in the request path instead: it sees every login attempt as it
+//! passes, holds a slot for each one in flight, and refuses the attempt that
+//! would exceed the threshold before it reaches Odoo.
+//!
+//! # How the edge uses it
+//! 1. [`Guard::client_addr`] for every request (the same address goes to
+//!    Odoo as the last X-Forwarded-For entry and into the access log).
+//! 2. [`Guard::admit`] before routing: 403 when banned, 429 + Retry-After when limited.
+//! 3. On a [`login_route`] where [`is_login_call`]: [`Guard::begin_login`];
+//!    None means 403 without touching Odoo. Then [`LoginAttempt::finish`] with
+//!    [`login_outcome`] of the proxied response (dropping the attempt releases
+//!    its slot as an unknown outcome).
+//! 4. [`Guard::housekeeping`] every few seconds, [`Guard::flush`] at shutdown.
+//!
+//! # Log lines (stable, for fail2ban)
+//! ```text
+//! rampart[guard]: ban 203.0.113.7 for 900s reason="10 failed logins in 1m"
+//! rampart[guard]: ban 2001:db8:1:2::/64 for 3600s reason="banned by an administrator"
+//! rampart[guard]: unban 203.0.113.7 reason="expired"
+//! ```
+//! Addresses are IPv4 addresses, IPv6 addresses, or IPv6 /64 networks (the
+//! unit IPv6 clients are counted by). The ban line is logged at WARN level
+//! with target `rampart::guard`; `rampart fail2ban` prints the matching filter.
 
-use serde::Deserialize;
+mod addr;
+mod admin;
+mod bans;
+mod classify;
+mod config;
+mod failures;
+mod follow;
+mod limits;
+mod metrics;
+mod rfc3339;
 
-/// `[guard]` in rampart.toml.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct GuardConfig {}
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use ipnet::IpNet;
+
+pub use addr::canonical_ip;
+pub use bans::{BanInfo, MAX_BAN};
+pub use classify::{LoginOutcome, LoginRoute, is_login_call, login_outcome, login_route};
+pub use config::{GuardConfig, LoginFailuresConfig, LoginRateConfig, RateConfig};
+pub use follow::login_failure_addr;
+
+use addr::{client_key, display_net, host_net};
+use bans::BanTable;
+use failures::{Begin, Failures};
+use limits::Limiter;
+use metrics::Metrics;
+
+/// The exact ban line format, as documented above and matched by `rampart fail2ban`.
+pub const BAN_LOG_PREFIX: &str = "rampart[guard]:";
+
+/// What the guard says about a request before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// Answer 403.
+    Banned {
+        until: SystemTime,
+    },
+    /// Answer 429 with `Retry-After: retry_after_secs()`.
+    Limited {
+        retry_after: std::time::Duration,
+    },
+}
+
+impl Admission {
+    /// Retry-After in whole seconds, rounded up (0 would invite an immediate retry).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Admission::Limited { retry_after } => {
+                Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
+                    .map(|s| s.max(1))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum GuardError {
+    /// The ban table file exists but cannot be read as one.
+    Corrupt { path: PathBuf, message: String },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The address is in `[guard].allow`, which is never banned.
+    Allowed(String),
+}
+
+impl std::fmt::Display for GuardError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuardError::Corrupt { path, message } => write!(
+                f,
+                "{}: not a valid ban table: {message} (fix or move the file away; it is never discarded silently)",
+                path.display()
+            ),
+            GuardError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            GuardError::Allowed(a) => write!(f, "{a} is in [guard].allow and is never banned"),
+        }
+    }
+}
+
+impl std::error::Error for GuardError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GuardError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// What a login attempt needs to report back after the edge is done with it.
+struct Core {
+    cfg: RwLock<Arc<GuardConfig>>,
+    bans: BanTable,
+    failures: Failures,
+    metrics: Metrics,
+}
+
+pub struct Guard {
+    core: Arc<Core>,
+    rate: Limiter,
+    login_rate: Limiter,
+}
+
+impl Guard {
+    /// Loads the persisted ban table from `<state_dir>/bans.json` (missing =
+    /// empty; corrupt = an error naming the file).
+    pub fn open(cfg: &GuardConfig, state_dir: &Path) -> Result<Arc<Guard>, GuardError> {
+        Guard::open_with_caps(cfg, state_dir, Caps::default())
+    }
+
+    fn open_with_caps(
+        cfg: &GuardConfig,
+        state_dir: &Path,
+        caps: Caps,
+    ) -> Result<Arc<Guard>, GuardError> {
+        let bans = BanTable::open(state_dir, caps.bans)?;
+        let metrics = Metrics::default();
+        metrics
+            .bans_active
+            .set(bans.active_count(SystemTime::now()) as i64);
+        let core = Arc::new(Core {
+            cfg: RwLock::new(Arc::new(cfg.clone())),
+            bans,
+            failures: Failures::new(caps.clients),
+            metrics,
+        });
+        Ok(Arc::new(Guard {
+            core,
+            rate: Limiter::new(
+                limits::per_second(cfg.rate.per_second, cfg.rate.burst),
+                caps.rate_keys,
+            ),
+            login_rate: Limiter::new(
+                limits::per_minute(cfg.login_rate.per_minute, cfg.login_rate.burst),
+                caps.rate_keys,
+            ),
+        }))
+    }
+
+    /// New limits and lists (SIGHUP). Bans and failure counts are kept;
+    /// rate state is kept unless that limit changed. `odoo_log` is read when
+    /// the follower is spawned and does not move with a reload.
+    pub fn reconfigure(&self, cfg: &GuardConfig) {
+        self.rate
+            .set_quota(limits::per_second(cfg.rate.per_second, cfg.rate.burst));
+        self.login_rate.set_quota(limits::per_minute(
+            cfg.login_rate.per_minute,
+            cfg.login_rate.burst,
+        ));
+        *self.core.cfg.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg.clone());
+    }
+
+    /// The client address: the socket peer, unless the peer is in
+    /// `trusted_proxies`; then X-Forwarded-For walked right to left past
+    /// trusted hops (see [`addr`](crate::addr) for the rules).
+    pub fn client_addr(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        addr::client_addr(&self.core.cfg().trusted_proxies, peer, headers)
+    }
+
+    /// Before routing: banned, over the per-client rate (login routes also
+    /// over `login_rate`), or admitted. `allow` networks are always admitted.
+    pub fn admit(&self, client: IpAddr, login_route: bool) -> Admission {
+        let client = canonical_ip(client);
+        let cfg = self.core.cfg();
+        if is_allowed(&cfg, client) {
+            return Admission::Admitted;
+        }
+        if let Some(until) = self.core.banned_until(client) {
+            return Admission::Banned { until };
+        }
+        let key = client_key(client);
+        let mut verdict = self.rate.check(&key);
+        if verdict.is_ok() && login_route {
+            verdict = self.login_rate.check(&key);
+        }
+        match verdict {
+            Ok(()) => Admission::Admitted,
+            Err(retry_after) => {
+                self.core.metrics.rate_limited.inc();
+                Admission::Limited { retry_after }
+            }
+        }
+    }
+
+    /// A login attempt about to be sent to Odoo, or None: the edge answers
+    /// 403 without touching Odoo. Attempts in flight count against
+    /// `login_failures.max`, so of any burst at most `max` reach Odoo.
+    ///
+    /// Refusing and banning are separate on purpose: the attempt that would
+    /// exceed the threshold counting in-flight ones is refused, and the ban
+    /// falls when confirmed failures reach `max` (at once if they already
+    /// have). So a burst of concurrent *successful* logins is never banned,
+    /// and a burst of failures is banned as soon as its failures come back.
+    pub fn begin_login(&self, client: IpAddr) -> Option<LoginAttempt> {
+        let client = canonical_ip(client);
+        let cfg = self.core.cfg();
+        if is_allowed(&cfg, client) {
+            return Some(LoginAttempt {
+                core: self.core.clone(),
+                client,
+                key: None,
+            });
+        }
+        if self.core.banned_until(client).is_some() {
+            self.core.metrics.logins_refused.inc();
+            return None;
+        }
+        let key = client_key(client);
+        let lf = &cfg.login_failures;
+        match self
+            .core
+            .failures
+            .begin(key, Instant::now(), lf.max.get(), lf.within.get())
+        {
+            Begin::Go => Some(LoginAttempt {
+                core: self.core.clone(),
+                client,
+                key: Some(key),
+            }),
+            Begin::Refuse { failures } => {
+                self.core.metrics.logins_refused.inc();
+                if failures >= lf.max.get() {
+                    self.core.auto_ban(key, failures);
+                }
+                None
+            }
+        }
+    }
+
+    /// Bans one address for `for_` (an administrator's decision; replaces
+    /// any current ban of it). Written to disk before returning.
+    pub fn ban(
+        &self,
+        addr: IpAddr,
+        for_: std::time::Duration,
+        reason: &str,
+    ) -> Result<(), GuardError> {
+        self.ban_net(host_net(addr), for_, reason).map(|_| ())
+    }
+
+    /// Lifts the ban of `addr` (and of its IPv6 /64) and forgets its
+    /// history and failures. True if a ban was active. Written to disk before returning.
+    pub fn unban(&self, addr: IpAddr) -> Result<bool, GuardError> {
+        let addr = canonical_ip(addr);
+        let mut any = self.unban_net(host_net(addr))?;
+        if addr.is_ipv6() {
+            any |= self.unban_net(client_key(addr))?;
+        }
+        Ok(any)
+    }
+
+    /// Active bans, soonest to end first.
+    pub fn bans(&self) -> Vec<BanInfo> {
+        self.core.bans.list(SystemTime::now())
+    }
+
+    /// Prunes expired bans (logging each end), idle rate-limiter keys and
+    /// old failure windows, and writes the ban table if it changed. Call
+    /// every few seconds; the write is a small fsync'd file, so from async
+    /// code prefer `spawn_blocking`.
+    pub fn housekeeping(&self) {
+        let now = SystemTime::now();
+        for net in self.core.bans.expire(now) {
+            tracing::info!(target: "rampart::guard", "{BAN_LOG_PREFIX} unban {} reason=\"expired\"", display_net(&net));
+        }
+        self.core
+            .metrics
+            .bans_active
+            .set(self.core.bans.active_count(now) as i64);
+        self.rate.prune();
+        self.login_rate.prune();
+        let keys = self.rate.len() + self.login_rate.len();
+        self.core.metrics.rate_limiter_keys.set(keys as i64);
+        self.core
+            .failures
+            .prune(Instant::now(), self.core.cfg().login_failures.within.get());
+        if let Err(e) = self.core.bans.flush() {
+            tracing::error!(target: "rampart::guard", "cannot save the ban table: {e}");
+        }
+    }
+
+    /// Writes pending ban changes now. Call at shutdown (also done on drop).
+    pub fn flush(&self) -> Result<(), GuardError> {
+        self.core.bans.flush()
+    }
+
+    /// Registers `rampart_guard_{bans_active, bans_total, rate_limited_total,
+    /// login_failures_total, logins_refused_total, rate_limiter_keys}`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.core.metrics.register(registry);
+    }
+
+    /// Admin API: `GET /v1/bans`, `POST /v1/bans {"addr": "...", "for": "1h",
+    /// "reason": ".."}`, `DELETE /v1/bans/<addr>`. None for other paths.
+    pub fn admin(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+        admin::handle(self, method, path, body)
+    }
+
+    /// Follows `odoo_log` (when set): each "Login failed ... from ADDR" line
+    /// counts as a failure for ADDR ("from n/a" is ignored). Survives
+    /// rotation by rename and by copytruncate. Stops when `shutdown` completes.
+    pub fn spawn_log_follower(
+        self: &Arc<Self>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let path = self.core.cfg().odoo_log.clone()?;
+        Some(self.spawn_follower_every(path, std::time::Duration::from_millis(500), shutdown))
+    }
+
+    fn spawn_follower_every(
+        self: &Arc<Self>,
+        path: PathBuf,
+        every: std::time::Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            tracing::info!(target: "rampart::guard", "following {} for failed logins", path.display());
+            let mut follower = follow::Follower::new(path);
+            tokio::pin!(shutdown);
+            loop {
+                for line in follower.poll() {
+                    if let Some(addr) = login_failure_addr(&line) {
+                        core.log_failure(addr);
+                    }
+                }
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        })
+    }
+
+    pub(crate) fn ban_net(
+        &self,
+        net: IpNet,
+        for_: std::time::Duration,
+        reason: &str,
+    ) -> Result<BanInfo, GuardError> {
+        let cfg = self.core.cfg();
+        if cfg
+            .allow
+            .iter()
+            .any(|c| c.contains(net.network()) || c.contains(net.broadcast()))
+        {
+            return Err(GuardError::Allowed(display_net(&net)));
+        }
+        let now = SystemTime::now();
+        let for_ = for_.min(MAX_BAN);
+        let record = self.core.bans.set(net, now + for_, reason.to_string(), now);
+        log_ban(&net, for_, reason);
+        self.core.metrics.bans.inc();
+        self.core
+            .metrics
+            .bans_active
+            .set(self.core.bans.active_count(now) as i64);
+        self.core.bans.save()?;
+        Ok(BanInfo {
+            addr: display_net(&net),
+            until: rfc3339::format(record.until),
+            reason: record.reason,
+            count: record.count,
+        })
+    }
+
+    pub(crate) fn unban_net(&self, net: IpNet) -> Result<bool, GuardError> {
+        let now = SystemTime::now();
+        let was_banned = self.core.bans.remove(&net, now);
+        self.core.failures.clear(&net);
+        if was_banned {
+            tracing::info!(target: "rampart::guard", "{BAN_LOG_PREFIX} unban {} reason=\"by administrator\"", display_net(&net));
+            self.core
+                .metrics
+                .bans_active
+                .set(self.core.bans.active_count(now) as i64);
+        }
+        self.core.bans.flush()?;
+        Ok(was_banned)
+    }
+
+    #[cfg(test)]
+    fn rate_keys(&self) -> usize {
+        self.rate.len()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Err(e) = self.core.bans.flush() {
+            tracing::error!(target: "rampart::guard", "cannot save the ban table: {e}");
+        }
+    }
+}
+
+impl Core {
+    fn cfg(&self) -> Arc<GuardConfig> {
+        self.cfg.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn banned_until(&self, client: IpAddr) -> Option<SystemTime> {
+        let now = SystemTime::now();
+        if client.is_ipv6() {
+            self.bans
+                .active_until(&[host_net(client), client_key(client)], now)
+        } else {
+            self.bans.active_until(&[host_net(client)], now)
+        }
+    }
+
+    fn record_failure(&self, key: IpNet, count: Option<u32>) {
+        let Some(count) = count else { return };
+        self.metrics.login_failures.inc();
+        if count >= self.cfg().login_failures.max.get() {
+            self.auto_ban(key, count);
+        }
+    }
+
+    fn log_failure(&self, addr: IpAddr) {
+        let addr = canonical_ip(addr);
+        let cfg = self.cfg();
+        if is_allowed(&cfg, addr) {
+            return;
+        }
+        let key = client_key(addr);
+        let count = self
+            .failures
+            .log_failure(key, Instant::now(), cfg.login_failures.within.get());
+        self.record_failure(key, count);
+    }
+
+    /// Bans `key` for `ban × repeat_factor^(previous bans)`, capped at [`MAX_BAN`].
+    fn auto_ban(&self, key: IpNet, failures: u32) {
+        let lf = self.cfg().login_failures;
+        let previous = self.bans.previous_count(&key);
+        let length = ban_length(lf.ban.get(), lf.repeat_factor.get(), previous);
+        let reason = format!("{failures} failed logins in {}", lf.within);
+        let now = SystemTime::now();
+        if self
+            .bans
+            .insert(key, now + length, reason.clone(), now)
+            .is_some()
+        {
+            self.failures.clear(&key);
+            log_ban(&key, length, &reason);
+            self.metrics.bans.inc();
+            self.metrics.bans_active.inc();
+        }
+    }
+}
+
+fn ban_length(base: std::time::Duration, factor: u32, previous: u32) -> std::time::Duration {
+    let mult = (factor as u64).saturating_pow(previous.min(64));
+    let secs = base.as_secs().saturating_mul(mult);
+    std::time::Duration::from_secs(secs).min(MAX_BAN)
+}
+
+fn log_ban(net: &IpNet, length: std::time::Duration, reason: &str) {
+    // Quotes inside the reason would end the field early for a regex reader.
+    let reason = reason.replace(['"', '\n', '\r'], "'");
+    tracing::warn!(target: "rampart::guard", "{BAN_LOG_PREFIX} ban {} for {}s reason=\"{reason}\"", display_net(net), length.as_secs());
+}
+
+fn is_allowed(cfg: &GuardConfig, ip: IpAddr) -> bool {
+    cfg.allow.iter().any(|c| c.contains(ip))
+}
+
+/// Parses the JSON of `GET /v1/bans` (for `rampart bans list`).
+pub fn parse_bans_json(json: &str) -> Result<Vec<BanInfo>, String> {
+    serde_json::from_str(json).map_err(|e| format!("unexpected answer from the server: {e}"))
+}
+
+/// Caps on what a flood can make the guard remember.
+#[derive(Clone, Copy)]
+struct Caps {
+    rate_keys: usize,
+    clients: usize,
+    bans: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            rate_keys: limits::DEFAULT_MAX_KEYS,
+            clients: failures::DEFAULT_MAX_CLIENTS,
+            bans: bans::DEFAULT_MAX_RECORDS,
+        }
+    }
+}
+
+/// A login attempt holding a slot until it is finished or dropped.
+pub struct LoginAttempt {
+    core: Arc<Core>,
+    client: IpAddr,
+    /// None for `allow`ed clients: not counted.
+    key: Option<IpNet>,
+}
+
+impl LoginAttempt {
+    /// The address this attempt is counted for.
+    pub fn client(&self) -> IpAddr {
+        self.client
+    }
+
+    /// Reports how the attempt ended. A success clears the client's failures.
+    pub fn finish(mut self, outcome: LoginOutcome) {
+        let Some(key) = self.key.take() else { return };
+        let core = &self.core;
+        match outcome {
+            LoginOutcome::Success => core.failures.finish_success(key),
+            LoginOutcome::Failure => {
+                let within = core.cfg().login_failures.within.get();
+                let count = core.failures.finish_failure(key, Instant::now(), within);
+                core.record_failure(key, count);
+            }
+            LoginOutcome::Unknown => core.failures.release(key),
+        }
+    }
+}
+
+impl Drop for LoginAttempt {
+    fn drop(&mut self) {
+        // Dropped without finish: the outcome is unknown, free the slot.
+        if let Some(key) = self.key.take() {
+            self.core.failures.release(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
