@@ -109,17 +109,20 @@ impl OdooConf {
                 continue;
             }
             // configparser: an indented line continues the previous value.
-            if raw.starts_with([' ', '\t']) {
-                if let Some(Line::Entry { raw: r, value, .. }) = lines.last_mut() {
-                    r.push(raw.to_string());
-                    value.push('\n');
-                    value.push_str(trimmed);
-                    continue;
-                }
+            if raw.starts_with([' ', '\t'])
+                && let Some(Line::Entry { raw: r, value, .. }) = lines.last_mut()
+            {
+                r.push(raw.to_string());
+                value.push('\n');
+                value.push_str(trimmed);
+                continue;
             }
             if let Some(rest) = trimmed.strip_prefix('[') {
                 let Some(name) = rest.strip_suffix(']') else {
-                    return Err(err(n, format!("section header {trimmed:?} lacks its closing ']'")));
+                    return Err(err(
+                        n,
+                        format!("section header {trimmed:?} lacks its closing ']'"),
+                    ));
                 };
                 let name = name.trim().to_string();
                 section = Some(name.clone());
@@ -142,7 +145,9 @@ impl OdooConf {
             let Some(sec) = section.clone() else {
                 return Err(err(
                     n,
-                    format!("{key:?} comes before any section header; Odoo reads keys under [options]"),
+                    format!(
+                        "{key:?} comes before any section header; Odoo reads keys under [options]"
+                    ),
                 ));
             };
             lines.push(Line::Entry {
@@ -171,22 +176,20 @@ impl OdooConf {
         let mut found = None;
         for l in &self.lines {
             line_no += 1;
-            match l {
-                Line::Entry {
-                    raw,
-                    section,
-                    key: k,
-                    value,
-                } => {
-                    if section == OPTIONS && *k == key {
-                        found = Some(Value {
-                            value: value.as_str(),
-                            line: line_no,
-                        });
-                    }
-                    line_no += raw.len() - 1;
+            if let Line::Entry {
+                raw,
+                section,
+                key: k,
+                value,
+            } = l
+            {
+                if section == OPTIONS && *k == key {
+                    found = Some(Value {
+                        value: value.as_str(),
+                        line: line_no,
+                    });
                 }
-                _ => {}
+                line_no += raw.len() - 1;
             }
         }
         found
@@ -280,6 +283,17 @@ impl OdooConf {
         self.lines.insert(at, Line::Other(format!("# {comment}")));
     }
 
+    /// Appends blank and `#` comment lines at the end of the file.
+    pub fn append_comments(&mut self, text: &str) {
+        for l in text.lines() {
+            debug_assert!(
+                l.trim().is_empty() || l.starts_with('#'),
+                "not a comment: {l:?}"
+            );
+            self.lines.push(Line::Other(l.to_string()));
+        }
+    }
+
     /// The file's text: unchanged lines byte for byte.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -340,7 +354,10 @@ channels = root:2
     fn unchanged_file_renders_byte_for_byte() {
         assert_eq!(conf().render(), SAMPLE);
         let no_nl = "[options]\nworkers = 2";
-        assert_eq!(OdooConf::parse(Path::new("x"), no_nl).unwrap().render(), no_nl);
+        assert_eq!(
+            OdooConf::parse(Path::new("x"), no_nl).unwrap().render(),
+            no_nl
+        );
     }
 
     #[test]
@@ -350,7 +367,11 @@ channels = root:2
         assert_eq!(c.get("workers").unwrap().line, 6);
         assert_eq!(c.get("addons_path").unwrap().value, "/opt/a,\n/opt/b");
         assert_eq!(c.get("my_custom_key").unwrap().line, 9);
-        assert_eq!(c.get("channels"), None, "other sections are not Odoo's options");
+        assert_eq!(
+            c.get("channels"),
+            None,
+            "other sections are not Odoo's options"
+        );
         assert_eq!(c.get_bool("db_host"), Some(false));
     }
 
@@ -392,8 +413,11 @@ channels = root:2
 
     #[test]
     fn malformed_lines_name_file_and_line() {
-        let e = OdooConf::parse(Path::new("/etc/odoo/odoo.conf"), "[options]\nworkers = 2\nlist_db False\n")
-            .unwrap_err();
+        let e = OdooConf::parse(
+            Path::new("/etc/odoo/odoo.conf"),
+            "[options]\nworkers = 2\nlist_db False\n",
+        )
+        .unwrap_err();
         assert_eq!(e.line, Some(3));
         assert!(e.to_string().starts_with("/etc/odoo/odoo.conf:3: "), "{e}");
         let e = OdooConf::parse(Path::new("o.conf"), "workers = 2\n").unwrap_err();

@@ -73,7 +73,12 @@ pub struct Outcome {
 
 /// `filter`: the dbfilter (empty = unset); `db_name`: Odoo's `db_name`
 /// option (used only without a filter); `dbs`: the databases that exist.
-pub fn evaluate(filter: &str, db_name: &str, host_header: &str, dbs: &[String]) -> Result<Outcome, String> {
+pub fn evaluate(
+    filter: &str,
+    db_name: &str,
+    host_header: &str,
+    dbs: &[String],
+) -> Result<Outcome, String> {
     let parts = host_parts(host_header);
     if !filter.is_empty() {
         let expanded = expand(filter, &parts);
@@ -88,8 +93,10 @@ pub fn evaluate(filter: &str, db_name: &str, host_header: &str, dbs: &[String]) 
     }
     if !db_name.trim().is_empty() && db_name.trim() != "False" {
         let exposed: Vec<&str> = db_name.split(',').map(str::trim).collect();
-        let (mut served, not_served): (Vec<String>, Vec<String>) =
-            dbs.iter().cloned().partition(|db| exposed.contains(&db.as_str()));
+        let (mut served, not_served): (Vec<String>, Vec<String>) = dbs
+            .iter()
+            .cloned()
+            .partition(|db| exposed.contains(&db.as_str()));
         served.sort();
         served.dedup();
         return Ok(Outcome {
@@ -105,6 +112,21 @@ pub fn evaluate(filter: &str, db_name: &str, host_header: &str, dbs: &[String]) 
         served: dbs.to_vec(),
         not_served: vec![],
     })
+}
+
+/// `rampart dbfilter --json`.
+pub fn render_json(host: &str, filter: &str, db_name: &str, o: &Outcome) -> String {
+    let v = serde_json::json!({
+        "host": host,
+        "filter": filter,
+        "db_name": db_name,
+        "h": o.parts.host,
+        "d": o.parts.domain,
+        "expanded": o.expanded,
+        "served": o.served,
+        "not_served": o.not_served,
+    });
+    serde_json::to_string_pretty(&v).expect("serializes")
 }
 
 /// Compiles `pattern` for Python `re.match` semantics: anchored at the start
@@ -157,7 +179,13 @@ mod tests {
     /// after the first label; `^%h$` the one named after the full host.
     #[test]
     fn guide_examples() {
-        let all = dbs(&["mycompany", "mycompany_test", "erp", "mycompany.com", "other"]);
+        let all = dbs(&[
+            "mycompany",
+            "mycompany_test",
+            "erp",
+            "mycompany.com",
+            "other",
+        ]);
         let o = evaluate("^%d$", "", "www.mycompany.com", &all).unwrap();
         assert_eq!(o.expanded.as_deref(), Some("^mycompany$"));
         assert_eq!(o.served, ["mycompany"]);

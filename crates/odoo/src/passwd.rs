@@ -146,13 +146,27 @@ pub fn random_password(len: usize) -> String {
     out
 }
 
+/// `rampart passwd --json`: the hash line's value, and the password when
+/// it was generated (never echo one the user typed).
+pub fn render_json(password: Option<&str>, admin_passwd: &str) -> String {
+    let mut v = serde_json::json!({ "admin_passwd": admin_passwd });
+    if let Some(p) = password {
+        v["password"] = p.into();
+    }
+    v.to_string()
+}
+
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789./";
 
 /// passlib's `ab64_encode`: base64 with `.` instead of `+`, no padding.
 pub fn ab64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         let chars = chunk.len() + 1;
         for i in 0..chars {
@@ -225,7 +239,11 @@ mod tests {
         assert_eq!(parts[3].len(), 22, "16-byte salt");
         assert_eq!(parts[4].len(), 86, "64-byte checksum");
         assert!(Pbkdf2Hash::parse(&s).unwrap().verify("s3cret"));
-        assert_ne!(Pbkdf2Hash::new("s3cret", 1000).salt, h.salt, "salt is random");
+        assert_ne!(
+            Pbkdf2Hash::new("s3cret", 1000).salt,
+            h.salt,
+            "salt is random"
+        );
     }
 
     #[test]
@@ -233,7 +251,9 @@ mod tests {
         assert_eq!(classify("admin"), Stored::Plaintext);
         assert_eq!(classify("$2b$12$abc"), Stored::UnknownHash);
         assert_eq!(classify("$pbkdf2-sha512$0$AAAA$AAAA"), Stored::UnknownHash);
-        assert!(matches!(classify(PASSLIB_ADMIN_1000.trim()), Stored::Hashed(h) if h.rounds == 1000));
+        assert!(
+            matches!(classify(PASSLIB_ADMIN_1000.trim()), Stored::Hashed(h) if h.rounds == 1000)
+        );
     }
 
     #[test]
@@ -242,6 +262,9 @@ mod tests {
         let b = random_password(24);
         assert_eq!(a.len(), 24);
         assert_ne!(a, b);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() && !"0O1lI".contains(c)));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() && !"0O1lI".contains(c))
+        );
     }
 }

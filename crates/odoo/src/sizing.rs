@@ -88,22 +88,24 @@ pub fn plan(m: &Machine) -> Plan {
     let per = per_process_mb(m.heavy_ratio);
     let ram_needed_mb = (f64::from(workers + CRON_WORKERS) * per).round() as u64;
     let mut warnings = Vec::new();
-    if let Some(w) = workers_for_users {
-        if w > http_cap {
-            warnings.push(format!(
-                "{} users call for {w} HTTP workers but {} CPU(s) carry {max_processes} processes at most; \
-                 expect queuing at peak, or add CPUs",
-                m.users.unwrap_or(0),
-                m.cpus
-            ));
-        }
+    if let Some(w) = workers_for_users
+        && w > http_cap
+    {
+        warnings.push(format!(
+            "{} users call for {w} HTTP workers but {} CPU(s) carry {max_processes} processes at most; \
+             expect queuing at peak, or add CPUs",
+            m.users.unwrap_or(0),
+            m.cpus
+        ));
     }
     let ram_mb = m.ram.map(|b| b >> 20);
     let mut workers_fitting_ram = None;
     if let Some(ram) = ram_mb {
         let budget = ram as f64 * ODOO_RAM_SHARE;
         if ram_needed_mb as f64 > budget {
-            let fit = ((budget / per).floor() as u32).saturating_sub(CRON_WORKERS).max(1);
+            let fit = ((budget / per).floor() as u32)
+                .saturating_sub(CRON_WORKERS)
+                .max(1);
             workers_fitting_ram = Some(fit);
             warnings.push(format!(
                 "RAM is short: Odoo needs about {ram_needed_mb} MB, and {:.0} MB ({:.0} % of {ram} MB) is what \
@@ -135,7 +137,8 @@ pub fn plan(m: &Machine) -> Plan {
 impl Plan {
     /// HTTP workers that fit this machine: `workers`, lowered when RAM is short.
     pub fn workers_to_use(&self) -> u32 {
-        self.workers_fitting_ram.map_or(self.workers, |f| f.min(self.workers))
+        self.workers_fitting_ram
+            .map_or(self.workers, |f| f.min(self.workers))
     }
 
     /// The odoo.conf lines, in the order the guide lists them.
@@ -149,6 +152,10 @@ impl Plan {
             ("limit_time_cpu", self.limit_time_cpu.to_string()),
             ("limit_time_real", self.limit_time_real.to_string()),
         ]
+    }
+
+    pub fn render_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a plan serializes")
     }
 
     /// The human report `rampart plan` prints.
@@ -181,6 +188,18 @@ impl Plan {
     }
 }
 
+/// This machine's CPUs (as the scheduler allows us) and RAM (MemTotal).
+pub fn this_machine() -> (u32, Option<u64>) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let ram = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    });
+    (cpus, ram)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,7 +222,11 @@ mod tests {
         assert_eq!(p.max_cron_threads, 1);
         // 9 × (0.8 × 150 + 0.2 × 1024) = 2923 MB: "about 3 GB".
         assert_eq!(p.ram_needed_mb, 2923);
-        assert!(p.warnings.iter().any(|w| w.contains("10 HTTP workers")), "{:?}", p.warnings);
+        assert!(
+            p.warnings.iter().any(|w| w.contains("10 HTTP workers")),
+            "{:?}",
+            p.warnings
+        );
     }
 
     #[test]
@@ -226,7 +249,11 @@ mod tests {
     #[test]
     fn warns_and_suggests_when_ram_is_short() {
         let p = plan(&m(4, Some(60), Some(2)));
-        assert!(p.warnings.iter().any(|w| w.contains("RAM is short")), "{:?}", p.warnings);
+        assert!(
+            p.warnings.iter().any(|w| w.contains("RAM is short")),
+            "{:?}",
+            p.warnings
+        );
         // 0.75 × 2048 MB / 324.8 MB = 4 processes → 3 HTTP workers.
         assert_eq!(p.workers_fitting_ram, Some(3));
         assert_eq!(p.workers_to_use(), 3);
@@ -234,6 +261,13 @@ mod tests {
         let roomy = plan(&m(4, Some(60), Some(16)));
         assert_eq!(roomy.workers_fitting_ram, None);
         assert_eq!(roomy.workers_to_use(), 8);
+    }
+
+    #[test]
+    fn this_machine_is_detected() {
+        let (cpus, ram) = this_machine();
+        assert!(cpus >= 1);
+        assert!(ram.is_some_and(|r| r > 64 << 20), "{ram:?}");
     }
 
     #[test]

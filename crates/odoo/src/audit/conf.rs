@@ -21,7 +21,11 @@ pub fn audit_conf(conf: &OdooConf, mode: Option<u32>) -> Vec<Finding> {
         Some(v) => format!("{file}:{}", v.line),
         None => file.clone(),
     };
-    let set = |key: &str| conf.get(key).map(|v| v.value.trim()).filter(|v| !v.is_empty() && *v != "False");
+    let set = |key: &str| {
+        conf.get(key)
+            .map(|v| v.value.trim())
+            .filter(|v| !v.is_empty() && *v != "False")
+    };
     let mut out = Vec::new();
 
     // The master password guards database create, drop, backup and restore.
@@ -117,7 +121,10 @@ pub fn audit_conf(conf: &OdooConf, mode: Option<u32>) -> Vec<Finding> {
                 .at(at("workers")),
         );
     } else {
-        let missing: Vec<&str> = LIMIT_KEYS.into_iter().filter(|k| set(k).is_none()).collect();
+        let missing: Vec<&str> = LIMIT_KEYS
+            .into_iter()
+            .filter(|k| set(k).is_none())
+            .collect();
         if !missing.is_empty() {
             out.push(
                 Finding::new("limits-missing", Severity::Low, format!("limits not set: {}", missing.join(", ")))
@@ -129,10 +136,18 @@ pub fn audit_conf(conf: &OdooConf, mode: Option<u32>) -> Vec<Finding> {
     }
 
     // xmlrpc_interface is the name before Odoo 11; http_interface wins.
-    let iface_key = if conf.get("http_interface").is_some() { "http_interface" } else { "xmlrpc_interface" };
+    let iface_key = if conf.get("http_interface").is_some() {
+        "http_interface"
+    } else {
+        "xmlrpc_interface"
+    };
     let iface = set(iface_key).unwrap_or("");
     if !is_loopback(iface) {
-        let shown = if iface.is_empty() { "every interface".to_string() } else { iface.to_string() };
+        let shown = if iface.is_empty() {
+            "every interface".to_string()
+        } else {
+            iface.to_string()
+        };
         out.push(
             Finding::new("odoo-not-loopback", Severity::High, format!("Odoo listens on {shown}, beside the proxy"))
                 .why("clients that reach port 8069/8072 directly bypass the proxy's database-manager block, rate limits, bans and TLS")
@@ -141,7 +156,10 @@ pub fn audit_conf(conf: &OdooConf, mode: Option<u32>) -> Vec<Finding> {
         );
     }
 
-    if conf.get("without_demo").is_none_or(|v| !parse_bool(v.value)) {
+    if conf
+        .get("without_demo")
+        .is_none_or(|v| !parse_bool(v.value))
+    {
         out.push(
             Finding::new("demo-allowed", Severity::Low, "without_demo is not set: new databases may get demo data")
                 .why("demo data brings demo users and sample records into what becomes a production database")
@@ -161,12 +179,23 @@ pub fn audit_conf(conf: &OdooConf, mode: Option<u32>) -> Vec<Finding> {
             );
         }
         if mode & 0o004 != 0 {
-            let sev = if plaintext_secret || db_password { Severity::High } else { Severity::Medium };
+            let sev = if plaintext_secret || db_password {
+                Severity::High
+            } else {
+                Severity::Medium
+            };
             out.push(
-                Finding::new("conf-readable-by-others", sev, format!("odoo.conf is readable by every local user (mode {:o})", mode & 0o7777))
-                    .why("it holds the master password hash and often the database password")
-                    .fix(format!("chmod 640 {file}; chown root:odoo {file}"))
-                    .at(file.clone()),
+                Finding::new(
+                    "conf-readable-by-others",
+                    sev,
+                    format!(
+                        "odoo.conf is readable by every local user (mode {:o})",
+                        mode & 0o7777
+                    ),
+                )
+                .why("it holds the master password hash and often the database password")
+                .fix(format!("chmod 640 {file}; chown root:odoo {file}"))
+                .at(file.clone()),
             );
         }
     }
@@ -178,10 +207,14 @@ pub fn audit_hash(h: &Pbkdf2Hash, at: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     if h.verify("admin") {
         out.push(
-            Finding::new("admin-passwd-default", Severity::High, "admin_passwd is the hash of \"admin\", the well-known default")
-                .why("anyone can drop or download every database through the database manager")
-                .fix("rampart passwd, and replace the line with the one it prints")
-                .at(at),
+            Finding::new(
+                "admin-passwd-default",
+                Severity::High,
+                "admin_passwd is the hash of \"admin\", the well-known default",
+            )
+            .why("anyone can drop or download every database through the database manager")
+            .fix("rampart passwd, and replace the line with the one it prints")
+            .at(at),
         );
     }
     if h.rounds < passwd::WEAK_ROUNDS {
@@ -197,7 +230,10 @@ pub fn audit_hash(h: &Pbkdf2Hash, at: &str) -> Vec<Finding> {
 
 /// `^a$` or `^(a|b)$` for Odoo's comma-separated `db_name`.
 fn filter_for_names(db_name: &str) -> String {
-    let names: Vec<String> = db_name.split(',').map(|n| dbfilter::python_re_escape(n.trim())).collect();
+    let names: Vec<String> = db_name
+        .split(',')
+        .map(|n| dbfilter::python_re_escape(n.trim()))
+        .collect();
     match names.as_slice() {
         [one] => format!("^{one}$"),
         _ => format!("^({})$", names.join("|")),
@@ -254,20 +290,41 @@ mod tests {
         }
         let conf = OdooConf::parse(Path::new("o.conf"), "[options]\ndb_password = x\n").unwrap();
         let f = audit_conf(&conf, Some(0o644));
-        let readable = f.iter().find(|f| f.id == "conf-readable-by-others").unwrap();
-        assert_eq!(readable.severity, Severity::High, "a readable database password is high");
+        let readable = f
+            .iter()
+            .find(|f| f.id == "conf-readable-by-others")
+            .unwrap();
+        assert_eq!(
+            readable.severity,
+            Severity::High,
+            "a readable database password is high"
+        );
     }
 
     #[test]
     fn admin_passwd_variants() {
-        let with = |v: &str| ids(&hardened().replace(&hardened().lines().nth(1).unwrap().to_string(), &format!("admin_passwd = {v}")), None);
+        let with = |v: &str| {
+            ids(
+                &hardened().replace(
+                    &hardened().lines().nth(1).unwrap().to_string(),
+                    &format!("admin_passwd = {v}"),
+                ),
+                None,
+            )
+        };
         assert_eq!(with("admin"), ["admin-passwd-default"]);
         assert_eq!(with("hunter2"), ["admin-passwd-plaintext"]);
         let weak = Pbkdf2Hash::with_salt("x", b"saltsaltsaltsalt", 5000).to_string();
         assert_eq!(with(&weak), ["admin-passwd-weak-hash"]);
         let admin_hash = Pbkdf2Hash::with_salt("admin", b"saltsaltsaltsalt", 1000).to_string();
-        assert_eq!(with(&admin_hash), ["admin-passwd-default", "admin-passwd-weak-hash"]);
-        assert_eq!(with("$6$rounds=5000$abc$def"), ["admin-passwd-unknown-hash"]);
+        assert_eq!(
+            with(&admin_hash),
+            ["admin-passwd-default", "admin-passwd-weak-hash"]
+        );
+        assert_eq!(
+            with("$6$rounds=5000$abc$def"),
+            ["admin-passwd-unknown-hash"]
+        );
     }
 
     #[test]
@@ -300,13 +357,23 @@ mod tests {
     #[test]
     fn workers_and_limits() {
         let h = hardened();
-        assert_eq!(ids(&h.replace("workers = 4", "workers = 0"), None), ["workers-zero"]);
-        assert_eq!(ids(&h.replace("limit_request = 3\n", ""), None), ["limits-missing"]);
+        assert_eq!(
+            ids(&h.replace("workers = 4", "workers = 0"), None),
+            ["workers-zero"]
+        );
+        assert_eq!(
+            ids(&h.replace("limit_request = 3\n", ""), None),
+            ["limits-missing"]
+        );
     }
 
     #[test]
     fn findings_point_at_the_line() {
-        let conf = OdooConf::parse(Path::new("/etc/odoo/odoo.conf"), "[options]\n\nlist_db = True\n").unwrap();
+        let conf = OdooConf::parse(
+            Path::new("/etc/odoo/odoo.conf"),
+            "[options]\n\nlist_db = True\n",
+        )
+        .unwrap();
         let f = audit_conf(&conf, None);
         let list = f.iter().find(|f| f.id == "list-db-on").unwrap();
         assert_eq!(list.at.as_deref(), Some("/etc/odoo/odoo.conf:3"));

@@ -59,15 +59,19 @@ pub fn audit_front(f: &FrontFacts) -> Vec<Finding> {
             );
         }
     }
-    if let Some(admin) = f.admin {
-        if !admin.ip().is_loopback() {
-            out.push(
-                Finding::new("front-admin-public", Severity::Medium, format!("the admin listener ({admin}) is not on loopback"))
-                    .why("/metrics reveals traffic, upstreams and bans to anyone who reaches it")
-                    .fix("[listen] admin = \"127.0.0.1:9180\"")
-                    .at(f.file.clone()),
-            );
-        }
+    if let Some(admin) = f.admin
+        && !admin.ip().is_loopback()
+    {
+        out.push(
+            Finding::new(
+                "front-admin-public",
+                Severity::Medium,
+                format!("the admin listener ({admin}) is not on loopback"),
+            )
+            .why("/metrics reveals traffic, upstreams and bans to anyone who reaches it")
+            .fix("[listen] admin = \"127.0.0.1:9180\"")
+            .at(f.file.clone()),
+        );
     }
     out
 }
@@ -109,7 +113,10 @@ mod tests {
         f.sites[0].tls_local = true;
         assert_eq!(ids(&f), ["front-local-ca-public"]);
         f.https = "127.0.0.1:8443".parse().unwrap();
-        assert!(ids(&f).is_empty(), "local CA on loopback is the embedded default");
+        assert!(
+            ids(&f).is_empty(),
+            "local CA on loopback is the embedded default"
+        );
         let mut f = facts();
         f.admin = Some("0.0.0.0:9180".parse().unwrap());
         assert_eq!(ids(&f), ["front-admin-public"]);

@@ -87,7 +87,7 @@ impl Report {
     pub fn add(&mut self, findings: impl IntoIterator<Item = Finding>) {
         self.findings.extend(findings);
         // Stable: within a severity, rules keep their order.
-        self.findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+        self.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     }
 
     pub fn has_high(&self) -> bool {
@@ -112,8 +112,17 @@ impl Report {
             out.push('\n');
         }
         for f in &self.findings {
-            let at = f.at.as_deref().map(|a| format!(" ({a})")).unwrap_or_default();
-            let _ = writeln!(out, "{:<6}  {:<28} {}{at}", f.severity.as_str().to_uppercase(), f.id, f.what);
+            let at =
+                f.at.as_deref()
+                    .map(|a| format!(" ({a})"))
+                    .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{:<6}  {:<28} {}{at}",
+                f.severity.as_str().to_uppercase(),
+                f.id,
+                f.what
+            );
             if !f.why.is_empty() {
                 let _ = writeln!(out, "{:<6}  {:<28} why: {}", "", "", f.why);
             }
@@ -145,14 +154,26 @@ mod tests {
     #[test]
     fn report_sorts_by_severity_and_counts() {
         let mut r = Report::default();
-        r.add([Finding::new("a", Severity::Low, "x"), Finding::new("b", Severity::High, "y")]);
-        r.add([Finding::new("c", Severity::Medium, "z").why("w").fix("f").at("odoo.conf:3")]);
-        assert_eq!(r.findings.iter().map(|f| f.id).collect::<Vec<_>>(), ["b", "c", "a"]);
+        r.add([
+            Finding::new("a", Severity::Low, "x"),
+            Finding::new("b", Severity::High, "y"),
+        ]);
+        r.add([Finding::new("c", Severity::Medium, "z")
+            .why("w")
+            .fix("f")
+            .at("odoo.conf:3")]);
+        assert_eq!(
+            r.findings.iter().map(|f| f.id).collect::<Vec<_>>(),
+            ["b", "c", "a"]
+        );
         assert!(r.has_high());
         let text = r.render_text();
         assert!(text.contains("MEDIUM  c"), "{text}");
         assert!(text.contains("z (odoo.conf:3)"), "{text}");
-        assert!(text.contains("3 finding(s): 1 high, 1 medium, 1 low, 0 info"), "{text}");
+        assert!(
+            text.contains("3 finding(s): 1 high, 1 medium, 1 low, 0 info"),
+            "{text}"
+        );
         let json: serde_json::Value = serde_json::from_str(&r.render_json()).unwrap();
         assert_eq!(json["findings"][0]["severity"], "high");
         assert_eq!(json["findings"][1]["fix"], "f");

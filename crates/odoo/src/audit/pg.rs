@@ -32,15 +32,23 @@ pub enum PgError {
     /// The DSN does not parse.
     Dsn(String),
     /// PostgreSQL is unreachable or refused us: names the address.
-    Connect { target: String, message: String },
-    Query { target: String, message: String },
+    Connect {
+        target: String,
+        message: String,
+    },
+    Query {
+        target: String,
+        message: String,
+    },
 }
 
 impl fmt::Display for PgError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PgError::Dsn(m) => write!(f, "invalid --pg connection string: {m}"),
-            PgError::Connect { target, message } => write!(f, "cannot connect to PostgreSQL at {target}: {message}"),
+            PgError::Connect { target, message } => {
+                write!(f, "cannot connect to PostgreSQL at {target}: {message}")
+            }
             PgError::Query { target, message } => write!(f, "PostgreSQL at {target}: {message}"),
         }
     }
@@ -54,9 +62,17 @@ pub fn audit_pg(a: &PgAudit) -> Result<(Vec<Finding>, Vec<String>), PgError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
-    let role = match a.role.clone().or_else(|| config.get_user().map(str::to_string)) {
+    let role = match a
+        .role
+        .clone()
+        .or_else(|| config.get_user().map(str::to_string))
+    {
         Some(r) => r,
-        None => return Err(PgError::Dsn("no user in the DSN and no db_user in odoo.conf: say which role Odoo uses".into())),
+        None => {
+            return Err(PgError::Dsn(
+                "no user in the DSN and no db_user in odoo.conf: say which role Odoo uses".into(),
+            ));
+        }
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -68,7 +84,11 @@ pub fn audit_pg(a: &PgAudit) -> Result<(Vec<Finding>, Vec<String>), PgError> {
     rt.block_on(run(config, role, a.flexible))
 }
 
-async fn run(config: Config, role: String, flexible: bool) -> Result<(Vec<Finding>, Vec<String>), PgError> {
+async fn run(
+    config: Config,
+    role: String,
+    flexible: bool,
+) -> Result<(Vec<Finding>, Vec<String>), PgError> {
     let target = describe(&config);
     let client = connect(&config).await.map_err(|message| PgError::Connect {
         target: target.clone(),
@@ -89,12 +109,17 @@ async fn run(config: Config, role: String, flexible: bool) -> Result<(Vec<Findin
         .map_err(q)?;
     match rows.first() {
         None => out.push(
-            Finding::new("pg-role-missing", Severity::Info, format!("role {role:?} does not exist on {target}"))
-                .why("the role checks need the role Odoo connects as")
-                .fix("pass the role with --db-user, or --odoo-conf with its db_user"),
+            Finding::new(
+                "pg-role-missing",
+                Severity::Info,
+                format!("role {role:?} does not exist on {target}"),
+            )
+            .why("the role checks need the role Odoo connects as")
+            .fix("pass the role with --db-user, or --odoo-conf with its db_user"),
         ),
         Some(r) => {
-            let (superuser, createdb, createrole): (bool, bool, bool) = (r.get(0), r.get(1), r.get(2));
+            let (superuser, createdb, createrole): (bool, bool, bool) =
+                (r.get(0), r.get(1), r.get(2));
             if superuser {
                 out.push(
                     Finding::new("pg-role-superuser", Severity::High, format!("Odoo's role {role:?} is a PostgreSQL superuser"))
@@ -104,9 +129,13 @@ async fn run(config: Config, role: String, flexible: bool) -> Result<(Vec<Findin
             }
             if createrole {
                 out.push(
-                    Finding::new("pg-role-createrole", Severity::Medium, format!("Odoo's role {role:?} can create roles"))
-                        .why("CREATEROLE lets it make new roles and grant itself their rights")
-                        .fix(format!("ALTER ROLE \"{role}\" NOCREATEROLE;")),
+                    Finding::new(
+                        "pg-role-createrole",
+                        Severity::Medium,
+                        format!("Odoo's role {role:?} can create roles"),
+                    )
+                    .why("CREATEROLE lets it make new roles and grant itself their rights")
+                    .fix(format!("ALTER ROLE \"{role}\" NOCREATEROLE;")),
                 );
             }
             if createdb && !flexible {
@@ -150,10 +179,14 @@ async fn run(config: Config, role: String, flexible: bool) -> Result<(Vec<Findin
             }
             Ok(None) => {}
             Err(message) => out.push(
-                Finding::new("pg-db-uninspected", Severity::Info, format!("could not look into database {db:?}: {message}"))
-                    .why("demo data and default passwords are checked inside each database")
-                    .fix("audit with an administrator's DSN (e.g. user=postgres)")
-                    .at(format!("database {db}")),
+                Finding::new(
+                    "pg-db-uninspected",
+                    Severity::Info,
+                    format!("could not look into database {db:?}: {message}"),
+                )
+                .why("demo data and default passwords are checked inside each database")
+                .fix("audit with an administrator's DSN (e.g. user=postgres)")
+                .at(format!("database {db}")),
             ),
         }
     }
@@ -189,7 +222,11 @@ async fn inspect_database(config: &Config, db: &str) -> Result<Option<Vec<Findin
         .collect();
     if !demo.is_empty() {
         let shown: Vec<&str> = demo.iter().take(5).map(String::as_str).collect();
-        let more = if demo.len() > 5 { format!(" and {} more", demo.len() - 5) } else { String::new() };
+        let more = if demo.len() > 5 {
+            format!(" and {} more", demo.len() - 5)
+        } else {
+            String::new()
+        };
         out.push(
             Finding::new("pg-demo-data", Severity::Medium, format!("demo data is installed in {db:?} ({}{more})", shown.join(", ")))
                 .why("demo data brings demo users with known passwords and sample partners, products and invoices into production")
@@ -275,7 +312,11 @@ fn describe(c: &Config) -> String {
             }
         })
         .collect();
-    let hosts = if hosts.is_empty() { "localhost:5432".to_string() } else { hosts.join(",") };
+    let hosts = if hosts.is_empty() {
+        "localhost:5432".to_string()
+    } else {
+        hosts.join(",")
+    };
     match c.get_dbname() {
         Some(db) => format!("{hosts} (database {db})"),
         None => hosts,
@@ -300,7 +341,11 @@ mod tests {
     #[test]
     fn unreachable_server_names_the_address() {
         // A port nothing listens on: bind one, then free it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let e = audit_pg(&PgAudit {
             dsn: format!("host=127.0.0.1 port={port} user=postgres"),
             role: None,
