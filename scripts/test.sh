@@ -12,6 +12,7 @@ command -v pebble >/dev/null 2>&1 || [ -x /usr/bin/pebble ] || need_pkgs+=(pebbl
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)  # testkit: CA and leaf for the TLS client tests
+command -v fail2ban-regex >/dev/null 2>&1 || need_pkgs+=(fail2ban)  # guard: printed filters checked by fail2ban's own matcher
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

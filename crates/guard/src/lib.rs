@@ -33,6 +33,7 @@ mod admin;
 mod bans;
 mod classify;
 mod config;
+pub mod fail2ban;
 mod failures;
 mod follow;
 mod limits;
@@ -505,6 +506,23 @@ fn is_allowed(cfg: &GuardConfig, ip: IpAddr) -> bool {
 /// Parses the JSON of `GET /v1/bans` (for `rampart bans list`).
 pub fn parse_bans_json(json: &str) -> Result<Vec<BanInfo>, String> {
     serde_json::from_str(json).map_err(|e| format!("unexpected answer from the server: {e}"))
+}
+
+/// The body of `POST /v1/bans` (for `rampart bans ban`).
+pub fn admin_ban_body(addr: &str, for_: rampart_config::Duration, reason: Option<&str>) -> String {
+    let mut body = serde_json::json!({ "addr": addr, "for": for_.to_string() });
+    if let Some(r) = reason {
+        body["reason"] = r.into();
+    }
+    body.to_string()
+}
+
+/// The message of an admin API error answer (`{"error": "..."}`), or the body as is.
+pub fn admin_error(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.trim().to_string())
 }
 
 /// Caps on what a flood can make the guard remember.

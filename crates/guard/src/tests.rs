@@ -360,7 +360,7 @@ fn admin_api() {
         .admin(
             "POST",
             "/v1/bans",
-            br#"{"addr": "203.0.113.40", "for": "1h", "reason": "scanner"}"#,
+            admin_ban_body("203.0.113.40", "1h".parse().unwrap(), Some("scanner")).as_bytes(),
         )
         .unwrap();
     assert_eq!(status, 200, "{body}");
@@ -384,7 +384,7 @@ fn admin_api() {
         )
         .unwrap();
     assert_eq!(status, 400);
-    assert!(body.contains("soon"), "{body}");
+    assert!(admin_error(&body).contains("soon"), "{body}");
     let (status, _) = g
         .admin(
             "POST",

@@ -1,0 +1,197 @@
+//! Filters and jails for those who also ban at the firewall with fail2ban
+//! (`rampart fail2ban` prints them).
+//!
+//! Two sources: Odoo's own log (what Odoo's deployment guide sets up, with
+//! the logger name of current versions and of old ones), and Rampart's ban
+//! lines, which carry the guard's verdict, including XML-RPC attempts that
+//! Odoo logs "from n/a" and fail2ban on Odoo's log can never see.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::GuardConfig;
+use crate::bans::MAX_BAN;
+
+/// `/etc/fail2ban/filter.d/odoo-login.conf`.
+pub fn odoo_filter() -> String {
+    "\
+# Odoo's failed logins, e.g.
+#   2026-11-23 14:56:31,506 24849 INFO demo1 odoo.addons.base.models.res_users: Login failed for db:demo1 login:admin from 203.0.113.7
+# The logger is odoo.addons.base.models.res_users (Odoo 11+) or
+# odoo.addons.base.res.res_users (older). XML-RPC attempts are logged
+# \"from n/a\": they carry no address and are invisible to this filter
+# (Rampart's own guard counts them; see rampart-guard.conf).
+# Anchored at the end of the line so a login name containing \" from <addr>\"
+# cannot make fail2ban ban someone else.
+[Definition]
+failregex = ^.* odoo\\.addons\\.base\\.(?:models|res)\\.res_users: Login failed for db:.* login:.* from <ADDR>\\s*$
+ignoreregex =
+"
+    .to_string()
+}
+
+/// `/etc/fail2ban/filter.d/rampart-guard.conf`.
+pub fn rampart_filter() -> String {
+    "\
+# Rampart's ban lines (stable format), e.g.
+#   rampart[guard]: ban 203.0.113.7 for 900s reason=\"10 failed logins in 1m\"
+#   rampart[guard]: ban 2001:db8:1:2::/64 for 3600s reason=\"banned by an administrator\"
+# IPv6 clients are banned by /64, hence <SUBNET>.
+[Definition]
+failregex = ^.*rampart\\[guard\\]: ban <SUBNET> for \\d+s reason=\".*\"\\s*$
+ignoreregex =
+"
+    .to_string()
+}
+
+/// Where each jail reads from.
+pub struct JailSources<'a> {
+    pub odoo_log: &'a Path,
+    /// Rampart's log file; None = the systemd journal of `rampart.service`.
+    pub rampart_log: Option<&'a Path>,
+}
+
+/// `/etc/fail2ban/jail.d/rampart.local`: thresholds from `[guard]`, and
+/// `repeat_factor` as fail2ban's ban-time multipliers.
+pub fn jails(cfg: &GuardConfig, src: &JailSources) -> String {
+    let lf = &cfg.login_failures;
+    let ban = lf.ban.get().as_secs().max(1);
+    let mut multipliers = Vec::new();
+    let mut m: u64 = 1;
+    while multipliers.len() < 8 {
+        multipliers.push(m.to_string());
+        if ban.saturating_mul(m) >= MAX_BAN.as_secs() || lf.repeat_factor.get() == 1 {
+            break;
+        }
+        m = m.saturating_mul(u64::from(lf.repeat_factor.get()));
+    }
+    let ignore: Vec<String> = std::iter::once("127.0.0.1/8 ::1".to_string())
+        .chain(cfg.allow.iter().map(|c| c.to_string()))
+        .collect();
+    let mut out = String::new();
+    let common = |out: &mut String| {
+        let _ = writeln!(out, "port = http,https");
+        let _ = writeln!(out, "usedns = no");
+        let _ = writeln!(out, "ignoreip = {}", ignore.join(" "));
+        let _ = writeln!(out, "bantime = {ban}");
+        let _ = writeln!(out, "bantime.increment = true");
+        let _ = writeln!(out, "bantime.multipliers = {}", multipliers.join(" "));
+        let _ = writeln!(out, "bantime.maxtime = {}", MAX_BAN.as_secs());
+    };
+    let _ = writeln!(
+        out,
+        "# Odoo's log: {} failures in {} ban for {}.",
+        lf.max, lf.within, lf.ban
+    );
+    let _ = writeln!(out, "[odoo-login]");
+    let _ = writeln!(out, "enabled = true");
+    let _ = writeln!(out, "filter = odoo-login");
+    let _ = writeln!(out, "logpath = {}", src.odoo_log.display());
+    let _ = writeln!(out, "maxretry = {}", lf.max);
+    let _ = writeln!(out, "findtime = {}", lf.within.get().as_secs().max(1));
+    common(&mut out);
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "# Rampart's own bans, mirrored at the firewall: one line is enough."
+    );
+    let _ = writeln!(out, "[rampart-guard]");
+    let _ = writeln!(out, "enabled = true");
+    let _ = writeln!(out, "filter = rampart-guard");
+    match src.rampart_log {
+        Some(p) => {
+            let _ = writeln!(out, "logpath = {}", p.display());
+        }
+        None => {
+            let _ = writeln!(out, "backend = systemd");
+            let _ = writeln!(out, "journalmatch = _SYSTEMD_UNIT=rampart.service");
+        }
+    }
+    let _ = writeln!(out, "maxretry = 1");
+    let _ = writeln!(out, "findtime = 3600");
+    common(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Runs fail2ban's own matcher over `log` with `filter`; returns the matched lines.
+    fn fail2ban_matches(filter: &str, log: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let filter_path = dir.path().join("filter.conf");
+        let log_path = dir.path().join("test.log");
+        std::fs::write(&filter_path, filter).unwrap();
+        std::fs::write(&log_path, log).unwrap();
+        let out = Command::new("fail2ban-regex")
+            .args(["--print-all-matched", "--raw"])
+            .arg(&log_path)
+            .arg(&filter_path)
+            .output()
+            .expect("fail2ban-regex (Debian package fail2ban, installed by scripts/test.sh)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .skip_while(|l| !l.starts_with("|- Matched line(s):"))
+            .skip(1)
+            .take_while(|l| l.starts_with("|  "))
+            .map(|l| l.trim_start_matches("|  ").trim().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn odoo_filter_matches_current_and_old_loggers_only() {
+        let log = "\
+2026-11-23 14:56:31,506 24849 INFO demo1 odoo.addons.base.models.res_users: Login failed for db:demo1 login:admin from 203.0.113.7
+2019-03-01 10:00:00,000 1200 INFO prod odoo.addons.base.res.res_users: Login failed for db:prod login:bob from 198.51.100.2
+2026-11-23 14:56:32,506 24849 INFO demo1 odoo.addons.base.models.res_users: Login failed for db:demo1 login:admin from n/a
+2026-11-23 14:56:33,506 24849 INFO demo1 odoo.addons.base.models.res_users: Login failed for db:demo1 login:x from 192.0.2.99 from n/a
+2026-11-23 14:56:34,506 24849 INFO demo1 odoo.addons.base.models.res_users: Login successful for db:demo1 login:admin from 203.0.113.8
+2026-11-23 14:56:35,506 24849 INFO demo1 odoo.addons.evil.models.res_users: Login failed for db:demo1 login:admin from 192.0.2.1
+";
+        let matched = fail2ban_matches(&odoo_filter(), log);
+        assert_eq!(matched.len(), 2, "{matched:#?}");
+        assert!(matched[0].ends_with("from 203.0.113.7"));
+        assert!(matched[1].ends_with("from 198.51.100.2"));
+    }
+
+    #[test]
+    fn rampart_filter_matches_the_ban_lines_the_guard_logs() {
+        let log = "\
+2026-11-24T00:52:18.123456Z  WARN rampart::guard: rampart[guard]: ban 203.0.113.7 for 900s reason=\"10 failed logins in 1m\"
+2026-11-24T00:52:19.123456Z  WARN rampart::guard: rampart[guard]: ban 2001:db8:1:2::/64 for 3600s reason=\"banned by an administrator\"
+2026-11-24T00:52:20.123456Z  INFO rampart::guard: rampart[guard]: unban 203.0.113.7 reason=\"expired\"
+2026-11-24T00:52:21.123456Z  INFO rampart::edge: GET /web/login?x=rampart[guard]: 200
+";
+        let matched = fail2ban_matches(&rampart_filter(), log);
+        assert_eq!(matched.len(), 2, "{matched:#?}");
+    }
+
+    #[test]
+    fn jails_follow_the_guard_config() {
+        let cfg = GuardConfig::default();
+        let text = jails(
+            &cfg,
+            &JailSources {
+                odoo_log: Path::new("/var/log/odoo/odoo.log"),
+                rampart_log: None,
+            },
+        );
+        for line in [
+            "logpath = /var/log/odoo/odoo.log",
+            "maxretry = 10",
+            "findtime = 60",
+            "bantime = 900",
+            "bantime.multipliers = 1 4 16 64 256 1024",
+            "journalmatch = _SYSTEMD_UNIT=rampart.service",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+    }
+}
