@@ -10,4 +10,4 @@ mod load;
 mod values;
 
 pub use load::{ConfigError, from_str, load};
-pub use values::{ByteSize, Cidr, Duration};
+pub use values::{ByteSize, Cidr, Duration, canonical_ip};

@@ -1,5 +1,6 @@
 //! Reading a TOML file into a typed config, with errors that say where.
 
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -28,7 +29,9 @@ impl ConfigError {
             column: None,
             key: Some(key.to_string()),
             message: message.into(),
-            source_line: line.and_then(|l| text.lines().nth(l - 1)).map(str::to_string),
+            source_line: line
+                .and_then(|l| text.lines().nth(l - 1))
+                .map(str::to_string),
         }
     }
 }
@@ -103,7 +106,9 @@ fn from_toml(path: &Path, text: &str, e: &toml::de::Error, key: Option<&str>) ->
         column,
         key: key.map(str::to_string),
         message: e.message().trim().to_string(),
-        source_line: line.and_then(|l| text.lines().nth(l - 1)).map(str::to_string),
+        source_line: line
+            .and_then(|l| text.lines().nth(l - 1))
+            .map(str::to_string),
     }
 }
 
@@ -127,8 +132,13 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
     let (leaf, _) = parts.last()?;
     let mut table_path: Vec<String> = Vec::new();
     let mut counts: std::collections::HashMap<String, usize> = Default::default();
-    let wanted_table: Vec<String> = parts[..parts.len() - 1].iter().map(|(n, _)| n.clone()).collect();
-    let wanted_index: Option<usize> = parts[..parts.len().saturating_sub(1)].iter().find_map(|(_, i)| *i);
+    let wanted_table: Vec<String> = parts[..parts.len() - 1]
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect();
+    let wanted_index: Option<usize> = parts[..parts.len().saturating_sub(1)]
+        .iter()
+        .find_map(|(_, i)| *i);
     let mut current_index: Option<usize> = None;
     let mut table_line = None;
     for (i, raw) in text.lines().enumerate() {
@@ -138,7 +148,9 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
             let n = counts.entry(name.trim().to_string()).or_insert(0);
             current_index = Some(*n);
             *n += 1;
-            if table_path == wanted_table && (wanted_index.is_none() || wanted_index == current_index) {
+            if table_path == wanted_table
+                && (wanted_index.is_none() || wanted_index == current_index)
+            {
                 table_line = Some(i + 1);
             }
             continue;
@@ -150,22 +162,27 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
                 current_index = None;
             }
             table_path = new_path;
-            if table_path == wanted_table && (wanted_index.is_none() || wanted_index == current_index) {
+            if table_path == wanted_table
+                && (wanted_index.is_none() || wanted_index == current_index)
+            {
                 table_line = Some(i + 1);
             }
             continue;
         }
-        let in_table = table_path == wanted_table
-            && (wanted_index.is_none() || wanted_index == current_index);
-        if in_table {
-            if let Some((k, _)) = l.split_once('=') {
-                if k.trim().trim_matches('"') == leaf {
-                    return Some(i + 1);
-                }
-            }
+        let in_table =
+            table_path == wanted_table && (wanted_index.is_none() || wanted_index == current_index);
+        if in_table
+            && let Some((k, _)) = l.split_once('=')
+            && k.trim().trim_matches('"') == leaf
+        {
+            return Some(i + 1);
         }
     }
-    if wanted_table.is_empty() { None } else { table_line }
+    if wanted_table.is_empty() {
+        None
+    } else {
+        table_line
+    }
 }
 
 #[cfg(test)]

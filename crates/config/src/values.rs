@@ -43,15 +43,21 @@ impl FromStr for Duration {
         let mut total = std::time::Duration::ZERO;
         let mut rest = s;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
-                return Err(format!("invalid duration {s:?}: expected a number at {rest:?}"));
+                return Err(format!(
+                    "invalid duration {s:?}: expected a number at {rest:?}"
+                ));
             }
             let n: u64 = rest[..digits]
                 .parse()
                 .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
             let part = match unit {
@@ -60,7 +66,11 @@ impl FromStr for Duration {
                 "m" => std::time::Duration::from_secs(n * 60),
                 "h" => std::time::Duration::from_secs(n * 3600),
                 "d" => std::time::Duration::from_secs(n * 86400),
-                "" => return Err(format!("invalid duration {s:?}: missing unit (ms, s, m, h, d)")),
+                "" => {
+                    return Err(format!(
+                        "invalid duration {s:?}: missing unit (ms, s, m, h, d)"
+                    ));
+                }
                 other => {
                     return Err(format!(
                         "invalid duration {s:?}: unknown unit {other:?} (use ms, s, m, h, d)"
@@ -81,7 +91,7 @@ impl fmt::Display for Duration {
         }
         let s = d.as_secs();
         for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
-            if s % n == 0 {
+            if s.is_multiple_of(n) {
                 return write!(f, "{}{unit}", s / n);
             }
         }
@@ -141,7 +151,9 @@ impl FromStr for ByteSize {
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         if split == 0 {
-            return Err(format!("invalid size {s:?}: expected a number, e.g. \"256MiB\""));
+            return Err(format!(
+                "invalid size {s:?}: expected a number, e.g. \"256MiB\""
+            ));
         }
         let n: u64 = t[..split]
             .parse()
@@ -172,7 +184,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0;
         for (unit, m) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if n >= m && n % m == 0 {
+            if n >= m && n.is_multiple_of(m) {
                 return write!(f, "{}{unit}", n / m);
             }
         }
@@ -239,7 +251,9 @@ impl FromStr for Cidr {
         }
         s.parse::<IpAddr>()
             .map(|ip| Cidr(ipnet::IpNet::from(ip)))
-            .map_err(|_| format!("invalid address range {s:?}: write e.g. \"10.0.0.0/8\" or \"192.0.2.7\""))
+            .map_err(|_| {
+                format!("invalid address range {s:?}: write e.g. \"10.0.0.0/8\" or \"192.0.2.7\"")
+            })
     }
 }
 
@@ -268,12 +282,26 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!("720s".parse::<Duration>().unwrap(), Duration::from_secs(720));
+        assert_eq!(
+            "720s".parse::<Duration>().unwrap(),
+            Duration::from_secs(720)
+        );
         assert_eq!("15m".parse::<Duration>().unwrap(), Duration::from_secs(900));
-        assert_eq!("1h30m".parse::<Duration>().unwrap(), Duration::from_secs(5400));
-        assert_eq!("250ms".parse::<Duration>().unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            "1h30m".parse::<Duration>().unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            "250ms".parse::<Duration>().unwrap(),
+            Duration::from_millis(250)
+        );
         assert_eq!("30".parse::<Duration>().unwrap(), Duration::from_secs(30));
-        assert!("30x".parse::<Duration>().unwrap_err().contains("unknown unit"));
+        assert!(
+            "30x"
+                .parse::<Duration>()
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!("s".parse::<Duration>().is_err());
         assert!("10".parse::<Duration>().is_ok());
         assert_eq!(Duration::from_secs(900).to_string(), "15m");

@@ -29,6 +29,8 @@ pub struct ListenConfig {
     pub header_timeout: Duration,
     /// An idle keep-alive connection is closed after this.
     pub idle_timeout: Duration,
+    /// The longest silence inside a request body (slow uploads).
+    pub client_body_timeout: Duration,
     /// SIGTERM waits this long for in-flight requests and tunnels.
     pub shutdown_grace: Duration,
 }
@@ -43,6 +45,7 @@ impl Default for ListenConfig {
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(75),
+            client_body_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -263,7 +266,10 @@ pub fn validate_sites(sites: &[SiteConfig]) -> Result<(), (String, String)> {
             check_host_pattern(h).map_err(|m| (key("hosts"), m))?;
             let lower = h.to_ascii_lowercase();
             if let Some((_, j)) = seen.iter().find(|(s, _)| *s == lower) {
-                return Err((key("hosts"), format!("host {h:?} is already served by site[{j}]")));
+                return Err((
+                    key("hosts"),
+                    format!("host {h:?} is already served by site[{j}]"),
+                ));
             }
             seen.push((lower, i));
             if site.tls == TlsSource::Acme && h.starts_with('*') {
@@ -287,7 +293,10 @@ pub fn validate_sites(sites: &[SiteConfig]) -> Result<(), (String, String)> {
             return Err((key("max_conns"), "must be at least 1".into()));
         }
         if site.health_check.fall == 0 || site.health_check.rise == 0 {
-            return Err((key("health_check"), "fall and rise must be at least 1".into()));
+            return Err((
+                key("health_check"),
+                "fall and rise must be at least 1".into(),
+            ));
         }
     }
     Ok(())

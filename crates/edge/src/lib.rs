@@ -1,3 +1,23 @@
-//! The HTTPS front for Odoo.
+//! The HTTPS front for Odoo: listeners, the request pipeline, upstream
+//! pools, the websocket tunnel, static and filestore files, the access
+//! log and metrics.
+//!
+//! Start at [`pipeline`]: it is the one place that puts the stages in
+//! order. [`server`] accepts connections and hands requests to it.
 
+pub mod access_log;
+pub mod admin;
+pub mod body;
 pub mod config;
+pub mod files;
+pub mod headers;
+pub mod io;
+pub mod metrics;
+pub mod pages;
+pub mod pipeline;
+pub mod server;
+pub mod stage;
+pub mod upstream;
+pub mod websocket;
+
+pub use server::{AdminHook, Edge, EdgeConfig, EdgeError, EdgeHandle};

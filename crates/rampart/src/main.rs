@@ -3,6 +3,7 @@
 
 mod cmd;
 mod config;
+mod notify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +16,13 @@ use clap::{Parser, Subcommand};
 #[command(name = "rampart", version, about)]
 struct Cli {
     /// rampart.toml; without it, the embedded defaults.
-    #[arg(short, long, global = true, env = "RAMPART_CONFIG", value_name = "FILE")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "RAMPART_CONFIG",
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,

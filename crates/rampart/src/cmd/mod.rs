@@ -2,6 +2,7 @@
 //! 0 success, 1 the command ran and found a problem (a failed check,
 //! a high-severity finding), 2 bad usage or config, 3 a runtime failure.
 
+pub mod admin;
 pub mod backup;
 pub mod certs;
 pub mod guard;

@@ -2,6 +2,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+
+use rampart_certs::{CertStore, SiteTls};
+use rampart_edge::{AdminHook, Edge, EdgeConfig, EdgeHandle};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::notify::notify;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {}
@@ -16,12 +25,171 @@ pub struct CheckArgs {
 #[derive(clap::Args)]
 pub struct ReloadArgs {}
 
-pub fn serve(config: Option<&Path>, _a: ServeArgs) -> ExitCode {
-    let _config = match super::load_config(config) {
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RAMPART_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Under systemd, journald stamps the time itself.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(!journald && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if journald {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn site_tls(c: &Config) -> Vec<SiteTls> {
+    c.site
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SiteTls {
+            site: i,
+            hosts: s.hosts.clone(),
+            source: s.tls.clone(),
+        })
+        .collect()
+}
+
+fn edge_config(c: &Config) -> EdgeConfig {
+    EdgeConfig {
+        listen: c.listen.clone(),
+        log: c.log.clone(),
+        sites: c.site.clone(),
+    }
+}
+
+pub fn serve(config_path: Option<&Path>, _a: ServeArgs) -> ExitCode {
+    init_tracing();
+    let config = match super::load_config(config_path) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    super::not_yet("serve")
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rampart")
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(run(config_path.map(Path::to_path_buf), config))
+}
+
+async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
+    let certs = match CertStore::open(&config.state_dir, config.acme.as_ref(), &site_tls(&config)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EXIT_FAILURE);
+        }
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    certs.register_metrics(&mut registry);
+    let certs_hook = certs.clone();
+    let edge_slot: Arc<OnceLock<EdgeHandle>> = Arc::default();
+    let reload_hook = {
+        let (slot, certs, path) = (edge_slot.clone(), certs.clone(), config_path.clone());
+        move |m: &str, p: &str, _b: &[u8]| -> Option<(u16, String)> {
+            if (m, p) != ("POST", "/v1/reload") {
+                return None;
+            }
+            let edge = slot.get()?;
+            Some(match apply_reload(path.as_deref(), edge, &certs) {
+                Ok(()) => (200, r#"{"status":"reloaded"}"#.to_string()),
+                Err(e) => (409, serde_json::json!({ "error": e }).to_string()),
+            })
+        }
+    };
+    let hooks: Vec<AdminHook> = vec![
+        Arc::new(move |m, p, b| certs_hook.admin(m, p, b)),
+        Arc::new(reload_hook),
+    ];
+    let edge = match Edge::bind(edge_config(&config), certs.clone(), registry, hooks).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EXIT_FAILURE);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    certs.spawn_background(shutdown.clone());
+    let handle = edge.handle();
+    let _ = edge_slot.set(handle.clone());
+    tracing::info!(
+        https = %config.listen.https,
+        http = ?config.listen.http,
+        admin = ?config.listen.admin,
+        sites = config.site.len(),
+        local_ca = %certs.local_ca_cert_path().display(),
+        "rampart serving"
+    );
+    let signals = tokio::spawn(signal_loop(
+        config_path,
+        handle,
+        certs.clone(),
+        shutdown.clone(),
+    ));
+    notify("READY=1");
+    edge.run(shutdown).await;
+    signals.abort();
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn signal_loop(
+    config_path: Option<PathBuf>,
+    edge: EdgeHandle,
+    certs: Arc<CertStore>,
+    shutdown: CancellationToken,
+) {
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut usr1 = signal(SignalKind::user_defined1()).expect("SIGUSR1 handler");
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                notify("RELOADING=1");
+                let _ = apply_reload(config_path.as_deref(), &edge, &certs);
+                notify("READY=1");
+            }
+            _ = usr1.recv() => {
+                tracing::info!("SIGUSR1: reopening log files");
+                edge.reopen_logs();
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    notify("STOPPING=1");
+    tracing::info!("shutting down: draining requests and websocket tunnels");
+    shutdown.cancel();
+}
+
+/// SIGHUP: re-read and check the config; apply it only when all of it is
+/// good, otherwise keep serving the old one and say why.
+fn apply_reload(
+    config_path: Option<&Path>,
+    edge: &EdgeHandle,
+    certs: &CertStore,
+) -> Result<(), String> {
+    let config = match config_path {
+        Some(p) => match Config::load(p) {
+            Ok(c) => c,
+            Err(e) => return Err(refused(e)),
+        },
+        None => Config::default(),
+    };
+    certs.reload(&site_tls(&config)).map_err(refused)?;
+    edge.reload(edge_config(&config)).map_err(refused)?;
+    tracing::info!("config reloaded");
+    Ok(())
+}
+
+fn refused(e: impl std::fmt::Display) -> String {
+    tracing::error!("reload refused, still serving the previous config: {e}");
+    format!("reload refused, still serving the previous config: {e}")
 }
 
 pub fn check(config: Option<&Path>, a: CheckArgs) -> ExitCode {
@@ -38,6 +206,29 @@ pub fn check(config: Option<&Path>, a: CheckArgs) -> ExitCode {
     }
 }
 
-pub fn reload(_config: Option<&Path>, _a: ReloadArgs) -> ExitCode {
-    super::not_yet("reload")
+/// Like SIGHUP, through the admin listener (no pid file needed), and
+/// says whether the new config was taken.
+pub fn reload(config_path: Option<&Path>, _a: ReloadArgs) -> ExitCode {
+    let config = match super::load_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match super::admin::call(&config, "POST", "/v1/reload", None) {
+        Ok((200, _)) => {
+            println!("reloaded");
+            ExitCode::SUCCESS
+        }
+        Ok((_, body)) => {
+            let msg = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(body);
+            eprintln!("error: {msg}");
+            ExitCode::from(super::EXIT_FINDINGS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(super::EXIT_FAILURE)
+        }
+    }
 }

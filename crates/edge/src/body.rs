@@ -1,0 +1,208 @@
+//! Body types and adapters. Bodies are streamed end to end, never
+//! buffered whole: every adapter here works frame by frame.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+pub fn boxed<B>(b: B) -> Body
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    b.map_err(Into::into).boxed_unsync()
+}
+
+/// The request body went over `max_body`.
+#[derive(Debug)]
+pub struct BodyTooLarge(pub u64);
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request body larger than the limit of {} bytes", self.0)
+    }
+}
+impl std::error::Error for BodyTooLarge {}
+
+/// Nothing arrived for longer than the timeout.
+#[derive(Debug)]
+pub struct BodyTimeout(pub Duration);
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no body data for {:?}", self.0)
+    }
+}
+impl std::error::Error for BodyTimeout {}
+
+/// Finds an error of type `T` in an error's source chain.
+pub fn find_cause<'a, T: std::error::Error + 'static>(
+    mut e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    loop {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        e = e.source()?;
+    }
+}
+
+pin_project! {
+    /// Limits the total size and the silence between frames of a body.
+    pub struct Guarded<B> {
+        #[pin]
+        inner: B,
+        limit: u64,
+        seen: u64,
+        idle: Duration,
+        #[pin]
+        deadline: Sleep,
+    }
+}
+
+impl<B> Guarded<B> {
+    pub fn new(inner: B, limit: u64, idle: Duration) -> Self {
+        Guarded {
+            inner,
+            limit,
+            seen: 0,
+            idle,
+            deadline: tokio::time::sleep(idle),
+        }
+    }
+}
+
+impl<B> HttpBody for Guarded<B>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.seen += data.len() as u64;
+                    if *this.seen > *this.limit {
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(*this.limit)))));
+                    }
+                }
+                let idle = *this.idle;
+                this.deadline.as_mut().reset(Instant::now() + idle);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                ready!(this.deadline.poll(cx));
+                Poll::Ready(Some(Err(Box::new(BodyTimeout(*this.idle)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    /// Counts the bytes that pass and runs `on_end` once, when the body
+    /// ends or is dropped (a client that hangs up mid-download is still
+    /// logged). Also keeps alive whatever must live as long as the
+    /// response (the upstream lease).
+    pub struct Observed<B, F: FnOnce(u64, bool)> {
+        #[pin]
+        inner: B,
+        bytes: u64,
+        on_end: Option<F>,
+        _keep: Option<Box<dyn Send>>,
+    }
+
+    impl<B, F: FnOnce(u64, bool)> PinnedDrop for Observed<B, F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(f) = this.on_end.take() {
+                f(*this.bytes, false);
+            }
+        }
+    }
+}
+
+impl<B, F: FnOnce(u64, bool)> Observed<B, F> {
+    pub fn new(inner: B, on_end: F, keep: Option<Box<dyn Send>>) -> Self {
+        Observed {
+            inner,
+            bytes: 0,
+            on_end: Some(on_end),
+            _keep: keep,
+        }
+    }
+}
+
+impl<B, F> HttpBody for Observed<B, F>
+where
+    B: HttpBody<Data = Bytes>,
+    F: FnOnce(u64, bool),
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let r = ready!(this.inner.poll_frame(cx));
+        match &r {
+            Some(Ok(frame)) => {
+                if let Some(d) = frame.data_ref() {
+                    *this.bytes += d.len() as u64;
+                }
+            }
+            Some(Err(_)) => {}
+            None => {
+                if let Some(f) = this.on_end.take() {
+                    f(*this.bytes, true);
+                }
+            }
+        }
+        Poll::Ready(r)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,6 @@
+//! Header handling, one job per file (after rpxy's `header_ops`).
+
+pub mod cookies;
+pub mod forwarded;
+pub mod hop;
+pub mod security;

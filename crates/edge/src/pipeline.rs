@@ -1,0 +1,681 @@
+//! The request pipeline: the one place where the stages are put in order.
+//! Read `handle` top to bottom; each step is a small unit in `stage/`,
+//! `headers/`, `files`, `websocket` or `upstream` with its own tests.
+//!
+//! ```text
+//!  0 who      client address (the peer; the guard may vouch for a trusted proxy's X-Forwarded-For)
+//!  1 normalise  framing checks, one canonical path for every decision below
+//!  2 site     by Host; unknown → 421; TLS SNI must name the same site
+//!  3 plain    HTTP listener: ACME HTTP-01 token, else 308 to https
+//!  4 guard    bans, rate limits, login budget
+//!  5 route    database manager (blocked unless allowed) · websocket · static · internal · Odoo
+//!  6 upstream hop-by-hop stripped, X-Forwarded-* set, body size/idle limits, lease on a capped pool
+//!  7 response X-Accel-Redirect, hop-by-hop, cookies, security headers, Server, compression
+//!  8 login    outcome of login attempts fed back to the guard
+//!  9 log      access log line and metrics when the body is done
+//! ```
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use hyper::body::Incoming;
+
+use crate::access_log::Entry;
+use crate::body::{self, Body, Guarded, Observed};
+use crate::headers::{forwarded, hop};
+use crate::metrics::{RequestLabels, SiteLabels};
+use crate::server::{ConnInfo, Runtime, Shared, SiteRuntime};
+use crate::stage::normalize;
+use crate::stage::request_body::{self, BodyError, Prepared};
+use crate::stage::route::{self, Route};
+use crate::stage::{accel, compress, plain_http, respond, site};
+use crate::upstream::{Lease, Pool};
+use crate::{files, pages, websocket};
+
+/// What the access log and metrics need, filled in as the stages run.
+struct Ctx {
+    client: IpAddr,
+    site: Option<Arc<SiteRuntime>>,
+    upstream: Option<String>,
+    upstream_time: Option<std::time::Duration>,
+    lease: Option<Lease>,
+}
+
+pub async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) -> Response<Body> {
+    let started = Instant::now();
+    conn.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+    conn.activity.requests.fetch_add(1, Ordering::Relaxed);
+    let rt = shared.runtime.load_full();
+
+    // 0 who
+    let mut ctx = Ctx {
+        client: rampart_config::canonical_ip(conn.peer.ip()),
+        site: None,
+        upstream: None,
+        upstream_time: None,
+        lease: None,
+    };
+    let line = RequestLine::of(&req);
+    let encoding = compress::negotiate(req.headers().get(header::ACCEPT_ENCODING));
+
+    let mut res = phases(req, &conn, &shared, &rt, &mut ctx).await;
+
+    // 7 response (every response, whoever made it)
+    match &ctx.site {
+        Some(site) => {
+            respond::shape(
+                &mut res,
+                &site.headers,
+                &site.config.session_cookies,
+                conn.https,
+            );
+            if site.config.compression {
+                res = compress::apply(res, encoding, line.method == Method::HEAD);
+            }
+        }
+        None => {
+            res.headers_mut()
+                .insert(header::SERVER, crate::headers::security::SERVER);
+        }
+    }
+
+    // 9 log
+    finish(res, ctx, line, started, conn, shared)
+}
+
+async fn phases(
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    shared: &Arc<Shared>,
+    rt: &Runtime,
+    ctx: &mut Ctx,
+) -> Response<Body> {
+    // 1 normalise
+    if let Err(r) = normalize::check_framing(req.method(), req.version(), req.headers()) {
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            &format!("Bad request: {}.", r.reason()),
+        );
+    }
+    let path = match normalize::canonical_path(req.uri().path()) {
+        Ok(p) => p,
+        Err(r) => {
+            return pages::error(
+                StatusCode::BAD_REQUEST,
+                &format!("Bad request: {}.", r.reason()),
+            );
+        }
+    };
+
+    // 2 site
+    let Some(host) = site::request_host(req.uri(), req.headers()) else {
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "Bad request: missing or invalid Host header.",
+        );
+    };
+    let Some(index) = rt.matcher.find(&host) else {
+        return pages::error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "This server does not serve that host name.",
+        );
+    };
+    if let Some(sni) = &conn.sni
+        && rt.matcher.find(sni) != Some(index)
+    {
+        return pages::error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "The host name does not match the one this connection was opened for.",
+        );
+    }
+    let site = rt.sites[index].clone();
+    ctx.site = Some(site.clone());
+
+    // 3 plain HTTP
+    if !conn.https {
+        if let Some(token) = plain_http::acme_token(req.uri().path()) {
+            return plain_http::acme_answer(shared.certs.http01_response(token));
+        }
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        return plain_http::redirect_to_https(&host, rt.listen.https.port(), pq);
+    }
+
+    // 4 guard: see the guard issue.
+
+    // 5 route
+    let allowed_db = site
+        .config
+        .database_manager
+        .allow
+        .iter()
+        .any(|c| c.contains(ctx.client));
+    match route::route(&path) {
+        Route::DatabaseManager if !allowed_db => {
+            tracing::info!(client = %ctx.client, path = %req.uri().path(), "database manager blocked");
+            pages::redirect(StatusCode::SEE_OTHER, "/web/login")
+        }
+        Route::DatabaseRpc if !allowed_db => {
+            tracing::info!(client = %ctx.client, path = %req.uri().path(), "database RPC blocked");
+            pages::error(
+                StatusCode::FORBIDDEN,
+                "The database service is not available from this address.",
+            )
+        }
+        Route::JsonRpc if !allowed_db => {
+            // The db service hides in the body: read it before deciding.
+            let (parts, incoming) = req.into_parts();
+            let limit = site.config.max_body.get();
+            let idle = rt.listen.client_body_timeout.get();
+            let prepared = match request_body::prepare(
+                incoming,
+                &parts.headers,
+                limit,
+                idle,
+                JSONRPC_INSPECT,
+            )
+            .await
+            {
+                Ok(Prepared::Whole(b)) => b,
+                Ok(Prepared::Streaming(_)) => {
+                    return pages::error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "JSON-RPC requests over 8 MiB are refused from outside the database manager allow-list.",
+                    );
+                }
+                Err(e) => return body_error_page(e),
+            };
+            if route::jsonrpc_is_db_service(&prepared) {
+                tracing::info!(client = %ctx.client, "database service over JSON-RPC blocked");
+                return pages::error(
+                    StatusCode::FORBIDDEN,
+                    "The database service is not available from this address.",
+                );
+            }
+            let req = Request::from_parts(parts, ());
+            proxy(
+                req,
+                Some(Prepared::Whole(prepared)),
+                None,
+                &site.odoo,
+                &site,
+                conn,
+                rt,
+                shared,
+                ctx,
+            )
+            .await
+        }
+        Route::Internal => pages::error(StatusCode::NOT_FOUND, "Not found."),
+        Route::Websocket | Route::Longpolling => {
+            if websocket::is_upgrade(&req) {
+                tunnel(req, &site, conn, rt, shared, ctx).await
+            } else {
+                let (parts, incoming) = req.into_parts();
+                proxy(
+                    Request::from_parts(parts, ()),
+                    None,
+                    Some(incoming),
+                    &site.websocket,
+                    &site,
+                    conn,
+                    rt,
+                    shared,
+                    ctx,
+                )
+                .await
+            }
+        }
+        Route::Static { module, file }
+            if req.method() == Method::GET || req.method() == Method::HEAD =>
+        {
+            if let Some(res) = static_file(&site, &module, &file, &req).await {
+                return res;
+            }
+            let (parts, incoming) = req.into_parts();
+            proxy(
+                Request::from_parts(parts, ()),
+                None,
+                Some(incoming),
+                &site.odoo,
+                &site,
+                conn,
+                rt,
+                shared,
+                ctx,
+            )
+            .await
+        }
+        _ => {
+            let (parts, incoming) = req.into_parts();
+            proxy(
+                Request::from_parts(parts, ()),
+                None,
+                Some(incoming),
+                &site.odoo,
+                &site,
+                conn,
+                rt,
+                shared,
+                ctx,
+            )
+            .await
+        }
+    }
+}
+
+/// JSON-RPC bodies up to this size are read to find the `db` service.
+const JSONRPC_INSPECT: usize = 8 * 1024 * 1024;
+
+/// 5 static: `/<module>/static/<file>` from the first addons_path entry
+/// that has it.
+async fn static_file(
+    site: &SiteRuntime,
+    module: &str,
+    file: &str,
+    req: &Request<Incoming>,
+) -> Option<Response<Body>> {
+    for root in &site.config.addons_path {
+        let dir = root.join(module).join("static");
+        if let Some((path, meta)) = files::resolve_under(&dir, file).await {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(files::content_type(&path)),
+            );
+            // Odoo's own answer for static files.
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=604800"),
+            );
+            return Some(files::serve(&path, &meta, req.method(), req.headers(), headers).await);
+        }
+    }
+    None
+}
+
+/// 6 upstream: the request as Odoo must see it. The error is the
+/// response to give the client instead.
+#[allow(clippy::result_large_err)]
+fn upstream_request(
+    parts: &http::request::Parts,
+    addr: &str,
+    client: IpAddr,
+    https: bool,
+    upgrade: bool,
+) -> Result<Request<()>, Response<Body>> {
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri: http::Uri = format!("http://{addr}{pq}").parse().map_err(|_| {
+        pages::error(
+            StatusCode::BAD_REQUEST,
+            "Bad request: invalid request target.",
+        )
+    })?;
+    let host = match parts.headers.get(header::HOST) {
+        Some(h) => h.clone(),
+        None => parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .ok_or_else(|| {
+                pages::error(StatusCode::BAD_REQUEST, "Bad request: missing Host header.")
+            })?,
+    };
+    let mut headers = parts.headers.clone();
+    hop::strip(&mut headers, upgrade);
+    forwarded::set(&mut headers, client, &host, https);
+    let mut up = Request::new(());
+    *up.method_mut() = parts.method.clone();
+    *up.uri_mut() = uri;
+    // HTTP/2 arrives with pseudo-headers; Odoo speaks HTTP/1.x.
+    *up.version_mut() = Version::HTTP_11;
+    *up.headers_mut() = headers;
+    Ok(up)
+}
+
+/// The conditional and range headers a file answer needs, kept before the
+/// request goes upstream.
+fn file_request_headers(h: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in [
+        header::RANGE,
+        header::IF_RANGE,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+    ] {
+        if let Some(v) = h.get(&name) {
+            out.insert(name, v.clone());
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn proxy(
+    req: Request<()>,
+    prepared: Option<Prepared>,
+    incoming: Option<Incoming>,
+    pool: &Pool,
+    site: &Arc<SiteRuntime>,
+    conn: &ConnInfo,
+    rt: &Runtime,
+    shared: &Arc<Shared>,
+    ctx: &mut Ctx,
+) -> Response<Body> {
+    let (parts, ()) = req.into_parts();
+    let cfg = &site.config;
+    let lease = match pool.acquire().await {
+        Ok(l) => l,
+        Err(_) => {
+            let mut r = pages::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Odoo is busy: every worker is taken. Please try again in a moment.",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return r;
+        }
+    };
+    let addr = lease.upstream.addr.clone();
+    ctx.upstream = Some(addr.clone());
+
+    let body = match (prepared, incoming) {
+        (Some(p), _) => p,
+        (None, Some(inc)) => {
+            match request_body::prepare(
+                inc,
+                &parts.headers,
+                cfg.max_body.get(),
+                rt.listen.client_body_timeout.get(),
+                request_body::PREBUFFER,
+            )
+            .await
+            {
+                Ok(p) => p,
+                Err(e) => return body_error_page(e),
+            }
+        }
+        (None, None) => Prepared::Whole(Bytes::new()),
+    };
+    let file_req = file_request_headers(&parts.headers);
+    let mut up = match upstream_request(&parts, &addr, ctx.client, conn.https, false) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let body = match body {
+        Prepared::Whole(b) => {
+            up.headers_mut().remove(header::TRANSFER_ENCODING);
+            if !b.is_empty()
+                || parts.method == Method::POST
+                || parts.method == Method::PUT
+                || parts.method == Method::PATCH
+            {
+                up.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+            } else {
+                up.headers_mut().remove(header::CONTENT_LENGTH);
+            }
+            body::full(b)
+        }
+        Prepared::Streaming(b) => b,
+    };
+    let up = up.map(|()| body);
+
+    let sent = Instant::now();
+    let result = tokio::time::timeout(cfg.timeout.get(), site.client.request(up)).await;
+    let res = match result {
+        Err(_) => {
+            tracing::warn!(site = %site.name, upstream = %addr, timeout = %cfg.timeout, "Odoo did not answer in time");
+            return pages::error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Odoo did not answer in time. A long report or import may still be running.",
+            );
+        }
+        Ok(Err(e)) => {
+            if let Some(be) = request_body::body_error_of(&e) {
+                return body_error_page(be);
+            }
+            if e.is_connect() {
+                let hc = &cfg.health_check;
+                lease.upstream.record(false, hc.fall, hc.rise);
+            }
+            tracing::warn!(site = %site.name, upstream = %addr, error = %error_chain(&e), "Odoo unreachable");
+            return pages::error(
+                StatusCode::BAD_GATEWAY,
+                "Odoo is not answering. The server may be starting or stopped; please try again shortly.",
+            );
+        }
+        Ok(Ok(res)) => res,
+    };
+    let waited = sent.elapsed();
+    ctx.upstream_time = Some(waited);
+    shared
+        .metrics
+        .upstream_seconds
+        .get_or_create(&SiteLabels {
+            site: site.name.clone(),
+        })
+        .observe(waited.as_secs_f64());
+
+    let (mut rparts, rbody) = res.into_parts();
+
+    // 7 X-Accel-Redirect: the file instead of the (empty) body.
+    if let Some(target) = accel::target(&rparts.headers) {
+        respond::strip_upstream(&mut rparts.headers);
+        return accel_file(target, cfg, &parts.method, &file_req, rparts.headers).await;
+    }
+    respond::strip_upstream(&mut rparts.headers);
+    let rbody = body::boxed(Guarded::new(rbody, u64::MAX, cfg.timeout.get()));
+    ctx.lease = Some(lease);
+    Response::from_parts(rparts, rbody)
+}
+
+async fn accel_file(
+    target: Result<String, String>,
+    cfg: &crate::config::SiteConfig,
+    method: &Method,
+    req_headers: &HeaderMap,
+    headers: HeaderMap,
+) -> Response<Body> {
+    let rel = match target {
+        Ok(r) => r,
+        Err(why) => {
+            tracing::error!("{why}");
+            return pages::error(StatusCode::BAD_GATEWAY, "The download could not be served.");
+        }
+    };
+    let Some(data_dir) = &cfg.data_dir else {
+        tracing::error!(
+            "Odoo sent X-Accel-Redirect but the site has no data_dir: set data_dir to Odoo's data_dir"
+        );
+        return pages::error(StatusCode::BAD_GATEWAY, "The download could not be served.");
+    };
+    match files::resolve_under(&data_dir.join("filestore"), &rel).await {
+        Some((path, meta)) => files::serve(&path, &meta, method, req_headers, headers).await,
+        None => {
+            tracing::warn!(file = %rel, "X-Accel-Redirect names a file missing from the filestore");
+            pages::error(StatusCode::NOT_FOUND, "The file is missing.")
+        }
+    }
+}
+
+async fn tunnel(
+    req: Request<Incoming>,
+    site: &Arc<SiteRuntime>,
+    conn: &ConnInfo,
+    _rt: &Runtime,
+    shared: &Arc<Shared>,
+    ctx: &mut Ctx,
+) -> Response<Body> {
+    let cfg = &site.config;
+    let lease = match site.websocket.acquire().await {
+        Ok(l) => l,
+        Err(_) => {
+            return pages::error(StatusCode::SERVICE_UNAVAILABLE, "Too many open websockets.");
+        }
+    };
+    ctx.upstream = Some(lease.upstream.addr.clone());
+    let (parts, incoming) = req.into_parts();
+    let up = match upstream_request(&parts, &lease.upstream.addr, ctx.client, conn.https, true) {
+        Ok(u) => u.map(|()| body::empty()),
+        Err(r) => return r,
+    };
+    let client_req = Request::from_parts(parts, incoming);
+    match websocket::open(
+        client_req,
+        up,
+        lease,
+        cfg.connect_timeout.get(),
+        cfg.timeout.get(),
+        cfg.websocket_idle.get(),
+        shared.clone(),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(websocket::TunnelError::Timeout) => pages::error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Odoo's websocket worker did not answer in time.",
+        ),
+        Err(_) => pages::error(
+            StatusCode::BAD_GATEWAY,
+            "Odoo's websocket worker is not answering (is gevent_port running?).",
+        ),
+    }
+}
+
+fn body_error_page(e: BodyError) -> Response<Body> {
+    match e {
+        BodyError::TooLarge(limit) => pages::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "The request body is larger than this site accepts ({}). Administrators: raise max_body in rampart.toml.",
+                rampart_config::ByteSize(limit)
+            ),
+        ),
+        BodyError::Timeout => pages::error(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request body did not arrive in time.",
+        ),
+        BodyError::Malformed(why) => pages::error(
+            StatusCode::BAD_REQUEST,
+            &format!("Bad request body: {why}."),
+        ),
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The parts of the request line the access log keeps.
+struct RequestLine {
+    method: Method,
+    target: String,
+    version: &'static str,
+    referer: String,
+    user_agent: String,
+}
+
+impl RequestLine {
+    fn of(req: &Request<Incoming>) -> RequestLine {
+        let h = req.headers();
+        let text = |n: header::HeaderName| {
+            h.get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        RequestLine {
+            method: req.method().clone(),
+            target: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
+            version: match req.version() {
+                Version::HTTP_09 => "HTTP/0.9",
+                Version::HTTP_10 => "HTTP/1.0",
+                Version::HTTP_2 => "HTTP/2.0",
+                Version::HTTP_3 => "HTTP/3.0",
+                _ => "HTTP/1.1",
+            },
+            referer: text(header::REFERER),
+            user_agent: text(header::USER_AGENT),
+        }
+    }
+}
+
+/// 9: logs and counts when the body is done, releasing the upstream lease
+/// and the connection's in-flight mark at the same moment.
+fn finish(
+    res: Response<Body>,
+    ctx: Ctx,
+    line: RequestLine,
+    started: Instant,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) -> Response<Body> {
+    let status = res.status().as_u16();
+    let site_name = ctx
+        .site
+        .as_ref()
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    shared
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            site: site_name.clone(),
+            status,
+        })
+        .inc();
+    let time = SystemTime::now();
+    let client = ctx.client;
+    let upstream = ctx.upstream.unwrap_or_default();
+    let upstream_time = ctx.upstream_time;
+    let keep: Option<Box<dyn Send>> = ctx.lease.map(|l| Box::new(l) as Box<dyn Send>);
+    let (parts, body) = res.into_parts();
+    let on_end = move |bytes: u64, _complete: bool| {
+        conn.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        conn.activity.touch();
+        shared.access_log.log(&Entry {
+            client,
+            time,
+            method: line.method.to_string(),
+            target: line.target,
+            version: line.version,
+            status,
+            bytes,
+            referer: line.referer,
+            user_agent: line.user_agent,
+            site: site_name,
+            upstream,
+            duration: started.elapsed(),
+            upstream_duration: upstream_time,
+        });
+    };
+    Response::from_parts(parts, body::boxed(Observed::new(body, on_end, keep)))
+}

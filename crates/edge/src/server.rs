@@ -1,0 +1,524 @@
+//! Listeners and connections: accept with a connection cap, TLS with a
+//! handshake deadline, HTTP/1.1 or HTTP/2 by ALPN (never by sniffing: a
+//! silent client must not hold a task forever), idle timeouts that spare
+//! connections waiting on a long Odoo request, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+use rampart_certs::CertStore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+
+use crate::access_log::AccessLog;
+use crate::body::Body;
+use crate::config::{ListenConfig, LogConfig, SiteConfig};
+use crate::headers::security::HeaderSet;
+use crate::io::{Activity, Tracked, idle};
+use crate::metrics::{Metrics, UpstreamLabels};
+use crate::stage::site::SiteMatcher;
+use crate::upstream::{Check, CheckSettings, HealthObserver, Pool, spawn_checks};
+use crate::{admin, pipeline};
+
+/// What the edge runs on; `reload` swaps it in whole.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    pub listen: ListenConfig,
+    pub log: LogConfig,
+    pub sites: Vec<SiteConfig>,
+}
+
+/// Answers the admin API for another crate (bans, certificates):
+/// (method, path, body) → Some((status, json)) when the path is its own.
+pub type AdminHook = Arc<dyn Fn(&str, &str, &[u8]) -> Option<(u16, String)> + Send + Sync>;
+
+/// One site, ready to serve.
+pub struct SiteRuntime {
+    /// For logs and metrics: the first host name.
+    pub name: String,
+    pub config: SiteConfig,
+    pub headers: HeaderSet,
+    pub odoo: Pool,
+    pub websocket: Pool,
+    pub client: Client<HttpConnector, Body>,
+}
+
+/// Everything a request needs from the config; replaced on reload while
+/// requests in flight keep the one they started with.
+pub struct Runtime {
+    pub sites: Vec<Arc<SiteRuntime>>,
+    pub matcher: SiteMatcher,
+    pub listen: ListenConfig,
+    _checks: DropGuard,
+}
+
+/// Lives as long as the process.
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    pub metrics: Metrics,
+    pub access_log: AccessLog,
+    pub certs: Arc<CertStore>,
+    pub registry: Registry,
+    pub admin_hooks: Vec<AdminHook>,
+    /// Websocket tunnels, waited for on shutdown.
+    pub tunnels: TaskTracker,
+    /// Cancelled when the shutdown grace period is over.
+    pub force_close: CancellationToken,
+}
+
+/// What a request knows about its connection.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub https: bool,
+    pub sni: Option<String>,
+    pub activity: Arc<Activity>,
+}
+
+#[derive(Debug)]
+pub struct EdgeError(pub String);
+
+impl std::fmt::Display for EdgeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for EdgeError {}
+
+pub struct Edge {
+    shared: Arc<Shared>,
+    https: TcpListener,
+    http: Option<TcpListener>,
+    admin: Option<TcpListener>,
+}
+
+fn site_name(c: &SiteConfig) -> String {
+    match c.hosts.first().map(String::as_str) {
+        Some("*") | None => "default".into(),
+        Some(h) => h.to_string(),
+    }
+}
+
+fn build_runtime(cfg: &EdgeConfig, metrics: &Metrics) -> Result<Runtime, EdgeError> {
+    let stop = CancellationToken::new();
+    let mut sites = Vec::new();
+    for (i, c) in cfg.sites.iter().enumerate() {
+        let headers =
+            HeaderSet::new(&c.headers).map_err(|e| EdgeError(format!("site[{i}].{e}")))?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(c.connect_timeout.get()));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(c.max_conns)
+            .build(connector);
+        let site = SiteRuntime {
+            name: site_name(c),
+            config: c.clone(),
+            headers,
+            odoo: Pool::new(&c.odoo, c.max_conns, c.queue_timeout.get()),
+            websocket: Pool::new(&c.websocket, c.max_conns, c.queue_timeout.get()),
+            client,
+        };
+        let healthy = metrics.upstream_healthy.clone();
+        let on_change: HealthObserver = Arc::new(move |site, up, ok| {
+            healthy
+                .get_or_create(&UpstreamLabels {
+                    site: site.to_string(),
+                    upstream: up.to_string(),
+                })
+                .set(i64::from(ok));
+        });
+        let hc = &c.health_check;
+        if !hc.path.is_empty() {
+            let http = Arc::new(CheckSettings {
+                check: Check::Http(hc.path.clone()),
+                interval: hc.interval.get(),
+                timeout: hc.timeout.get(),
+                fall: hc.fall,
+                rise: hc.rise,
+            });
+            spawn_checks(
+                site.name.clone(),
+                &site.odoo,
+                http,
+                stop.clone(),
+                on_change.clone(),
+            );
+            let tcp = Arc::new(CheckSettings {
+                check: Check::Tcp,
+                interval: hc.interval.get(),
+                timeout: hc.timeout.get(),
+                fall: hc.fall,
+                rise: hc.rise,
+            });
+            spawn_checks(
+                site.name.clone(),
+                &site.websocket,
+                tcp,
+                stop.clone(),
+                on_change,
+            );
+        }
+        sites.push(Arc::new(site));
+    }
+    let matcher = SiteMatcher::new(cfg.sites.iter().map(|s| s.hosts.as_slice()));
+    Ok(Runtime {
+        sites,
+        matcher,
+        listen: cfg.listen.clone(),
+        _checks: stop.drop_guard(),
+    })
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
+    let sock = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(|e| EdgeError(format!("listen.{what}: {e}")))?;
+    let _ = sock.set_reuseaddr(true);
+    sock.bind(addr)
+        .map_err(|e| EdgeError(format!("listen.{what} = \"{addr}\": cannot bind: {e}")))?;
+    sock.listen(4096)
+        .map_err(|e| EdgeError(format!("listen.{what} = \"{addr}\": cannot listen: {e}")))
+}
+
+impl Edge {
+    /// Binds the listeners and starts health checks; `registry` already
+    /// holds the other crates' metrics.
+    pub async fn bind(
+        cfg: EdgeConfig,
+        certs: Arc<CertStore>,
+        mut registry: Registry,
+        admin_hooks: Vec<AdminHook>,
+    ) -> Result<Edge, EdgeError> {
+        let metrics = Metrics::new(&mut registry);
+        let access_log = AccessLog::open(
+            &cfg.log.access,
+            cfg.log.format,
+            metrics.access_log_dropped.clone(),
+        )
+        .map_err(|e| EdgeError(format!("log.access = {:?}: {e}", cfg.log.access)))?;
+        let runtime = build_runtime(&cfg, &metrics)?;
+        let https = bind("https", cfg.listen.https).await?;
+        let http = match cfg.listen.http {
+            Some(a) => Some(bind("http", a).await?),
+            None => None,
+        };
+        let admin = match cfg.listen.admin {
+            Some(a) => Some(bind("admin", a).await?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            access_log,
+            certs,
+            registry,
+            admin_hooks,
+            tunnels: TaskTracker::new(),
+            force_close: CancellationToken::new(),
+        });
+        Ok(Edge {
+            shared,
+            https,
+            http,
+            admin,
+        })
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https.local_addr().expect("bound")
+    }
+
+    pub fn handle(&self) -> EdgeHandle {
+        EdgeHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, lets
+    /// requests and tunnels finish for `shutdown_grace`, and closes the rest.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let shared = self.shared;
+        let listen = shared.runtime.load().listen.clone();
+        let limit = Arc::new(Semaphore::new(listen.max_connections));
+        let conns = TaskTracker::new();
+        let tls = shared.certs.server_config();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let mut loops = Vec::new();
+        loops.push(tokio::spawn(accept_loop(
+            self.https,
+            Some(acceptor),
+            shared.clone(),
+            limit.clone(),
+            conns.clone(),
+            shutdown.clone(),
+        )));
+        if let Some(l) = self.http {
+            loops.push(tokio::spawn(accept_loop(
+                l,
+                None,
+                shared.clone(),
+                limit.clone(),
+                conns.clone(),
+                shutdown.clone(),
+            )));
+        }
+        if let Some(l) = self.admin {
+            loops.push(tokio::spawn(admin::serve(
+                l,
+                shared.clone(),
+                shutdown.clone(),
+            )));
+        }
+        shutdown.cancelled().await;
+        for l in loops {
+            let _ = l.await;
+        }
+        conns.close();
+        shared.tunnels.close();
+        let grace = shared.runtime.load().listen.shutdown_grace.get();
+        let drained = tokio::time::timeout(grace, async {
+            conns.wait().await;
+            shared.tunnels.wait().await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                connections = conns.len(),
+                tunnels = shared.tunnels.len(),
+                "shutdown grace period over: closing what is left"
+            );
+            shared.force_close.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                conns.wait().await;
+                shared.tunnels.wait().await;
+            })
+            .await;
+        }
+    }
+}
+
+/// For the binary: reload and log reopening while the edge runs.
+#[derive(Clone)]
+pub struct EdgeHandle {
+    shared: Arc<Shared>,
+}
+
+impl EdgeHandle {
+    /// Applies a new config to new requests; requests in flight finish on
+    /// the old one. Listener addresses only change with a restart.
+    pub fn reload(&self, cfg: EdgeConfig) -> Result<(), EdgeError> {
+        let old = self.shared.runtime.load();
+        if old.listen.https != cfg.listen.https
+            || old.listen.http != cfg.listen.http
+            || old.listen.admin != cfg.listen.admin
+        {
+            tracing::warn!("listen addresses changed: they take effect at the next restart");
+        }
+        let mut runtime = build_runtime(&cfg, &self.shared.metrics)?;
+        runtime.listen.https = old.listen.https;
+        runtime.listen.http = old.listen.http;
+        runtime.listen.admin = old.listen.admin;
+        self.shared.runtime.store(Arc::new(runtime));
+        Ok(())
+    }
+
+    pub fn reopen_logs(&self) {
+        self.shared.access_log.reopen();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    conns: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => p.expect("never closed"),
+            _ = shutdown.cancelled() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, don't spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let shared = shared.clone();
+        let tls = tls.clone();
+        let shutdown = shutdown.clone();
+        conns.spawn(async move {
+            shared.metrics.connections.inc();
+            serve_connection(stream, peer, tls, &shared, shutdown).await;
+            shared.metrics.connections.dec();
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: &Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let listen = shared.runtime.load().listen.clone();
+    let activity = Activity::new();
+    let io = Tracked::new(stream, activity.clone());
+    match tls {
+        Some(acceptor) => {
+            let tls_stream =
+                match tokio::time::timeout(listen.handshake_timeout.get(), acceptor.accept(io))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        shared.metrics.tls_failures.inc();
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        shared.metrics.tls_failures.inc();
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let (_, session) = tls_stream.get_ref();
+            let alpn = session.alpn_protocol().map(<[u8]>::to_vec);
+            // A TLS-ALPN-01 validation only needs the handshake.
+            if alpn.as_deref() == Some(b"acme-tls/1") {
+                return;
+            }
+            let info = Arc::new(ConnInfo {
+                peer,
+                https: true,
+                sni: session.server_name().map(str::to_ascii_lowercase),
+                activity: activity.clone(),
+            });
+            let h2 = alpn.as_deref() == Some(b"h2");
+            drive(
+                TokioIo::new(tls_stream),
+                info,
+                h2,
+                shared,
+                &listen,
+                shutdown,
+            )
+            .await;
+        }
+        None => {
+            let info = Arc::new(ConnInfo {
+                peer,
+                https: false,
+                sni: None,
+                activity: activity.clone(),
+            });
+            drive(TokioIo::new(io), info, false, shared, &listen, shutdown).await;
+        }
+    }
+}
+
+async fn drive<I>(
+    io: I,
+    info: Arc<ConnInfo>,
+    h2: bool,
+    shared: &Arc<Shared>,
+    listen: &ListenConfig,
+    shutdown: CancellationToken,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let activity = info.activity.clone();
+    let svc_shared = shared.clone();
+    let service = service_fn(move |req| {
+        let info = info.clone();
+        let shared = svc_shared.clone();
+        async move { Ok::<_, Infallible>(pipeline::handle(req, info, shared).await) }
+    });
+    let force = shared.force_close.clone();
+    // The first request must start within header_timeout; later ones
+    // within idle_timeout.
+    let first_limit = listen.header_timeout.get().min(listen.idle_timeout.get());
+    let idle_limit = listen.idle_timeout.get();
+    let watchdog = async {
+        idle(&activity, first_limit).await;
+        if activity
+            .in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0
+            && !seen_request(&activity)
+        {
+            return;
+        }
+        idle(&activity, idle_limit).await;
+    };
+    tokio::pin!(watchdog);
+    if h2 {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .max_header_list_size(32 * 1024)
+            .max_concurrent_streams(128)
+            .keep_alive_interval(Some(Duration::from_secs(60)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let conn = b.serve_connection(io, service);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = &mut watchdog => conn.as_mut().graceful_shutdown(),
+            _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+        }
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = force.cancelled() => {}
+        }
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(listen.header_timeout.get())
+            .max_buf_size(64 * 1024)
+            .keep_alive(true);
+        let conn = b.serve_connection(io, service).with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = &mut watchdog => conn.as_mut().graceful_shutdown(),
+            _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+        }
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = force.cancelled() => {}
+        }
+    }
+}
+
+/// A connection that has carried a request counts its idle time from the
+/// end of that request: `Activity` records requests in `in_flight`
+/// transitions, so a nonzero history is visible as recent activity.
+fn seen_request(activity: &Activity) -> bool {
+    activity.requests.load(std::sync::atomic::Ordering::Relaxed) > 0
+}

@@ -1,0 +1,11 @@
+//! The pipeline's stages, each a small unit with its own tests. Their
+//! order is composed in one place only: `crate::pipeline`.
+
+pub mod accel;
+pub mod compress;
+pub mod normalize;
+pub mod plain_http;
+pub mod request_body;
+pub mod respond;
+pub mod route;
+pub mod site;

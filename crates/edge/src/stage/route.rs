@@ -1,0 +1,137 @@
+//! Stage 5: where a request goes, decided on the canonical path.
+
+use super::normalize::CanonicalPath;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/web/database*`: Odoo's database manager (create, drop, backup,
+    /// restore with the master password). Blocked unless allow-listed.
+    DatabaseManager,
+    /// XML-RPC `db` service (`/xmlrpc/db`, `/xmlrpc/2/db`): the same
+    /// powers as the manager, without a screen.
+    DatabaseRpc,
+    /// `/jsonrpc`: may carry the `db` service; the body decides.
+    JsonRpc,
+    /// `/websocket` (16+): Odoo's evented worker, as a websocket.
+    Websocket,
+    /// `/longpolling/*` (before 16): plain HTTP to the evented worker.
+    Longpolling,
+    /// `/<module>/static/<file>`: from addons_path when the file is there.
+    Static { module: String, file: String },
+    /// `/web/filestore/*` is X-Accel-Redirect's internal namespace; never
+    /// reachable from outside.
+    Internal,
+    /// Everything else: Odoo's HTTP workers.
+    Odoo,
+}
+
+pub fn route(p: &CanonicalPath) -> Route {
+    let l = p.lower.as_str();
+    if l.starts_with("/web/database") {
+        return Route::DatabaseManager;
+    }
+    if l.starts_with("/web/filestore") {
+        return Route::Internal;
+    }
+    if l == "/xmlrpc/db"
+        || l == "/xmlrpc/2/db"
+        || l.starts_with("/xmlrpc/db/")
+        || l.starts_with("/xmlrpc/2/db/")
+    {
+        return Route::DatabaseRpc;
+    }
+    if l == "/jsonrpc" {
+        return Route::JsonRpc;
+    }
+    if l == "/websocket" || l.starts_with("/websocket/") {
+        return Route::Websocket;
+    }
+    if l.starts_with("/longpolling/") || l == "/longpolling" {
+        return Route::Longpolling;
+    }
+    let mut parts = p.path.splitn(4, '/');
+    parts.next();
+    if let (Some(module), Some(static_), Some(file)) = (parts.next(), parts.next(), parts.next())
+        && static_ == "static"
+        && !module.is_empty()
+        && module
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !file.is_empty()
+    {
+        return Route::Static {
+            module: module.to_string(),
+            file: file.to_string(),
+        };
+    }
+    Route::Odoo
+}
+
+/// Whether a `/jsonrpc` body calls the `db` service. Odoo dispatches on
+/// `params.service`; anything that does not parse as JSON-RPC is left to
+/// Odoo, which rejects it.
+pub fn jsonrpc_is_db_service(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Call {
+        params: Option<Params>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        service: Option<String>,
+    }
+    match serde_json::from_slice::<Call>(body) {
+        Ok(c) => c
+            .params
+            .and_then(|p| p.service)
+            .is_some_and(|s| s.trim().eq_ignore_ascii_case("db")),
+        // A body we cannot read could still be read by Odoo: err on the
+        // safe side when it mentions the service at all.
+        Err(_) => {
+            let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+            text.contains("\"db\"")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::normalize::canonical_path;
+    use super::*;
+
+    fn r(p: &str) -> Route {
+        route(&canonical_path(p).unwrap())
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(r("/web/database/manager"), Route::DatabaseManager);
+        assert_eq!(r("/web/database/selector"), Route::DatabaseManager);
+        assert_eq!(r("/web/DATABASE/list"), Route::DatabaseManager);
+        assert_eq!(r("/xmlrpc/2/db"), Route::DatabaseRpc);
+        assert_eq!(r("/xmlrpc//db"), Route::DatabaseRpc);
+        assert_eq!(r("/jsonrpc"), Route::JsonRpc);
+        assert_eq!(r("/websocket"), Route::Websocket);
+        assert_eq!(r("/longpolling/poll"), Route::Longpolling);
+        assert_eq!(r("/web/filestore/db/ab/abc"), Route::Internal);
+        assert_eq!(
+            r("/web/static/img/logo.png"),
+            Route::Static {
+                module: "web".into(),
+                file: "img/logo.png".into()
+            }
+        );
+        assert_eq!(r("/web/static/"), Route::Odoo);
+        assert_eq!(r("/web/login"), Route::Odoo);
+        assert_eq!(r("/odoo"), Route::Odoo);
+    }
+
+    #[test]
+    fn jsonrpc_db_service() {
+        assert!(jsonrpc_is_db_service(br#"{"jsonrpc":"2.0","method":"call","params":{"service":"db","method":"drop","args":["x","y"]}}"#));
+        assert!(jsonrpc_is_db_service(br#"{"params":{"service":" DB "}}"#));
+        assert!(!jsonrpc_is_db_service(
+            br#"{"params":{"service":"common","method":"login","args":["db","a","b"]}}"#
+        ));
+        assert!(jsonrpc_is_db_service(br#"{"params":{"service":"db""#));
+    }
+}
