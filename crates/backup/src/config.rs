@@ -1,0 +1,125 @@
+//! `[backup]` in rampart.toml.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[backup]` in rampart.toml.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Databases to snapshot; empty means every Odoo database on the server
+    /// (every database that has an `ir_module_module` table).
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// Odoo's data_dir: the filestore is `<data_dir>/filestore/<db>/`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// libpq connection string or URI, without a database name (one is
+    /// added per database); empty means the PG* environment.
+    #[serde(default)]
+    pub pg: String,
+    /// Directory holding pg_dump, pg_restore and psql; by default the
+    /// Debian directory matching the server's major version, else PATH.
+    #[serde(default)]
+    pub pg_bin: Option<PathBuf>,
+    /// Role that owns restored databases (`CREATE DATABASE … OWNER`,
+    /// `pg_restore --role`): Odoo's role. Default: the connecting role.
+    #[serde(default)]
+    pub db_owner: Option<String>,
+    /// age public keys (`age1…`); the private key stays off the server.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// `daily HH:MM` (server local time) or `hourly :MM`, for `rampart serve`.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Odoo's addons_path, for `--neutralize` (each module's data/neutralize.sql).
+    #[serde(default)]
+    pub addons_path: Vec<PathBuf>,
+    /// Where the encrypted dump is spooled before upload; default the temp dir.
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
+    /// zstd level (1..=19); 3 is zstd's own default, fast and decent.
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    #[serde(default, rename = "target")]
+    pub targets: Vec<TargetConfig>,
+}
+
+/// `[[backup.target]]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub name: String,
+    /// `file:///path`, `sftp://user@host:port/path`, `s3://bucket/prefix`.
+    pub url: String,
+    /// SFTP: private key file for the backup user.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// SFTP: known_hosts file holding the receiver's host key.
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// S3: endpoint for S3-compatible stores (MinIO, Garage, Wasabi…).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// S3: region; default AWS_REGION or us-east-1.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// S3: access key; default AWS_ACCESS_KEY_ID.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// S3: secret key; default AWS_SECRET_ACCESS_KEY.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/odoo")
+}
+
+fn default_zstd_level() -> i32 {
+    3
+}
+
+impl BackupConfig {
+    /// Problems a config file can have that serde cannot see: the key and
+    /// the message.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for (i, r) in self.recipients.iter().enumerate() {
+            if r.parse::<age::x25519::Recipient>().is_err() {
+                return Err((
+                    format!("backup.recipients[{i}]"),
+                    format!("{r:?} is not an age public key (age1…)"),
+                ));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            if !names.insert(t.name.as_str()) {
+                return Err((
+                    format!("backup.target[{i}].name"),
+                    format!("two targets are named {:?}", t.name),
+                ));
+            }
+            if let Err(e) = crate::target::TargetUrl::parse(&t.url) {
+                return Err((format!("backup.target[{i}].url"), e.to_string()));
+            }
+        }
+        if let Some(s) = &self.schedule
+            && let Err(e) = s.parse::<crate::Schedule>()
+        {
+            return Err(("backup.schedule".into(), e.to_string()));
+        }
+        if !(1..=19).contains(&self.zstd_level) {
+            return Err((
+                "backup.zstd_level".into(),
+                "must be between 1 and 19".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}

@@ -1,0 +1,174 @@
+//! The in-process schedule for `rampart serve`: `daily HH:MM` in the
+//! server's local time zone (what an admin means by "04:13"), or
+//! `hourly :MM`. A systemd timer calling `rampart backup` works as well.
+
+use std::future::Future;
+use std::str::FromStr;
+
+use crate::config::BackupConfig;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::snapshot::{BackupOptions, backup};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Schedule {
+    Daily { hour: i8, minute: i8 },
+    Hourly { minute: i8 },
+}
+
+impl FromStr for Schedule {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Schedule> {
+        let bad = || {
+            Error::new(format!(
+                "schedule {s:?}: expected \"daily HH:MM\" or \"hourly :MM\""
+            ))
+        };
+        let mut words = s.split_whitespace();
+        let kind = words.next().ok_or_else(bad)?;
+        let at = words.next().ok_or_else(bad)?;
+        if words.next().is_some() {
+            return Err(bad());
+        }
+        let (h, m) = at.split_once(':').ok_or_else(bad)?;
+        let minute: i8 = m
+            .parse()
+            .ok()
+            .filter(|m| (0..60).contains(m))
+            .ok_or_else(bad)?;
+        match kind {
+            "daily" => {
+                let hour: i8 = h
+                    .parse()
+                    .ok()
+                    .filter(|h| (0..24).contains(h))
+                    .ok_or_else(bad)?;
+                Ok(Schedule::Daily { hour, minute })
+            }
+            "hourly" if h.is_empty() => Ok(Schedule::Hourly { minute }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Schedule {
+    /// The first run time strictly after `now`.
+    pub fn next_after(&self, now: &jiff::Zoned) -> Result<jiff::Zoned> {
+        let e = |e: jiff::Error| Error::new(format!("schedule: {e}"));
+        let candidate = match *self {
+            Schedule::Daily { hour, minute } => now
+                .with()
+                .hour(hour)
+                .minute(minute)
+                .second(0)
+                .subsec_nanosecond(0)
+                .build()
+                .map_err(e)?,
+            Schedule::Hourly { minute } => now
+                .with()
+                .minute(minute)
+                .second(0)
+                .subsec_nanosecond(0)
+                .build()
+                .map_err(e)?,
+        };
+        if &candidate > now {
+            return Ok(candidate);
+        }
+        let step = match self {
+            Schedule::Daily { .. } => jiff::Span::new().days(1),
+            Schedule::Hourly { .. } => jiff::Span::new().hours(1),
+        };
+        candidate.checked_add(step).map_err(e)
+    }
+}
+
+/// Runs backups on `cfg.schedule` until `shutdown` resolves; for `rampart
+/// serve`. Each run's summary (or failure) goes to the log; a failed run
+/// does not stop the schedule. Returns at once without a schedule.
+pub async fn run_scheduled(cfg: &BackupConfig, shutdown: impl Future<Output = ()>) {
+    let Some(spec) = &cfg.schedule else {
+        return;
+    };
+    let schedule: Schedule = match spec.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("backup schedule not started: {e}");
+            return;
+        }
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let now = jiff::Zoned::now();
+        let next = match schedule.next_after(&now) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!("backup schedule stopped: {e}");
+                return;
+            }
+        };
+        let wait = now.duration_until(&next).unsigned_abs();
+        tracing::info!(next = %next, "next backup");
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        match backup(cfg, &BackupOptions::default(), &Progress::quiet()).await {
+            Ok(r) if r.ok() => tracing::info!("backup: {}", r.summary()),
+            Ok(r) => tracing::error!("backup: {}", r.summary()),
+            Err(e) => tracing::error!("backup failed: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_parse() {
+        assert_eq!(
+            "daily 04:13".parse::<Schedule>().unwrap(),
+            Schedule::Daily {
+                hour: 4,
+                minute: 13
+            }
+        );
+        assert_eq!(
+            "hourly :05".parse::<Schedule>().unwrap(),
+            Schedule::Hourly { minute: 5 }
+        );
+        for bad in [
+            "daily",
+            "daily 24:00",
+            "weekly 04:00",
+            "daily 4:60",
+            "hourly 3:00",
+        ] {
+            assert!(bad.parse::<Schedule>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn next_run_is_strictly_later() {
+        let now: jiff::Zoned = "2026-03-10T05:00:00[UTC]".parse().unwrap();
+        let d = Schedule::Daily {
+            hour: 4,
+            minute: 13,
+        };
+        assert_eq!(
+            d.next_after(&now).unwrap().to_string(),
+            "2026-03-11T04:13:00+00:00[UTC]"
+        );
+        let d = Schedule::Daily { hour: 5, minute: 0 };
+        assert_eq!(
+            d.next_after(&now).unwrap().to_string(),
+            "2026-03-11T05:00:00+00:00[UTC]"
+        );
+        let h = Schedule::Hourly { minute: 30 };
+        assert_eq!(
+            h.next_after(&now).unwrap().to_string(),
+            "2026-03-10T05:30:00+00:00[UTC]"
+        );
+    }
+}

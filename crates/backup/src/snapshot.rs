@@ -1,0 +1,734 @@
+//! Taking, listing and verifying snapshots.
+//!
+//! The dump is stored whole, not chunked: pg_dump -Fc compresses each
+//! table, so chunk-level deduplication between days would only work with
+//! compression off, and an Odoo database is usually small next to its
+//! filestore, which is where the incremental saving is. One object per
+//! dump also keeps restore a single stream and the fault model simple.
+//!
+//! The index entry (plaintext, `index/<id>.json`) is written last; it is
+//! what makes a snapshot exist. It reveals the database name, the time,
+//! object sizes and which blob names (SHA-1 of file contents, already
+//! visible as object names) the snapshot uses: enough to list, verify
+//! presence and prune without the private key. The manifest, with file
+//! names, versions, modules and the dump checksum, is encrypted.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::BackupConfig;
+use crate::error::{Context, Error, Result, bail};
+use crate::filestore;
+use crate::hash::{HashingReader, is_sha1_hex, random_hex, sha1_hex};
+use crate::pg::Pg;
+use crate::progress::{Progress, human_bytes};
+use crate::seal::{Identities, Recipients};
+use crate::target::{Payload, Target};
+
+pub const FORMAT: u32 = 1;
+
+/// Files above this are sealed through a spool file instead of memory.
+const IN_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// `index/<id>.json`: plaintext, written last.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IndexEntry {
+    pub format: u32,
+    pub id: String,
+    pub db: String,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// Sealed size of `data/<id>.dump`.
+    pub dump_size: u64,
+    /// SHA-1 names of every blob the snapshot uses (`blobs/<sha1>`).
+    pub blobs: Vec<String>,
+    /// Plaintext bytes of the filestore in this snapshot.
+    pub filestore_bytes: u64,
+}
+
+impl IndexEntry {
+    pub fn dump_object(&self) -> String {
+        format!("data/{}.dump", self.id)
+    }
+    pub fn manifest_object(&self) -> String {
+        format!("data/{}.manifest", self.id)
+    }
+    pub fn index_object(&self) -> String {
+        format!("index/{}.json", self.id)
+    }
+    pub fn timestamp(&self) -> Result<jiff::Timestamp> {
+        self.time
+            .parse()
+            .with_context(|| format!("snapshot {}: bad time {:?}", self.id, self.time))
+    }
+}
+
+/// `data/<id>.manifest`: encrypted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: u32,
+    pub id: String,
+    pub db: String,
+    pub time: String,
+    /// e.g. "18.0", from base's latest_version; None if not an Odoo database.
+    pub odoo_version: Option<String>,
+    /// PostgreSQL server version, "15.18"-style.
+    pub pg_version: String,
+    /// Installed modules: name → latest_version (what Odoo's manifest.json has).
+    pub modules: BTreeMap<String, String>,
+    pub module_count: usize,
+    /// SHA-256 of the plaintext pg_dump -Fc output, and its size.
+    pub dump_sha256: String,
+    pub dump_bytes: u64,
+    pub files: Vec<FileEntry>,
+}
+
+/// One filestore file: its path under filestore/<db>/ and the blob holding
+/// it. `sha1` differs from the file name when a file's name is not the
+/// hash of its content (copied by hand, or damaged): stored by real hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    pub path: String,
+    pub sha1: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Override `[backup] databases`.
+    pub databases: Vec<String>,
+    /// Only these targets (names); empty = all.
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TargetOutcome {
+    pub target: String,
+    /// Snapshot ids completed on this target.
+    pub snapshots: Vec<String>,
+    pub bytes_new: u64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupReport {
+    pub targets: Vec<TargetOutcome>,
+    /// Databases that could not be snapshot at all (pg_dump failed…).
+    pub db_errors: Vec<String>,
+    pub bytes_read: u64,
+    pub duration: Duration,
+}
+
+impl BackupReport {
+    pub fn ok(&self) -> bool {
+        self.db_errors.is_empty() && self.targets.iter().all(|t| t.error.is_none())
+    }
+    pub fn bytes_new(&self) -> u64 {
+        self.targets.iter().map(|t| t.bytes_new).sum()
+    }
+    pub fn summary(&self) -> String {
+        let snaps: usize = self.targets.iter().map(|t| t.snapshots.len()).sum();
+        let failed: Vec<&str> = self
+            .targets
+            .iter()
+            .filter(|t| t.error.is_some())
+            .map(|t| t.target.as_str())
+            .collect();
+        let mut s = format!(
+            "{snaps} snapshot(s) stored; read {}, new bytes stored {}, took {:.1}s",
+            human_bytes(self.bytes_read),
+            human_bytes(self.bytes_new()),
+            self.duration.as_secs_f64()
+        );
+        if !failed.is_empty() {
+            s.push_str(&format!("; FAILED targets: {}", failed.join(", ")));
+        }
+        if !self.db_errors.is_empty() {
+            s.push_str(&format!("; FAILED databases: {}", self.db_errors.len()));
+        }
+        s
+    }
+}
+
+/// A target during a run: what it holds, and whether it has failed.
+struct Live {
+    /// None when the target could not even be opened.
+    target: Option<Target>,
+    blobs: HashSet<String>,
+    outcome: TargetOutcome,
+}
+
+impl Live {
+    fn alive(&self) -> bool {
+        self.outcome.error.is_none()
+    }
+    fn fail(&mut self, e: Error, progress: &Progress) {
+        progress.line(format!("target {}: FAILED: {e}", self.outcome.target));
+        self.outcome.error = Some(e.to_string());
+    }
+}
+
+/// Takes one snapshot of each database and writes it to every target.
+/// A failing target is reported and skipped; the others carry on.
+pub async fn backup(
+    cfg: &BackupConfig,
+    opts: &BackupOptions,
+    progress: &Progress,
+) -> Result<BackupReport> {
+    let started = Instant::now();
+    let recipients = Recipients::parse(&cfg.recipients, cfg.zstd_level)?;
+    let configs: Vec<_> = cfg
+        .targets
+        .iter()
+        .filter(|t| opts.targets.is_empty() || opts.targets.contains(&t.name))
+        .collect();
+    if configs.is_empty() {
+        bail!("no backup target: add a [[backup.target]] (or check --target)");
+    }
+    for name in &opts.targets {
+        if cfg.target(name).is_none() {
+            bail!("no target named {name:?} in [[backup.target]]");
+        }
+    }
+    let pg = Pg::connect(&cfg.pg, cfg.pg_bin.as_deref())?;
+    pg.check_dump_version()?;
+    let databases = if !opts.databases.is_empty() {
+        opts.databases.clone()
+    } else if !cfg.databases.is_empty() {
+        cfg.databases.clone()
+    } else {
+        pg.odoo_databases()?
+    };
+    if databases.is_empty() {
+        bail!("no database to back up (backup.databases is empty and none has Odoo's tables)");
+    }
+
+    let mut live = Vec::new();
+    for tc in configs {
+        let mut outcome = TargetOutcome {
+            target: tc.name.clone(),
+            ..Default::default()
+        };
+        let opened = async {
+            let t = Target::open(tc).await?;
+            let blobs = t.list("blobs").await?.into_iter().map(|o| o.name).collect();
+            Ok::<_, Error>((t, blobs))
+        }
+        .await;
+        match opened {
+            Ok((target, blobs)) => live.push(Live {
+                target: Some(target),
+                blobs,
+                outcome,
+            }),
+            Err(e) => {
+                progress.line(format!("target {}: FAILED: {e}", tc.name));
+                outcome.error = Some(e.to_string());
+                live.push(Live {
+                    target: None,
+                    blobs: HashSet::new(),
+                    outcome,
+                });
+            }
+        }
+    }
+
+    let mut report = BackupReport::default();
+    for db in &databases {
+        if !live.iter().any(Live::alive) {
+            break;
+        }
+        match snapshot_db(cfg, &pg, &recipients, db, &mut live, progress).await {
+            Ok(read) => report.bytes_read += read,
+            Err(e) => {
+                progress.line(format!("{db}: FAILED: {e}"));
+                report.db_errors.push(format!("{db}: {e}"));
+            }
+        }
+    }
+    report.targets = live.into_iter().map(|l| l.outcome).collect();
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// Odoo allows these in database names; ids and object names rely on it.
+pub(crate) fn check_db_name(db: &str) -> Result<()> {
+    if db.is_empty()
+        || !db
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        bail!("database name {db:?}: only letters, digits, '_', '.' and '-' are supported");
+    }
+    Ok(())
+}
+
+fn spool_dir(cfg: &BackupConfig) -> PathBuf {
+    cfg.spool_dir.clone().unwrap_or_else(std::env::temp_dir)
+}
+
+async fn snapshot_db(
+    cfg: &BackupConfig,
+    pg: &Pg,
+    recipients: &Recipients,
+    db: &str,
+    live: &mut [Live],
+    progress: &Progress,
+) -> Result<u64> {
+    check_db_name(db)?;
+    if !pg.database_exists(db)? {
+        bail!("database {db:?} does not exist");
+    }
+    let now = jiff::Timestamp::now();
+    let id = format!("{}-{db}-{}", now.strftime("%Y%m%dT%H%M%SZ"), random_hex(3));
+    let time = now.to_string();
+
+    // Versions first, inside the same moment as the dump as near as we can.
+    let pg_version = pg.server_version()?;
+    let modules: BTreeMap<String, String> = pg
+        .query(
+            db,
+            "SELECT name, coalesce(latest_version, '') FROM ir_module_module \
+             WHERE state = 'installed' ORDER BY name",
+        )
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| Some((r.first()?.clone(), r.get(1).cloned().unwrap_or_default())))
+        .collect();
+    let odoo_version = modules.get("base").map(|v| odoo_series(v));
+
+    // 1. The dump, spooled sealed: one encryption for every target.
+    let spool = tempfile::Builder::new()
+        .prefix(".rampart-dump-")
+        .tempfile_in(spool_dir(cfg))
+        .with_context(|| format!("creating a spool file in {}", spool_dir(cfg).display()))?;
+    let dump_task = progress.bytes(&format!("{db}: pg_dump"), 0);
+    let (dump_sha256, dump_bytes) = {
+        let stderr_file = tempfile::tempfile().context("temp file")?;
+        let stderr_read = stderr_file.try_clone().context("temp file")?;
+        let mut child = pg.spawn_dump(db, stderr_file)?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut hashing = HashingReader::sha256(stdout);
+        let sealed = recipients.seal(&mut hashing, spool.as_file());
+        let status = child.wait().context("waiting for pg_dump")?;
+        if !status.success() {
+            let mut err = String::new();
+            let mut r = stderr_read;
+            use std::io::Seek;
+            let _ = r.seek(std::io::SeekFrom::Start(0));
+            let _ = r.read_to_string(&mut err);
+            bail!("pg_dump of {db:?} failed ({status}): {}", err.trim());
+        }
+        sealed.with_context(|| format!("spooling the dump of {db:?}"))?;
+        spool
+            .as_file()
+            .sync_all()
+            .context("syncing the spool file")?;
+        hashing.finish()
+    };
+    let dump_size = spool.as_file().metadata().context("spool")?.len();
+    dump_task.done(&format!(
+        "{} dumped, {} sealed",
+        human_bytes(dump_bytes),
+        human_bytes(dump_size)
+    ));
+    let mut bytes_read = dump_bytes;
+
+    // 2. The filestore: each file once per target, by content hash.
+    let root = filestore::dir(&cfg.data_dir, db);
+    let files = filestore::list(&root)?;
+    let total: u64 = files.iter().map(|f| f.1).sum();
+    let task = progress.bytes(&format!("{db}: filestore"), total);
+    let mut entries = Vec::with_capacity(files.len());
+    let mut new_blobs = 0usize;
+    for (rel, _) in &files {
+        let path = root.join(rel);
+        let (sha1, size, data) = read_and_hash(&path)?;
+        bytes_read += size;
+        task.inc(size);
+        let name_hash = rel.rsplit('/').next().unwrap_or("");
+        if name_hash != sha1 && is_sha1_hex(name_hash) {
+            tracing::warn!(file = %path.display(), real = %sha1, "filestore file name is not its SHA-1; stored by its real hash");
+        }
+        entries.push(FileEntry {
+            path: rel.clone(),
+            sha1: sha1.clone(),
+            size,
+        });
+        let missing: Vec<usize> = (0..live.len())
+            .filter(|&i| live[i].alive() && !live[i].blobs.contains(&sha1))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let object = format!("blobs/{sha1}");
+        let sealed = seal_file(recipients, &path, data, cfg)?;
+        for i in missing {
+            let payload = match &sealed {
+                Sealed::Bytes(b) => Payload::Bytes(b),
+                Sealed::File(f) => Payload::File(f.path()),
+            };
+            let n = payload.size();
+            match live[i]
+                .target
+                .as_ref()
+                .expect("alive")
+                .put(&object, payload)
+                .await
+            {
+                Ok(wrote) => {
+                    if wrote {
+                        live[i].outcome.bytes_new += n;
+                        new_blobs += 1;
+                    }
+                    live[i].blobs.insert(sha1.clone());
+                }
+                Err(e) => live[i].fail(e, progress),
+            }
+        }
+    }
+    task.done(&format!(
+        "{} files, {}, {new_blobs} new blob upload(s)",
+        files.len(),
+        human_bytes(total)
+    ));
+
+    // 3. The dump, then the manifest, then the index entry: in that order,
+    // so that a snapshot is listed only when everything it needs is there.
+    let manifest = Manifest {
+        format: FORMAT,
+        id: id.clone(),
+        db: db.to_string(),
+        time: time.clone(),
+        odoo_version,
+        pg_version,
+        module_count: modules.len(),
+        modules,
+        dump_sha256,
+        dump_bytes,
+        files: entries,
+    };
+    let sealed_manifest =
+        recipients.seal_bytes(&serde_json::to_vec(&manifest).context("manifest")?)?;
+    let mut blobs: Vec<String> = manifest.files.iter().map(|f| f.sha1.clone()).collect();
+    blobs.sort();
+    blobs.dedup();
+    let index = IndexEntry {
+        format: FORMAT,
+        id: id.clone(),
+        db: db.to_string(),
+        time,
+        dump_size,
+        blobs,
+        filestore_bytes: total,
+    };
+    let index_json = serde_json::to_vec_pretty(&index).context("index")?;
+    for l in live.iter_mut().filter(|l| l.alive()) {
+        let t = l.target.as_ref().expect("alive");
+        let r = async {
+            t.put(&index.dump_object(), Payload::File(spool.path()))
+                .await?;
+            t.put(&index.manifest_object(), Payload::Bytes(&sealed_manifest))
+                .await?;
+            if !t
+                .put(&index.index_object(), Payload::Bytes(&index_json))
+                .await?
+            {
+                bail!("{} already exists", index.index_object());
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        match r {
+            Ok(()) => {
+                l.outcome.bytes_new +=
+                    dump_size + sealed_manifest.len() as u64 + index_json.len() as u64;
+                l.outcome.snapshots.push(id.clone());
+                progress.line(format!("target {}: snapshot {id} stored", l.outcome.target));
+            }
+            Err(e) => l.fail(e, progress),
+        }
+    }
+    Ok(bytes_read)
+}
+
+/// "18.0.1.3" → "18.0"; "saas~17.4.1.0" → "saas~17.4".
+pub fn odoo_series(latest_version: &str) -> String {
+    latest_version
+        .split('.')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Reads a file, hashing it; keeps the bytes when small enough to seal
+/// from memory (most attachments), else they are re-read when sealing.
+fn read_and_hash(path: &Path) -> Result<(String, u64, Option<Vec<u8>>)> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if len <= IN_MEMORY_LIMIT {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let h = sha1_hex(&data);
+        let n = data.len() as u64;
+        return Ok((h, n, Some(data)));
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut r = HashingReader::sha1(f);
+    std::io::copy(&mut r, &mut std::io::sink())
+        .with_context(|| format!("reading {}", path.display()))?;
+    let (h, n) = r.finish();
+    Ok((h, n, None))
+}
+
+enum Sealed {
+    Bytes(Vec<u8>),
+    File(tempfile::NamedTempFile),
+}
+
+fn seal_file(
+    recipients: &Recipients,
+    path: &Path,
+    data: Option<Vec<u8>>,
+    cfg: &BackupConfig,
+) -> Result<Sealed> {
+    match data {
+        Some(d) => Ok(Sealed::Bytes(recipients.seal_bytes(&d)?)),
+        None => {
+            let spool = tempfile::Builder::new()
+                .prefix(".rampart-blob-")
+                .tempfile_in(spool_dir(cfg))
+                .context("creating a spool file")?;
+            let f =
+                std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+            recipients.seal(f, spool.as_file())?;
+            Ok(Sealed::File(spool))
+        }
+    }
+}
+
+/// Every complete snapshot on a target, oldest first.
+pub async fn list_snapshots(target: &Target) -> Result<Vec<IndexEntry>> {
+    let mut out = Vec::new();
+    for o in target.list("index").await? {
+        let name = o.name;
+        let Some(id) = name.strip_suffix(".json") else {
+            continue;
+        };
+        let bytes = target.get(&format!("index/{name}")).await?;
+        let entry: IndexEntry = serde_json::from_slice(&bytes)
+            .with_context(|| format!("target {:?}: index/{name}", target.name))?;
+        if entry.id != id {
+            bail!(
+                "target {:?}: index/{name} names snapshot {:?}",
+                target.name,
+                entry.id
+            );
+        }
+        out.push(entry);
+    }
+    out.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+    Ok(out)
+}
+
+/// `backups list --json`: index entries with their target, the blob list
+/// replaced by its length (a listing, not a manifest).
+pub fn snapshots_json(list: &[(String, IndexEntry)]) -> String {
+    let v: Vec<serde_json::Value> = list
+        .iter()
+        .map(|(t, e)| {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("blobs");
+                o.insert("blob_count".into(), e.blobs.len().into());
+                o.insert("target".into(), t.clone().into());
+            }
+            v
+        })
+        .collect();
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+/// A snapshot by id, unique id prefix, or `latest` (optionally of one db).
+pub async fn find_snapshot(target: &Target, spec: &str, db: Option<&str>) -> Result<IndexEntry> {
+    let all = list_snapshots(target).await?;
+    let mut matching: Vec<IndexEntry> = all
+        .into_iter()
+        .filter(|e| db.is_none_or(|d| e.db == d))
+        .collect();
+    if spec == "latest" {
+        return matching
+            .pop()
+            .ok_or_else(|| Error::new(format!("target {:?} has no snapshot", target.name)));
+    }
+    if let Some(e) = matching.iter().find(|e| e.id == spec) {
+        return Ok(e.clone());
+    }
+    let prefixed: Vec<_> = matching.iter().filter(|e| e.id.starts_with(spec)).collect();
+    match prefixed.len() {
+        1 => Ok(prefixed[0].clone()),
+        0 => bail!(
+            "target {:?} has no snapshot {spec:?} (see `rampart backups list`)",
+            target.name
+        ),
+        n => bail!("{spec:?} matches {n} snapshots; give more of the id"),
+    }
+}
+
+pub async fn read_manifest(
+    target: &Target,
+    entry: &IndexEntry,
+    ids: &Identities,
+) -> Result<Manifest> {
+    let sealed = target.get(&entry.manifest_object()).await?;
+    let m: Manifest = serde_json::from_slice(&ids.open_bytes(&sealed)?)
+        .with_context(|| format!("manifest of {}", entry.id))?;
+    if m.id != entry.id || m.db != entry.db {
+        bail!(
+            "the manifest of {} names another snapshot ({})",
+            entry.id,
+            m.id
+        );
+    }
+    Ok(m)
+}
+
+/// Downloads and opens a snapshot's dump into `dest`, checking its SHA-256.
+pub async fn fetch_dump(
+    target: &Target,
+    entry: &IndexEntry,
+    manifest: &Manifest,
+    ids: &Identities,
+    dest: &Path,
+) -> Result<()> {
+    let sealed = tempfile::NamedTempFile::new().context("temp file")?;
+    target
+        .get_to_file(&entry.dump_object(), sealed.path())
+        .await?;
+    let f = std::fs::File::open(sealed.path()).context("temp file")?;
+    let mut r = HashingReader::sha256(ids.open(f)?);
+    let mut out = std::fs::File::create(dest).with_context(|| dest.display().to_string())?;
+    std::io::copy(&mut r, &mut out).context("decrypting the dump")?;
+    let (sha, n) = r.finish();
+    if sha != manifest.dump_sha256 || n != manifest.dump_bytes {
+        bail!(
+            "the dump of {} does not match its checksum (got {sha}, {n} bytes; manifest {}, {} bytes)",
+            entry.id,
+            manifest.dump_sha256,
+            manifest.dump_bytes
+        );
+    }
+    Ok(())
+}
+
+/// Downloads and opens one blob, checking it is what its name says.
+pub async fn fetch_blob(target: &Target, sha1: &str, ids: &Identities) -> Result<Vec<u8>> {
+    let data = ids.open_bytes(&target.get(&format!("blobs/{sha1}")).await?)?;
+    let got = sha1_hex(&data);
+    if got != sha1 {
+        bail!(
+            "blob {sha1} on target {:?} holds other content ({got})",
+            target.name
+        );
+    }
+    Ok(data)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub id: String,
+    pub problems: Vec<String>,
+    pub checked_blobs: usize,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks that everything a snapshot needs is on the target; with the
+/// identity, also that the manifest matches the index and the dump its
+/// checksum.
+pub async fn verify(
+    target: &Target,
+    entry: &IndexEntry,
+    ids: Option<&Identities>,
+) -> Result<VerifyReport> {
+    let mut r = VerifyReport {
+        id: entry.id.clone(),
+        ..Default::default()
+    };
+    let blobs: std::collections::HashMap<String, u64> = target
+        .list("blobs")
+        .await?
+        .into_iter()
+        .map(|o| (o.name, o.size))
+        .collect();
+    let data: std::collections::HashMap<String, u64> = target
+        .list("data")
+        .await?
+        .into_iter()
+        .map(|o| (o.name, o.size))
+        .collect();
+    match data.get(&format!("{}.dump", entry.id)) {
+        None => r
+            .problems
+            .push(format!("{} is missing", entry.dump_object())),
+        Some(&n) if n != entry.dump_size => r.problems.push(format!(
+            "{} is {n} bytes, the index says {}",
+            entry.dump_object(),
+            entry.dump_size
+        )),
+        _ => {}
+    }
+    if !data.contains_key(&format!("{}.manifest", entry.id)) {
+        r.problems
+            .push(format!("{} is missing", entry.manifest_object()));
+    }
+    for b in &entry.blobs {
+        if !blobs.contains_key(b) {
+            r.problems.push(format!("blobs/{b} is missing"));
+        }
+    }
+    r.checked_blobs = entry.blobs.len();
+    if let Some(ids) = ids
+        && r.problems.is_empty()
+    {
+        let m = read_manifest(target, entry, ids).await?;
+        let mut from_manifest: Vec<String> = m.files.iter().map(|f| f.sha1.clone()).collect();
+        from_manifest.sort();
+        from_manifest.dedup();
+        if from_manifest != entry.blobs {
+            r.problems
+                .push("the index and the manifest list different blobs".to_string());
+        }
+        let tmp = tempfile::NamedTempFile::new().context("temp file")?;
+        if let Err(e) = fetch_dump(target, entry, &m, ids, tmp.path()).await {
+            r.problems.push(e.to_string());
+        }
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odoo_series_from_latest_version() {
+        assert_eq!(odoo_series("18.0.1.3"), "18.0");
+        assert_eq!(odoo_series("saas~17.4.1.0"), "saas~17.4");
+    }
+
+    #[test]
+    fn database_names_are_checked() {
+        assert!(check_db_name("erp_prod-2.x").is_ok());
+        assert!(check_db_name("a/b").is_err());
+        assert!(check_db_name("").is_err());
+    }
+}
