@@ -10,6 +10,7 @@ need_pkgs=()
 command -v pebble >/dev/null 2>&1 || [ -x /usr/bin/pebble ] || need_pkgs+=(pebble)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+[ -x /usr/bin/ssh ] || need_pkgs+=(openssh-client)  # backup: the SFTP target drives the system ssh
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)  # testkit: CA and leaf for the TLS client tests
 command -v fail2ban-regex >/dev/null 2>&1 || need_pkgs+=(fail2ban)  # guard: printed filters checked by fail2ban's own matcher
@@ -22,6 +23,8 @@ fi
 
 # Python's passlib proves our master-password hashes are what Odoo accepts.
 python3 -c 'import passlib' 2>/dev/null || python3 -m pip install -q passlib
+# backup: an S3-compatible server on loopback for the S3 target tests.
+command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

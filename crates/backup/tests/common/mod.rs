@@ -3,6 +3,8 @@
 //! Odoo's with its filestore, age keys, and helpers to compare restores.
 #![allow(dead_code)]
 
+pub mod remote;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
