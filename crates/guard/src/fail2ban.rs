@@ -65,8 +65,14 @@ pub fn jails(cfg: &GuardConfig, src: &JailSources) -> String {
         }
         m = m.saturating_mul(u64::from(lf.repeat_factor.get()));
     }
+    // Never ban a trusted proxy: behind one, every client would be locked out.
     let ignore: Vec<String> = std::iter::once("127.0.0.1/8 ::1".to_string())
-        .chain(cfg.allow.iter().map(|c| c.to_string()))
+        .chain(
+            cfg.allow
+                .iter()
+                .chain(&cfg.trusted_proxies)
+                .map(|c| c.to_string()),
+        )
         .collect();
     let mut out = String::new();
     let common = |out: &mut String| {
@@ -175,7 +181,11 @@ mod tests {
 
     #[test]
     fn jails_follow_the_guard_config() {
-        let cfg = GuardConfig::default();
+        let cfg = GuardConfig {
+            trusted_proxies: vec!["192.0.2.10".parse().unwrap()],
+            allow: vec!["10.0.0.0/8".parse().unwrap()],
+            ..Default::default()
+        };
         let text = jails(
             &cfg,
             &JailSources {
@@ -190,6 +200,7 @@ mod tests {
             "bantime = 900",
             "bantime.multipliers = 1 4 16 64 256 1024",
             "journalmatch = _SYSTEMD_UNIT=rampart.service",
+            "ignoreip = 127.0.0.1/8 ::1 10.0.0.0/8 192.0.2.10/32",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }

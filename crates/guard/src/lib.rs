@@ -517,12 +517,12 @@ pub fn admin_ban_body(addr: &str, for_: rampart_config::Duration, reason: Option
     body.to_string()
 }
 
-/// The message of an admin API error answer (`{"error": "..."}`), or the body as is.
-pub fn admin_error(body: &str) -> String {
+/// The message of the guard admin API's error answers (`{"error": "..."}`);
+/// None when the body is something else (another program, an older server).
+pub fn admin_error(body: &str) -> Option<String> {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_string))
-        .unwrap_or_else(|| body.trim().to_string())
 }
 
 /// Caps on what a flood can make the guard remember.

@@ -384,7 +384,8 @@ fn admin_api() {
         )
         .unwrap();
     assert_eq!(status, 400);
-    assert!(admin_error(&body).contains("soon"), "{body}");
+    assert!(admin_error(&body).unwrap().contains("soon"), "{body}");
+    assert_eq!(admin_error("<html>404</html>"), None);
     let (status, _) = g
         .admin(
             "POST",
