@@ -1,9 +1,512 @@
-//! ACME issue and renewal (phase 2).
+//! ACME: account, orders, challenges, and the renewal loop.
+//!
+//! One background task handles every ACME site in turn (one account, no
+//! two orders racing for it). A site is due when it serves a temporary
+//! certificate, when its certificate is within `renew_before` of expiry
+//! (default a third of its lifetime, minus a stable per-certificate jitter
+//! so many certificates issued together do not renew in the same minute),
+//! or when an admin asked. Failures are logged with the site and the CA's
+//! own words, counted in a metric, and retried with exponential backoff;
+//! the certificate in service stays until a new one is stored and loaded.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, ChallengeType,
+    ExternalAccountKey, HttpClient, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_util::sync::CancellationToken;
 
+use crate::local_ca::unix_now;
+use crate::pem::load_pem;
 use crate::store::CertStore;
+use crate::table::SiteCert;
+use crate::{AcmeConfig, CertError, Challenge, TlsSource, fsio};
+
+/// First retry after a failure; doubles up to `BACKOFF_MAX`.
+const BACKOFF_MIN: i64 = 60;
+const BACKOFF_MAX: i64 = 6 * 3600;
+/// The loop looks at the table at least this often (expiry, reloads).
+const MAX_SLEEP: i64 = 3600;
+/// One order, from new-order to certificate, must finish within this.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    next_try: i64,
+}
 
 impl CertStore {
-    pub(crate) fn spawn_acme(self: &std::sync::Arc<Self>, _shutdown: CancellationToken) {}
+    pub(crate) fn spawn_acme(self: &Arc<Self>, shutdown: CancellationToken) {
+        if self.acme.is_none() {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move { store.acme_loop(shutdown).await });
+    }
+
+    /// When the certificate a site serves should be renewed (unix secs).
+    pub(crate) fn renew_at(&self, s: &SiteCert) -> Option<i64> {
+        let acme = self.acme.as_ref()?;
+        if s.source != TlsSource::Acme {
+            return None;
+        }
+        if s.temporary {
+            return Some(s.loaded.meta.not_before);
+        }
+        let meta = &s.loaded.meta;
+        let lifetime = (meta.not_after - meta.not_before).max(0);
+        let before = acme
+            .renew_before
+            .map(|d| d.get().as_secs() as i64)
+            .unwrap_or(lifetime / 3);
+        let spread = (lifetime / 50).clamp(1, 86_400);
+        let jitter =
+            (meta.not_after.unsigned_abs().wrapping_mul(2_654_435_761) % spread as u64) as i64;
+        Some(meta.not_after - before - jitter)
+    }
+
+    async fn acme_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut account: Option<Account> = None;
+        let mut backoff: HashMap<Vec<String>, Backoff> = HashMap::new();
+        loop {
+            let now = unix_now();
+            let requests = std::mem::take(&mut *self.renew_requests.lock().unwrap());
+            let mut wake_at = now + MAX_SLEEP;
+            let table = self.table();
+            for s in table.sites.iter().filter(|s| s.source == TlsSource::Acme) {
+                let Some(due_at) = self.renew_at(s) else {
+                    continue;
+                };
+                let b = backoff.get(&s.hosts).copied().unwrap_or_default();
+                let asked = requests.get(&s.site).copied();
+                let due = asked == Some(true)
+                    || (now >= due_at && (asked.is_some() || now >= b.next_try));
+                if !due {
+                    wake_at = wake_at.min(due_at.max(b.next_try));
+                    continue;
+                }
+                let result = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = tokio::time::timeout(ORDER_TIMEOUT, self.obtain(&mut account, s, b.failures)) => {
+                        r.unwrap_or_else(|_| Err(format!("no certificate within {}s", ORDER_TIMEOUT.as_secs())))
+                    }
+                };
+                match result {
+                    Ok(()) => {
+                        backoff.remove(&s.hosts);
+                    }
+                    Err(detail) => {
+                        let failures = b.failures + 1;
+                        let delay = (BACKOFF_MIN << (failures - 1).min(16)).min(BACKOFF_MAX);
+                        let delay = delay + jitter(delay / 4);
+                        let next_try = unix_now() + delay;
+                        backoff.insert(s.hosts.clone(), Backoff { failures, next_try });
+                        *self.failures.lock().unwrap().entry(s.site).or_default() += 1;
+                        tracing::error!(
+                            site = s.site,
+                            hosts = ?s.hosts,
+                            directory = %self.acme.as_ref().map(|a| a.directory.as_str()).unwrap_or(""),
+                            retry_in_secs = delay,
+                            "cannot obtain a certificate, keeping the one in service: {detail}"
+                        );
+                        wake_at = wake_at.min(next_try);
+                        // The account may be what failed (CA restarted, key revoked): fetch it again next time.
+                        account = None;
+                    }
+                }
+            }
+            let sleep = Duration::from_secs((wake_at - unix_now()).clamp(1, MAX_SLEEP) as u64);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    /// Orders, validates, stores and swaps in a certificate for one site.
+    async fn obtain(
+        &self,
+        account: &mut Option<Account>,
+        s: &SiteCert,
+        attempt: u32,
+    ) -> Result<(), String> {
+        let cfg = self.acme.as_ref().ok_or("no [acme] section")?;
+        if account.is_none() {
+            *account = Some(self.account(cfg).await?);
+        }
+        let account = account.as_ref().expect("set above");
+        tracing::info!(site = s.site, hosts = ?s.hosts, "ordering a certificate");
+        let ids: Vec<Identifier> = s.hosts.iter().map(|h| Identifier::Dns(h.clone())).collect();
+        let mut order = account
+            .new_order(&NewOrder::new(&ids))
+            .await
+            .map_err(|e| format!("new order: {}", chain(&e)))?;
+        let mut pending = Pending {
+            store: self,
+            tokens: Vec::new(),
+            names: Vec::new(),
+        };
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.map_err(|e| format!("authorization: {}", chain(&e)))?;
+            let name = authz.identifier().to_string();
+            match authz.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                other => return Err(format!("authorization for {name} is {other:?}")),
+            }
+            let offered: Vec<ChallengeType> =
+                authz.challenges.iter().map(|c| c.r#type.clone()).collect();
+            let kind = choose(cfg.challenge, attempt, &offered).ok_or_else(|| {
+                format!("the CA offers no usable challenge for {name} (offered: {offered:?})")
+            })?;
+            let mut challenge = authz.challenge(kind.clone()).ok_or("challenge vanished")?;
+            let key_auth = challenge.key_authorization();
+            match kind {
+                ChallengeType::Http01 => {
+                    self.http01
+                        .lock()
+                        .unwrap()
+                        .insert(challenge.token.clone(), key_auth.as_str().to_string());
+                    pending.tokens.push(challenge.token.clone());
+                }
+                _ => {
+                    let cert =
+                        alpn_challenge_cert(&name, key_auth.digest().as_ref(), &self.provider)?;
+                    self.alpn01
+                        .lock()
+                        .unwrap()
+                        .insert(crate::names::normalise(&name), cert);
+                    pending.names.push(crate::names::normalise(&name));
+                }
+            }
+            tracing::debug!(site = s.site, name, challenge = ?kind, "challenge ready");
+            challenge
+                .set_ready()
+                .await
+                .map_err(|e| format!("challenge for {name}: {}", chain(&e)))?;
+        }
+        let retry = RetryPolicy::new().timeout(Duration::from_secs(90));
+        let status = order
+            .poll_ready(&retry)
+            .await
+            .map_err(|e| format!("waiting for validation: {}", chain(&e)))?;
+        if status != OrderStatus::Ready {
+            return Err(self.validation_errors(&mut order, status).await);
+        }
+        let key_pem = order
+            .finalize()
+            .await
+            .map_err(|e| format!("finalize: {}", chain(&e)))?;
+        let chain_pem = order
+            .poll_certificate(&retry)
+            .await
+            .map_err(|e| format!("certificate: {}", chain(&e)))?;
+        drop(pending);
+
+        let (cert_path, key_path) = self.acme_cert_paths(&s.hosts);
+        let loaded = load_pem(
+            chain_pem.as_bytes(),
+            key_pem.as_bytes(),
+            &cert_path,
+            &key_path,
+            &self.provider,
+        )
+        .map_err(|e| format!("the CA's certificate is unusable: {e}"))?;
+        // Key first: a crash between the two writes leaves a mismatch, read as "no certificate yet".
+        fsio::write_atomic(&key_path, key_pem.as_bytes(), fsio::PRIVATE)
+            .map_err(|e| e.to_string())?;
+        fsio::write_atomic(&cert_path, chain_pem.as_bytes(), fsio::PUBLIC)
+            .map_err(|e| e.to_string())?;
+        let days = loaded.secs_left(unix_now()) / 86_400;
+        let loaded = Arc::new(loaded);
+        self.swap(s.site, |cur| {
+            (cur.hosts == s.hosts && cur.source == TlsSource::Acme).then(|| SiteCert {
+                loaded: loaded.clone(),
+                temporary: false,
+                path: Some(cert_path.clone()),
+                ..cur.clone()
+            })
+        });
+        tracing::info!(site = s.site, hosts = ?s.hosts, days, path = %cert_path.display(), "new certificate in service");
+        Ok(())
+    }
+
+    /// The CA's reasons an order did not become ready, per name.
+    async fn validation_errors(
+        &self,
+        order: &mut instant_acme::Order,
+        status: OrderStatus,
+    ) -> String {
+        let mut reasons = Vec::new();
+        let mut authorizations = order.authorizations();
+        while let Some(Ok(mut authz)) = authorizations.next().await {
+            let name = authz.identifier().to_string();
+            if let Ok(state) = authz.refresh().await {
+                for c in &state.challenges {
+                    if let Some(p) = &c.error {
+                        reasons.push(format!("{name} ({:?}): {p}", c.r#type));
+                    }
+                }
+            }
+        }
+        if reasons.is_empty() {
+            format!("order is {status:?}")
+        } else {
+            format!("validation failed: {}", reasons.join("; "))
+        }
+    }
+
+    /// The stored account for this directory, or a new one (saved 0600).
+    async fn account(&self, cfg: &AcmeConfig) -> Result<Account, String> {
+        let path = self.acme_dir().join("account.json");
+        let http = http_client(cfg).map_err(|e| e.to_string())?;
+        if let Ok(bytes) = std::fs::read(&path) {
+            let creds: AccountCredentials = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: not an ACME account file: {e}", path.display()))?;
+            return Account::builder_with_http(http)
+                .from_credentials(creds)
+                .await
+                .map_err(|e| format!("directory {}: {}", cfg.directory, chain(&e)));
+        }
+        let mailto = format!("mailto:{}", cfg.email);
+        let contact: Vec<&str> = if cfg.email.is_empty() {
+            vec![]
+        } else {
+            vec![mailto.as_str()]
+        };
+        let eab = cfg
+            .eab
+            .as_ref()
+            .map(eab_key)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let new = NewAccount {
+            contact: &contact,
+            terms_of_service_agreed: true,
+            only_return_existing: false,
+        };
+        let (account, creds) = Account::builder_with_http(http)
+            .create(&new, cfg.directory.clone(), eab.as_ref())
+            .await
+            .map_err(|e| format!("creating an account at {}: {}", cfg.directory, chain(&e)))?;
+        let json = serde_json::to_vec(&creds).map_err(|e| e.to_string())?;
+        fsio::write_atomic(&path, &json, fsio::PRIVATE).map_err(|e| e.to_string())?;
+        tracing::info!(directory = %cfg.directory, id = account.id(), "created an ACME account");
+        Ok(account)
+    }
+}
+
+/// Removes challenge answers when an attempt ends, however it ends.
+struct Pending<'a> {
+    store: &'a CertStore,
+    tokens: Vec<String>,
+    names: Vec<String>,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let mut http = self.store.http01.lock().unwrap();
+        for t in &self.tokens {
+            http.remove(t);
+        }
+        let mut alpn = self.store.alpn01.lock().unwrap();
+        for n in &self.names {
+            alpn.remove(n);
+        }
+    }
+}
+
+/// `auto` alternates between TLS-ALPN-01 (the HTTPS listener always
+/// exists) and HTTP-01 from one failed attempt to the next, so a blocked
+/// port 443 or port 80 alone does not stop issuance.
+fn choose(wanted: Challenge, attempt: u32, offered: &[ChallengeType]) -> Option<ChallengeType> {
+    let order = match wanted {
+        Challenge::Http01 => vec![ChallengeType::Http01],
+        Challenge::TlsAlpn01 => vec![ChallengeType::TlsAlpn01],
+        Challenge::Auto if attempt.is_multiple_of(2) => {
+            vec![ChallengeType::TlsAlpn01, ChallengeType::Http01]
+        }
+        Challenge::Auto => vec![ChallengeType::Http01, ChallengeType::TlsAlpn01],
+    };
+    order.into_iter().find(|t| offered.contains(t))
+}
+
+/// The self-signed certificate a TLS-ALPN-01 validation expects (RFC 8737):
+/// the name as its only SAN and the acmeIdentifier extension (critical)
+/// holding the SHA-256 of the key authorization.
+fn alpn_challenge_cert(
+    name: &str,
+    digest: &[u8],
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
+    let bad = |e: rcgen::Error| format!("cannot build the TLS-ALPN-01 certificate for {name}: {e}");
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).map_err(bad)?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let key = rcgen::KeyPair::generate().map_err(bad)?;
+    let cert = params.self_signed(&key).map_err(bad)?;
+    // Not CertifiedKey::from_der: its key check parses the certificate with
+    // webpki, which rejects the critical acmeIdentifier extension.
+    let signing_key = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            key.serialize_der(),
+        )))
+        .map_err(|e| format!("TLS-ALPN-01 key for {name}: {e}"))?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing_key,
+    )))
+}
+
+/// HTTPS for the ACME directory: ring, the system's roots plus `ca_bundle`.
+fn http_client(cfg: &AcmeConfig) -> Result<Box<dyn HttpClient>, CertError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let extra = match &cfg.ca_bundle {
+        Some(path) => read_bundle(path)?,
+        None => Vec::new(),
+    };
+    let acme_err = |e: String| CertError::Acme {
+        site: None,
+        detail: e,
+    };
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| acme_err(format!("cannot set up certificate verification: {e}")))?;
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| acme_err(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, BodyWrapper<Bytes>>(https);
+    Ok(Box::new(client))
+}
+
+/// The PEM certificates in `ca_bundle`, with an error naming the file.
+pub(crate) fn read_bundle(
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let pem = fsio::read(path)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            CertError::file(
+                path,
+                format!("[acme] ca_bundle: cannot parse the PEM certificates: {e}"),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(CertError::file(
+            path,
+            "[acme] ca_bundle: no PEM certificate in this file",
+        ));
+    }
+    Ok(certs)
+}
+
+pub(crate) fn eab_key(eab: &crate::Eab) -> Result<ExternalAccountKey, CertError> {
+    let key = base64url_decode(&eab.hmac_key).ok_or_else(|| CertError::Acme {
+        site: None,
+        detail: "[acme] eab.hmac_key is not base64url (the key exactly as the CA gave it)".into(),
+    })?;
+    Ok(ExternalAccountKey::new(eab.kid.clone(), &key))
+}
+
+/// base64url without padding (RFC 8555's encoding); also accepts the
+/// standard alphabet and padding, which some CAs' dashboards show.
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.trim().trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// An error with its causes ("client error (Connect): tcp connect error: Connection refused").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn jitter(max: i64) -> i64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    (u64::from_le_bytes(b) % max.max(1) as u64) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_decodes_pebble_keys() {
+        assert_eq!(base64url_decode("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(base64url_decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64url_decode("_-8").unwrap(), [0xff, 0xef]);
+        assert!(base64url_decode("not base64!").is_none());
+    }
+
+    #[test]
+    fn alpn_challenge_certificate_builds() {
+        let provider = rustls::crypto::ring::default_provider();
+        alpn_challenge_cert("alpn.rampart.test", &[7u8; 32], &provider).unwrap();
+    }
+
+    #[test]
+    fn auto_alternates_challenges_between_attempts() {
+        let both = [ChallengeType::Http01, ChallengeType::TlsAlpn01];
+        assert_eq!(
+            choose(Challenge::Auto, 0, &both),
+            Some(ChallengeType::TlsAlpn01)
+        );
+        assert_eq!(
+            choose(Challenge::Auto, 1, &both),
+            Some(ChallengeType::Http01)
+        );
+        assert_eq!(
+            choose(Challenge::TlsAlpn01, 1, &[ChallengeType::Http01]),
+            None
+        );
+    }
 }

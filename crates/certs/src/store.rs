@@ -42,6 +42,8 @@ pub struct CertInfo {
     /// real certificate arrives.
     pub temporary: bool,
     pub path: Option<PathBuf>,
+    /// ACME: when the background task will renew it (unix secs).
+    pub renew_at: Option<i64>,
 }
 
 pub struct CertStore {
@@ -81,6 +83,15 @@ impl CertStore {
         acme: Option<&AcmeConfig>,
         sites: &[SiteTls],
     ) -> Result<Arc<CertStore>, CertError> {
+        if let Some(a) = acme {
+            // Bad ACME settings are config errors now, not a log line at the first renewal.
+            if let Some(bundle) = &a.ca_bundle {
+                crate::acme::read_bundle(bundle)?;
+            }
+            if let Some(eab) = &a.eab {
+                crate::acme::eab_key(eab)?;
+            }
+        }
         fsio::ensure_dir(state_dir)?;
         let ca = LocalCa::open(state_dir)?;
         let store = CertStore {
@@ -121,7 +132,14 @@ impl CertStore {
     /// The certificates in service.
     pub fn certificates(&self) -> Vec<CertInfo> {
         let now = unix_now();
-        self.table().sites.iter().map(|s| info(s, now)).collect()
+        self.table()
+            .sites
+            .iter()
+            .map(|s| CertInfo {
+                renew_at: self.renew_at(s),
+                ..info(s, now)
+            })
+            .collect()
     }
 
     /// HTTP-01: the key authorization for a pending challenge token.
@@ -392,5 +410,6 @@ pub(crate) fn info(s: &SiteCert, now: i64) -> CertInfo {
         },
         temporary: s.temporary,
         path: s.path.clone(),
+        renew_at: None,
     }
 }
