@@ -12,6 +12,9 @@
 //! 1. [`Guard::client_addr`] for every request (the same address goes to
 //!    Odoo as the last X-Forwarded-For entry and into the access log).
 //! 2. [`Guard::admit`] before routing: 403 when banned, 429 + Retry-After when limited.
+//!    Pass `login_route = true` only for the form and
+//!    /web/session/authenticate; RPC routes are logins only for some calls,
+//!    so those call [`Guard::admit_login`] once [`is_login_call`] says so.
 //! 3. On a [`login_route`] where [`is_login_call`]: [`Guard::begin_login`];
 //!    None means 403 without touching Odoo. Then [`LoginAttempt::finish`] with
 //!    [`login_outcome`] of the proxied response (dropping the attempt releases
@@ -212,6 +215,25 @@ impl Guard {
             verdict = self.login_rate.check(&key);
         }
         match verdict {
+            Ok(()) => Admission::Admitted,
+            Err(retry_after) => {
+                self.core.metrics.rate_limited.inc();
+                Admission::Limited { retry_after }
+            }
+        }
+    }
+
+    /// The login rate alone, for requests known to be login calls only after
+    /// their body was read: on /jsonrpc and /xmlrpc/2/common most calls are
+    /// not logins (`execute_kw`, `version`) and must not be held to 10 a
+    /// minute. So the edge calls `admit(client, false)` for those routes, then
+    /// this when [`is_login_call`] says the body is a login.
+    pub fn admit_login(&self, client: IpAddr) -> Admission {
+        let client = canonical_ip(client);
+        if is_allowed(&self.core.cfg(), client) {
+            return Admission::Admitted;
+        }
+        match self.login_rate.check(&client_key(client)) {
             Ok(()) => Admission::Admitted,
             Err(retry_after) => {
                 self.core.metrics.rate_limited.inc();
