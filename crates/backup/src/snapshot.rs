@@ -194,6 +194,7 @@ pub async fn backup(
             bail!("no target named {name:?} in [[backup.target]]");
         }
     }
+    clear_stale_spool(&spool_dir(cfg));
     let pg = Pg::connect(&cfg.pg, cfg.pg_bin.as_deref())?;
     pg.check_dump_version()?;
     let databases = if !opts.databases.is_empty() {
@@ -269,6 +270,28 @@ pub(crate) fn check_db_name(db: &str) -> Result<()> {
 
 fn spool_dir(cfg: &BackupConfig) -> PathBuf {
     cfg.spool_dir.clone().unwrap_or_else(std::env::temp_dir)
+}
+
+/// Spool files of runs killed before they could remove them; a day old,
+/// so a run going on now keeps its own.
+fn clear_stale_spool(dir: &Path) {
+    let day = Duration::from_secs(24 * 3600);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(".rampart-dump-") || name.starts_with(".rampart-blob-")) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > day);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 async fn snapshot_db(
