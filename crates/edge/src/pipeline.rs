@@ -22,7 +22,9 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use rampart_guard::{self as guard, Admission, LoginAttempt, LoginRoute};
 
 use crate::access_log::Entry;
 use crate::body::{self, Body, Guarded, Observed};
@@ -57,7 +59,7 @@ pub async fn handle(
 
     // 0 who
     let mut ctx = Ctx {
-        client: rampart_config::canonical_ip(conn.peer.ip()),
+        client: shared.guard.client_addr(conn.peer.ip(), req.headers()),
         site: None,
         upstream: None,
         upstream_time: None,
@@ -66,7 +68,7 @@ pub async fn handle(
     let line = RequestLine::of(&req);
     let encoding = compress::negotiate(req.headers().get(header::ACCEPT_ENCODING));
 
-    let mut res = phases(req, &conn, &shared, &rt, &mut ctx).await;
+    let mut res = phases(req, conn.clone(), &shared, &rt, &mut ctx).await;
 
     // 7 response (every response, whoever made it)
     match &ctx.site {
@@ -93,7 +95,7 @@ pub async fn handle(
 
 async fn phases(
     req: Request<Incoming>,
-    conn: &ConnInfo,
+    conn: Arc<ConnInfo>,
     shared: &Arc<Shared>,
     rt: &Runtime,
     ctx: &mut Ctx,
@@ -138,9 +140,10 @@ async fn phases(
     }
     let site = rt.sites[index].clone();
     ctx.site = Some(site.clone());
+    let https = conn.https;
 
     // 3 plain HTTP
-    if !conn.https {
+    if !https {
         if let Some(token) = plain_http::acme_token(req.uri().path()) {
             return plain_http::acme_answer(shared.certs.http01_response(token));
         }
@@ -152,7 +155,27 @@ async fn phases(
         return plain_http::redirect_to_https(&host, rt.listen.https.port(), pq);
     }
 
-    // 4 guard: see the guard issue.
+    // 4 guard
+    let login = guard::login_route(req.method(), &path.lower);
+    match shared.guard.admit(ctx.client, login.is_some()) {
+        Admission::Admitted => {}
+        Admission::Banned { .. } => {
+            return pages::error(
+                StatusCode::FORBIDDEN,
+                "Access from your address is blocked for a while after too many failed attempts.",
+            );
+        }
+        limited @ Admission::Limited { .. } => {
+            let secs = limited.retry_after_secs().unwrap_or(1).max(1);
+            let mut r = pages::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests: please slow down.",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return r;
+        }
+    }
 
     // 5 route
     let allowed_db = site
@@ -161,7 +184,8 @@ async fn phases(
         .allow
         .iter()
         .any(|c| c.contains(ctx.client));
-    match route::route(&path) {
+    let route = route::route(&path);
+    match route {
         Route::DatabaseManager if !allowed_db => {
             tracing::info!(client = %ctx.client, path = %req.uri().path(), "database manager blocked");
             pages::redirect(StatusCode::SEE_OTHER, "/web/login")
@@ -173,54 +197,10 @@ async fn phases(
                 "The database service is not available from this address.",
             )
         }
-        Route::JsonRpc if !allowed_db => {
-            // The db service hides in the body: read it before deciding.
-            let (parts, incoming) = req.into_parts();
-            let limit = site.config.max_body.get();
-            let idle = rt.listen.client_body_timeout.get();
-            let prepared = match request_body::prepare(
-                incoming,
-                &parts.headers,
-                limit,
-                idle,
-                JSONRPC_INSPECT,
-            )
-            .await
-            {
-                Ok(Prepared::Whole(b)) => b,
-                Ok(Prepared::Streaming(_)) => {
-                    return pages::error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "JSON-RPC requests over 8 MiB are refused from outside the database manager allow-list.",
-                    );
-                }
-                Err(e) => return body_error_page(e),
-            };
-            if route::jsonrpc_is_db_service(&prepared) {
-                tracing::info!(client = %ctx.client, "database service over JSON-RPC blocked");
-                return pages::error(
-                    StatusCode::FORBIDDEN,
-                    "The database service is not available from this address.",
-                );
-            }
-            let req = Request::from_parts(parts, ());
-            proxy(
-                req,
-                Some(Prepared::Whole(prepared)),
-                None,
-                &site.odoo,
-                &site,
-                conn,
-                rt,
-                shared,
-                ctx,
-            )
-            .await
-        }
         Route::Internal => pages::error(StatusCode::NOT_FOUND, "Not found."),
         Route::Websocket | Route::Longpolling => {
             if websocket::is_upgrade(&req) {
-                tunnel(req, &site, conn, rt, shared, ctx).await
+                tunnel(req, &site, https, rt, shared, ctx).await
             } else {
                 let (parts, incoming) = req.into_parts();
                 proxy(
@@ -229,7 +209,7 @@ async fn phases(
                     Some(incoming),
                     &site.websocket,
                     &site,
-                    conn,
+                    https,
                     rt,
                     shared,
                     ctx,
@@ -250,7 +230,7 @@ async fn phases(
                 Some(incoming),
                 &site.odoo,
                 &site,
-                conn,
+                https,
                 rt,
                 shared,
                 ctx,
@@ -258,25 +238,138 @@ async fn phases(
             .await
         }
         _ => {
+            let check_db = route == Route::JsonRpc && !allowed_db;
             let (parts, incoming) = req.into_parts();
-            proxy(
-                Request::from_parts(parts, ()),
+            if login.is_none() && !check_db {
+                return proxy(
+                    Request::from_parts(parts, ()),
+                    None,
+                    Some(incoming),
+                    &site.odoo,
+                    &site,
+                    https,
+                    rt,
+                    shared,
+                    ctx,
+                )
+                .await;
+            }
+            // The db service and RPC logins hide in the body: read it first.
+            let limit = site.config.max_body.get();
+            let idle = rt.listen.client_body_timeout.get();
+            let body = match request_body::prepare(incoming, &parts.headers, limit, idle, INSPECT)
+                .await
+            {
+                Ok(Prepared::Whole(b)) => b,
+                Ok(Prepared::Streaming(_)) => {
+                    return pages::error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "Login and JSON-RPC requests over 8 MiB are refused (outside the database manager allow-list).",
+                    );
+                }
+                Err(e) => return body_error_page(e),
+            };
+            if check_db && route::jsonrpc_is_db_service(&body) {
+                tracing::info!(client = %ctx.client, "database service over JSON-RPC blocked");
+                return pages::error(
+                    StatusCode::FORBIDDEN,
+                    "The database service is not available from this address.",
+                );
+            }
+            // 8 login: a slot is held while the attempt is in flight.
+            let attempt = match login {
+                Some(r) if guard::is_login_call(r, &body) => {
+                    match shared.guard.begin_login(ctx.client) {
+                        Some(a) => Some((r, a)),
+                        None => {
+                            return pages::error(
+                                StatusCode::FORBIDDEN,
+                                "Too many failed logins from your address: try again later.",
+                            );
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let req = Request::from_parts(parts, ());
+            let res = proxy(
+                req,
+                Some(Prepared::Whole(body)),
                 None,
-                Some(incoming),
                 &site.odoo,
                 &site,
-                conn,
+                https,
                 rt,
                 shared,
                 ctx,
             )
-            .await
+            .await;
+            match attempt {
+                Some((r, a)) => login_outcome(r, a, res, site.config.timeout.get()).await,
+                None => res,
+            }
         }
     }
 }
 
-/// JSON-RPC bodies up to this size are read to find the `db` service.
-const JSONRPC_INSPECT: usize = 8 * 1024 * 1024;
+/// 8: reads the verdict of a login attempt from Odoo's answer and tells
+/// the guard. The form's verdict is its status; RPC verdicts are in the
+/// (small) body, which is read and passed on unchanged.
+async fn login_outcome(
+    route: LoginRoute,
+    attempt: LoginAttempt,
+    res: Response<Body>,
+    timeout: std::time::Duration,
+) -> Response<Body> {
+    if route == LoginRoute::WebLogin {
+        attempt.finish(guard::login_outcome(
+            route,
+            res.status().as_u16(),
+            res.headers(),
+            b"",
+        ));
+        return res;
+    }
+    let (parts, b) = res.into_parts();
+    let bytes = match tokio::time::timeout(timeout, read_small(b)).await {
+        Ok(Some(bytes)) => bytes,
+        _ => {
+            drop(attempt);
+            return pages::error(
+                StatusCode::BAD_GATEWAY,
+                "Odoo's answer to a login could not be read.",
+            );
+        }
+    };
+    attempt.finish(guard::login_outcome(
+        route,
+        parts.status.as_u16(),
+        &parts.headers,
+        &bytes,
+    ));
+    Response::from_parts(parts, body::full(bytes))
+}
+
+/// Reads a body of at most LOGIN_ANSWER_MAX bytes.
+async fn read_small(mut b: Body) -> Option<Bytes> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = b.frame().await {
+        if let Ok(data) = frame.ok()?.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > LOGIN_ANSWER_MAX {
+                return None;
+            }
+        }
+    }
+    Some(buf.freeze())
+}
+
+/// Odoo's answers to login calls are a few hundred bytes.
+const LOGIN_ANSWER_MAX: usize = 1024 * 1024;
+
+/// Login and JSON-RPC bodies up to this size are read whole to find the
+/// `db` service and login calls.
+const INSPECT: usize = 8 * 1024 * 1024;
 
 /// 5 static: `/<module>/static/<file>` from the first addons_path entry
 /// that has it.
@@ -372,7 +465,7 @@ async fn proxy(
     incoming: Option<Incoming>,
     pool: &Pool,
     site: &Arc<SiteRuntime>,
-    conn: &ConnInfo,
+    https: bool,
     rt: &Runtime,
     shared: &Arc<Shared>,
     ctx: &mut Ctx,
@@ -413,7 +506,7 @@ async fn proxy(
         (None, None) => Prepared::Whole(Bytes::new()),
     };
     let file_req = file_request_headers(&parts.headers);
-    let mut up = match upstream_request(&parts, &addr, ctx.client, conn.https, false) {
+    let mut up = match upstream_request(&parts, &addr, ctx.client, https, false) {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -517,7 +610,7 @@ async fn accel_file(
 async fn tunnel(
     req: Request<Incoming>,
     site: &Arc<SiteRuntime>,
-    conn: &ConnInfo,
+    https: bool,
     _rt: &Runtime,
     shared: &Arc<Shared>,
     ctx: &mut Ctx,
@@ -531,7 +624,7 @@ async fn tunnel(
     };
     ctx.upstream = Some(lease.upstream.addr.clone());
     let (parts, incoming) = req.into_parts();
-    let up = match upstream_request(&parts, &lease.upstream.addr, ctx.client, conn.https, true) {
+    let up = match upstream_request(&parts, &lease.upstream.addr, ctx.client, https, true) {
         Ok(u) => u.map(|()| body::empty()),
         Err(r) => return r,
     };

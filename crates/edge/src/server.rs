@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use rampart_certs::CertStore;
+use rampart_guard::Guard;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -68,6 +69,7 @@ pub struct Shared {
     pub metrics: Metrics,
     pub access_log: AccessLog,
     pub certs: Arc<CertStore>,
+    pub guard: Arc<Guard>,
     pub registry: Registry,
     pub admin_hooks: Vec<AdminHook>,
     /// Websocket tunnels, waited for on shutdown.
@@ -201,6 +203,7 @@ impl Edge {
     pub async fn bind(
         cfg: EdgeConfig,
         certs: Arc<CertStore>,
+        guard: Arc<Guard>,
         mut registry: Registry,
         admin_hooks: Vec<AdminHook>,
     ) -> Result<Edge, EdgeError> {
@@ -226,6 +229,7 @@ impl Edge {
             metrics,
             access_log,
             certs,
+            guard,
             registry,
             admin_hooks,
             tunnels: TaskTracker::new(),

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use rampart_certs::{CertStore, SiteTls};
 use rampart_edge::{AdminHook, Edge, EdgeConfig, EdgeHandle};
+use rampart_guard::Guard;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -84,28 +85,51 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
             return ExitCode::from(super::EXIT_FAILURE);
         }
     };
+    let guard = match rampart_guard::Guard::open(&config.guard, &config.state_dir) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::EXIT_FAILURE);
+        }
+    };
     let mut registry = prometheus_client::registry::Registry::default();
     certs.register_metrics(&mut registry);
+    guard.register_metrics(&mut registry);
     let certs_hook = certs.clone();
     let edge_slot: Arc<OnceLock<EdgeHandle>> = Arc::default();
     let reload_hook = {
-        let (slot, certs, path) = (edge_slot.clone(), certs.clone(), config_path.clone());
+        let (slot, certs, guard, path) = (
+            edge_slot.clone(),
+            certs.clone(),
+            guard.clone(),
+            config_path.clone(),
+        );
         move |m: &str, p: &str, _b: &[u8]| -> Option<(u16, String)> {
             if (m, p) != ("POST", "/v1/reload") {
                 return None;
             }
             let edge = slot.get()?;
-            Some(match apply_reload(path.as_deref(), edge, &certs) {
+            Some(match apply_reload(path.as_deref(), edge, &certs, &guard) {
                 Ok(()) => (200, r#"{"status":"reloaded"}"#.to_string()),
                 Err(e) => (409, serde_json::json!({ "error": e }).to_string()),
             })
         }
     };
+    let guard_hook = guard.clone();
     let hooks: Vec<AdminHook> = vec![
         Arc::new(move |m, p, b| certs_hook.admin(m, p, b)),
+        Arc::new(move |m, p, b| guard_hook.admin(m, p, b)),
         Arc::new(reload_hook),
     ];
-    let edge = match Edge::bind(edge_config(&config), certs.clone(), registry, hooks).await {
+    let edge = match Edge::bind(
+        edge_config(&config),
+        certs.clone(),
+        guard.clone(),
+        registry,
+        hooks,
+    )
+    .await
+    {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -114,6 +138,9 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     certs.spawn_background(shutdown.clone());
+    spawn_housekeeping(guard.clone(), shutdown.clone());
+    let stop = shutdown.clone();
+    guard.spawn_log_follower(async move { stop.cancelled().await });
     let handle = edge.handle();
     let _ = edge_slot.set(handle.clone());
     tracing::info!(
@@ -128,19 +155,37 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
         config_path,
         handle,
         certs.clone(),
+        guard.clone(),
         shutdown.clone(),
     ));
     notify("READY=1");
     edge.run(shutdown).await;
     signals.abort();
+    if let Err(e) = guard.flush() {
+        tracing::error!("could not save the ban table: {e}");
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Expired bans, idle rate-limiter keys, old failure windows.
+fn spawn_housekeeping(guard: Arc<Guard>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => guard.housekeeping(),
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    });
 }
 
 async fn signal_loop(
     config_path: Option<PathBuf>,
     edge: EdgeHandle,
     certs: Arc<CertStore>,
+    guard: Arc<Guard>,
     shutdown: CancellationToken,
 ) {
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
@@ -151,7 +196,7 @@ async fn signal_loop(
         tokio::select! {
             _ = hup.recv() => {
                 notify("RELOADING=1");
-                let _ = apply_reload(config_path.as_deref(), &edge, &certs);
+                let _ = apply_reload(config_path.as_deref(), &edge, &certs, &guard);
                 notify("READY=1");
             }
             _ = usr1.recv() => {
@@ -173,6 +218,7 @@ fn apply_reload(
     config_path: Option<&Path>,
     edge: &EdgeHandle,
     certs: &CertStore,
+    guard: &Guard,
 ) -> Result<(), String> {
     let config = match config_path {
         Some(p) => match Config::load(p) {
@@ -183,6 +229,7 @@ fn apply_reload(
     };
     certs.reload(&site_tls(&config)).map_err(refused)?;
     edge.reload(edge_config(&config)).map_err(refused)?;
+    guard.reconfigure(&config.guard);
     tracing::info!("config reloaded");
     Ok(())
 }
