@@ -16,6 +16,7 @@ mod background;
 mod config;
 mod error;
 mod fsio;
+mod inspect;
 mod local_ca;
 mod metrics;
 mod names;

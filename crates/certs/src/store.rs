@@ -44,6 +44,10 @@ pub struct CertInfo {
     pub path: Option<PathBuf>,
     /// ACME: when the background task will renew it (unix secs).
     pub renew_at: Option<i64>,
+    /// Set by [`CertStore::inspect`] when there is nothing usable to show
+    /// (not issued yet, an unreadable file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 pub struct CertStore {
@@ -248,44 +252,12 @@ impl CertStore {
         }
     }
 
-    /// `<state_dir>/acme/<directory id>/`: per CA, so staging certificates
-    /// are never served after switching to production.
     pub(crate) fn acme_dir(&self) -> PathBuf {
-        let directory = self
-            .acme
-            .as_ref()
-            .map(|a| a.directory.as_str())
-            .unwrap_or("");
-        let digest = ring::digest::digest(&ring::digest::SHA256, directory.as_bytes());
-        let host = directory
-            .split("://")
-            .nth(1)
-            .and_then(|r| r.split(['/', ':']).next())
-            .unwrap_or("ca");
-        let host: String = host
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let hex: String = digest.as_ref()[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        self.state_dir.join("acme").join(format!("{host}-{hex}"))
+        acme_dir(&self.state_dir, self.acme.as_ref())
     }
 
     pub(crate) fn acme_cert_paths(&self, hosts: &[String]) -> (PathBuf, PathBuf) {
-        let stem = file_stem(hosts);
-        let dir = self.acme_dir().join("certs");
-        (
-            dir.join(format!("{stem}.pem")),
-            dir.join(format!("{stem}.key")),
-        )
+        acme_cert_paths(&self.state_dir, self.acme.as_ref(), hosts)
     }
 
     /// Files whose stamp changed since they were read: re-read and swap;
@@ -411,5 +383,47 @@ pub(crate) fn info(s: &SiteCert, now: i64) -> CertInfo {
         temporary: s.temporary,
         path: s.path.clone(),
         renew_at: None,
+        problem: None,
     }
+}
+
+/// `<state_dir>/acme/<host>-<hash of the directory URL>/`: per CA, so
+/// staging certificates are never served after switching to production.
+pub(crate) fn acme_dir(state_dir: &Path, acme: Option<&AcmeConfig>) -> PathBuf {
+    let directory = acme.map(|a| a.directory.as_str()).unwrap_or("");
+    let digest = ring::digest::digest(&ring::digest::SHA256, directory.as_bytes());
+    let host = directory
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split(['/', ':']).next())
+        .unwrap_or("ca");
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let hex: String = digest.as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    state_dir.join("acme").join(format!("{host}-{hex}"))
+}
+
+/// Where an ACME site's certificate chain and key are stored.
+pub(crate) fn acme_cert_paths(
+    state_dir: &Path,
+    acme: Option<&AcmeConfig>,
+    hosts: &[String],
+) -> (PathBuf, PathBuf) {
+    let stem = file_stem(hosts);
+    let dir = acme_dir(state_dir, acme).join("certs");
+    (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    )
 }

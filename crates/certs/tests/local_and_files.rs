@@ -388,3 +388,30 @@ async fn admin_lists_and_force_renews_local_certificates_and_metrics_show_days_l
     let days: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!((89.0..=90.1).contains(&days), "{line}");
 }
+
+#[test]
+fn inspect_reads_what_is_stored_and_writes_nothing() {
+    let dir = TempDir::new("inspect");
+    let state = dir.path().join("state");
+    let sites = [site(0, &["erp.example.com"], TlsSource::Local)];
+    let before = CertStore::inspect(&state, None, &sites);
+    assert!(
+        before[0]
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("not issued yet"),
+        "{before:?}"
+    );
+    assert!(!state.exists(), "listing must not create the state dir");
+
+    let store = CertStore::open(&state, None, &sites).unwrap();
+    let served = store.certificates();
+    let listed = CertStore::inspect(&state, None, &sites);
+    assert_eq!(listed[0].problem, None);
+    assert_eq!(
+        (&listed[0].names, listed[0].not_after),
+        (&served[0].names, served[0].not_after)
+    );
+    assert_eq!(listed[0].issuer, served[0].issuer);
+}

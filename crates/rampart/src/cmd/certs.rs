@@ -1,11 +1,200 @@
-//! `rampart certs`.
+//! `rampart certs [--json]` lists the certificates stored for the config's
+//! sites (read-only: it never creates or issues anything);
+//! `rampart certs renew [--force] [HOST]` asks the running server, through
+//! its admin listener, to renew now.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct CertsArgs {}
+use rampart_certs::{CertInfo, CertStore, SiteTls};
 
-pub fn run(_config: Option<&Path>, _a: CertsArgs) -> ExitCode {
-    super::not_yet("certs")
+use super::{EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE, load_config};
+use crate::config::Config;
+
+#[derive(clap::Args)]
+pub struct CertsArgs {
+    /// One JSON object per certificate list, for scripts.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    action: Option<CertsAction>,
+}
+
+#[derive(clap::Subcommand)]
+enum CertsAction {
+    /// Ask the running server to renew now (ACME certificates are renewed
+    /// in the background; local ones are re-issued, files re-read).
+    Renew {
+        /// Renew even if the certificate is not due yet.
+        #[arg(long)]
+        force: bool,
+        /// Only the site serving this host name (default: every site).
+        host: Option<String>,
+    },
+}
+
+pub fn run(config: Option<&Path>, a: CertsArgs) -> ExitCode {
+    let config = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match a.action {
+        None => list(&config, a.json),
+        Some(CertsAction::Renew { force, host }) => renew(&config, force, host, a.json),
+    }
+}
+
+fn sites(config: &Config) -> Vec<SiteTls> {
+    config
+        .site
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SiteTls {
+            site: i,
+            hosts: s.hosts.clone(),
+            source: s.tls.clone(),
+        })
+        .collect()
+}
+
+fn list(config: &Config, json: bool) -> ExitCode {
+    let certs = CertStore::inspect(&config.state_dir, config.acme.as_ref(), &sites(config));
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&certs).unwrap_or_default()
+        );
+    } else {
+        print_table(&certs);
+        let root = config.state_dir.join("ca").join("root.pem");
+        if root.exists() {
+            println!(
+                "\nlocal CA (add to trust stores to trust \"local\" certificates): {}",
+                root.display()
+            );
+        }
+    }
+    let expired_or_missing = certs.iter().any(|c| c.problem.is_some() || c.days_left < 0);
+    if expired_or_missing {
+        ExitCode::from(EXIT_FINDINGS)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_table(certs: &[CertInfo]) {
+    println!(
+        "{:<5} {:<7} {:<32} {:<20} {:>9}  ISSUER",
+        "SITE", "SOURCE", "NAMES", "NOT AFTER (UTC)", "DAYS LEFT"
+    );
+    for c in certs {
+        let names = if c.names.is_empty() {
+            c.hosts.join(",")
+        } else {
+            c.names.join(",")
+        };
+        match &c.problem {
+            Some(p) => println!("{:<5} {:<7} {:<32} {p}", c.site, c.source, names),
+            None => println!(
+                "{:<5} {:<7} {:<32} {:<20} {:>9}  {}",
+                c.site,
+                c.source,
+                names,
+                utc(c.not_after),
+                c.days_left,
+                c.issuer
+            ),
+        }
+    }
+}
+
+/// `2026-11-24 01:02` from unix seconds (civil-from-days, no date crate needed).
+fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+fn renew(config: &Config, force: bool, host: Option<String>, json: bool) -> ExitCode {
+    let body = serde_json::json!({ "host": host, "force": force }).to_string();
+    match super::admin::call(config, "POST", "/v1/certs/renew", Some(body)) {
+        Ok((status, body)) => {
+            if json {
+                println!("{body}");
+            } else {
+                describe_renewal(&body);
+            }
+            match status {
+                200 | 202 => ExitCode::SUCCESS,
+                404 | 400 => ExitCode::from(EXIT_USAGE),
+                _ => ExitCode::from(EXIT_FAILURE),
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn describe_renewal(body: &str) {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        println!("{body}");
+        return;
+    };
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        eprintln!("error: {e}");
+    }
+    let hosts = |x: &serde_json::Value| {
+        x["hosts"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .filter_map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    for d in v["done"].as_array().into_iter().flatten() {
+        let what = if d["renewed"].as_bool() == Some(true) {
+            "renewed"
+        } else {
+            "still valid, kept (use --force)"
+        };
+        println!("site {} ({}): {what}", d["site"], hosts(d));
+    }
+    for q in v["queued"].as_array().into_iter().flatten() {
+        println!(
+            "site {} ({}): ACME renewal started in the background; see the server log, then `rampart certs`",
+            q["site"],
+            hosts(q)
+        );
+    }
+    for e in v["errors"].as_array().into_iter().flatten() {
+        eprintln!("site {}: {}", e["site"], e["error"].as_str().unwrap_or(""));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00");
+        assert_eq!(super::utc(1_795_479_117), "2026-11-24 00:11");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00");
+    }
 }
