@@ -3,8 +3,11 @@
 //!
 //! Two sources: Odoo's own log (what Odoo's deployment guide sets up, with
 //! the logger name of current versions and of old ones), and Rampart's ban
-//! lines, which carry the guard's verdict, including XML-RPC attempts that
-//! Odoo logs "from n/a" and fail2ban on Odoo's log can never see.
+//! log (`<state_dir>/bans.log`), which carries the guard's verdicts,
+//! including XML-RPC attempts that Odoo logs "from n/a" and fail2ban on
+//! Odoo's log can never see. The Rampart jail reads that file rather than the
+//! journal because only the guard writes it: no client-controlled text
+//! (User-Agent, paths) can pose as a ban line there.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -33,12 +36,13 @@ ignoreregex =
 /// `/etc/fail2ban/filter.d/rampart-guard.conf`.
 pub fn rampart_filter() -> String {
     "\
-# Rampart's ban lines (stable format), e.g.
-#   rampart[guard]: ban 203.0.113.7 for 900s reason=\"10 failed logins in 1m\"
-#   rampart[guard]: ban 2001:db8:1:2::/64 for 3600s reason=\"banned by an administrator\"
+# Rampart's ban log (<state_dir>/bans.log, written only by the guard), e.g.
+#   2026-11-24T00:52:18Z rampart[guard]: ban 203.0.113.7 for 900s reason=\"10 failed logins in 1m\"
+#   2026-11-24T00:53:02Z rampart[guard]: ban 2001:db8:1:2::/64 for 3600s reason=\"banned by an administrator\"
+#   2026-11-24T01:07:18Z rampart[guard]: unban 203.0.113.7 reason=\"expired\"
 # IPv6 clients are banned by /64, hence <SUBNET>.
 [Definition]
-failregex = ^.*rampart\\[guard\\]: ban <SUBNET> for \\d+s reason=\".*\"\\s*$
+failregex = ^\\s*rampart\\[guard\\]: ban <SUBNET> for \\d+s reason=\"[^\"]*\"\\s*$
 ignoreregex =
 "
     .to_string()
@@ -47,8 +51,8 @@ ignoreregex =
 /// Where each jail reads from.
 pub struct JailSources<'a> {
     pub odoo_log: &'a Path,
-    /// Rampart's log file; None = the systemd journal of `rampart.service`.
-    pub rampart_log: Option<&'a Path>,
+    /// The guard's ban log, `<state_dir>/bans.log`.
+    pub ban_log: &'a Path,
 }
 
 /// `/etc/fail2ban/jail.d/rampart.local`: thresholds from `[guard]`, and
@@ -104,15 +108,7 @@ pub fn jails(cfg: &GuardConfig, src: &JailSources) -> String {
     let _ = writeln!(out, "[rampart-guard]");
     let _ = writeln!(out, "enabled = true");
     let _ = writeln!(out, "filter = rampart-guard");
-    match src.rampart_log {
-        Some(p) => {
-            let _ = writeln!(out, "logpath = {}", p.display());
-        }
-        None => {
-            let _ = writeln!(out, "backend = systemd");
-            let _ = writeln!(out, "journalmatch = _SYSTEMD_UNIT=rampart.service");
-        }
-    }
+    let _ = writeln!(out, "logpath = {}", src.ban_log.display());
     let _ = writeln!(out, "maxretry = 1");
     let _ = writeln!(out, "findtime = 3600");
     common(&mut out);
@@ -122,7 +118,9 @@ pub fn jails(cfg: &GuardConfig, src: &JailSources) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipnet::IpNet;
     use std::process::Command;
+    use std::time::Duration;
 
     /// Runs fail2ban's own matcher over `log` with `filter`; returns the matched lines.
     fn fail2ban_matches(filter: &str, log: &str) -> Vec<String> {
@@ -169,14 +167,29 @@ mod tests {
 
     #[test]
     fn rampart_filter_matches_the_ban_lines_the_guard_logs() {
-        let log = "\
-2026-11-24T00:52:18.123456Z  WARN rampart::guard: rampart[guard]: ban 203.0.113.7 for 900s reason=\"10 failed logins in 1m\"
-2026-11-24T00:52:19.123456Z  WARN rampart::guard: rampart[guard]: ban 2001:db8:1:2::/64 for 3600s reason=\"banned by an administrator\"
-2026-11-24T00:52:20.123456Z  INFO rampart::guard: rampart[guard]: unban 203.0.113.7 reason=\"expired\"
-2026-11-24T00:52:21.123456Z  INFO rampart::edge: GET /web/login?x=rampart[guard]: 200
-";
-        let matched = fail2ban_matches(&rampart_filter(), log);
+        // Written by the guard itself, so the test reads what it really writes.
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::ban_log::BanLog::new(dir.path().join("bans.log"));
+        let v4: IpNet = "203.0.113.7/32".parse().unwrap();
+        let v6: IpNet = "2001:db8:1:2::/64".parse().unwrap();
+        log.ban(&v4, Duration::from_secs(900), "10 failed logins in 1m");
+        log.ban(&v6, Duration::from_secs(3600), "banned by an administrator");
+        log.unban(&v4, "expired");
+        let mut text = std::fs::read_to_string(dir.path().join("bans.log")).unwrap();
+        // Not a guard line: text before the marker.
+        text.push_str(
+            "2026-11-24T00:52:21Z GET /x rampart[guard]: ban 192.0.2.1 for 1s reason=\"x\"\n",
+        );
+        let matched = fail2ban_matches(&rampart_filter(), &text);
         assert_eq!(matched.len(), 2, "{matched:#?}");
+        assert!(
+            matched[0].contains("ban 203.0.113.7 for 900s"),
+            "{matched:#?}"
+        );
+        assert!(
+            matched[1].contains("ban 2001:db8:1:2::/64 for 3600s"),
+            "{matched:#?}"
+        );
     }
 
     #[test]
@@ -190,7 +203,7 @@ mod tests {
             &cfg,
             &JailSources {
                 odoo_log: Path::new("/var/log/odoo/odoo.log"),
-                rampart_log: None,
+                ban_log: Path::new("/var/lib/rampart/bans.log"),
             },
         );
         for line in [
@@ -199,7 +212,7 @@ mod tests {
             "findtime = 60",
             "bantime = 900",
             "bantime.multipliers = 1 4 16 64 256 1024",
-            "journalmatch = _SYSTEMD_UNIT=rampart.service",
+            "logpath = /var/lib/rampart/bans.log",
             "ignoreip = 127.0.0.1/8 ::1 10.0.0.0/8 192.0.2.10/32",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");

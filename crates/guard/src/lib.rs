@@ -28,11 +28,16 @@
 //! rampart[guard]: unban 203.0.113.7 reason="expired"
 //! ```
 //! Addresses are IPv4 addresses, IPv6 addresses, or IPv6 /64 networks (the
-//! unit IPv6 clients are counted by). The ban line is logged at WARN level
-//! with target `rampart::guard`; `rampart fail2ban` prints the matching filter.
+//! unit IPv6 clients are counted by). Each line goes to `tracing` (target
+//! `rampart::guard`, WARN for bans) and, prefixed with an RFC 3339 time, to
+//! `<state_dir>/bans.log`, which only the guard writes: `rampart fail2ban`
+//! points its jail there, because a filter on a log that also carries
+//! client-controlled text (a User-Agent in the access log) could be fed a
+//! forged ban line.
 
 mod addr;
 mod admin;
+mod ban_log;
 mod bans;
 mod classify;
 mod config;
@@ -52,19 +57,18 @@ use std::time::{Instant, SystemTime};
 use ipnet::IpNet;
 
 pub use addr::canonical_ip;
+pub use ban_log::BAN_LOG_FILE;
 pub use bans::{BanInfo, MAX_BAN};
 pub use classify::{LoginOutcome, LoginRoute, is_login_call, login_outcome, login_route};
 pub use config::{GuardConfig, LoginFailuresConfig, LoginRateConfig, RateConfig};
 pub use follow::login_failure_addr;
 
 use addr::{client_key, display_net, host_net};
+use ban_log::BanLog;
 use bans::BanTable;
 use failures::{Begin, Failures};
 use limits::Limiter;
 use metrics::Metrics;
-
-/// The exact ban line format, as documented above and matched by `rampart fail2ban`.
-pub const BAN_LOG_PREFIX: &str = "rampart[guard]:";
 
 /// What the guard says about a request before routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +138,7 @@ struct Core {
     bans: BanTable,
     failures: Failures,
     metrics: Metrics,
+    ban_log: BanLog,
 }
 
 pub struct Guard {
@@ -164,6 +169,7 @@ impl Guard {
             bans,
             failures: Failures::new(caps.clients),
             metrics,
+            ban_log: BanLog::new(state_dir.join(BAN_LOG_FILE)),
         });
         Ok(Arc::new(Guard {
             core,
@@ -321,7 +327,7 @@ impl Guard {
     pub fn housekeeping(&self) {
         let now = SystemTime::now();
         for net in self.core.bans.expire(now) {
-            tracing::info!(target: "rampart::guard", "{BAN_LOG_PREFIX} unban {} reason=\"expired\"", display_net(&net));
+            self.core.ban_log.unban(&net, "expired");
         }
         self.core
             .metrics
@@ -409,7 +415,7 @@ impl Guard {
         let now = SystemTime::now();
         let for_ = for_.min(MAX_BAN);
         let record = self.core.bans.set(net, now + for_, reason.to_string(), now);
-        log_ban(&net, for_, reason);
+        self.core.ban_log.ban(&net, for_, reason);
         self.core.metrics.bans.inc();
         self.core
             .metrics
@@ -429,7 +435,7 @@ impl Guard {
         let was_banned = self.core.bans.remove(&net, now);
         self.core.failures.clear(&net);
         if was_banned {
-            tracing::info!(target: "rampart::guard", "{BAN_LOG_PREFIX} unban {} reason=\"by administrator\"", display_net(&net));
+            self.core.ban_log.unban(&net, "by administrator");
             self.core
                 .metrics
                 .bans_active
@@ -502,7 +508,7 @@ impl Core {
             .is_some()
         {
             self.failures.clear(&key);
-            log_ban(&key, length, &reason);
+            self.ban_log.ban(&key, length, &reason);
             self.metrics.bans.inc();
             self.metrics.bans_active.inc();
         }
@@ -513,12 +519,6 @@ fn ban_length(base: std::time::Duration, factor: u32, previous: u32) -> std::tim
     let mult = (factor as u64).saturating_pow(previous.min(64));
     let secs = base.as_secs().saturating_mul(mult);
     std::time::Duration::from_secs(secs).min(MAX_BAN)
-}
-
-fn log_ban(net: &IpNet, length: std::time::Duration, reason: &str) {
-    // Quotes inside the reason would end the field early for a regex reader.
-    let reason = reason.replace(['"', '\n', '\r'], "'");
-    tracing::warn!(target: "rampart::guard", "{BAN_LOG_PREFIX} ban {} for {}s reason=\"{reason}\"", display_net(net), length.as_secs());
 }
 
 fn is_allowed(cfg: &GuardConfig, ip: IpAddr) -> bool {

@@ -160,10 +160,10 @@ pub struct Fail2banArgs {
     /// else /var/log/odoo/odoo.log).
     #[arg(long, value_name = "PATH")]
     odoo_log: Option<PathBuf>,
-    /// Rampart's log file for the rampart-guard jail (default: the systemd
-    /// journal of rampart.service).
+    /// The guard's ban log for the rampart-guard jail (default:
+    /// <state_dir>/bans.log, which only the guard writes).
     #[arg(long, value_name = "PATH")]
-    rampart_log: Option<PathBuf>,
+    ban_log: Option<PathBuf>,
 }
 
 pub fn fail2ban(config: Option<&Path>, a: Fail2banArgs) -> ExitCode {
@@ -175,9 +175,12 @@ pub fn fail2ban(config: Option<&Path>, a: Fail2banArgs) -> ExitCode {
         .odoo_log
         .or_else(|| cfg.guard.odoo_log.clone())
         .unwrap_or_else(|| PathBuf::from("/var/log/odoo/odoo.log"));
+    let ban_log = a
+        .ban_log
+        .unwrap_or_else(|| cfg.state_dir.join(rampart_guard::BAN_LOG_FILE));
     let sources = JailSources {
         odoo_log: &odoo_log,
-        rampart_log: a.rampart_log.as_deref(),
+        ban_log: &ban_log,
     };
     print!(
         "\
