@@ -89,6 +89,12 @@ impl CertStore {
     ) -> Result<Arc<CertStore>, CertError> {
         if let Some(a) = acme {
             // Bad ACME settings are config errors now, not a log line at the first renewal.
+            if !a.directory.starts_with("https://") {
+                return Err(CertError::Acme {
+                    site: None,
+                    detail: format!("[acme] directory {:?} must be an https:// URL", a.directory),
+                });
+            }
             if let Some(bundle) = &a.ca_bundle {
                 crate::acme::read_bundle(bundle)?;
             }
@@ -236,9 +242,16 @@ impl CertStore {
                 }
                 let (cert_path, key_path) = self.acme_cert_paths(&hosts);
                 if let Ok(loaded) = load_files(&cert_path, &key_path, &self.provider)
-                    && hosts.iter().all(|h| loaded.meta.names.contains(h))
+                    && loaded.secs_left(now) > 0
                 {
-                    return Ok(entry(loaded, false, Some(cert_path), None));
+                    if hosts.iter().all(|h| loaded.meta.names.contains(h)) {
+                        return Ok(entry(loaded, false, Some(cert_path), None));
+                    }
+                    // Names were added: the stored certificate still serves the
+                    // names it has while a new one is ordered at once.
+                    if previous.is_none() && hosts.iter().any(|h| loaded.meta.names.contains(h)) {
+                        return Ok(entry(loaded, true, Some(cert_path), None));
+                    }
                 }
                 if let Some(p) = previous {
                     return Ok(p.clone());

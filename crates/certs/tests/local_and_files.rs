@@ -415,3 +415,63 @@ fn inspect_reads_what_is_stored_and_writes_nothing() {
     );
     assert_eq!(listed[0].issuer, served[0].issuer);
 }
+
+#[tokio::test]
+async fn stored_acme_certificate_is_served_at_start_and_kept_when_names_are_added() {
+    let dir = TempDir::new("acme-stored");
+    let acme = AcmeConfig {
+        email: "ops@example.com".into(),
+        directory: "https://127.0.0.1:1/dir".into(),
+        ..Default::default()
+    };
+    let sites = [site(0, &["shop.example.com"], TlsSource::Acme)];
+    // What an earlier run stored (any CA will do for this test).
+    let path = CertStore::inspect(dir.path(), Some(&acme), &sites)[0]
+        .path
+        .clone()
+        .unwrap();
+    let (cert, key) = self_signed(&["shop.example.com"]);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &cert).unwrap();
+    std::fs::write(path.with_extension("key"), &key).unwrap();
+
+    let store = CertStore::open(dir.path(), Some(&acme), &sites).unwrap();
+    let info = &store.certificates()[0];
+    assert!(!info.temporary && info.renew_at.is_some(), "{info:?}");
+    let addr = tls_server(store.server_config()).await;
+    handshake(
+        addr,
+        "shop.example.com",
+        roots_from_pem(cert.as_bytes()),
+        &[],
+    )
+    .await
+    .unwrap();
+
+    // A name added: the stored certificate keeps serving its name, and is due now.
+    let sites = [site(
+        0,
+        &["shop.example.com", "www.example.com"],
+        TlsSource::Acme,
+    )];
+    store.reload(&sites).unwrap();
+    let info = &store.certificates()[0];
+    assert!(info.temporary, "{info:?}");
+    handshake(
+        addr,
+        "shop.example.com",
+        roots_from_pem(cert.as_bytes()),
+        &[],
+    )
+    .await
+    .unwrap();
+
+    let bad = AcmeConfig {
+        directory: "http://insecure.example/dir".into(),
+        ..acme
+    };
+    let err = CertStore::open(dir.path(), Some(&bad), &sites)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("https://"), "{err}");
+}
