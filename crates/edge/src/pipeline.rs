@@ -157,24 +157,14 @@ async fn phases(
 
     // 4 guard
     let login = guard::login_route(req.method(), &path.lower);
-    match shared.guard.admit(ctx.client, login.is_some()) {
-        Admission::Admitted => {}
-        Admission::Banned { .. } => {
-            return pages::error(
-                StatusCode::FORBIDDEN,
-                "Access from your address is blocked for a while after too many failed attempts.",
-            );
-        }
-        limited @ Admission::Limited { .. } => {
-            let secs = limited.retry_after_secs().unwrap_or(1).max(1);
-            let mut r = pages::error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many requests: please slow down.",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return r;
-        }
+    // On the RPC endpoints most calls are not logins: the login rate
+    // applies once the body shows one (below).
+    let login_by_path = matches!(
+        login,
+        Some(LoginRoute::WebLogin | LoginRoute::SessionAuthenticate)
+    );
+    if let Some(refusal) = refuse(shared.guard.admit(ctx.client, login_by_path)) {
+        return refusal;
     }
 
     // 5 route
@@ -279,6 +269,11 @@ async fn phases(
             // 8 login: a slot is held while the attempt is in flight.
             let attempt = match login {
                 Some(r) if guard::is_login_call(r, &body) => {
+                    if !login_by_path
+                        && let Some(refusal) = refuse(shared.guard.admit_login(ctx.client))
+                    {
+                        return refusal;
+                    }
                     match shared.guard.begin_login(ctx.client) {
                         Some(a) => Some((r, a)),
                         None => {
@@ -308,6 +303,28 @@ async fn phases(
                 Some((r, a)) => login_outcome(r, a, res, site.config.timeout.get()).await,
                 None => res,
             }
+        }
+    }
+}
+
+/// The guard's refusal as a response: 403 when banned, 429 with
+/// Retry-After when over the rate.
+fn refuse(a: Admission) -> Option<Response<Body>> {
+    match a {
+        Admission::Admitted => None,
+        Admission::Banned { .. } => Some(pages::error(
+            StatusCode::FORBIDDEN,
+            "Access from your address is blocked for a while after too many failed attempts.",
+        )),
+        limited @ Admission::Limited { .. } => {
+            let secs = limited.retry_after_secs().unwrap_or(1).max(1);
+            let mut r = pages::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests: please slow down.",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            Some(r)
         }
     }
 }
