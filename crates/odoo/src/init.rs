@@ -231,11 +231,10 @@ pub fn odoo_conf(o: &InitOptions, existing: Option<OdooConf>) -> OdooConf {
             Some("Never list databases or offer the database manager (Rampart blocks /web/database/* as well).".into()),
         ),
         (
-            "dbfilter",
-            format!("^{}$", python_re_escape(&o.db)),
-            Some("Serve exactly this database whatever the Host header says; `$` matters, Odoo anchors only the start.".into()),
+            "db_name",
+            o.db.clone(),
+            Some("Serve exactly this database whatever the Host header says.".into()),
         ),
-        ("db_name", o.db.clone(), None),
         ("db_user", ODOO_ROLE.into(), Some("PostgreSQL role: not a superuser (see postgres-roles.sql).".into())),
         (
             "proxy_mode",
@@ -264,6 +263,24 @@ pub fn odoo_conf(o: &InitOptions, existing: Option<OdooConf>) -> OdooConf {
         Some("Filestore and sessions.".into()),
     ));
 
+    // With a dbfilter, Odoo looks for databases among those its role OWNS
+    // (list_dbs: datdba = current_user); under the strict policy it owns
+    // none and would find nothing. Without a dbfilter, Odoo serves exactly
+    // the db_name list, no ownership asked. Under the flexible policy Odoo
+    // owns its databases, and the dbfilter also guards ones it creates.
+    match o.policy {
+        RolePolicy::Strict => {
+            conf.remove("dbfilter");
+        }
+        RolePolicy::Flexible => settings.insert(
+            3,
+            (
+                "dbfilter",
+                format!("^{}$", python_re_escape(&o.db)),
+                Some("Also for databases Odoo creates later; `$` matters, Odoo anchors only the start.".into()),
+            ),
+        ),
+    }
     // Two names for one port confuse Odoo and readers alike.
     conf.remove(old_port_key);
     for (key, value, comment) in settings {
@@ -693,7 +710,6 @@ mod tests {
         let conf = OdooConf::parse(Path::new("odoo.conf"), &text).unwrap();
         for (k, v) in [
             ("list_db", "False"),
-            ("dbfilter", "^erp$"),
             ("db_name", "erp"),
             ("proxy_mode", "True"),
             ("http_interface", "127.0.0.1"),
@@ -706,6 +722,13 @@ mod tests {
             assert_eq!(conf.get(k).map(|x| x.value), Some(v), "{k} in\n{text}");
         }
         assert!(conf.get("longpolling_port").is_none());
+        assert!(
+            conf.get("dbfilter").is_none(),
+            "strict: Odoo's role owns no database, so no dbfilter"
+        );
+        let flexible = odoo_conf(&opts(RolePolicy::Flexible, 18), None);
+        assert_eq!(flexible.get("dbfilter").map(|v| v.value), Some("^erp$"));
+        assert_eq!(flexible.get("db_name").map(|v| v.value), Some("erp"));
         // A real hash so the audit sees a strong one.
         let mut o = o;
         o.admin_passwd_hash =

@@ -21,10 +21,20 @@ fn ids(findings: &[Finding]) -> Vec<&'static str> {
 }
 
 fn audit(pg: &Postgres, role: &str, flexible: bool) -> (Vec<Finding>, Vec<String>) {
+    audit_with(pg, role, flexible, false)
+}
+
+fn audit_with(
+    pg: &Postgres,
+    role: &str,
+    flexible: bool,
+    dbfilter: bool,
+) -> (Vec<Finding>, Vec<String>) {
     audit_pg(&PgAudit {
         dsn: pg.admin_dsn(),
         role: Some(role.into()),
         flexible,
+        dbfilter,
     })
     .unwrap_or_else(|e| panic!("audit failed: {e}"))
 }
@@ -149,6 +159,17 @@ fn inits_strict_roles_sql_gives_a_clean_audit_and_odoo_still_works() {
     let (findings, checked) = audit(&pg, "odoo", false);
     assert_eq!(checked, ["erp"]);
     assert_eq!(ids(&findings), ["pg-admin-login"], "{findings:#?}");
+    // Odoo's list_dbs, with a dbfilter set, sees only databases its role owns:
+    // exactly what init avoids by writing db_name without a dbfilter.
+    let owned = pg.psql_as(
+        "odoo",
+        Some(password),
+        "postgres",
+        &["-c", "SELECT count(*) FROM pg_database WHERE datdba = (SELECT usesysid FROM pg_user WHERE usename = current_user)"],
+    );
+    assert_eq!(owned.trim(), "0");
+    let (findings, _) = audit_with(&pg, "odoo", false, true);
+    assert_eq!(ids(&findings), ["pg-dbfilter-hides-db", "pg-admin-login"]);
 
     // The flexible script grants CREATEDB, which the strict audit reports.
     std::fs::write(
@@ -174,6 +195,7 @@ fn a_missing_role_and_the_dsn_user_default() {
         dsn: pg.admin_dsn(),
         role: None,
         flexible: false,
+        dbfilter: false,
     })
     .unwrap();
     assert!(

@@ -124,7 +124,11 @@ fn init_prints_the_password_whose_hash_passlib_accepts() {
         !conf.contains(&password),
         "odoo.conf must hold only the hash"
     );
-    assert!(conf.contains("dbfilter = ^prod$"), "{conf}");
+    assert!(conf.contains("\ndb_name = prod\n"), "{conf}");
+    assert!(
+        !conf.contains("dbfilter ="),
+        "strict policy: db_name, no dbfilter:\n{conf}"
+    );
     let hash = conf
         .lines()
         .find_map(|l| l.strip_prefix("admin_passwd = "))

@@ -72,12 +72,9 @@ pub fn audit_conf(conf: &OdooConf, mode: Option<u32>) -> Vec<Finding> {
     }
 
     match set("dbfilter") {
-        None if set("db_name").is_some() => out.push(
-            Finding::new("dbfilter-missing", Severity::Info, "no dbfilter; db_name limits the databases served")
-                .why("Odoo serves only the databases listed in db_name when no dbfilter is set; a dbfilter states it for every version")
-                .fix(format!("dbfilter = {}", filter_for_names(set("db_name").unwrap_or(""))))
-                .at(at("db_name")),
-        ),
+        // Odoo 14+ then serves exactly the db_name list: what the strict
+        // role policy needs (see `init::odoo_conf`).
+        None if set("db_name").is_some() => {}
         None => out.push(
             Finding::new("dbfilter-missing", Severity::Medium, "no dbfilter and no db_name: every database is served to every host")
                 .why("a copy or test database on the same PostgreSQL becomes reachable from the public site")
@@ -228,18 +225,6 @@ pub fn audit_hash(h: &Pbkdf2Hash, at: &str) -> Vec<Finding> {
     out
 }
 
-/// `^a$` or `^(a|b)$` for Odoo's comma-separated `db_name`.
-fn filter_for_names(db_name: &str) -> String {
-    let names: Vec<String> = db_name
-        .split(',')
-        .map(|n| dbfilter::python_re_escape(n.trim()))
-        .collect();
-    match names.as_slice() {
-        [one] => format!("^{one}$"),
-        _ => format!("^({})$", names.join("|")),
-    }
-}
-
 fn is_loopback(iface: &str) -> bool {
     iface == "localhost"
         || iface
@@ -333,7 +318,7 @@ mod tests {
         assert_eq!(with("dbfilter = ^erp"), ["dbfilter-unanchored"]);
         assert_eq!(with("dbfilter = ^%d$"), Vec::<&str>::new());
         assert_eq!(with("dbfilter = ^(erp"), ["dbfilter-invalid"]);
-        assert_eq!(with("db_name = erp"), ["dbfilter-missing"]);
+        assert_eq!(with("db_name = erp"), Vec::<&str>::new());
         assert_eq!(with(""), ["dbfilter-missing"]);
     }
 

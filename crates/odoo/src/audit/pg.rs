@@ -25,6 +25,8 @@ pub struct PgAudit {
     pub role: Option<String>,
     /// The flexible policy lets Odoo create (and so own) its databases.
     pub flexible: bool,
+    /// odoo.conf sets a dbfilter: Odoo then sees only databases its role owns.
+    pub dbfilter: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,13 +83,14 @@ pub fn audit_pg(a: &PgAudit) -> Result<(Vec<Finding>, Vec<String>), PgError> {
             target: describe(&config),
             message: format!("cannot start the runtime: {e}"),
         })?;
-    rt.block_on(run(config, role, a.flexible))
+    rt.block_on(run(config, role, a.flexible, a.dbfilter))
 }
 
 async fn run(
     config: Config,
     role: String,
     flexible: bool,
+    dbfilter: bool,
 ) -> Result<(Vec<Finding>, Vec<String>), PgError> {
     let target = describe(&config);
     let client = connect(&config).await.map_err(|message| PgError::Connect {
@@ -166,7 +169,7 @@ async fn run(
             out.push(
                 Finding::new("pg-db-owned-by-odoo", Severity::Medium, format!("database {db:?} is owned by Odoo's role {role:?}"))
                     .why("the owner can drop the database; under the strict policy an administrator role owns it and Odoo gets only what it needs inside")
-                    .fix(format!("ALTER DATABASE \"{db}\" OWNER TO odoo_admin; then grant Odoo CONNECT, TEMP and CREATE on schema public (see postgres-roles.sql from rampart init)"))
+                    .fix(format!("ALTER DATABASE \"{db}\" OWNER TO odoo_admin; grant Odoo CONNECT, TEMP and CREATE on schema public (see postgres-roles.sql from rampart init); and in odoo.conf use db_name = {db} instead of a dbfilter"))
                     .at(format!("database {db}")),
             );
         }
@@ -174,6 +177,18 @@ async fn run(
         db_config.dbname(&db);
         match inspect_database(&db_config, &db).await {
             Ok(Some(findings)) => {
+                if dbfilter && owner != role {
+                    out.push(
+                        Finding::new(
+                            "pg-dbfilter-hides-db",
+                            Severity::Medium,
+                            format!("Odoo cannot find database {db:?}: odoo.conf has a dbfilter and {db:?} is owned by {owner:?}, not {role:?}"),
+                        )
+                        .why("with a dbfilter, Odoo picks databases only among those its role owns (list_dbs: datdba = current_user); visitors get no database")
+                        .fix(format!("remove dbfilter and set db_name = {db} (Odoo then serves exactly db_name; the strict policy's way)"))
+                        .at(format!("database {db}")),
+                    );
+                }
                 checked.push(db);
                 out.extend(findings);
             }
@@ -333,6 +348,7 @@ mod tests {
             dsn: "host=/tmp port=notaport".into(),
             role: Some("odoo".into()),
             flexible: false,
+            dbfilter: false,
         })
         .unwrap_err();
         assert!(matches!(e, PgError::Dsn(_)), "{e}");
@@ -350,6 +366,7 @@ mod tests {
             dsn: format!("host=127.0.0.1 port={port} user=postgres"),
             role: None,
             flexible: false,
+            dbfilter: false,
         })
         .unwrap_err();
         assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");

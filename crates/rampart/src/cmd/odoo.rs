@@ -326,6 +326,7 @@ pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
         _ => None,
     };
     let mut db_user = a.db_user.clone();
+    let mut has_dbfilter = false;
     if let Some(path) = &conf_path {
         let conf = match OdooConf::load(path) {
             Ok(c) => c,
@@ -339,6 +340,9 @@ pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
         let mode = std::fs::metadata(path).ok().map(|m| m.permissions().mode());
         report.checked.push(format!("odoo.conf {}", path.display()));
         report.add(audit::audit_conf(&conf, mode));
+        has_dbfilter = conf
+            .get("dbfilter")
+            .is_some_and(|v| !v.value.is_empty() && v.value != "False");
         if db_user.is_none() {
             db_user = conf
                 .get("db_user")
@@ -381,6 +385,7 @@ pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
             dsn: dsn.clone(),
             role: db_user,
             flexible: a.flexible,
+            dbfilter: has_dbfilter,
         };
         match audit::audit_pg(&pg) {
             Ok((findings, dbs)) => {
