@@ -350,6 +350,16 @@ impl CertStore {
     }
 }
 
+impl SiteTls {
+    /// The checks `CertStore::open` makes on a site's hosts and source
+    /// (host syntax; no wildcard or catch-all with ACME, which needs DNS-01),
+    /// for `rampart check` to report with the file and line.
+    pub fn check(&self) -> Result<(), CertError> {
+        let hosts: Vec<String> = self.hosts.iter().map(|h| normalise(h)).collect();
+        check_hosts(self.site, &hosts, &self.source)
+    }
+}
+
 fn check_hosts(site: usize, hosts: &[String], source: &TlsSource) -> Result<(), CertError> {
     if hosts.is_empty() {
         return Err(CertError::site(

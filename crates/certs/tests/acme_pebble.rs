@@ -167,6 +167,11 @@ async fn http01_issue_renew_under_load_restart_and_ca_down() {
     assert!(wait_until(30, || ok.load(Ordering::Relaxed) > before_stop + 5).await);
     running.store(false, Ordering::Relaxed);
     load.await.unwrap();
+    eprintln!(
+        "renewal under load: {} handshakes, {} failed",
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
     assert_eq!(
         failed.load(Ordering::Relaxed),
         0,
