@@ -4,7 +4,7 @@
 
 mod pg;
 
-use rampart_odoo::audit::{Finding, PgAudit, Severity, audit_pg};
+use rampart_odoo::audit::{Finding, PgAudit, Severity, audit_pg, odoo_list_dbs};
 use rampart_odoo::init::{self, InitOptions, RolePolicy};
 use rampart_odoo::passwd::Pbkdf2Hash;
 use rampart_odoo::sizing;
@@ -60,6 +60,11 @@ fn weak_role_demo_data_and_default_admin_are_found() {
 
     let (findings, checked) = audit(&pg, "odoo", false);
     assert_eq!(checked, ["shop"], "only Odoo databases are looked into");
+    // What Odoo's list_dbs would find: the databases its role owns.
+    assert_eq!(
+        odoo_list_dbs(&pg.admin_dsn(), Some("odoo")).unwrap(),
+        ["shop"]
+    );
     let got = ids(&findings);
     for id in [
         "pg-role-superuser",
@@ -170,6 +175,10 @@ fn inits_strict_roles_sql_gives_a_clean_audit_and_odoo_still_works() {
     assert_eq!(owned.trim(), "0");
     let (findings, _) = audit_with(&pg, "odoo", false, true);
     assert_eq!(ids(&findings), ["pg-dbfilter-hides-db", "pg-admin-login"]);
+    assert_eq!(
+        odoo_list_dbs(&pg.admin_dsn(), Some("odoo")).unwrap(),
+        Vec::<String>::new()
+    );
 
     // The flexible script grants CREATEDB, which the strict audit reports.
     std::fs::write(

@@ -153,6 +153,15 @@ pub fn audit_conf(conf: &OdooConf, mode: Option<u32>) -> Vec<Finding> {
         );
     }
 
+    if conf.get("longpolling_port").is_some() {
+        out.push(
+            Finding::new("longpolling-port-name", Severity::Info, "longpolling_port is the name before Odoo 16")
+                .why("Odoo 16+ reads gevent_port and only warns about the old name; two names for one port confuse readers")
+                .fix("on Odoo 16+: gevent_port = 8072 and remove longpolling_port")
+                .at(at("longpolling_port")),
+        );
+    }
+
     if conf
         .get("without_demo")
         .is_none_or(|v| !parse_bool(v.value))
@@ -330,6 +339,14 @@ mod tests {
         assert_eq!(with("http_interface = 0.0.0.0"), ["odoo-not-loopback"]);
         assert_eq!(with("http_interface ="), ["odoo-not-loopback"]);
         assert_eq!(with("xmlrpc_interface = 127.0.0.1"), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn old_evented_port_name_is_noted() {
+        assert_eq!(
+            ids(&format!("{}longpolling_port = 8072\n", hardened()), None),
+            ["longpolling-port-name"]
+        );
     }
 
     #[test]

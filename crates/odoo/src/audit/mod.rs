@@ -15,7 +15,7 @@ use serde::Serialize;
 
 pub use conf::audit_conf;
 pub use front::{FrontFacts, FrontSite, audit_front};
-pub use pg::{PgAudit, PgError, audit_pg};
+pub use pg::{PgAudit, PgError, audit_pg, odoo_list_dbs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

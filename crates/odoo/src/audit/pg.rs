@@ -60,21 +60,52 @@ impl std::error::Error for PgError {}
 
 /// The findings and the databases that were looked into.
 pub fn audit_pg(a: &PgAudit) -> Result<(Vec<Finding>, Vec<String>), PgError> {
-    let mut config = Config::from_str(&a.dsn).map_err(|e| PgError::Dsn(e.to_string()))?;
+    let (config, role, rt) = prepare(&a.dsn, a.role.as_deref())?;
+    rt.block_on(run(config, role, a.flexible, a.dbfilter))
+}
+
+/// The databases Odoo's `list_dbs` finds when a dbfilter is set (or no
+/// db_name): those owned by its role, not templates, accepting connections,
+/// other than `postgres` and `template0` (Odoo's default db_template).
+pub fn odoo_list_dbs(dsn: &str, role: Option<&str>) -> Result<Vec<String>, PgError> {
+    let (config, role, rt) = prepare(dsn, role)?;
+    rt.block_on(async {
+        let target = describe(&config);
+        let client = connect(&config).await.map_err(|message| PgError::Connect {
+            target: target.clone(),
+            message,
+        })?;
+        let rows = client
+            .query(
+                "SELECT datname::text FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = $1) \
+                 AND NOT datistemplate AND datallowconn AND datname NOT IN ('postgres', 'template0') ORDER BY datname",
+                &[&role],
+            )
+            .await
+            .map_err(|e| PgError::Query {
+                target,
+                message: error_text(&e),
+            })?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    })
+}
+
+/// The parsed DSN (with a connect timeout), the role Odoo uses, a runtime.
+fn prepare(
+    dsn: &str,
+    role: Option<&str>,
+) -> Result<(Config, String, tokio::runtime::Runtime), PgError> {
+    let mut config = Config::from_str(dsn).map_err(|e| PgError::Dsn(e.to_string()))?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
-    let role = match a
-        .role
-        .clone()
+    let Some(role) = role
+        .map(str::to_string)
         .or_else(|| config.get_user().map(str::to_string))
-    {
-        Some(r) => r,
-        None => {
-            return Err(PgError::Dsn(
-                "no user in the DSN and no db_user in odoo.conf: say which role Odoo uses".into(),
-            ));
-        }
+    else {
+        return Err(PgError::Dsn(
+            "no user in the DSN and no db_user in odoo.conf: say which role Odoo uses".into(),
+        ));
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -83,7 +114,7 @@ pub fn audit_pg(a: &PgAudit) -> Result<(Vec<Finding>, Vec<String>), PgError> {
             target: describe(&config),
             message: format!("cannot start the runtime: {e}"),
         })?;
-    rt.block_on(run(config, role, a.flexible, a.dbfilter))
+    Ok((config, role, rt))
 }
 
 async fn run(

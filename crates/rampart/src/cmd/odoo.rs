@@ -222,6 +222,13 @@ pub struct DbfilterArgs {
     /// A database that exists (repeat for each).
     #[arg(long = "db", value_name = "NAME")]
     dbs: Vec<String>,
+    /// Ask PostgreSQL for the databases, as Odoo does (those its role owns),
+    /// instead of --db: an administrator's DSN, e.g. "host=/run/postgresql user=postgres".
+    #[arg(long, value_name = "DSN", conflicts_with = "dbs")]
+    pg: Option<String>,
+    /// The role Odoo connects as, for --pg (default: odoo.conf's db_user, else the DSN's user).
+    #[arg(long, value_name = "ROLE")]
+    db_user: Option<String>,
     /// Odoo's db_name option, used only when no dbfilter is set.
     #[arg(long)]
     db_name: Option<String>,
@@ -253,7 +260,32 @@ pub fn dbfilter(a: DbfilterArgs) -> ExitCode {
     if filter.is_empty() && db_name.is_empty() && a.odoo_conf.is_none() {
         return usage_error("give --filter (e.g. '^%d$') or --odoo-conf");
     }
-    let outcome = match dbfilter::evaluate(&filter, &db_name, &a.host, &a.dbs) {
+    let mut dbs = a.dbs.clone();
+    let mut listed_from = None;
+    if let Some(dsn) = &a.pg {
+        // Odoo's list_dbs: the db_name list itself when there is no
+        // dbfilter, else the databases its role owns.
+        if filter.is_empty() && !db_name.is_empty() {
+            dbs = db_name.split(',').map(|d| d.trim().to_string()).collect();
+            listed_from =
+                Some("db_name (Odoo does not ask PostgreSQL without a dbfilter)".to_string());
+        } else {
+            let role = a.db_user.clone().or_else(|| from_conf("db_user"));
+            match audit::odoo_list_dbs(dsn, role.as_deref()) {
+                Ok(list) => dbs = list,
+                Err(e @ audit::PgError::Dsn(_)) => return usage_error(e),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            }
+            listed_from = Some(format!(
+                "PostgreSQL: databases owned by role {}",
+                role.as_deref().unwrap_or("(the DSN's user)")
+            ));
+        }
+    }
+    let outcome = match dbfilter::evaluate(&filter, &db_name, &a.host, &dbs) {
         Ok(o) => o,
         Err(e) => return usage_error(e),
     };
@@ -279,8 +311,11 @@ pub fn dbfilter(a: DbfilterArgs) -> ExitCode {
         }
         None => println!("dbfilter:   (none) -> every database is served"),
     }
-    if a.dbs.is_empty() {
-        println!("(name the existing databases with --db to see which are served)");
+    if let Some(from) = &listed_from {
+        println!("databases:  {}   ({from})", join_or_none(&dbs));
+    }
+    if dbs.is_empty() && a.pg.is_none() {
+        println!("(name the existing databases with --db, or --pg DSN, to see which are served)");
     } else {
         println!("served:     {}", join_or_none(&outcome.served));
         println!("not served: {}", join_or_none(&outcome.not_served));
