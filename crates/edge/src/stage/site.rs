@@ -76,12 +76,25 @@ impl SiteMatcher {
 
 /// The request's host name: lower-case, without port or trailing dot.
 /// `None` when missing or not a plausible host name (then: 400/421).
+/// The site is chosen by this name but Odoo is sent the Host header, so
+/// the two must agree: an HTTP/2 `:authority` (or absolute-form target)
+/// naming one host with a Host header naming another, or two Host
+/// headers, is refused rather than routed by one and served by the other.
 pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Option<String> {
-    let raw = match uri.authority() {
-        Some(a) => a.as_str().to_string(),
-        None => headers.get(header::HOST)?.to_str().ok()?.to_string(),
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host_header = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => Some(host_without_port(h.to_str().ok()?)?),
+        (None, _) => None,
+        (Some(_), Some(_)) => return None,
     };
-    host_without_port(&raw)
+    match (uri.authority(), host_header) {
+        (Some(a), Some(h)) => {
+            let a = host_without_port(a.as_str())?;
+            (a == h).then_some(a)
+        }
+        (Some(a), None) => host_without_port(a.as_str()),
+        (None, h) => h,
+    }
 }
 
 pub fn host_without_port(raw: &str) -> Option<String> {
@@ -128,6 +141,24 @@ mod tests {
         let m = SiteMatcher::new([a.as_slice(), c.as_slice()]);
         assert_eq!(m.find("erp.example.com"), Some(0));
         assert_eq!(m.find("anything"), Some(1));
+    }
+
+    #[test]
+    fn authority_and_host_must_agree() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "b.example.com".parse().unwrap());
+        let abs: Uri = "https://a.example.com/web/login".parse().unwrap();
+        let origin: Uri = "/web/login".parse().unwrap();
+        assert_eq!(request_host(&abs, &h), None);
+        assert_eq!(request_host(&origin, &h).as_deref(), Some("b.example.com"));
+        h.insert(header::HOST, "A.example.com:443".parse().unwrap());
+        assert_eq!(request_host(&abs, &h).as_deref(), Some("a.example.com"));
+        h.append(header::HOST, "b.example.com".parse().unwrap());
+        assert_eq!(request_host(&origin, &h), None);
+        assert_eq!(
+            request_host(&abs, &HeaderMap::new()).as_deref(),
+            Some("a.example.com")
+        );
     }
 
     #[test]
