@@ -1,0 +1,385 @@
+//! Harness for the edge integration tests: writes a rampart.toml into a
+//! private temp dir, starts the real `rampart serve` on free loopback
+//! ports, and gives the test a client that trusts exactly the local CA
+//! this instance created. Dropping the harness stops the process
+//! (SIGTERM, then SIGKILL after 5 s) and removes the dir.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rampart_testkit::{OdooFixture, TestClient, TestResponse, free_port, wait_for_port};
+
+/// A directory unique to one test, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rampart-edge-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One `[[site]]`, written as TOML; `extra` is appended verbatim inside
+/// the site (plain keys first, then any `[site.x]` tables).
+#[derive(Clone, Debug)]
+pub struct Site {
+    pub hosts: Vec<String>,
+    pub odoo: Vec<String>,
+    pub websocket: Vec<String>,
+    pub extra: String,
+}
+
+impl Site {
+    /// A site for `host` in front of `fixture`'s two ports.
+    pub fn new(host: &str, fixture: &OdooFixture) -> Site {
+        Site {
+            hosts: vec![host.to_string()],
+            odoo: vec![fixture.http_addr.to_string()],
+            websocket: vec![fixture.ws_addr.to_string()],
+            extra: String::new(),
+        }
+    }
+
+    /// A site whose upstreams are closed ports.
+    pub fn unreachable(host: &str) -> Site {
+        Site {
+            hosts: vec![host.to_string()],
+            odoo: vec![format!("127.0.0.1:{}", free_port())],
+            websocket: vec![format!("127.0.0.1:{}", free_port())],
+            extra: String::new(),
+        }
+    }
+
+    pub fn extra(mut self, toml: &str) -> Site {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    fn to_toml(&self) -> String {
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "\n[[site]]\nhosts = [{}]\ntls = \"local\"\nodoo = [{}]\nwebsocket = [{}]\n{}\n",
+            list(&self.hosts),
+            list(&self.odoo),
+            list(&self.websocket),
+            self.extra
+        )
+    }
+}
+
+/// What to write into rampart.toml besides ports and paths.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    pub sites: Vec<Site>,
+    /// Extra lines inside `[listen]`.
+    pub listen: String,
+    /// "combined" (default) or "json".
+    pub log_format: Option<String>,
+}
+
+impl Setup {
+    pub fn site(site: Site) -> Setup {
+        Setup {
+            sites: vec![site],
+            ..Setup::default()
+        }
+    }
+}
+
+pub struct Rampart {
+    pub dir: TempDir,
+    pub child: Option<Child>,
+    pub pid: u32,
+    pub https: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_path: PathBuf,
+    pub access_log: PathBuf,
+    pub stderr_path: PathBuf,
+    pub state_dir: PathBuf,
+    pub client: TestClient,
+    pub setup: Setup,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rampart")
+}
+
+impl Rampart {
+    /// Writes the config and starts `rampart serve`; panics with the
+    /// process's stderr if it does not come up.
+    pub async fn start(setup: Setup) -> Rampart {
+        let dir = TempDir::new("serve");
+        let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let state_dir = dir.path().join("state");
+        let access_log = dir.path().join("access.log");
+        let config_path = dir.path().join("rampart.toml");
+        let stderr_path = dir.path().join("stderr.log");
+        let mut r = Rampart {
+            dir,
+            child: None,
+            pid: 0,
+            https,
+            http,
+            admin,
+            config_path,
+            access_log,
+            stderr_path,
+            state_dir,
+            client: TestClient::new_plain(),
+            setup,
+        };
+        r.write_config(&r.setup.clone());
+        r.spawn().await;
+        r
+    }
+
+    /// The rampart.toml text for `setup` with this instance's ports/paths.
+    pub fn config_text(&self, setup: &Setup) -> String {
+        let mut text = format!(
+            "state_dir = {:?}\n\n[listen]\nhttp = \"{}\"\nhttps = \"{}\"\nadmin = \"{}\"\n{}\n\n[log]\naccess = {:?}\nformat = \"{}\"\n",
+            self.state_dir.display().to_string(),
+            self.http,
+            self.https,
+            self.admin,
+            setup.listen,
+            self.access_log.display().to_string(),
+            setup.log_format.as_deref().unwrap_or("combined"),
+        );
+        for s in &setup.sites {
+            text.push_str(&s.to_toml());
+        }
+        text
+    }
+
+    /// Replaces rampart.toml (atomically, so a reload never reads half).
+    pub fn write_config(&self, setup: &Setup) {
+        self.write_config_text(&self.config_text(setup));
+    }
+
+    pub fn write_config_text(&self, text: &str) {
+        let tmp = self.config_path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
+    }
+
+    async fn spawn(&mut self) {
+        let stderr = std::fs::File::create(&self.stderr_path).unwrap();
+        let child = Command::new(bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("RAMPART_LOG", "info")
+            .env_remove("RAMPART_CONFIG")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("cannot start the rampart binary");
+        self.pid = child.id();
+        self.child = Some(child);
+        for addr in [self.https, self.http, self.admin] {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!(
+                        "rampart exited ({status}) before listening on {addr}:\n{}\nconfig:\n{}",
+                        self.stderr(),
+                        std::fs::read_to_string(&self.config_path).unwrap_or_default()
+                    );
+                }
+                if wait_for_port(addr, Duration::from_millis(200))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "rampart did not listen on {addr} within 30 s:\n{}",
+                    self.stderr()
+                );
+            }
+        }
+        self.client = TestClient::new(&self.ca_path());
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.state_dir.join("ca").join("root.pem")
+    }
+
+    pub fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.https.port())
+    }
+
+    pub fn http_url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.http.port())
+    }
+
+    pub async fn get(&self, host: &str, path: &str) -> TestResponse {
+        self.client.get(&self.url(host, path)).await
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn access_log_text(&self) -> String {
+        std::fs::read_to_string(&self.access_log).unwrap_or_default()
+    }
+
+    /// Waits (up to 10 s) until the access log has a line containing all
+    /// of `needles`; returns that line.
+    pub async fn wait_access_line(&self, needles: &[&str]) -> String {
+        wait_line(&self.access_log, needles).await
+    }
+
+    /// Waits (up to 10 s) until stderr has a line containing all `needles`.
+    pub async fn wait_stderr_line(&self, needles: &[&str]) -> String {
+        wait_line(&self.stderr_path, needles).await
+    }
+
+    /// Sends a signal by name (HUP, USR1, TERM) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid.to_string())
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -{sig} {} failed", self.pid);
+    }
+
+    /// GET on the admin listener (plain HTTP).
+    pub async fn admin_get(&self, path: &str) -> TestResponse {
+        TestClient::new_plain()
+            .get(&format!("http://{}{path}", self.admin))
+            .await
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = self.admin_get("/metrics").await;
+        assert_eq!(r.status, 200, "/metrics: {}", r.text());
+        r.text()
+    }
+
+    /// The peak resident memory of the rampart process, in KiB.
+    pub fn vm_hwm_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+
+    /// Waits for the process to exit on its own, up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Rampart {
+    fn drop(&mut self) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status();
+        if self.wait_exit(Duration::from_secs(5)).is_none()
+            && let Some(child) = self.child.as_mut()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub async fn wait_line(path: &Path, needles: &[&str]) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+            return line.to_string();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "no line containing {needles:?} in {} after 10 s; it has:\n{text}",
+                path.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The status code of a raw HTTP answer (`HTTP/1.1 400 ...`), or 0.
+pub fn raw_status(raw: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(raw);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs `rampart <args>` to completion; (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env_remove("RAMPART_CONFIG")
+        .output()
+        .expect("cannot run the rampart binary");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
