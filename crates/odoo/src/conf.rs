@@ -101,6 +101,8 @@ impl OdooConf {
         };
         let mut lines: Vec<Line> = Vec::new();
         let mut section: Option<String> = None;
+        let mut seen_keys: std::collections::HashMap<(String, String), usize> = Default::default();
+        let mut seen_sections: std::collections::HashMap<String, usize> = Default::default();
         for (i, raw) in text.lines().enumerate() {
             let n = i + 1;
             let trimmed = raw.trim();
@@ -125,6 +127,14 @@ impl OdooConf {
                     ));
                 };
                 let name = name.trim().to_string();
+                if let Some(first) = seen_sections.insert(name.clone(), n) {
+                    return Err(err(
+                        n,
+                        format!(
+                            "section [{name}] already starts on line {first}; Odoo refuses a repeated section"
+                        ),
+                    ));
+                }
                 section = Some(name.clone());
                 lines.push(Line::Section {
                     raw: raw.to_string(),
@@ -150,10 +160,20 @@ impl OdooConf {
                     ),
                 ));
             };
+            let key = key.to_ascii_lowercase();
+            // Odoo's RawConfigParser is strict: a repeated key stops Odoo.
+            if let Some(first) = seen_keys.insert((sec.clone(), key.clone()), n) {
+                return Err(err(
+                    n,
+                    format!(
+                        "{key:?} is already set on line {first}; Odoo refuses a key set twice in [{sec}]"
+                    ),
+                ));
+            }
             lines.push(Line::Entry {
                 raw: vec![raw.to_string()],
                 section: sec,
-                key: key.to_ascii_lowercase(),
+                key,
                 value: trimmed[pos + 1..].trim().to_string(),
             });
         }
@@ -425,6 +445,18 @@ channels = root:2
         assert!(e.message.contains("before any section"), "{e}");
         let e = OdooConf::parse(Path::new("o.conf"), "[options\n").unwrap_err();
         assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn repeated_keys_and_sections_are_errors_as_in_odoo() {
+        let e = OdooConf::parse(Path::new("o.conf"), "[options]\nworkers = 2\nWorkers = 4\n")
+            .unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("already set on line 2"), "{e}");
+        let e = OdooConf::parse(Path::new("o.conf"), "[options]\n[x]\n[options]\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        // The same key in two sections is fine.
+        assert!(OdooConf::parse(Path::new("o.conf"), "[options]\na = 1\n[x]\na = 2\n").is_ok());
     }
 
     #[test]
