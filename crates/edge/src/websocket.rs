@@ -34,13 +34,24 @@ pub enum TunnelError {
 /// leased upstream; on 101, splices the client and upstream connections.
 pub async fn open(
     mut client_req: Request<Incoming>,
-    up_req: Request<Body>,
+    mut up_req: Request<Body>,
     lease: Lease,
     connect_timeout: Duration,
     handshake_timeout: Duration,
     idle_limit: Duration,
     shared: Arc<Shared>,
 ) -> Result<Response<Body>, TunnelError> {
+    // hyper's connection-level client writes the URI as given: Odoo's
+    // evented server (gevent's WSGI) reads an absolute-form target as the
+    // path and answers 404, so send origin-form (Host carries the name).
+    let origin_form = up_req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/")
+        .parse()
+        .expect("a path and query is a valid URI");
+    *up_req.uri_mut() = origin_form;
     let client_upgrade = hyper::upgrade::on(&mut client_req);
     let stream = tokio::time::timeout(
         connect_timeout,
