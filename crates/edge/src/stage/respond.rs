@@ -1,7 +1,7 @@
 //! Stage 7: shaping every response before it leaves, whoever made it
 //! (Odoo, a file, Rampart's own pages).
 
-use http::{HeaderMap, HeaderName, HeaderValue, Response, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, Version, header};
 
 use crate::body::Body;
 use crate::headers::{cookies, hop, security::HeaderSet};
@@ -21,6 +21,12 @@ pub fn shape(
     session_cookies: &[String],
     https: bool,
 ) {
+    // Odoo's workers answer HTTP/1.0; passed on, that version tells the
+    // client the connection is not persistent and it closes after every
+    // response. The client is talking to Rampart, which keeps it open.
+    if res.version() < Version::HTTP_11 {
+        *res.version_mut() = Version::HTTP_11;
+    }
     if https {
         cookies::harden(res.headers_mut(), session_cookies);
     }
