@@ -199,7 +199,7 @@ impl Guard {
 
     /// The client address: the socket peer, unless the peer is in
     /// `trusted_proxies`; then X-Forwarded-For walked right to left past
-    /// trusted hops (see [`addr`](crate::addr) for the rules).
+    /// trusted hops; an unparsable entry stops the walk at the last good one.
     pub fn client_addr(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
         addr::client_addr(&self.core.cfg().trusted_proxies, peer, headers)
     }
@@ -385,7 +385,19 @@ impl Guard {
             let mut follower = follow::Follower::new(path);
             tokio::pin!(shutdown);
             loop {
-                for line in follower.poll() {
+                // File reads off the async workers: after a rotation the new
+                // file is read from its start, which may be large.
+                let polled = tokio::task::spawn_blocking(move || {
+                    let lines = follower.poll();
+                    (follower, lines)
+                })
+                .await;
+                let Ok((f, lines)) = polled else {
+                    tracing::error!(target: "rampart::guard", "the Odoo log follower stopped");
+                    return;
+                };
+                follower = f;
+                for line in lines {
                     if let Some(addr) = login_failure_addr(&line) {
                         core.log_failure(addr);
                     }
