@@ -218,4 +218,57 @@ mod tests {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }
     }
+
+    #[test]
+    fn fail2ban_accepts_the_printed_filters_and_jails() {
+        // Debian's stock configuration plus ours, checked by fail2ban-client -t.
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("fail2ban");
+        let cp = Command::new("cp")
+            .arg("-r")
+            .arg("/etc/fail2ban")
+            .arg(&conf)
+            .status()
+            .unwrap();
+        assert!(
+            cp.success(),
+            "copying /etc/fail2ban (Debian package fail2ban)"
+        );
+        for entry in std::fs::read_dir(conf.join("jail.d")).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap(); // distribution jails need their own logs
+        }
+        let odoo_log = dir.path().join("odoo.log");
+        let ban_log = dir.path().join("bans.log");
+        std::fs::write(&odoo_log, "").unwrap();
+        std::fs::write(&ban_log, "").unwrap();
+        std::fs::write(conf.join("filter.d/odoo-login.conf"), odoo_filter()).unwrap();
+        std::fs::write(conf.join("filter.d/rampart-guard.conf"), rampart_filter()).unwrap();
+        let sources = JailSources {
+            odoo_log: &odoo_log,
+            ban_log: &ban_log,
+        };
+        std::fs::write(
+            conf.join("jail.d/rampart.local"),
+            jails(&GuardConfig::default(), &sources),
+        )
+        .unwrap();
+        let out = Command::new("fail2ban-client")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-d")
+            .output()
+            .unwrap();
+        let dump = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}{dump}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(dump.contains("['add', 'odoo-login', 'auto']"), "{dump}");
+        assert!(dump.contains("['add', 'rampart-guard', 'auto']"), "{dump}");
+        assert!(
+            dump.contains("['set', 'rampart-guard', 'maxretry', 1]"),
+            "{dump}"
+        );
+    }
 }
