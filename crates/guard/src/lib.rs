@@ -46,6 +46,7 @@ mod failures;
 mod follow;
 mod limits;
 mod metrics;
+mod proxy_protocol;
 mod rfc3339;
 
 use std::future::Future;
@@ -62,6 +63,7 @@ pub use bans::{BanInfo, MAX_BAN};
 pub use classify::{LoginOutcome, LoginRoute, is_login_call, login_outcome, login_route};
 pub use config::{GuardConfig, LoginFailuresConfig, LoginRateConfig, RateConfig};
 pub use follow::login_failure_addr;
+pub use proxy_protocol::{ProxyHeader, parse_proxy_header};
 
 use addr::{client_key, display_net, host_net};
 use ban_log::BanLog;
@@ -195,6 +197,15 @@ impl Guard {
             cfg.login_rate.burst,
         ));
         *self.core.cfg.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg.clone());
+    }
+
+    /// Whether a connection from `peer` must start with a PROXY protocol
+    /// header ([`parse_proxy_header`]): `proxy_protocol` is on and the peer
+    /// is a trusted proxy. The header's source then stands for the peer in
+    /// [`Guard::client_addr`].
+    pub fn expects_proxy_header(&self, peer: IpAddr) -> bool {
+        let cfg = self.core.cfg();
+        cfg.proxy_protocol && cfg.trusted_proxies.iter().any(|c| c.contains(peer))
     }
 
     /// The client address: the socket peer, unless the peer is in

@@ -526,3 +526,22 @@ fn spawn_log_follower_needs_odoo_log() {
         .unwrap();
     rt.block_on(async { assert!(g.spawn_log_follower(async {}).is_none()) });
 }
+
+#[test]
+fn proxy_header_expected_only_from_trusted_proxies_when_enabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Guard::open(&cfg("trusted_proxies = [\"192.0.2.10\"]"), dir.path()).unwrap();
+    assert!(
+        !g.expects_proxy_header(ip("192.0.2.10")),
+        "proxy_protocol is off by default"
+    );
+    g.reconfigure(&cfg(
+        "trusted_proxies = [\"192.0.2.10\"]\nproxy_protocol = true",
+    ));
+    assert!(g.expects_proxy_header(ip("192.0.2.10")));
+    assert!(g.expects_proxy_header(ip("::ffff:192.0.2.10")));
+    assert!(
+        !g.expects_proxy_header(ip("203.0.113.7")),
+        "a client cannot claim another address"
+    );
+}
