@@ -3,7 +3,7 @@
 //! Written both to `tracing` (for the journal and humans) and to
 //! `<state_dir>/bans.log`, a file only the guard writes. A fail2ban filter
 //! must never read a log that also holds client-controlled text: a forged
-//! "ban <someone else>" line in a User-Agent would make fail2ban ban that
+//! "ban (someone else)" line in a User-Agent would make fail2ban ban that
 //! address at the firewall. Opened for each line in append mode, so
 //! logrotate's rename needs no signal.
 

@@ -9,6 +9,8 @@
 //! would exceed the threshold before it reaches Odoo.
 //!
 //! # How the edge uses it
+//! 0. On accept, when [`Guard::expects_proxy_header`]: [`parse_proxy_header`];
+//!    its source stands for the socket peer from then on.
 //! 1. [`Guard::client_addr`] for every request (the same address goes to
 //!    Odoo as the last X-Forwarded-For entry and into the access log).
 //! 2. [`Guard::admit`] before routing: 403 when banned, 429 + Retry-After when limited.
@@ -19,7 +21,10 @@
 //!    None means 403 without touching Odoo. Then [`LoginAttempt::finish`] with
 //!    [`login_outcome`] of the proxied response (dropping the attempt releases
 //!    its slot as an unknown outcome).
-//! 4. [`Guard::housekeeping`] every few seconds, [`Guard::flush`] at shutdown.
+//! 4. [`Guard::housekeeping`] every few seconds, [`Guard::flush`] at shutdown
+//!    (automatic bans are written by housekeeping; admin bans at once).
+//! 5. [`Guard::admin`] on the admin listener, [`Guard::register_metrics`],
+//!    [`Guard::spawn_log_follower`] when `odoo_log` is set.
 //!
 //! # Log lines (stable, for fail2ban)
 //! ```text
