@@ -57,7 +57,11 @@ impl Progress {
                 Some(b)
             }
             Mode::Lines => {
-                eprintln!("{label}: {} to read", human_bytes(total));
+                if total > 0 {
+                    eprintln!("{label}: {} to read", human_bytes(total));
+                } else {
+                    eprintln!("{label}: started");
+                }
                 None
             }
             Mode::Quiet => None,

@@ -62,12 +62,16 @@ pub fn select(snapshots: &[IndexEntry], keep: Keep) -> Result<BTreeSet<String>> 
     let mut kept = BTreeSet::new();
     let dbs: BTreeSet<&str> = snapshots.iter().map(|s| s.db.as_str()).collect();
     for db in dbs {
-        let mut of_db: Vec<(&IndexEntry, jiff::civil::Date)> = Vec::new();
+        let mut of_db: Vec<(&IndexEntry, jiff::Timestamp)> = Vec::new();
         for s in snapshots.iter().filter(|s| s.db == db) {
-            of_db.push((s, s.timestamp()?.to_zoned(TimeZone::UTC).date()));
+            of_db.push((s, s.timestamp()?));
         }
         // Newest first.
-        of_db.sort_by(|a, b| b.0.time.cmp(&a.0.time));
+        of_db.sort_by_key(|e| std::cmp::Reverse(e.1));
+        let of_db: Vec<(&IndexEntry, jiff::civil::Date)> = of_db
+            .into_iter()
+            .map(|(s, t)| (s, t.to_zoned(TimeZone::UTC).date()))
+            .collect();
         if let Some((newest, _)) = of_db.first() {
             kept.insert(newest.id.clone());
         }
@@ -154,14 +158,10 @@ pub async fn prune(
             .strip_suffix(".dump")
             .or_else(|| d.name.strip_suffix(".manifest"))
             .unwrap_or(&d.name);
-        if live_ids.contains(id)
-            || (dry_run && !removed.contains(id) && kept.contains(id))
-            || !old(d.modified)
-        {
+        // Removed snapshots' data went with them above; in a dry run it is
+        // still listed under a live id.
+        if live_ids.contains(id) || removed.contains(id) || !old(d.modified) {
             continue;
-        }
-        if !dry_run && removed.contains(id) {
-            continue; // already deleted above
         }
         report.leftovers_removed += 1;
         report.bytes_freed += d.size;

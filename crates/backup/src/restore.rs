@@ -2,6 +2,8 @@
 //! replaced (`--swap`) after the new one fully succeeded.
 
 use std::collections::HashMap;
+
+use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::BackupConfig;
@@ -127,22 +129,25 @@ async fn load_snapshot(
 
     let total: u64 = manifest.files.iter().map(|f| f.size).sum();
     let task = progress.bytes(&format!("{new_db}: filestore"), total);
-    // The same content under two names is fetched once.
-    let mut seen: HashMap<&str, PathBuf> = HashMap::new();
+    // Each content once (two names may share it), several in flight.
+    let mut by_blob: HashMap<&str, Vec<&crate::snapshot::FileEntry>> = HashMap::new();
     for f in &manifest.files {
-        let dest = filestore::safe_join(staging, &f.path)?;
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        if let Some(first) = seen.get(f.sha1.as_str()) {
-            std::fs::copy(first, &dest).with_context(|| format!("writing {}", dest.display()))?;
-        } else {
-            let data = fetch_blob(target, &f.sha1, ids).await?;
+        by_blob.entry(f.sha1.as_str()).or_default().push(f);
+    }
+    let mut fetched = futures_util::stream::iter(by_blob)
+        .map(|(sha1, files)| async move { (files, fetch_blob(target, sha1, ids).await) })
+        .buffer_unordered(8);
+    while let Some((files, data)) = fetched.next().await {
+        let data = data?;
+        for f in files {
+            let dest = filestore::safe_join(staging, &f.path)?;
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
             std::fs::write(&dest, &data).with_context(|| format!("writing {}", dest.display()))?;
-            seen.insert(&f.sha1, dest.clone());
+            task.inc(f.size);
         }
-        task.inc(f.size);
     }
     task.done(&format!(
         "{} files, {}",

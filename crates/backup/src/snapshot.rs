@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,11 @@ pub const FORMAT: u32 = 1;
 
 /// Files above this are sealed through a spool file instead of memory.
 const IN_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Blob uploads in flight at once (round trips to a remote target
+/// overlap), and the sealed bytes they may hold in memory together.
+const MAX_UPLOADS: usize = 16;
+const MAX_UPLOAD_BYTES: u64 = 256 * 1024 * 1024;
 
 /// `index/<id>.json`: plaintext, written last.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -157,7 +163,8 @@ impl BackupReport {
 /// A target during a run: what it holds, and whether it has failed.
 struct Live {
     /// None when the target could not even be opened.
-    target: Option<Target>,
+    target: Option<Arc<Target>>,
+    /// Blobs it has, or that are on their way to it.
     blobs: HashSet<String>,
     outcome: TargetOutcome,
 }
@@ -222,7 +229,7 @@ pub async fn backup(
         .await;
         match opened {
             Ok((target, blobs)) => live.push(Live {
-                target: Some(target),
+                target: Some(Arc::new(target)),
                 blobs,
                 outcome,
             }),
@@ -368,6 +375,8 @@ async fn snapshot_db(
     let task = progress.bytes(&format!("{db}: filestore"), total);
     let mut entries = Vec::with_capacity(files.len());
     let mut new_blobs = 0usize;
+    let mut uploads = tokio::task::JoinSet::new();
+    let mut in_flight_bytes = 0u64;
     for (rel, _) in &files {
         let path = root.join(rel);
         let (sha1, size, data) = read_and_hash(&path)?;
@@ -388,31 +397,26 @@ async fn snapshot_db(
         if missing.is_empty() {
             continue;
         }
-        let object = format!("blobs/{sha1}");
-        let sealed = seal_file(recipients, &path, data, cfg)?;
+        let sealed = Arc::new(seal_file(recipients, &path, data, cfg)?);
+        let n = sealed.size();
         for i in missing {
-            let payload = match &sealed {
-                Sealed::Bytes(b) => Payload::Bytes(b),
-                Sealed::File(f) => Payload::File(f.path()),
-            };
-            let n = payload.size();
-            match live[i]
-                .target
-                .as_ref()
-                .expect("alive")
-                .put(&object, payload)
-                .await
-            {
-                Ok(wrote) => {
-                    if wrote {
-                        live[i].outcome.bytes_new += n;
-                        new_blobs += 1;
-                    }
-                    live[i].blobs.insert(sha1.clone());
-                }
-                Err(e) => live[i].fail(e, progress),
-            }
+            // Claimed now: the same content under another name is not sent twice.
+            live[i].blobs.insert(sha1.clone());
+            let target = live[i].target.clone().expect("alive");
+            let sealed = sealed.clone();
+            let object = format!("blobs/{sha1}");
+            in_flight_bytes += n;
+            uploads.spawn(async move { (i, n, target.put(&object, sealed.payload()).await) });
         }
+        while !uploads.is_empty()
+            && (uploads.len() >= MAX_UPLOADS || in_flight_bytes > MAX_UPLOAD_BYTES)
+        {
+            let done = uploads.join_next().await.expect("not empty");
+            in_flight_bytes -= settle(done, live, &mut new_blobs, progress);
+        }
+    }
+    while let Some(done) = uploads.join_next().await {
+        settle(done, live, &mut new_blobs, progress);
     }
     task.done(&format!(
         "{} files, {}, {new_blobs} new blob upload(s)",
@@ -479,6 +483,29 @@ async fn snapshot_db(
     Ok(bytes_read)
 }
 
+type Upload = (usize, u64, Result<bool>);
+
+/// Books one finished upload; returns its size (no longer in flight).
+fn settle(
+    done: std::result::Result<Upload, tokio::task::JoinError>,
+    live: &mut [Live],
+    new_blobs: &mut usize,
+    progress: &Progress,
+) -> u64 {
+    let (i, n, r) = done.expect("an upload task panicked");
+    match r {
+        Ok(true) => {
+            live[i].outcome.bytes_new += n;
+            *new_blobs += 1;
+        }
+        Ok(false) => {}
+        // Only the first error of a target is its story.
+        Err(e) if live[i].alive() => live[i].fail(e, progress),
+        Err(_) => {}
+    }
+    n
+}
+
 /// "18.0.1.3" → "18.0"; "saas~17.4.1.0" → "saas~17.4".
 pub fn odoo_series(latest_version: &str) -> String {
     latest_version
@@ -511,6 +538,18 @@ fn read_and_hash(path: &Path) -> Result<(String, u64, Option<Vec<u8>>)> {
 enum Sealed {
     Bytes(Vec<u8>),
     File(tempfile::NamedTempFile),
+}
+
+impl Sealed {
+    fn payload(&self) -> Payload<'_> {
+        match self {
+            Sealed::Bytes(b) => Payload::Bytes(b),
+            Sealed::File(f) => Payload::File(f.path()),
+        }
+    }
+    fn size(&self) -> u64 {
+        self.payload().size()
+    }
 }
 
 fn seal_file(
@@ -554,8 +593,14 @@ pub async fn list_snapshots(target: &Target) -> Result<Vec<IndexEntry>> {
         }
         out.push(entry);
     }
-    out.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
-    Ok(out)
+    // By instant, not by text: RFC 3339 strings with and without a
+    // fraction of a second do not sort as text.
+    let mut keyed = Vec::with_capacity(out.len());
+    for e in out {
+        keyed.push((e.timestamp()?, e));
+    }
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
+    Ok(keyed.into_iter().map(|(_, e)| e).collect())
 }
 
 /// `backups list --json`: index entries with their target, the blob list

@@ -122,3 +122,41 @@ fn write_then_link(tmp: &Path, dest: &Path, payload: Payload<'_>) -> Result<bool
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_never_replaces_and_leaves_read_only_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = FsTarget::open(dir.path().to_path_buf()).unwrap();
+        assert!(
+            t.put("index/a.json", Payload::Bytes(b"first"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !t.put("index/a.json", Payload::Bytes(b"second"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(t.get("index/a.json").await.unwrap(), b"first");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("index/a.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o444);
+        // The upload's temporary name is gone.
+        assert!(t.list("tmp").await.unwrap().is_empty());
+        let names: Vec<String> = t
+            .list("index")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(names, vec!["a.json"]);
+    }
+}
