@@ -1,12 +1,13 @@
 //! The access log: one line a request, written when the response body is
 //! done (so bytes and duration are what the client got). Combined format
 //! (what fail2ban and log tools read) with site, upstream and timings
-//! appended, or JSON. A writer thread batches lines so request tasks never
-//! wait on the disk; SIGUSR1 reopens the file after rotation.
+//! appended, or JSON. A writer thread writes them in batches (see
+//! `BATCH`); SIGUSR1 reopens the file after rotation.
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::LogFormat;
@@ -27,14 +28,26 @@ pub struct Entry {
     pub upstream_duration: Option<Duration>,
 }
 
-enum Msg {
-    Line(String),
-    Reopen,
+/// Lines wait in memory for the writer thread, which wakes every
+/// FLUSH_EVERY or when BATCH bytes are waiting: request tasks never wait on
+/// the disk, and a busy server does not wake a thread per line.
+const BATCH: usize = 64 * 1024;
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// When the disk cannot keep up, lines beyond this are dropped (and
+/// counted) rather than growing memory without bound.
+const MAX_PENDING: usize = 8 * 1024 * 1024;
+
+struct Inner {
+    pending: Mutex<Vec<u8>>,
+    wake: Condvar,
+    out: Mutex<Output>,
+    reopen: AtomicBool,
+    dest: String,
 }
 
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: Option<mpsc::SyncSender<Msg>>,
+    inner: Option<Arc<Inner>>,
     format: LogFormat,
     dropped: prometheus_client::metrics::counter::Counter,
 }
@@ -48,60 +61,88 @@ impl AccessLog {
     ) -> std::io::Result<AccessLog> {
         if dest == "off" {
             return Ok(AccessLog {
-                tx: None,
+                inner: None,
                 format,
                 dropped,
             });
         }
-        let mut out = Output::open(dest)?;
-        let (tx, rx) = mpsc::sync_channel::<Msg>(65_536);
-        let dest = dest.to_string();
+        let inner = Arc::new(Inner {
+            pending: Mutex::new(Vec::with_capacity(BATCH)),
+            wake: Condvar::new(),
+            out: Mutex::new(Output::open(dest)?),
+            reopen: AtomicBool::new(false),
+            dest: dest.to_string(),
+        });
+        let writer = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
-                while let Ok(msg) = rx.recv() {
-                    let handle = |m: Msg, out: &mut Output| match m {
-                        Msg::Line(l) => {
-                            let _ = out.w.write_all(l.as_bytes());
+                // Ends when the last AccessLog handle is gone.
+                while let Some(inner) = writer.upgrade() {
+                    {
+                        let pending = inner.pending.lock().unwrap();
+                        if pending.len() < BATCH && !inner.reopen.load(Ordering::Relaxed) {
+                            let _ = inner.wake.wait_timeout(pending, FLUSH_EVERY);
                         }
-                        Msg::Reopen => {
-                            let _ = out.w.flush();
-                            match Output::open(&dest) {
-                                Ok(o) => *out = o,
-                                Err(e) => {
-                                    eprintln!("rampart: cannot reopen access log {dest}: {e}")
-                                }
-                            }
-                        }
-                    };
-                    handle(msg, &mut out);
-                    while let Ok(m) = rx.try_recv() {
-                        handle(m, &mut out);
                     }
-                    let _ = out.w.flush();
+                    inner.write_pending();
                 }
             })?;
         Ok(AccessLog {
-            tx: Some(tx),
+            inner: Some(inner),
             format,
             dropped,
         })
     }
 
+    /// After logrotate renamed the file (SIGUSR1).
     pub fn reopen(&self) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Msg::Reopen);
+        if let Some(inner) = &self.inner {
+            inner.reopen.store(true, Ordering::Relaxed);
+            inner.wake.notify_one();
+        }
+    }
+
+    /// Writes what is waiting now (at shutdown).
+    pub fn flush(&self) {
+        if let Some(inner) = &self.inner {
+            inner.write_pending();
         }
     }
 
     pub fn log(&self, e: &Entry) {
-        let Some(tx) = &self.tx else { return };
+        let Some(inner) = &self.inner else { return };
         let line = match self.format {
             LogFormat::Combined => combined(e),
             LogFormat::Json => json(e),
         };
-        if tx.try_send(Msg::Line(line)).is_err() {
+        let mut pending = inner.pending.lock().unwrap();
+        if pending.len() + line.len() > MAX_PENDING {
+            drop(pending);
             self.dropped.inc();
+            return;
+        }
+        pending.extend_from_slice(line.as_bytes());
+        if pending.len() >= BATCH {
+            inner.wake.notify_one();
+        }
+    }
+}
+
+impl Inner {
+    fn write_pending(&self) {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap());
+        let mut out = self.out.lock().unwrap();
+        if self.reopen.swap(false, Ordering::Relaxed) {
+            let _ = out.w.flush();
+            match Output::open(&self.dest) {
+                Ok(o) => *out = o,
+                Err(e) => tracing::error!("cannot reopen access log {}: {e}", self.dest),
+            }
+        }
+        if !batch.is_empty() {
+            let _ = out.w.write_all(&batch);
+            let _ = out.w.flush();
         }
     }
 }
@@ -113,21 +154,19 @@ struct Output {
 impl Output {
     fn open(dest: &str) -> std::io::Result<Output> {
         let w: Box<dyn Write + Send> = if dest == "-" {
-            Box::new(std::io::BufWriter::with_capacity(
-                64 * 1024,
-                std::io::stdout(),
-            ))
+            Box::new(std::io::stdout())
         } else {
             if let Some(parent) = std::path::Path::new(dest).parent()
                 && !parent.as_os_str().is_empty()
             {
                 std::fs::create_dir_all(parent)?;
             }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dest)?;
-            Box::new(std::io::BufWriter::with_capacity(64 * 1024, f))
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dest)?,
+            )
         };
         Ok(Output { w })
     }

@@ -419,7 +419,7 @@ async fn static_file(
 /// response to give the client instead.
 #[allow(clippy::result_large_err)]
 fn upstream_request(
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     addr: &str,
     client: IpAddr,
     https: bool,
@@ -446,7 +446,8 @@ fn upstream_request(
                 pages::error(StatusCode::BAD_REQUEST, "Bad request: missing Host header.")
             })?,
     };
-    let mut headers = parts.headers.clone();
+    // Taken, not copied: the client's headers are not needed after this.
+    let mut headers = std::mem::take(&mut parts.headers);
     hop::strip(&mut headers, upgrade);
     forwarded::set(&mut headers, client, &host, https);
     let mut up = Request::new(());
@@ -487,23 +488,9 @@ async fn proxy(
     shared: &Arc<Shared>,
     ctx: &mut Ctx,
 ) -> Response<Body> {
-    let (parts, ()) = req.into_parts();
+    let (mut parts, ()) = req.into_parts();
     let cfg = &site.config;
-    let lease = match pool.acquire().await {
-        Ok(l) => l,
-        Err(_) => {
-            let mut r = pages::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Odoo is busy: every worker is taken. Please try again in a moment.",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return r;
-        }
-    };
-    let addr = lease.upstream.addr.clone();
-    ctx.upstream = Some(addr.clone());
-
+    // The body first: a slow client must not hold an Odoo slot.
     let body = match (prepared, incoming) {
         (Some(p), _) => p,
         (None, Some(inc)) => {
@@ -522,8 +509,23 @@ async fn proxy(
         }
         (None, None) => Prepared::Whole(Bytes::new()),
     };
+    let lease = match pool.acquire().await {
+        Ok(l) => l,
+        Err(_) => {
+            let mut r = pages::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Odoo is busy: every worker is taken. Please try again in a moment.",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return r;
+        }
+    };
+    let addr = lease.upstream.addr.clone();
+    ctx.upstream = Some(addr.clone());
+
     let file_req = file_request_headers(&parts.headers);
-    let mut up = match upstream_request(&parts, &addr, ctx.client, https, false) {
+    let mut up = match upstream_request(&mut parts, &addr, ctx.client, https, false) {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -640,8 +642,8 @@ async fn tunnel(
         }
     };
     ctx.upstream = Some(lease.upstream.addr.clone());
-    let (parts, incoming) = req.into_parts();
-    let up = match upstream_request(&parts, &lease.upstream.addr, ctx.client, https, true) {
+    let (mut parts, incoming) = req.into_parts();
+    let up = match upstream_request(&mut parts, &lease.upstream.addr, ctx.client, https, true) {
         Ok(u) => u.map(|()| body::empty()),
         Err(r) => return r,
     };

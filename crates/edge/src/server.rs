@@ -313,6 +313,7 @@ impl Edge {
             })
             .await;
         }
+        shared.access_log.flush();
     }
 }
 
