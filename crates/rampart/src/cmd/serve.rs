@@ -174,7 +174,11 @@ fn spawn_housekeeping(guard: Arc<Guard>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
             tokio::select! {
-                _ = tick.tick() => guard.housekeeping(),
+                // It may fsync the ban table: keep it off the request threads.
+                _ = tick.tick() => {
+                    let g = guard.clone();
+                    let _ = tokio::task::spawn_blocking(move || g.housekeeping()).await;
+                }
                 _ = shutdown.cancelled() => return,
             }
         }
