@@ -52,18 +52,18 @@ async fn two_gigabyte_download_streams_with_flat_memory() {
     let before = r.vm_hwm_kib();
     let url = r.url("erp.test", &format!("/download?bytes={DOWNLOAD_BYTES}"));
     let started = std::time::Instant::now();
-    let (out, err) = {
-        let args = vec![
-            "-o".to_string(),
-            "/dev/null".to_string(),
-            "-w".to_string(),
-            "%{http_code} %{size_download}".to_string(),
-            url,
-        ];
-        let r = &r;
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        tokio::task::block_in_place(|| curl(r, &args))
-    };
+    let (out, err) = tokio::task::block_in_place(|| {
+        curl(
+            &r,
+            &[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_download}",
+                &url,
+            ],
+        )
+    });
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(out, format!("200 {DOWNLOAD_BYTES}"), "curl: {err}");
     let after = r.vm_hwm_kib();
@@ -122,7 +122,7 @@ async fn five_hundred_megabyte_upload_streams_with_flat_memory() {
     println!("500 MiB upload (Content-Length): {secs:.1} s");
 
     // Chunked (curl reads stdin, so it cannot know the length).
-    let head = Command::new("head")
+    let mut head = Command::new("head")
         .args(["-c", &UPLOAD_BYTES.to_string(), "/dev/zero"])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -144,10 +144,11 @@ async fn five_hundred_megabyte_upload_streams_with_flat_memory() {
                 "-",
                 &url,
             ])
-            .stdin(head.stdout.unwrap())
+            .stdin(head.stdout.take().unwrap())
             .output()
             .unwrap()
     });
+    let _ = head.wait();
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
