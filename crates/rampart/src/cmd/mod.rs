@@ -30,9 +30,3 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
         }),
     }
 }
-
-/// For commands whose issue has not landed yet: says so, exit code 2.
-pub fn not_yet(what: &str) -> ExitCode {
-    eprintln!("error: `rampart {what}` is not available in this build yet");
-    ExitCode::from(EXIT_USAGE)
-}

@@ -1,10 +1,72 @@
-//! `rampart verify`.
+//! `rampart verify`: the live checklist against a URL, from outside.
+//! The checks live in the `rampart-verify` crate; this is wiring and
+//! exit codes (0 no FAIL, 1 any FAIL, 2 bad usage, 3 target unreachable).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct VerifyArgs {}
+use rampart_verify::{Options, RunError, Status};
 
-pub fn verify(_a: VerifyArgs) -> ExitCode {
-    super::not_yet("verify")
+use super::{EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE};
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// The site, e.g. https://erp.example.com or https://erp.example.com:8443
+    /// (http://HOST:PORT checks an unprotected server: every TLS check fails).
+    #[arg(value_name = "URL")]
+    url: String,
+    /// Connect to this address instead of resolving the name; SNI and Host
+    /// stay the URL's (HOST:ADDR or HOST:ADDR:PORT, like curl).
+    #[arg(long, value_name = "HOST:ADDR")]
+    resolve: Option<String>,
+    /// Trust exactly the CA certificates in this PEM file instead of the
+    /// system roots (e.g. <state_dir>/ca/root.pem for `tls = "local"`).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// The plain-HTTP port the redirect check uses (default 80).
+    #[arg(long, value_name = "N")]
+    http_port: Option<u16>,
+    /// Print a JSON array of {check, status, detail, fix}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn verify(a: VerifyArgs) -> ExitCode {
+    let opts = Options {
+        url: a.url,
+        resolve: a.resolve,
+        ca: a.ca,
+        http_port: a.http_port,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let checks = match runtime.block_on(rampart_verify::run(&opts)) {
+        Ok(checks) => checks,
+        Err(RunError::Usage(m)) => {
+            eprintln!("error: {m}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(RunError::Unreachable(m)) => {
+            eprintln!("error: {m}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    if a.json {
+        print!("{}", rampart_verify::render_json(&checks));
+    } else {
+        print!("{}", rampart_verify::render_table(&checks));
+    }
+    if checks.iter().any(|c| c.status == Status::Fail) {
+        ExitCode::from(EXIT_FINDINGS)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
