@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 /// `[backup]` in rampart.toml.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BackupConfig {
     /// Databases to snapshot; empty means every Odoo database on the server
@@ -73,6 +73,24 @@ pub struct TargetConfig {
     pub secret_access_key: Option<String>,
 }
 
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            databases: Vec::new(),
+            data_dir: default_data_dir(),
+            pg: String::new(),
+            pg_bin: None,
+            db_owner: None,
+            recipients: Vec::new(),
+            schedule: None,
+            addons_path: Vec::new(),
+            spool_dir: None,
+            zstd_level: default_zstd_level(),
+            targets: Vec::new(),
+        }
+    }
+}
+
 fn default_data_dir() -> PathBuf {
     PathBuf::from("/var/lib/odoo")
 }
@@ -121,5 +139,37 @@ impl BackupConfig {
 
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
         self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_an_empty_section() {
+        let d = BackupConfig::default();
+        assert!(d.validate().is_ok());
+        let parsed: BackupConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed, d);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut c = BackupConfig {
+            recipients: vec!["age1nope".into()],
+            ..Default::default()
+        };
+        assert_eq!(c.validate().unwrap_err().0, "backup.recipients[0]");
+        c.recipients.clear();
+        c.targets = vec![TargetConfig {
+            name: "x".into(),
+            url: "ftp://h".into(),
+            ..Default::default()
+        }];
+        assert_eq!(c.validate().unwrap_err().0, "backup.target[0].url");
+        c.targets.clear();
+        c.schedule = Some("weekly".into());
+        assert_eq!(c.validate().unwrap_err().0, "backup.schedule");
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use rampart_backup::{
-    BackupConfig, BackupOptions, Keep, Progress, RestoreOptions, Target, block_on,
+    BackupConfig, BackupOptions, Keep, Progress, RestoreOptions, Target, TargetConfig, block_on,
 };
 
 use super::{EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE, load_config};
@@ -30,6 +30,8 @@ enum BackupAction {
     Verify {
         /// Snapshot id, unique prefix, or `latest`.
         snapshot: String,
+        /// Also restore it into a scratch database and filestore, run
+        /// sanity queries (users, installed modules, files), drop them.
         #[arg(long)]
         restore_test: bool,
         #[arg(long, env = "RAMPART_BACKUP_IDENTITY", value_name = "KEYFILE")]
@@ -148,7 +150,15 @@ fn section(config: Option<&Path>, required: bool) -> Result<BackupConfig, ExitCo
         }
     };
     if let Err((key, msg)) = b.validate() {
-        eprintln!("error: {key}: {msg}");
+        match config.and_then(|p| std::fs::read_to_string(p).ok().map(|t| (p, t))) {
+            Some((path, text)) => {
+                eprintln!(
+                    "error: {}",
+                    rampart_config::ConfigError::at_key(path, &text, &key, msg)
+                )
+            }
+            None => eprintln!("error: {key}: {msg}"),
+        }
         return Err(ExitCode::from(EXIT_USAGE));
     }
     Ok(b)
@@ -159,33 +169,47 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_FAILURE)
 }
 
-/// Opens the targets a read-only command works on.
-async fn open_targets(
+/// The target configs a command works on: a URL, a name, or (with
+/// `all_by_default`) every configured target, else the first.
+fn chosen_targets(
     cfg: &BackupConfig,
     name: Option<&str>,
     url: Option<&str>,
     all_by_default: bool,
-) -> rampart_backup::Result<Vec<Target>> {
+) -> Result<Vec<TargetConfig>, ExitCode> {
     if let Some(u) = url {
-        return Ok(vec![Target::open_url(u).await?]);
+        return Ok(vec![TargetConfig {
+            name: u.to_string(),
+            url: u.to_string(),
+            ..Default::default()
+        }]);
     }
-    let chosen: Vec<_> = match name {
-        Some(n) => vec![cfg.target(n).ok_or_else(|| {
-            rampart_backup::Error::new(format!("no target named {n:?} in [[backup.target]]"))
-        })?],
-        None if all_by_default => cfg.targets.iter().collect(),
-        None => cfg.targets.iter().take(1).collect(),
+    let chosen: Vec<TargetConfig> = match name {
+        Some(n) => match cfg.target(n) {
+            Some(t) => vec![t.clone()],
+            None => {
+                eprintln!("error: no target named {n:?} in [[backup.target]]");
+                return Err(ExitCode::from(EXIT_USAGE));
+            }
+        },
+        None if all_by_default => cfg.targets.clone(),
+        None => cfg.targets.iter().take(1).cloned().collect(),
     };
     if chosen.is_empty() {
-        return Err(rampart_backup::Error::new(
-            "no target: add a [[backup.target]] or give --url",
-        ));
+        eprintln!("error: no target: add a [[backup.target]] or give --url");
+        return Err(ExitCode::from(EXIT_USAGE));
     }
-    let mut out = Vec::new();
-    for t in chosen {
-        out.push(Target::open(t).await?);
-    }
-    Ok(out)
+    Ok(chosen)
+}
+
+/// Opens the one target a command reads from.
+async fn open_one(
+    cfg: &BackupConfig,
+    name: Option<&str>,
+    url: Option<&str>,
+) -> Result<Target, ExitCode> {
+    let tc = chosen_targets(cfg, name, url, false)?;
+    Target::open(&tc[0]).await.map_err(fail)
 }
 
 pub fn backup(config: Option<&Path>, a: BackupArgs) -> ExitCode {
@@ -202,17 +226,9 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> ExitCode {
                 targets: a.target,
             };
             match block_on(rampart_backup::backup(&cfg, &opts, &progress)) {
+                // Failures were reported as they happened; the summary
+                // names the failed targets again.
                 Ok(r) => {
-                    for t in r.targets.iter().filter(|t| t.error.is_some()) {
-                        eprintln!(
-                            "target {}: FAILED: {}",
-                            t.target,
-                            t.error.as_deref().unwrap_or("")
-                        );
-                    }
-                    for e in &r.db_errors {
-                        eprintln!("database {e}");
-                    }
                     println!("{}", r.summary());
                     if r.ok() {
                         ExitCode::SUCCESS
@@ -233,12 +249,11 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> ExitCode {
                 eprintln!("error: --restore-test needs --identity KEYFILE");
                 return ExitCode::from(EXIT_USAGE);
             }
-            let targets =
-                match open_targets(&cfg, at.target.as_deref(), at.url.as_deref(), false).await {
-                    Ok(t) => t,
-                    Err(e) => return fail(e),
-                };
-            let t = &targets[0];
+            let t = match open_one(&cfg, at.target.as_deref(), at.url.as_deref()).await {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            let t = &t;
             let r = async {
                 let entry = rampart_backup::find_snapshot(t, &snapshot, at.db.as_deref()).await?;
                 let ids = identity
@@ -282,20 +297,14 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> ExitCode {
             identity,
             at,
         }) => block_on(async {
+            let t = match open_one(&cfg, at.target.as_deref(), at.url.as_deref()).await {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
             let r = async {
-                let targets =
-                    open_targets(&cfg, at.target.as_deref(), at.url.as_deref(), false).await?;
-                let entry =
-                    rampart_backup::find_snapshot(&targets[0], &snapshot, at.db.as_deref()).await?;
-                rampart_backup::export_odoo_zip(
-                    &cfg,
-                    &targets[0],
-                    &entry,
-                    &identity,
-                    &odoo_zip,
-                    &progress,
-                )
-                .await?;
+                let entry = rampart_backup::find_snapshot(&t, &snapshot, at.db.as_deref()).await?;
+                rampart_backup::export_odoo_zip(&cfg, &t, &entry, &identity, &odoo_zip, &progress)
+                    .await?;
                 Ok::<_, rampart_backup::Error>(entry.id)
             }
             .await;
@@ -320,16 +329,21 @@ pub fn backups(config: Option<&Path>, a: BackupsArgs) -> ExitCode {
         Err(code) => return code,
     };
     block_on(async {
-        let targets =
-            match open_targets(&cfg, args.target.as_deref(), args.url.as_deref(), true).await {
-                Ok(t) => t,
-                Err(e) => return fail(e),
-            };
+        let chosen = match chosen_targets(&cfg, args.target.as_deref(), args.url.as_deref(), true) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        // One unreachable target does not hide the others' snapshots.
         let mut all = Vec::new();
         let mut failed = false;
-        for t in &targets {
-            match rampart_backup::list_snapshots(t).await {
-                Ok(list) => all.extend(list.into_iter().map(|e| (t.name.clone(), e))),
+        for tc in &chosen {
+            let listed = async {
+                let t = Target::open(tc).await?;
+                rampart_backup::list_snapshots(&t).await
+            }
+            .await;
+            match listed {
+                Ok(list) => all.extend(list.into_iter().map(|e| (tc.name.clone(), e))),
                 Err(e) => {
                     eprintln!("error: {e}");
                     failed = true;
@@ -389,18 +403,19 @@ pub fn restore(config: Option<&Path>, a: RestoreArgs) -> ExitCode {
     };
     let snapshot = a.snapshot.clone().unwrap_or_default();
     block_on(async {
+        let t = match open_one(&cfg, a.at.target.as_deref(), a.at.url.as_deref()).await {
+            Ok(t) => t,
+            Err(code) => return code,
+        };
         let r = async {
-            let targets =
-                open_targets(&cfg, a.at.target.as_deref(), a.at.url.as_deref(), false).await?;
-            let entry =
-                rampart_backup::find_snapshot(&targets[0], &snapshot, a.at.db.as_deref()).await?;
+            let entry = rampart_backup::find_snapshot(&t, &snapshot, a.at.db.as_deref()).await?;
             let opts = RestoreOptions {
                 new_db: a.new_db.clone(),
                 neutralize: a.neutralize,
                 swap: a.swap,
                 identity,
             };
-            let db = rampart_backup::restore(&cfg, &targets[0], &entry, &opts, &progress).await?;
+            let db = rampart_backup::restore(&cfg, &t, &entry, &opts, &progress).await?;
             Ok::<_, rampart_backup::Error>((entry.id, db))
         }
         .await;
@@ -430,16 +445,21 @@ pub fn prune(config: Option<&Path>, a: PruneArgs) -> ExitCode {
     }
     let progress = Progress::auto();
     block_on(async {
-        let targets = match open_targets(&cfg, a.target.as_deref(), a.url.as_deref(), true).await {
-            Ok(t) => t,
-            Err(e) => return fail(e),
+        let chosen = match chosen_targets(&cfg, a.target.as_deref(), a.url.as_deref(), true) {
+            Ok(c) => c,
+            Err(code) => return code,
         };
         let mut code = ExitCode::SUCCESS;
-        for t in &targets {
-            match rampart_backup::prune(t, keep, a.dry_run, &progress).await {
+        for tc in &chosen {
+            let pruned = async {
+                let t = Target::open(tc).await?;
+                rampart_backup::prune(&t, keep, a.dry_run, &progress).await
+            }
+            .await;
+            match pruned {
                 Ok(r) => println!(
                     "{}: {}{}",
-                    t.name,
+                    tc.name,
                     if a.dry_run { "(dry run) " } else { "" },
                     r.summary()
                 ),
