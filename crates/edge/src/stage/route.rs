@@ -68,28 +68,20 @@ pub fn route(p: &CanonicalPath) -> Route {
 }
 
 /// Whether a `/jsonrpc` body calls the `db` service. Odoo dispatches on
-/// `params.service`; anything that does not parse as JSON-RPC is left to
-/// Odoo, which rejects it.
+/// `params.service` after Python's `json.loads`, which takes the last of
+/// duplicate keys (as `serde_json::Value` does) but also accepts what
+/// serde_json refuses: `NaN`, `Infinity`, numbers out of f64 range. A body
+/// we cannot read could be one Odoo reads, with the service name hidden
+/// in `\u` escapes, so it counts as a db call: legitimate clients send
+/// JSON both parsers agree on.
 pub fn jsonrpc_is_db_service(body: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Call {
-        params: Option<Params>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Params {
-        service: Option<String>,
-    }
-    match serde_json::from_slice::<Call>(body) {
-        Ok(c) => c
-            .params
-            .and_then(|p| p.service)
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => v
+            .get("params")
+            .and_then(|p| p.get("service"))
+            .and_then(|s| s.as_str())
             .is_some_and(|s| s.trim().eq_ignore_ascii_case("db")),
-        // A body we cannot read could still be read by Odoo: err on the
-        // safe side when it mentions the service at all.
-        Err(_) => {
-            let text = String::from_utf8_lossy(body).to_ascii_lowercase();
-            text.contains("\"db\"")
-        }
+        Err(_) => true,
     }
 }
 
@@ -133,5 +125,19 @@ mod tests {
             br#"{"params":{"service":"common","method":"login","args":["db","a","b"]}}"#
         ));
         assert!(jsonrpc_is_db_service(br#"{"params":{"service":"db""#));
+        // Python's json accepts these; serde_json does not.
+        assert!(jsonrpc_is_db_service(
+            br#"{"params":{"service":"\u0064b","x":NaN}}"#
+        ));
+        assert!(jsonrpc_is_db_service(
+            br#"{"params":{"service":"\u0064b","x":1e400}}"#
+        ));
+        // The last duplicate wins, as in Python.
+        assert!(jsonrpc_is_db_service(
+            br#"{"params":{"service":"common"},"params":{"service":"\u0064b"}}"#
+        ));
+        assert!(!jsonrpc_is_db_service(
+            br#"{"params":{"service":"db"},"params":{"service":"common"}}"#
+        ));
     }
 }
