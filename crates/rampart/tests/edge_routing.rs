@@ -154,6 +154,13 @@ async fn database_manager_is_unreachable_by_any_spelling() {
         r#"{"jsonrpc":"2.0","method":"call","params":{"method":"list","service":"db"},"id":4}"#,
         r#"{"params":{"service":"db","method":"list"},"params":{"service":"db"}}"#,
         r#"{"jsonrpc":"2.0","params":{"service":"db","method":"list","args":[]} "#,
+        // Python's json (Odoo) accepts what serde_json rejects: NaN,
+        // Infinity, out-of-range numbers; and takes the last duplicate key.
+        r#"{"jsonrpc":"2.0","method":"call","params":{"service":"\u0064b","method":"list","args":[],"x":NaN},"id":5}"#,
+        r#"{"jsonrpc":"2.0","method":"call","params":{"service":"\u0064b","method":"list","args":[],"x":-Infinity},"id":6}"#,
+        r#"{"jsonrpc":"2.0","method":"call","params":{"service":"\u0064b","method":"list","args":[],"x":1e400},"id":7}"#,
+        r#"{"jsonrpc":"2.0","method":"call","params":{"service":"common"},"params":{"service":"\u0064b","method":"list","args":[]},"id":8}"#,
+        r#"{"jsonrpc":"2.0","method":"call","params":{"\u0073ervice":"\u0064b","method":"list","args":[],"x":NaN},"id":9}"#,
     ];
     for body in bodies {
         for path in ["/jsonrpc", "/JSONRPC", "//jsonrpc", "/jsonrpc/"] {
