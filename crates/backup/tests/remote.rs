@@ -132,6 +132,24 @@ async fn s3_target_round_trips_writes_only_if_absent_and_prunes() {
     );
     assert_eq!(t.get(&index).await.unwrap(), before);
 
+    // Large objects (a real dump) go up in parts, still write-if-absent.
+    let big = tempfile::NamedTempFile::new().unwrap();
+    let big_data = pseudo_random(42, 40 * 1024 * 1024 + 123);
+    std::fs::write(big.path(), &big_data).unwrap();
+    let payload = rampart_backup::target::Payload::File(big.path());
+    assert!(t.put("data/big.test", payload).await.unwrap());
+    assert_eq!(t.get("data/big.test").await.unwrap(), big_data);
+    let again = rampart_backup::target::Payload::Bytes(b"x");
+    assert!(!t.put("data/big.test", again).await.unwrap());
+    let fetched = tempfile::NamedTempFile::new().unwrap();
+    let n = t
+        .get_to_file("data/big.test", fetched.path())
+        .await
+        .unwrap();
+    assert_eq!(n, big_data.len() as u64);
+    assert!(std::fs::read(fetched.path()).unwrap() == big_data);
+    t.delete("data/big.test").await.unwrap();
+
     // A second snapshot stores one new blob; prune (with delete rights)
     // then keeps the newest only and the blob set it needs.
     let rel = add_attachment(
