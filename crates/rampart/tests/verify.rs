@@ -105,11 +105,24 @@ const ALL_CHECKS: [&str; 33] = [
     "compression",
 ];
 
-fn rampart_args(r: &Rampart) -> Vec<String> {
+/// The URL carries the port (`--resolve HOST:ADDR`), or the URL is the
+/// bare name and the port comes from `--resolve HOST:ADDR:PORT`.
+fn rampart_args(r: &Rampart, port_in_resolve: bool) -> Vec<String> {
+    let (url, resolve) = if port_in_resolve {
+        (
+            "https://erp.test".to_string(),
+            format!("erp.test:127.0.0.1:{}", r.https.port()),
+        )
+    } else {
+        (
+            format!("https://erp.test:{}", r.https.port()),
+            "erp.test:127.0.0.1".to_string(),
+        )
+    };
     vec![
-        format!("https://erp.test:{}", r.https.port()),
+        url,
         "--resolve".into(),
-        "erp.test:127.0.0.1".into(),
+        resolve,
         "--ca".into(),
         r.ca_path().display().to_string(),
         "--http-port".into(),
@@ -121,7 +134,7 @@ fn rampart_args(r: &Rampart) -> Vec<String> {
 async fn verify_through_rampart_passes_every_check() {
     let fixture = OdooFixture::start().await;
     let rampart = Rampart::start(Setup::site(Site::new("erp.test", &fixture))).await;
-    let (code, checks, stderr) = verify(rampart_args(&rampart)).await;
+    let (code, checks, stderr) = verify(rampart_args(&rampart, false)).await;
     let names: Vec<&str> = checks.keys().map(String::as_str).collect();
     let mut expected = ALL_CHECKS.to_vec();
     expected.sort();
@@ -177,7 +190,20 @@ async fn verify_through_rampart_passes_every_check() {
                 && r.target.starts_with("/websocket")),
         "the websocket upgrade did not reach the evented port"
     );
-    assert!(fixture.count("/web/health") >= 2);
+    // (rampart polls /web/health itself; these are verify's, forwarded.)
+    let forwarded_health = fixture
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.target == "/web/health"
+                && r.header("user-agent")
+                    .is_some_and(|ua| ua.starts_with("rampart-verify/"))
+        })
+        .count();
+    assert_eq!(
+        forwarded_health, 2,
+        "GET /web/health for the headers and the health check"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +256,7 @@ async fn verify_catches_a_database_manager_opened_for_everyone() {
     let site =
         Site::new("erp.test", &fixture).extra("[site.database_manager]\nallow = [\"127.0.0.0/8\"]");
     let rampart = Rampart::start(Setup::site(site)).await;
-    let (code, checks, stderr) = verify(rampart_args(&rampart)).await;
+    let (code, checks, stderr) = verify(rampart_args(&rampart, true)).await;
     assert_eq!(code, 1, "{}\nstderr: {stderr}", table(&checks));
     for name in [
         "db-manager GET /web/database/manager",
@@ -250,6 +276,9 @@ async fn verify_catches_a_database_manager_opened_for_everyone() {
         "hsts /web/health",
         "session-cookie",
         "tls1.1-refused",
+        "http-redirect",
+        "websocket",
+        "http2",
     ] {
         assert_eq!(
             status(&checks, name).0,

@@ -44,7 +44,9 @@ pub(super) async fn redirect(site: &Site) -> Vec<Check> {
         Err(e) => return check(Status::Fail, format!("GET {url}: {e}")),
     };
     let location = r.header("location").unwrap_or("");
-    let seen = format!("GET {url} → {} {location}", r.status);
+    let seen = format!("GET {url} → {} {location}", r.status)
+        .trim_end()
+        .to_string();
     if r.status != 301 && r.status != 308 {
         let why = match r.status {
             302 | 303 | 307 => " (temporary: browsers do not remember it)",
