@@ -23,6 +23,21 @@
 //!
 //! The writer never overwrites or deletes; `prune` runs elsewhere, with
 //! credentials that may delete.
+//!
+//! Setting up receivers so that a compromised server cannot erase history:
+//! - SFTP: a backup user whose authorized_keys line is
+//!   [`sftp_authorized_keys_line`] (files it creates are read-only, delete
+//!   and rename are denied), with `blobs data index tmp` made beforehand;
+//!   prune on the receiver: `rampart prune --url file:///srv/rampart …`.
+//! - S3: Object Lock and a put/get/list-only key ([`s3_object_lock_advice`]);
+//!   prune with another key.
+//! - Local: a directory on another disk; `prune` as usual.
+//!
+//! Restores need the age identity (`--identity`), kept off the server.
+//! Snapshots are standard files: `age -d -i key blobs/<sha1> | zstd -d`
+//! gives a filestore file back without Rampart.
+//!
+//! For `rampart serve`: [`run_scheduled`] runs backups on `schedule`.
 
 mod config;
 mod error;

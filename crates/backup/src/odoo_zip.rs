@@ -2,7 +2,7 @@
 //! database manager and hosted Odoo: `dump.sql` (plain SQL, first in the
 //! zip), `filestore/` and `manifest.json`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 use serde_json::json;
@@ -141,13 +141,10 @@ pub async fn import_odoo_zip(
             }
             let mut out = std::fs::File::create(&dest)
                 .with_context(|| format!("writing {}", dest.display()))?;
-            let mut buf = Vec::new();
-            e.read_to_end(&mut buf)
-                .with_context(|| format!("extracting {rel}"))?;
-            out.write_all(&buf)
-                .with_context(|| format!("writing {}", dest.display()))?;
+            // Streamed: attachments can be large.
+            bytes += std::io::copy(&mut e, &mut out)
+                .with_context(|| format!("extracting {rel} to {}", dest.display()))?;
             files += 1;
-            bytes += buf.len() as u64;
         }
         progress.line(format!(
             "{new_db}: {files} filestore files, {}",

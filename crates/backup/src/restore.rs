@@ -285,6 +285,9 @@ pub(crate) fn swap(
     old: &str,
     progress: &Progress,
 ) -> Result<()> {
+    // The name comes from the target's index: never let it reach paths
+    // or SQL unchecked.
+    crate::snapshot::check_db_name(old)?;
     let stamp = jiff::Timestamp::now().strftime("%Y%m%d%H%M%S").to_string();
     let aside = format!("{old}_old_{stamp}");
     let old_fs = filestore::dir(data_dir, old);
