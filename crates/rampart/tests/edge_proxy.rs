@@ -424,3 +424,71 @@ async fn compression_by_accept_encoding_and_never_when_it_must_not() {
         .to_ascii_lowercase();
     assert!(!head.contains("content-encoding"), "{head}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_are_configurable_per_site() {
+    let fixture = OdooFixture::start().await;
+    let custom = Site::new("erp.test", &fixture).extra(
+        "[site.headers]\nframe_options = \"\"\ncontent_security_policy = \"default-src 'self'; frame-ancestors 'none'\"\nstrict_transport_security = \"max-age=600\"",
+    );
+    let default = Site::new("b.test", &fixture);
+    let r = Rampart::start(Setup {
+        sites: vec![custom, default],
+        ..Setup::default()
+    })
+    .await;
+    let res = r.get("erp.test", "/web/health").await;
+    assert_eq!(res.status, 200);
+    assert!(res.header("x-frame-options").is_none(), "{:?}", res.headers);
+    assert_eq!(
+        res.header("content-security-policy"),
+        Some("default-src 'self'; frame-ancestors 'none'")
+    );
+    assert_eq!(res.header("strict-transport-security"), Some("max-age=600"));
+    assert_eq!(res.header("x-content-type-options"), Some("nosniff"));
+    let res = r.get("b.test", "/web/health").await;
+    assert_eq!(res.header("x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(
+        res.header("strict-transport-security"),
+        Some("max-age=31536000; includeSubDomains")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_headers_over_http2_and_websocket() {
+    let fixture = OdooFixture::start().await;
+    let r = Rampart::start(Setup::site(Site::new("erp.test", &fixture))).await;
+    let res = r
+        .client
+        .request_h2(
+            "POST",
+            &r.url("erp.test", "/echo/h2post"),
+            &[
+                ("x-forwarded-for", "6.6.6.6"),
+                ("content-type", "text/plain"),
+            ],
+            b"hello".to_vec(),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    let seen = fixture.requests();
+    let req = seen.iter().find(|s| s.target == "/echo/h2post").unwrap();
+    assert_eq!(req.header_all("x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(req.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(req.body_len, 5);
+    let _ = rampart_testkit::websocket_echo(
+        r.https,
+        Some((&r.ca_path(), "erp.test")),
+        "erp.test",
+        "/websocket",
+        Some("https://erp.test"),
+        "x",
+    )
+    .await
+    .unwrap();
+    let seen = fixture.requests();
+    let ws = seen.iter().find(|s| s.target == "/websocket").unwrap();
+    assert_eq!(ws.header_all("x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(ws.header("x-forwarded-host"), Some("erp.test"));
+    assert_eq!(ws.header("x-real-ip"), Some("127.0.0.1"));
+}

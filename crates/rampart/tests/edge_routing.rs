@@ -185,6 +185,17 @@ async fn database_manager_is_unreachable_by_any_spelling() {
             }
         }
     }
+    // Chunked, with the service name split across chunks.
+    let raw = raw_exchange(
+        r.https,
+        Some((&ca, "erp.test")),
+        b"POST /jsonrpc HTTP/1.1\r\nHost: erp.test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+17\r\n{\"params\":{\"service\":\"d\r\n\
+25\r\nb\",\"method\":\"list\",\"args\":[]},\"id\":1}\r\n0\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(raw_status(&raw), 403, "{}", String::from_utf8_lossy(&raw));
     // JSON-RPC over HTTP/2 too.
     let res = r
         .client
@@ -415,4 +426,25 @@ async fn a_dropped_upstream_is_taken_out() {
         );
     }
     assert_eq!(one.count("/web/login"), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_websocket_tunnel_is_closed() {
+    let fixture = OdooFixture::start().await;
+    let site = Site::new("erp.test", &fixture).extra("websocket_idle = \"1s\"");
+    let r = Rampart::start(Setup::site(site)).await;
+    let started = std::time::Instant::now();
+    // Upgrade, then silence; raw_exchange returns at EOF or after 20 s.
+    let raw = raw_exchange(
+        r.https,
+        Some((&r.ca_path(), "erp.test")),
+        b"GET /websocket HTTP/1.1\r\nHost: erp.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: https://erp.test\r\n\r\n",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(raw_status(&raw), 101, "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "an idle tunnel (websocket_idle = 1s) was still open after 20 s"
+    );
 }

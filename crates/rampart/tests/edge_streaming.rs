@@ -220,3 +220,37 @@ async fn body_over_max_body_gets_413_before_odoo_sees_it() {
     assert_eq!(res.status, 413, "{}", res.text());
     assert_eq!(fixture.count("/upload"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gigabyte_http2_download_streams_with_flat_memory() {
+    if !have_curl() {
+        println!("SKIPPED: curl is not installed");
+        return;
+    }
+    let bytes: u64 = 1024 * 1024 * 1024;
+    let fixture = OdooFixture::start().await;
+    let r = Rampart::start(Setup::site(Site::new("erp.test", &fixture))).await;
+    assert_eq!(r.get("erp.test", "/web/login").await.status, 200);
+    let before = r.vm_hwm_kib();
+    let url = r.url("erp.test", &format!("/download?bytes={bytes}"));
+    let (out, err) = tokio::task::block_in_place(|| {
+        curl(
+            &r,
+            &[
+                "--http2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_download} %{http_version}",
+                &url,
+            ],
+        )
+    });
+    assert_eq!(out, format!("200 {bytes} 2"), "curl: {err}");
+    let after = r.vm_hwm_kib();
+    println!("1 GiB h2 download: rampart VmHWM {before} kB -> {after} kB");
+    assert!(
+        after.saturating_sub(before) < RSS_GROWTH_LIMIT_KIB,
+        "rampart's peak RSS grew from {before} kB to {after} kB during a 1 GiB HTTP/2 download"
+    );
+}
