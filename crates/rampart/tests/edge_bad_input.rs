@@ -407,3 +407,21 @@ async fn connection_cap_holds_extra_clients_until_a_slot_frees() {
     assert!(done.is_ok(), "{done:?}");
     second.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_request_body_is_cut_before_odoo_sees_it() {
+    let fixture = OdooFixture::start().await;
+    let mut setup = Setup::site(Site::new("erp.test", &fixture));
+    setup.listen = "client_body_timeout = \"1s\"".into();
+    let r = Rampart::start(setup).await;
+    // Promises 100 bytes, sends 10, then nothing (raw_exchange reads up to 20 s).
+    let raw = raw_exchange(
+        r.https,
+        Some((&r.ca_path(), "erp.test")),
+        b"POST /echo/stalled HTTP/1.1\r\nHost: erp.test\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n0123456789",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(raw_status(&raw), 408, "{}", String::from_utf8_lossy(&raw));
+    assert_eq!(fixture.count("/echo/stalled"), 0);
+}

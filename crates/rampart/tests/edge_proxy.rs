@@ -423,6 +423,15 @@ async fn compression_by_accept_encoding_and_never_when_it_must_not() {
         .unwrap()
         .to_ascii_lowercase();
     assert!(!head.contains("content-encoding"), "{head}");
+    // Odoo's websocket answer sets the session cookie too: hardened as well.
+    let cookie = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("no cookie on the 101: {head}"));
+    assert!(
+        cookie.contains("secure") && cookie.contains("samesite=lax"),
+        "{cookie}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
