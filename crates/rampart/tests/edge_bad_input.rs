@@ -425,3 +425,56 @@ async fn stalled_request_body_is_cut_before_odoo_sees_it() {
     assert_eq!(raw_status(&raw), 408, "{}", String::from_utf8_lossy(&raw));
     assert_eq!(fixture.count("/echo/stalled"), 0);
 }
+
+/// h2c upgrade smuggling: a proxy that forwards `Upgrade: h2c` and then
+/// tunnels the connection lets the client talk to Odoo unchecked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_requests_outside_websocket_are_not_tunnelled() {
+    let fixture = OdooFixture::start().await;
+    let r = Rampart::start(Setup::site(Site::new("erp.test", &fixture))).await;
+    let ca = r.ca_path();
+    let h2c = b"GET /echo/h2c HTTP/1.1\r\nHost: erp.test\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\n";
+    let raw = raw_exchange(
+        r.https,
+        Some((&ca, "erp.test")),
+        h2c,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(raw_status(&raw), 200, "{}", String::from_utf8_lossy(&raw));
+    let seen = fixture.requests();
+    let req = seen.iter().find(|s| s.target == "/echo/h2c").unwrap();
+    assert!(req.header("upgrade").is_none(), "{:?}", req.headers);
+    assert!(req.header("http2-settings").is_none(), "{:?}", req.headers);
+
+    // A websocket upgrade aimed at the database manager is still blocked.
+    let ws_db = b"GET /web/database/manager HTTP/1.1\r\nHost: erp.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: https://erp.test\r\nConnection: close\r\n\r\n";
+    let raw = raw_exchange(
+        r.https,
+        Some((&ca, "erp.test")),
+        ws_db,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(raw_status(&raw), 303, "{}", String::from_utf8_lossy(&raw));
+    // A websocket upgrade on an ordinary page goes to the HTTP workers without
+    // the upgrade (Odoo would log "Couldn't bind the websocket").
+    let ws_login = b"GET /web/login HTTP/1.1\r\nHost: erp.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: https://erp.test\r\n\r\n";
+    let raw = raw_exchange(
+        r.https,
+        Some((&ca, "erp.test")),
+        ws_login,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(raw_status(&raw), 200, "{}", String::from_utf8_lossy(&raw));
+    assert_eq!(fixture.count("/web/database"), 0);
+    assert!(
+        fixture
+            .requests()
+            .iter()
+            .all(|s| s.header("upgrade").is_none() || s.port == rampart_testkit::Port::Websocket),
+        "{:?}",
+        fixture.requests()
+    );
+}
