@@ -448,3 +448,22 @@ async fn idle_websocket_tunnel_is_closed() {
         "an idle tunnel (websocket_idle = 1s) was still open after 20 s"
     );
 }
+
+/// Between an upstream dying and the health check noticing, a request
+/// whose connection is refused (nothing was sent) can safely go to the
+/// other upstream instead of answering 502, as nginx's proxy_next_upstream does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "pipeline.rs proxy() answers 502 on a refused connection instead of trying the next healthy upstream (see report)"]
+async fn refused_upstream_is_retried_on_the_other_before_the_check_notices() {
+    let one = OdooFixture::start().await;
+    let two = OdooFixture::start().await;
+    let mut site = Site::new("erp.test", &one);
+    site.odoo.push(two.http_addr.to_string());
+    let site = site.extra("[site.health_check]\ninterval = \"60s\"");
+    let r = Rampart::start(Setup::site(site)).await;
+    drop(two);
+    for _ in 0..6 {
+        let res = r.get("erp.test", "/web/login").await;
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+}
