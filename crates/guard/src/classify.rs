@@ -75,10 +75,30 @@ pub fn is_login_call(route: LoginRoute, request_body: &[u8]) -> bool {
     }
 }
 
+/// Whether a redirect goes to /web/database/* (absolute or relative Location).
+fn to_database_pages(headers: &http::HeaderMap) -> bool {
+    let Some(location) = headers
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let path = match location.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => location,
+    };
+    path.to_ascii_lowercase().starts_with("/web/database/")
+}
+
 /// The outcome of a login attempt from the proxied response.
 ///
 /// - `/web/login`: 303 (redirect into the app) = success; 200 (the form again,
-///   "Wrong login/password" or Odoo's own cooldown message) = failure.
+///   "Wrong login/password" or Odoo's own cooldown message) = failure. Odoo's
+///   `ensure_db` also redirects before any password is checked: 302 to the
+///   same URL (a `?db=` on a new session, or a switch of database) and 303
+///   to /web/database/selector (no database found). Those are Unknown: as
+///   successes they would clear the failures, and an attacker could send one
+///   between guesses to never reach `max`.
 /// - `/web/session/authenticate`: 200 with `"error"` = failure, `"result"` = success.
 /// - XML-RPC: `<boolean>0</boolean>` or a `<fault>` = failure, an int uid = success.
 /// - JSON-RPC: `"result": false` or `"error"` = failure, an int uid = success.
@@ -92,7 +112,7 @@ pub fn login_outcome(
 ) -> LoginOutcome {
     if route == LoginRoute::WebLogin {
         return match status {
-            303 | 302 => LoginOutcome::Success,
+            303 if !to_database_pages(headers) => LoginOutcome::Success,
             200 => LoginOutcome::Failure,
             _ => LoginOutcome::Unknown,
         };
@@ -270,6 +290,35 @@ mod tests {
         assert_eq!(
             login_outcome(LoginRoute::WebLogin, 400, &none(), b"Session expired"),
             LoginOutcome::Unknown
+        );
+        // ensure_db's redirects come before any password check.
+        let location = |l: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::LOCATION, l.parse().unwrap());
+            h
+        };
+        assert_eq!(
+            login_outcome(
+                LoginRoute::WebLogin,
+                302,
+                &location("/web/login?db=demo1"),
+                b""
+            ),
+            LoginOutcome::Unknown
+        );
+        for selector in [
+            "/web/database/selector",
+            "https://erp.example.com/web/database/selector",
+        ] {
+            assert_eq!(
+                login_outcome(LoginRoute::WebLogin, 303, &location(selector), b""),
+                LoginOutcome::Unknown,
+                "{selector}"
+            );
+        }
+        assert_eq!(
+            login_outcome(LoginRoute::WebLogin, 303, &location("/odoo"), b""),
+            LoginOutcome::Success
         );
         assert_eq!(
             login_outcome(LoginRoute::WebLogin, 502, &none(), b""),
