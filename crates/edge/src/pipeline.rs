@@ -101,6 +101,13 @@ async fn phases(
     ctx: &mut Ctx,
 ) -> Response<Body> {
     // 1 normalise
+    let this_request = conn.activity.requests.load(Ordering::Relaxed);
+    if conn.framing_conflict.load(Ordering::Relaxed) == this_request {
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "Bad request: Content-Length together with Transfer-Encoding.",
+        );
+    }
     if let Err(r) = normalize::check_framing(req.method(), req.version(), req.headers()) {
         return pages::error(
             StatusCode::BAD_REQUEST,
@@ -509,27 +516,17 @@ async fn proxy(
         }
         (None, None) => Prepared::Whole(Bytes::new()),
     };
-    let lease = match pool.acquire().await {
+    let mut lease = match pool.acquire().await {
         Ok(l) => l,
-        Err(_) => {
-            let mut r = pages::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Odoo is busy: every worker is taken. Please try again in a moment.",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return r;
-        }
+        Err(_) => return busy(),
     };
-    let addr = lease.upstream.addr.clone();
-    ctx.upstream = Some(addr.clone());
-
     let file_req = file_request_headers(&parts.headers);
-    let mut up = match upstream_request(&mut parts, &addr, ctx.client, https, false) {
+    let mut up = match upstream_request(&mut parts, &lease.upstream.addr, ctx.client, https, false)
+    {
         Ok(u) => u,
         Err(r) => return r,
     };
-    let body = match body {
+    let whole = match &body {
         Prepared::Whole(b) => {
             up.headers_mut().remove(header::TRANSFER_ENCODING);
             if !b.is_empty()
@@ -542,37 +539,67 @@ async fn proxy(
             } else {
                 up.headers_mut().remove(header::CONTENT_LENGTH);
             }
-            body::full(b)
+            Some(b.clone())
         }
-        Prepared::Streaming(b) => b,
+        Prepared::Streaming(_) => None,
     };
-    let up = up.map(|()| body);
-
-    let sent = Instant::now();
-    let result = tokio::time::timeout(cfg.timeout.get(), site.client.request(up)).await;
-    let res = match result {
-        Err(_) => {
-            tracing::warn!(site = %site.name, upstream = %addr, timeout = %cfg.timeout, "Odoo did not answer in time");
-            return pages::error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "Odoo did not answer in time. A long report or import may still be running.",
-            );
-        }
-        Ok(Err(e)) => {
-            if let Some(be) = request_body::body_error_of(&e) {
-                return body_error_page(be);
+    // A refused connection means nothing was sent: the request may go to
+    // another upstream once, whatever its method, if its body is in hand.
+    let spare = match &whole {
+        Some(_) if pool.upstreams.len() > 1 => Some(up.headers().clone()),
+        _ => None,
+    };
+    let mut body = Some(match body {
+        Prepared::Whole(b) => body::full(b),
+        Prepared::Streaming(b) => b,
+    });
+    let mut tried_other = false;
+    let (res, sent) = loop {
+        let addr = lease.upstream.addr.clone();
+        ctx.upstream = Some(addr.clone());
+        let this_body = body.take().expect("one body per attempt");
+        let sent = Instant::now();
+        let send = site
+            .client
+            .request(std::mem::take(&mut up).map(|()| this_body));
+        match tokio::time::timeout(cfg.timeout.get(), send).await {
+            Err(_) => {
+                tracing::warn!(site = %site.name, upstream = %addr, timeout = %cfg.timeout, "Odoo did not answer in time");
+                return pages::error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Odoo did not answer in time. A long report or import may still be running.",
+                );
             }
-            if e.is_connect() {
-                let hc = &cfg.health_check;
-                lease.upstream.record(false, hc.fall, hc.rise);
+            Ok(Err(e)) => {
+                if let Some(be) = request_body::body_error_of(&e) {
+                    return body_error_page(be);
+                }
+                if e.is_connect() {
+                    let hc = &cfg.health_check;
+                    lease.upstream.record(false, hc.fall, hc.rise);
+                    if !tried_other
+                        && let (Some(headers), Some(bytes)) = (&spare, &whole)
+                        && let Some(next) = pool.acquire_avoiding(Some(&lease.upstream)).await
+                    {
+                        tracing::warn!(site = %site.name, upstream = %addr, error = %error_chain(&e), "Odoo refused the connection: trying another upstream");
+                        lease = match next {
+                            Ok(l) => l,
+                            Err(_) => return busy(),
+                        };
+                        up = retarget(&parts, headers.clone(), &lease.upstream.addr);
+                        body = Some(body::full(bytes.clone()));
+                        tried_other = true;
+                        continue;
+                    }
+                }
+                tracing::warn!(site = %site.name, upstream = %addr, error = %error_chain(&e), "Odoo unreachable");
+                return pages::error(
+                    StatusCode::BAD_GATEWAY,
+                    "Odoo is not answering. The server may be starting or stopped; please try again shortly.",
+                );
             }
-            tracing::warn!(site = %site.name, upstream = %addr, error = %error_chain(&e), "Odoo unreachable");
-            return pages::error(
-                StatusCode::BAD_GATEWAY,
-                "Odoo is not answering. The server may be starting or stopped; please try again shortly.",
-            );
+            Ok(Ok(res)) => break (res, sent),
         }
-        Ok(Ok(res)) => res,
     };
     let waited = sent.elapsed();
     ctx.upstream_time = Some(waited);
@@ -595,6 +622,34 @@ async fn proxy(
     let rbody = body::boxed(Guarded::new(rbody, u64::MAX, cfg.timeout.get()));
     ctx.lease = Some(lease);
     Response::from_parts(rparts, rbody)
+}
+
+/// 503 when every upstream slot stays taken for `queue_timeout`.
+fn busy() -> Response<Body> {
+    let mut r = pages::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Odoo is busy: every worker is taken. Please try again in a moment.",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+/// The same upstream request, for another upstream address.
+fn retarget(parts: &http::request::Parts, headers: HeaderMap, addr: &str) -> Request<()> {
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut up = Request::new(());
+    *up.method_mut() = parts.method.clone();
+    *up.uri_mut() = format!("http://{addr}{pq}")
+        .parse()
+        .expect("checked when first built");
+    *up.version_mut() = Version::HTTP_11;
+    *up.headers_mut() = headers;
+    up
 }
 
 async fn accel_file(

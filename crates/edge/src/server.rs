@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -27,6 +28,7 @@ use crate::config::{ListenConfig, LogConfig, SiteConfig};
 use crate::headers::security::HeaderSet;
 use crate::io::{Activity, Tracked, idle};
 use crate::metrics::{Metrics, UpstreamLabels};
+use crate::stage::framing::Watched;
 use crate::stage::site::SiteMatcher;
 use crate::upstream::{Check, CheckSettings, HealthObserver, Pool, spawn_checks};
 use crate::{admin, pipeline};
@@ -84,6 +86,9 @@ pub struct ConnInfo {
     pub https: bool,
     pub sni: Option<String>,
     pub activity: Arc<Activity>,
+    /// The number of the last HTTP/1 request whose head had both
+    /// Content-Length and Transfer-Encoding (stage/framing.rs).
+    pub framing_conflict: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -356,10 +361,9 @@ async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => p.expect("never closed"),
-            _ = shutdown.cancelled() => return,
-        };
+        // Accept first, then wait for a slot: a listener that waited for a
+        // slot before accepting would hold one while idle and starve the
+        // other listener at the cap.
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -370,6 +374,10 @@ async fn accept_loop(
                     continue;
                 }
             },
+            _ = shutdown.cancelled() => return,
+        };
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => p.expect("never closed"),
             _ = shutdown.cancelled() => return,
         };
         let shared = shared.clone();
@@ -437,17 +445,23 @@ async fn serve_connection(
             if alpn.as_deref() == Some(b"acme-tls/1") {
                 return;
             }
+            let conflicts = Arc::new(AtomicU64::new(0));
             let info = Arc::new(ConnInfo {
                 peer,
                 https: true,
                 sni: session.server_name().map(str::to_ascii_lowercase),
                 activity: activity.clone(),
+                framing_conflict: conflicts.clone(),
             });
-            let h2 = alpn.as_deref() == Some(b"h2");
+            if alpn.as_deref() != Some(b"h2") {
+                let io = TokioIo::new(Watched::new(tls_stream, conflicts));
+                drive(io, info, false, shared, &listen, shutdown).await;
+                return;
+            }
             drive(
                 TokioIo::new(tls_stream),
                 info,
-                h2,
+                true,
                 shared,
                 &listen,
                 shutdown,
@@ -455,13 +469,16 @@ async fn serve_connection(
             .await;
         }
         None => {
+            let conflicts = Arc::new(AtomicU64::new(0));
             let info = Arc::new(ConnInfo {
                 peer,
                 https: false,
                 sni: None,
                 activity: activity.clone(),
+                framing_conflict: conflicts.clone(),
             });
-            drive(TokioIo::new(io), info, false, shared, &listen, shutdown).await;
+            let io = TokioIo::new(Watched::new(io, conflicts));
+            drive(io, info, false, shared, &listen, shutdown).await;
         }
     }
 }
@@ -555,6 +572,8 @@ async fn drive<I>(
         b.timer(TokioTimer::new())
             .header_read_timeout(listen.header_timeout.get())
             .max_buf_size(64 * 1024)
+            // hyper's read buffer can overshoot max_buf_size: bound the head itself (431).
+            .max_header_size(64 * 1024)
             .keep_alive(true);
         let conn = b.serve_connection(io, service).with_upgrades();
         tokio::pin!(conn);

@@ -100,30 +100,42 @@ impl Pool {
     /// Least connections among healthy upstreams (round-robin on ties),
     /// waiting for a slot when all are at their cap.
     pub async fn acquire(&self) -> Result<Lease, QueueTimeout> {
+        self.acquire_avoiding(None).await.ok_or(QueueTimeout)?
+    }
+
+    /// The same, never choosing `avoid` (the upstream that just refused a
+    /// connection). `None` when no other upstream exists.
+    pub async fn acquire_avoiding(
+        &self,
+        avoid: Option<&Arc<Upstream>>,
+    ) -> Option<Result<Lease, QueueTimeout>> {
         let n = self.upstreams.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let any_healthy = self.upstreams.iter().any(|u| u.is_healthy());
-        let candidates = (0..n)
+        let usable = |u: &&Arc<Upstream>| avoid.is_none_or(|a| !Arc::ptr_eq(a, u));
+        let any_healthy = self.upstreams.iter().filter(usable).any(|u| u.is_healthy());
+        let chosen = (0..n)
             .map(|i| &self.upstreams[(start + i) % n])
-            .filter(|u| u.is_healthy() || !any_healthy);
-        let chosen = candidates
-            .min_by_key(|u| (u.permits.available_permits() == 0, u.active()))
-            .expect("a pool has at least one upstream")
+            .filter(usable)
+            .filter(|u| u.is_healthy() || !any_healthy)
+            .min_by_key(|u| (u.permits.available_permits() == 0, u.active()))?
             .clone();
         let permit = match chosen.permits.clone().try_acquire_owned() {
             Ok(p) => p,
-            Err(_) => {
-                tokio::time::timeout(self.queue_timeout, chosen.permits.clone().acquire_owned())
-                    .await
-                    .map_err(|_| QueueTimeout)?
-                    .expect("semaphores are never closed")
-            }
+            Err(_) => match tokio::time::timeout(
+                self.queue_timeout,
+                chosen.permits.clone().acquire_owned(),
+            )
+            .await
+            {
+                Ok(p) => p.expect("semaphores are never closed"),
+                Err(_) => return Some(Err(QueueTimeout)),
+            },
         };
         chosen.active.fetch_add(1, Ordering::Relaxed);
-        Ok(Lease {
+        Some(Ok(Lease {
             upstream: chosen,
             _permit: permit,
-        })
+        }))
     }
 }
 
@@ -236,6 +248,19 @@ mod tests {
         drop(l3);
         assert!(pool.acquire().await.is_ok());
         assert_eq!(b.record(true, 2, 1), Some(true));
+    }
+
+    #[tokio::test]
+    async fn avoiding_picks_another_or_none() {
+        let pool = Pool::new(&["a:1".into(), "b:1".into()], 4, Duration::from_millis(50));
+        let a = pool.upstreams[0].clone();
+        for _ in 0..4 {
+            let l = pool.acquire_avoiding(Some(&a)).await.unwrap().unwrap();
+            assert_eq!(l.upstream.addr, "b:1");
+        }
+        let single = Pool::new(&["a:1".into()], 4, Duration::from_millis(50));
+        let only = single.upstreams[0].clone();
+        assert!(single.acquire_avoiding(Some(&only)).await.is_none());
     }
 
     #[tokio::test]

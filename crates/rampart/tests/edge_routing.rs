@@ -453,7 +453,6 @@ async fn idle_websocket_tunnel_is_closed() {
 /// whose connection is refused (nothing was sent) can safely go to the
 /// other upstream instead of answering 502, as nginx's proxy_next_upstream does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "pipeline.rs proxy() answers 502 on a refused connection instead of trying the next healthy upstream (see report)"]
 async fn refused_upstream_is_retried_on_the_other_before_the_check_notices() {
     let one = OdooFixture::start().await;
     let two = OdooFixture::start().await;

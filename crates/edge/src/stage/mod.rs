@@ -3,6 +3,7 @@
 
 pub mod accel;
 pub mod compress;
+pub mod framing;
 pub mod normalize;
 pub mod plain_http;
 pub mod request_body;
