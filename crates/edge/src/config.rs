@@ -198,9 +198,12 @@ pub struct SecurityHeaders {
     pub frame_options: String,
     pub referrer_policy: String,
     pub permissions_policy: String,
-    /// Odoo's web client needs inline scripts and styles, data: and blob:
-    /// images and its own websocket; this allows exactly that and no other
-    /// origin, and forbids framing by other sites.
+    /// Odoo's web client needs inline and eval'd scripts (QWeb), inline
+    /// styles, data:/blob: images and its websocket; website pages embed
+    /// fonts, images and videos from https origins. Scripts run only from
+    /// this origin, no plugins, no framing by other sites, forms post here.
+    /// Odoo's own CSP is kept where it sets `default-src` (its lock-down of
+    /// served files).
     pub content_security_policy: String,
 }
 
@@ -212,7 +215,7 @@ impl Default for SecurityHeaders {
             frame_options: "SAMEORIGIN".into(),
             referrer_policy: "strict-origin-when-cross-origin".into(),
             permissions_policy: "camera=(), microphone=(), geolocation=(), payment=()".into(),
-            content_security_policy: "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob: https:; font-src 'self' data:; connect-src 'self' wss: https:; frame-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'".into(),
+            content_security_policy: "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline' https:; img-src 'self' data: blob: https:; font-src 'self' data: https:; media-src 'self' blob: https:; connect-src 'self' wss: https:; frame-src 'self' https:; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'".into(),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Security headers on every response, including those Odoo leaves bare
 //! (/web/health, static files, errors). Odoo's own values win where it
-//! sets one (its pages know best whether they may be framed); HSTS and
-//! Server are always ours.
+//! sets one, with two exceptions: HSTS and Server are always ours, and the
+//! CSP is ours unless Odoo's sets `default-src` — Odoo's pages only carry
+//! `frame-ancestors 'self'` (which ours includes), while a `default-src`
+//! is Odoo locking down a file it serves, which must stay.
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
@@ -12,6 +14,7 @@ use crate::config::SecurityHeaders;
 pub struct HeaderSet {
     always: Vec<(HeaderName, HeaderValue)>,
     if_absent: Vec<(HeaderName, HeaderValue)>,
+    csp: Option<HeaderValue>,
 }
 
 pub const SERVER: HeaderValue = HeaderValue::from_static("rampart");
@@ -63,12 +66,12 @@ impl HeaderSet {
             "permissions_policy",
             &c.permissions_policy,
         )?;
-        add(
-            false,
-            header::CONTENT_SECURITY_POLICY,
-            "content_security_policy",
-            &c.content_security_policy,
-        )?;
+        if !c.content_security_policy.is_empty() {
+            set.csp = Some(
+                HeaderValue::from_str(&c.content_security_policy)
+                    .map_err(|_| "headers.content_security_policy: not a valid header value")?,
+            );
+        }
         Ok(set)
     }
 
@@ -83,6 +86,19 @@ impl HeaderSet {
         for (name, value) in &self.if_absent {
             if !headers.contains_key(name) {
                 headers.insert(name.clone(), value.clone());
+            }
+        }
+        if let Some(csp) = &self.csp {
+            let odoo_locks_down =
+                headers
+                    .get_all(header::CONTENT_SECURITY_POLICY)
+                    .iter()
+                    .any(|v| {
+                        v.to_str()
+                            .is_ok_and(|v| v.to_ascii_lowercase().contains("default-src"))
+                    });
+            if !odoo_locks_down {
+                headers.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
             }
         }
         headers.insert(header::SERVER, SERVER);
@@ -113,11 +129,31 @@ mod tests {
             "max-age=31536000; includeSubDomains"
         );
         assert_eq!(h.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(), "nosniff");
+        // Odoo's page CSP (frame-ancestors only) gives way to ours, which
+        // includes frame-ancestors 'self'.
+        let csp = h
+            .get(header::CONTENT_SECURITY_POLICY)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert_eq!(csp, SecurityHeaders::default().content_security_policy);
+        assert!(csp.contains("frame-ancestors 'self'"));
+        assert!(h.get("permissions-policy").is_some());
+    }
+
+    #[test]
+    fn odoo_lock_down_csp_is_kept() {
+        let set = HeaderSet::new(&SecurityHeaders::default()).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'".parse().unwrap(),
+        );
+        set.apply(&mut h, true);
         assert_eq!(
             h.get(header::CONTENT_SECURITY_POLICY).unwrap(),
-            "frame-ancestors 'self'"
+            "default-src 'none'"
         );
-        assert!(h.get("permissions-policy").is_some());
     }
 
     #[test]
