@@ -82,6 +82,9 @@ impl Config {
     /// Checks that span fields or sections; returns the key and the problem.
     pub fn validate(&self) -> Result<(), (String, String)> {
         rampart_edge::config::validate_sites(&self.site)?;
+        if let Some(backup) = &self.backup {
+            backup.validate()?;
+        }
         for (i, site) in self.site.iter().enumerate() {
             if site.tls == rampart_certs::TlsSource::Acme && self.acme.is_none() {
                 return Err((

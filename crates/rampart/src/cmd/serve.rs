@@ -139,6 +139,13 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
     let shutdown = CancellationToken::new();
     certs.spawn_background(shutdown.clone());
     spawn_housekeeping(guard.clone(), shutdown.clone());
+    if let Some(backup) = config.backup.clone() {
+        // `schedule` inside serve; without one this returns at once.
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            rampart_backup::run_scheduled(&backup, async move { stop.cancelled().await }).await;
+        });
+    }
     let stop = shutdown.clone();
     guard.spawn_log_follower(async move { stop.cancelled().await });
     let handle = edge.handle();
