@@ -1,6 +1,5 @@
 //! Reading a TOML file into a typed config, with errors that say where.
 
-
 use std::fmt;
 use std::path::{Path, PathBuf};
 
