@@ -148,6 +148,12 @@ async fn phases(
     let site = rt.sites[index].clone();
     ctx.site = Some(site.clone());
     let https = conn.https;
+    let to = Target {
+        site: &site,
+        https,
+        rt,
+        shared,
+    };
 
     // 3 plain HTTP
     if !https {
@@ -197,21 +203,10 @@ async fn phases(
         Route::Internal => pages::error(StatusCode::NOT_FOUND, "Not found."),
         Route::Websocket | Route::Longpolling => {
             if websocket::is_upgrade(&req) {
-                tunnel(req, &site, https, rt, shared, ctx).await
+                tunnel(req, &to, ctx).await
             } else {
                 let (parts, incoming) = req.into_parts();
-                proxy(
-                    Request::from_parts(parts, ()),
-                    None,
-                    Some(incoming),
-                    &site.websocket,
-                    &site,
-                    https,
-                    rt,
-                    shared,
-                    ctx,
-                )
-                .await
+                proxy(parts, ReqBody::Unread(incoming), &site.websocket, &to, ctx).await
             }
         }
         Route::Static { module, file }
@@ -221,35 +216,13 @@ async fn phases(
                 return res;
             }
             let (parts, incoming) = req.into_parts();
-            proxy(
-                Request::from_parts(parts, ()),
-                None,
-                Some(incoming),
-                &site.odoo,
-                &site,
-                https,
-                rt,
-                shared,
-                ctx,
-            )
-            .await
+            proxy(parts, ReqBody::Unread(incoming), &site.odoo, &to, ctx).await
         }
         _ => {
             let check_db = route == Route::JsonRpc && !allowed_db;
             let (parts, incoming) = req.into_parts();
             if login.is_none() && !check_db {
-                return proxy(
-                    Request::from_parts(parts, ()),
-                    None,
-                    Some(incoming),
-                    &site.odoo,
-                    &site,
-                    https,
-                    rt,
-                    shared,
-                    ctx,
-                )
-                .await;
+                return proxy(parts, ReqBody::Unread(incoming), &site.odoo, &to, ctx).await;
             }
             // The db service and RPC logins hide in the body: read it first.
             let limit = site.config.max_body.get();
@@ -293,19 +266,8 @@ async fn phases(
                 }
                 _ => None,
             };
-            let req = Request::from_parts(parts, ());
-            let res = proxy(
-                req,
-                Some(Prepared::Whole(body)),
-                None,
-                &site.odoo,
-                &site,
-                https,
-                rt,
-                shared,
-                ctx,
-            )
-            .await;
+            let whole = ReqBody::Read(Prepared::Whole(body));
+            let res = proxy(parts, whole, &site.odoo, &to, ctx).await;
             match attempt {
                 Some((r, a)) => login_outcome(r, a, res, site.config.timeout.get()).await,
                 None => res,
@@ -484,23 +446,40 @@ fn file_request_headers(h: &HeaderMap) -> HeaderMap {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn proxy(
-    req: Request<()>,
-    prepared: Option<Prepared>,
-    incoming: Option<Incoming>,
-    pool: &Pool,
-    site: &Arc<SiteRuntime>,
+/// What sending a request upstream needs besides the request itself.
+struct Target<'a> {
+    site: &'a Arc<SiteRuntime>,
     https: bool,
-    rt: &Runtime,
-    shared: &Arc<Shared>,
+    rt: &'a Runtime,
+    shared: &'a Arc<Shared>,
+}
+
+/// The request body as the route left it.
+enum ReqBody {
+    /// Not read yet.
+    Unread(Incoming),
+    /// Read (whole, or its first part) by a stage that had to look inside.
+    Read(Prepared),
+}
+
+async fn proxy(
+    mut parts: http::request::Parts,
+    body: ReqBody,
+    pool: &Pool,
+    to: &Target<'_>,
     ctx: &mut Ctx,
 ) -> Response<Body> {
-    let (mut parts, ()) = req.into_parts();
+    let Target {
+        site,
+        https,
+        rt,
+        shared,
+    } = *to;
     let cfg = &site.config;
     // The body first: a slow client must not hold an Odoo slot.
-    let body = match (prepared, incoming) {
-        (Some(p), _) => p,
-        (None, Some(inc)) => {
+    let body = match body {
+        ReqBody::Read(p) => p,
+        ReqBody::Unread(inc) => {
             match request_body::prepare(
                 inc,
                 &parts.headers,
@@ -514,7 +493,6 @@ async fn proxy(
                 Err(e) => return body_error_page(e),
             }
         }
-        (None, None) => Prepared::Whole(Bytes::new()),
     };
     let mut lease = match pool.acquire().await {
         Ok(l) => l,
@@ -681,14 +659,13 @@ async fn accel_file(
     }
 }
 
-async fn tunnel(
-    req: Request<Incoming>,
-    site: &Arc<SiteRuntime>,
-    https: bool,
-    _rt: &Runtime,
-    shared: &Arc<Shared>,
-    ctx: &mut Ctx,
-) -> Response<Body> {
+async fn tunnel(req: Request<Incoming>, to: &Target<'_>, ctx: &mut Ctx) -> Response<Body> {
+    let Target {
+        site,
+        https,
+        shared,
+        ..
+    } = *to;
     let cfg = &site.config;
     let lease = match site.websocket.acquire().await {
         Ok(l) => l,
