@@ -589,9 +589,9 @@ async fn drive<I>(
     }
 }
 
-/// A connection that has carried a request counts its idle time from the
-/// end of that request: `Activity` records requests in `in_flight`
-/// transitions, so a nonzero history is visible as recent activity.
+/// Whether the connection has carried a request: until it has, silence is
+/// held to `header_timeout` (a client that connects and says nothing);
+/// after, to `idle_timeout` (keep-alive between requests).
 fn seen_request(activity: &Activity) -> bool {
     activity.requests.load(std::sync::atomic::Ordering::Relaxed) > 0
 }
