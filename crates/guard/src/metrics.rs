@@ -41,7 +41,7 @@ impl Metrics {
         );
         r.register(
             "logins_refused",
-            "Login attempts refused before reaching Odoo (threshold reached counting attempts in flight, or banned)",
+            "Login attempts refused before reaching Odoo because failures plus attempts in flight reached the threshold (requests from banned addresses are counted by the ban, not here)",
             self.logins_refused.clone(),
         );
         r.register(
