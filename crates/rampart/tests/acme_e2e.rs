@@ -1,0 +1,610 @@
+//! ACME end to end through the real `rampart serve` (issue 3): Debian's
+//! pebble (a real ACME CA) and pebble-challtestsrv (its DNS, which resolves
+//! every name to 127.0.0.1) validate the challenges on Rampart's own
+//! listeners, so what is tested is the path a user depends on: the edge
+//! answering HTTP-01 on the plain-HTTP port or TLS-ALPN-01 on the TLS port,
+//! the certificate swapped in without a restart, `rampart certs` listing
+//! it, a forced renewal under a request loop with no failed request, and a
+//! restart that serves the stored certificate without a new order.
+//!
+//! Pebble is started only after Rampart has failed once to reach it: that
+//! makes "HTTPS answers with a temporary certificate before issuance"
+//! deterministic (the first attempt is in its 60 s backoff), and then
+//! `rampart certs renew HOST` (an admin request bypasses the backoff while
+//! the certificate is temporary) starts the real issue.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{TempDir, bin, run_cli, wait_line};
+use rampart_testkit::{OdooFixture, TestClient, free_port, tls_handshake_info, wait_for_port};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+const HOST: &str = "erp.test";
+/// Every wait in these tests is bounded; this is the longest one (an order).
+const ISSUE_WAIT: Duration = Duration::from_secs(90);
+
+fn pebble_installed() -> bool {
+    let ok =
+        Path::new("/usr/bin/pebble").exists() && Path::new("/usr/bin/pebble-challtestsrv").exists();
+    if !ok {
+        eprintln!(
+            "SKIPPED: Debian's pebble is not installed (scripts/test.sh installs it: apt-get install pebble)"
+        );
+    }
+    ok
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Pebble's own HTTPS certificate: a throwaway root (the `ca_bundle`
+/// Rampart trusts for the directory) and a leaf for 127.0.0.1. openssl(1)
+/// because this package has no certificate generator among its
+/// dependencies; scripts/test.sh installs it.
+fn pebble_https_cert(dir: &Path) {
+    let cnf = dir.join("openssl.cnf");
+    std::fs::write(
+        &cnf,
+        "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = pebble test root\n\
+         [ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n\
+         subjectKeyIdentifier = hash\n\
+         [leaf]\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n\
+         extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1,DNS:localhost\n\
+         authorityKeyIdentifier = keyid\nsubjectKeyIdentifier = hash\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("cannot run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let cnf = cnf.to_str().unwrap();
+    run(&[
+        &["req", "-x509", "-config", cnf, "-extensions", "ca"][..],
+        &ec[..],
+        &["-keyout", "ca.key", "-out", "bundle.pem", "-days", "2"][..],
+    ]
+    .concat());
+    run(&[
+        &["req", "-new", "-config", cnf, "-subj", "/CN=127.0.0.1"][..],
+        &ec[..],
+        &["-keyout", "key.pem", "-out", "leaf.csr"][..],
+    ]
+    .concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "bundle.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        cnf,
+        "-extensions",
+        "leaf",
+    ]);
+}
+
+/// pebble and pebble-challtestsrv on loopback, killed on drop.
+struct Pebble {
+    dir: PathBuf,
+    listen: SocketAddr,
+    mgmt: SocketAddr,
+    children: Vec<Child>,
+}
+
+impl Pebble {
+    /// Chooses the ports and writes the config; `start` runs it. Split so
+    /// Rampart can be configured with the directory URL before pebble runs.
+    fn prepare(dir: PathBuf, http_port: u16, tls_port: u16) -> Pebble {
+        std::fs::create_dir_all(&dir).unwrap();
+        pebble_https_cert(&dir);
+        let p = Pebble {
+            listen: loopback(free_port()),
+            mgmt: loopback(free_port()),
+            dir,
+            children: Vec::new(),
+        };
+        let config = format!(
+            r#"{{ "pebble": {{
+                "listenAddress": "{listen}",
+                "managementListenAddress": "{mgmt}",
+                "certificate": "{d}/cert.pem", "privateKey": "{d}/key.pem",
+                "httpPort": {http_port}, "tlsPort": {tls_port},
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false
+            }} }}"#,
+            listen = p.listen,
+            mgmt = p.mgmt,
+            d = p.dir.display(),
+        );
+        std::fs::write(p.dir.join("pebble.json"), config).unwrap();
+        p
+    }
+
+    fn directory(&self) -> String {
+        format!("https://{}/dir", self.listen)
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.dir.join("bundle.pem")
+    }
+
+    async fn start(&mut self) {
+        let dir = self.dir.clone();
+        let log = |name: &str| Stdio::from(std::fs::File::create(dir.join(name)).unwrap());
+        let (dns, dns_mgmt) = (loopback(free_port()), loopback(free_port()));
+        let challtestsrv = Command::new("pebble-challtestsrv")
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args(["-dns01", &dns.to_string()])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &dns_mgmt.to_string()])
+            .stdout(log("dns.log"))
+            .stderr(log("dns.err"))
+            .spawn()
+            .expect("pebble-challtestsrv");
+        self.children.push(challtestsrv);
+        let pebble = Command::new("pebble")
+            .arg("-config")
+            .arg(self.dir.join("pebble.json"))
+            .args(["-dnsserver", &dns.to_string()])
+            // Validate at once (no random 0-15 s sleep), really validate,
+            // no random nonce rejections, a fresh authorization per order.
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_VA_ALWAYS_VALID", "0")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(log("pebble.log"))
+            .stderr(log("pebble.err"))
+            .spawn()
+            .expect("pebble");
+        self.children.push(pebble);
+        for addr in [dns_mgmt, self.listen, self.mgmt] {
+            wait_for_port(addr, Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|e| panic!("pebble did not start: {e}\n{}", self.log()));
+        }
+    }
+
+    fn log(&self) -> String {
+        let read = |n: &str| std::fs::read_to_string(self.dir.join(n)).unwrap_or_default();
+        format!("{}{}", read("pebble.log"), read("pebble.err"))
+    }
+
+    /// How many new-order requests pebble has received.
+    fn orders(&self) -> usize {
+        self.log().matches("POST /order-plz").count()
+    }
+
+    /// A PEM document from pebble's management interface (`/roots/0`, `/intermediates/0`).
+    async fn management_pem(&self, path: &str) -> String {
+        let r = TestClient::new(&self.bundle())
+            .get(&format!("https://{}{path}", self.mgmt))
+            .await;
+        assert_eq!(r.status, 200, "pebble {path}: {}", r.text());
+        r.text()
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One `rampart serve` process; SIGTERM (then SIGKILL) on drop.
+struct Serve {
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Serve {
+    async fn start(config: &Path, stderr: PathBuf, listeners: &[SocketAddr]) -> Serve {
+        let child = Command::new(bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("RAMPART_LOG", "info")
+            .env_remove("RAMPART_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("cannot start the rampart binary");
+        let mut s = Serve { child, stderr };
+        for &addr in listeners {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while wait_for_port(addr, Duration::from_millis(200))
+                .await
+                .is_err()
+            {
+                if let Some(status) = s.child.try_wait().unwrap() {
+                    panic!("rampart exited ({status}):\n{}", s.log());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "rampart not listening on {addr}:\n{}",
+                    s.log()
+                );
+            }
+        }
+        s
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// (tag, content, rest) of the DER element at the start of `b`.
+fn der(b: &[u8]) -> (u8, &[u8], &[u8]) {
+    let (len, head) = if b[1] < 0x80 {
+        (usize::from(b[1]), 2)
+    } else {
+        let n = usize::from(b[1] & 0x7f);
+        let len = b[2..2 + n]
+            .iter()
+            .fold(0usize, |a, &x| a << 8 | usize::from(x));
+        (len, 2 + n)
+    };
+    (b[0], &b[head..head + len], &b[head + len..])
+}
+
+/// A certificate's serial number: the first INTEGER of tbsCertificate,
+/// after the optional `[0]` version. Enough DER to tell two issues apart
+/// without a parser dependency in this package.
+fn serial(cert: &[u8]) -> Vec<u8> {
+    let (_, certificate, _) = der(cert);
+    let (_, tbs, _) = der(certificate);
+    let (mut tag, mut value, rest) = der(tbs);
+    if tag == 0xa0 {
+        (tag, value, _) = der(rest);
+    }
+    assert_eq!(tag, 0x02, "no serial INTEGER in the certificate");
+    value.to_vec()
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .expect("a PEM certificate")
+        .as_ref()
+        .to_vec()
+}
+
+/// The chain served for HOST, verified against the roots in `ca`.
+async fn served_chain(https: SocketAddr, ca: &Path) -> Result<Vec<Vec<u8>>, String> {
+    tls_handshake_info(https, ca, HOST, &[b"http/1.1"])
+        .await
+        .map(|(_, _, chain)| chain)
+}
+
+/// Waits (bounded) until `f` returns Some.
+async fn wait_for<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `rampart <args> --config <config>` off the async workers (it blocks).
+async fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    args.push("--config".into());
+    args.push(config.display().to_string());
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_cli(&args)
+    })
+    .await
+    .unwrap()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Http01,
+    TlsAlpn01,
+}
+
+async fn issue_renew_restart(via: Via) {
+    let started = Instant::now();
+    let tmp = TempDir::new(match via {
+        Via::Http01 => "acme-http01",
+        Via::TlsAlpn01 => "acme-alpn",
+    });
+    let odoo = OdooFixture::start().await;
+    let (http, https, admin) = (
+        loopback(free_port()),
+        loopback(free_port()),
+        loopback(free_port()),
+    );
+    // The challenge not chosen points at a closed port: a certificate
+    // proves the chosen one was answered by Rampart.
+    let (pebble_http, pebble_tls, challenge) = match via {
+        Via::Http01 => (http.port(), 1, "http-01"),
+        Via::TlsAlpn01 => (1, https.port(), "tls-alpn-01"),
+    };
+    let mut pebble = Pebble::prepare(tmp.path().join("pebble"), pebble_http, pebble_tls);
+    let state_dir = tmp.path().join("state");
+    let config = tmp.path().join("rampart.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {state:?}\n\n[listen]\nhttp = \"{http}\"\nhttps = \"{https}\"\nadmin = \"{admin}\"\n\n\
+             [log]\naccess = {access:?}\n\n\
+             [guard]\nrate = {{ per_second = 100000, burst = 100000 }}\n\n\
+             [acme]\nemail = \"ops@example.com\"\ndirectory = \"{directory}\"\nca_bundle = {bundle:?}\nchallenge = \"{challenge}\"\n\n\
+             [[site]]\nhosts = [\"{HOST}\"]\ntls = \"acme\"\nodoo = [\"{odoo_http}\"]\nwebsocket = [\"{odoo_ws}\"]\n",
+            state = state_dir.display().to_string(),
+            access = tmp.path().join("access.log").display().to_string(),
+            directory = pebble.directory(),
+            bundle = pebble.bundle().display().to_string(),
+            odoo_http = odoo.http_addr,
+            odoo_ws = odoo.ws_addr,
+        ),
+    )
+    .unwrap();
+    let listeners = [http, https, admin];
+    let mut serve = Serve::start(&config, tmp.path().join("stderr-1.log"), &listeners).await;
+
+    // The CA is not up yet: the failure names the site and the CA, and the
+    // site keeps answering HTTPS with a temporary local-CA certificate.
+    let line = wait_line(&serve.stderr, &["cannot obtain a certificate", HOST]).await;
+    assert!(line.contains(&pebble.directory()), "{line}");
+    let local_root = state_dir.join("ca").join("root.pem");
+    let temporary = served_chain(https, &local_root).await.unwrap_or_else(|e| {
+        panic!(
+            "no temporary certificate before issuance: {e}\n{}",
+            serve.log()
+        )
+    });
+    let r = TestClient::new(&local_root)
+        .get(&format!("https://{HOST}:{}/web/health", https.port()))
+        .await;
+    assert_eq!(r.status, 200, "HTTPS before issuance: {}", r.text());
+
+    pebble.start().await;
+    let pebble_root = tmp.path().join("pebble-root.pem");
+    std::fs::write(&pebble_root, pebble.management_pem("/roots/0").await).unwrap();
+    let intermediate = pem_to_der(&pebble.management_pem("/intermediates/0").await);
+    // Not forced: a temporary certificate is due, and an admin request skips the backoff.
+    let (code, out, err) = cli(&config, &["certs", "renew", HOST]).await;
+    assert_eq!(code, 0, "certs renew: {out}{err}");
+    assert!(out.contains("ACME renewal started"), "{out}");
+
+    let issued_at = Instant::now();
+    let first = wait_for(ISSUE_WAIT, || async {
+        served_chain(https, &pebble_root).await.ok()
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the certificate served for {HOST} is not pebble's after {ISSUE_WAIT:?}\nrampart:\n{}\npebble:\n{}",
+            serve.log(),
+            pebble.log()
+        )
+    });
+    let issue_time = issued_at.elapsed();
+    assert_eq!(
+        first.get(1),
+        Some(&intermediate),
+        "the chain names pebble's intermediate"
+    );
+    assert_ne!(first[0], temporary[0]);
+    assert!(
+        served_chain(https, &local_root).await.is_err(),
+        "the issued certificate must not chain to Rampart's local CA"
+    );
+    let pebble_client = TestClient::new(&pebble_root);
+    let health = format!("https://{HOST}:{}/web/health", https.port());
+    assert_eq!(pebble_client.get(&health).await.status, 200);
+
+    let (code, out, err) = cli(&config, &["certs", "--json"]).await;
+    assert_eq!(code, 0, "certs --json: {out}{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).expect("certs --json is JSON");
+    let certs = list.as_array().expect("a JSON array");
+    assert_eq!(certs.len(), 1, "{out}");
+    assert_eq!(certs[0]["source"], "acme", "{out}");
+    assert_eq!(certs[0]["names"], serde_json::json!([HOST]), "{out}");
+    assert_eq!(certs[0]["temporary"], false, "{out}");
+    assert!(
+        certs[0]["issuer"].as_str().unwrap_or("").contains("Pebble"),
+        "{out}"
+    );
+    assert!(certs[0]["days_left"].as_i64().unwrap_or(0) > 0, "{out}");
+
+    // Forced renewal while a client loop keeps making HTTPS requests.
+    let running = Arc::new(AtomicBool::new(true));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let load = {
+        let (running, ok, failed, errors) =
+            (running.clone(), ok.clone(), failed.clone(), errors.clone());
+        let (client, health) = (TestClient::new(&pebble_root), health.clone());
+        tokio::spawn(async move {
+            while running.load(Ordering::Relaxed) {
+                match client
+                    .try_request("GET", &health, &[], Vec::new(), false)
+                    .await
+                {
+                    Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                    Ok(r) => {
+                        errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("status {}: {}", r.status, r.text()));
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(e) => {
+                        errors.lock().unwrap().push(e);
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        })
+    };
+    let orders_before_renewal = pebble.orders();
+    let (code, out, err) = cli(&config, &["certs", "renew", "--force", HOST]).await;
+    assert_eq!(code, 0, "certs renew --force: {out}{err}");
+    let renewed_at = Instant::now();
+    let second = wait_for(ISSUE_WAIT, || async {
+        served_chain(https, &pebble_root)
+            .await
+            .ok()
+            .filter(|c| serial(&c[0]) != serial(&first[0]))
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "no new serial after a forced renewal\nrampart:\n{}\npebble:\n{}",
+            serve.log(),
+            pebble.log()
+        )
+    });
+    let renew_time = renewed_at.elapsed();
+    // Keep the loop going through a few requests on the new certificate.
+    let after_swap = ok.load(Ordering::Relaxed);
+    let more = wait_for(Duration::from_secs(30), || async {
+        (ok.load(Ordering::Relaxed) >= after_swap + 20).then_some(())
+    })
+    .await;
+    running.store(false, Ordering::Relaxed);
+    load.await.unwrap();
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(
+        more.is_some(),
+        "the client loop stalled after the swap ({ok} ok)"
+    );
+    assert_eq!(
+        failed,
+        0,
+        "requests failed during the renewal (first ones): {:?}",
+        errors.lock().unwrap().iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(
+        pebble.orders() > orders_before_renewal,
+        "the renewal was a new order"
+    );
+    assert_eq!(second.get(1), Some(&intermediate));
+
+    // Restart: the stored certificate is served at once, no new order.
+    serve.stop();
+    let orders_before_restart = pebble.orders();
+    let serve = Serve::start(&config, tmp.path().join("stderr-2.log"), &listeners).await;
+    let after_restart = served_chain(https, &pebble_root)
+        .await
+        .unwrap_or_else(|e| panic!("after a restart: {e}\n{}", serve.log()));
+    assert_eq!(
+        serial(&after_restart[0]),
+        serial(&second[0]),
+        "the stored certificate is served"
+    );
+    // The ACME loop looks at the table as soon as it starts; give it time to
+    // (wrongly) order, then make sure it did not.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !serve.log().contains("ordering a certificate"),
+        "a restart ordered again:\n{}",
+        serve.log()
+    );
+    assert_eq!(
+        pebble.orders(),
+        orders_before_restart,
+        "pebble saw a new order"
+    );
+    assert_eq!(pebble_client.get(&health).await.status, 200);
+
+    eprintln!(
+        "{challenge}: issued in {issue_time:?}, forced renewal in {renew_time:?} under {ok} requests (0 failed), whole test {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http01_through_rampart() {
+    if !pebble_installed() {
+        return;
+    }
+    tokio::time::timeout(Duration::from_secs(300), issue_renew_restart(Via::Http01))
+        .await
+        .expect("the test did not finish within 300 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_alpn01_through_rampart() {
+    if !pebble_installed() {
+        return;
+    }
+    tokio::time::timeout(
+        Duration::from_secs(300),
+        issue_renew_restart(Via::TlsAlpn01),
+    )
+    .await
+    .expect("the test did not finish within 300 s");
+}
