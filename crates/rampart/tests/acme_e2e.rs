@@ -335,6 +335,64 @@ async fn served_chain(https: SocketAddr, ca: &Path) -> Result<Vec<Vec<u8>>, Stri
         .map(|(_, _, chain)| chain)
 }
 
+/// One HTTP/1.1 keep-alive connection over TLS to HOST, to show that a
+/// certificate swap leaves open connections alone.
+struct KeepAlive {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    /// The certificate this connection was set up with.
+    leaf: Vec<u8>,
+}
+
+impl KeepAlive {
+    async fn open(https: SocketAddr, ca: &Path) -> KeepAlive {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(https).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(HOST.try_into().unwrap(), tcp)
+            .await
+            .expect("TLS handshake for the keep-alive connection");
+        let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        KeepAlive { sender, leaf }
+    }
+
+    /// GET /web/health on this same connection; its status.
+    async fn get_health(&mut self) -> u16 {
+        let request = http::Request::get("/web/health")
+            .header("host", HOST)
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let send = async {
+            self.sender.ready().await?;
+            self.sender.send_request(request).await
+        };
+        let response = tokio::time::timeout(Duration::from_secs(10), send)
+            .await
+            .expect("no answer within 10 s on the keep-alive connection")
+            .expect("the keep-alive connection failed");
+        let status = response.status().as_u16();
+        // Read the body so the connection is ready for the next request.
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+        status
+    }
+}
+
 /// Waits (bounded) until `f` returns Some.
 async fn wait_for<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
 where
@@ -428,6 +486,23 @@ async fn issue_renew_restart(via: Via) {
         .get(&format!("https://{HOST}:{}/web/health", https.port()))
         .await;
     assert_eq!(r.status, 200, "HTTPS before issuance: {}", r.text());
+    // Plain HTTP still answers: a redirect, and the challenge path is Rampart's own.
+    let plain = TestClient::new_plain();
+    let r = plain
+        .get(&format!("http://{HOST}:{}/web/login", http.port()))
+        .await;
+    assert_eq!(r.status, 308, "plain HTTP before issuance: {}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://{HOST}:{}/web/login", https.port()).as_str())
+    );
+    let r = plain
+        .get(&format!(
+            "http://{HOST}:{}/.well-known/acme-challenge/not-a-token",
+            http.port()
+        ))
+        .await;
+    assert_eq!(r.status, 404, "an unknown challenge token: {}", r.text());
 
     pebble.start().await;
     let pebble_root = tmp.path().join("pebble-root.pem");
@@ -509,6 +584,9 @@ async fn issue_renew_restart(via: Via) {
             }
         })
     };
+    // A connection opened before the swap keeps working after it.
+    let mut open = KeepAlive::open(https, &pebble_root).await;
+    assert_eq!(open.get_health().await, 200);
     let orders_before_renewal = pebble.orders();
     let (code, out, err) = cli(&config, &["certs", "renew", "--force", HOST]).await;
     assert_eq!(code, 0, "certs renew --force: {out}{err}");
@@ -547,6 +625,12 @@ async fn issue_renew_restart(via: Via) {
         "requests failed during the renewal (first ones): {:?}",
         errors.lock().unwrap().iter().take(5).collect::<Vec<_>>()
     );
+    assert_eq!(
+        open.get_health().await,
+        200,
+        "a connection opened before the renewal"
+    );
+    assert_eq!(serial(&open.leaf), serial(&first[0]));
     assert!(
         pebble.orders() > orders_before_renewal,
         "the renewal was a new order"
