@@ -216,13 +216,43 @@ impl Pebble {
     }
 }
 
-impl Drop for Pebble {
-    fn drop(&mut self) {
+impl Pebble {
+    /// Kills the CA (and its DNS); returns once the directory port refuses.
+    fn stop(&mut self) {
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
         }
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(self.listen).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The value of the first sample in Prometheus text that starts with `series`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn metrics(admin: SocketAddr) -> String {
+    let r = TestClient::new_plain()
+        .get(&format!("http://{admin}/metrics"))
+        .await;
+    assert_eq!(r.status, 200, "/metrics: {}", r.text());
+    r.text()
 }
 
 /// One `rampart serve` process; SIGTERM (then SIGKILL) on drop.
@@ -663,6 +693,33 @@ async fn issue_renew_restart(via: Via) {
         "pebble saw a new order"
     );
     assert_eq!(pebble_client.get(&health).await.status, 200);
+
+    // The CA goes away; a forced renewal fails, is logged and counted, and
+    // the certificate in service stays.
+    pebble.stop();
+    let (code, out, err) = cli(&config, &["certs", "renew", "--force", HOST]).await;
+    assert_eq!(code, 0, "certs renew --force with the CA down: {out}{err}");
+    let line = wait_line(&serve.stderr, &["cannot obtain a certificate", HOST]).await;
+    assert!(line.contains(&pebble.directory()), "{line}");
+    let still = served_chain(https, &pebble_root)
+        .await
+        .unwrap_or_else(|e| panic!("after a failed renewal: {e}\n{}", serve.log()));
+    assert_eq!(serial(&still[0]), serial(&second[0]));
+    assert_eq!(pebble_client.get(&health).await.status, 200);
+    let m = metrics(admin).await;
+    assert_eq!(
+        sample(
+            &m,
+            "rampart_certificate_renewal_failures_total{site=\"0\"} "
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    let days = sample(
+        &m,
+        &format!("rampart_certificate_days_left{{site=\"0\",name=\"{HOST}\"}} "),
+    );
+    assert!(days.is_some_and(|d| d > 1.0), "{m}");
 
     eprintln!(
         "{challenge}: issued in {issue_time:?}, forced renewal in {renew_time:?} under {ok} requests (0 failed), whole test {:?}",
