@@ -4,8 +4,11 @@
 //! listeners, so what is tested is the path a user depends on: the edge
 //! answering HTTP-01 on the plain-HTTP port or TLS-ALPN-01 on the TLS port,
 //! the certificate swapped in without a restart, `rampart certs` listing
-//! it, a forced renewal under a request loop with no failed request, and a
-//! restart that serves the stored certificate without a new order.
+//! it, a forced renewal under a request loop with no failed request (and a
+//! keep-alive connection from before the swap still working), a restart
+//! that serves the stored certificate without a new order, and a renewal
+//! with the CA down that is logged and counted while the old certificate
+//! stays in service.
 //!
 //! Pebble is started only after Rampart has failed once to reach it: that
 //! makes "HTTPS answers with a temporary certificate before issuance"
