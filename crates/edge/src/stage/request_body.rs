@@ -59,6 +59,7 @@ pub async fn prepare(
     if let Some(len) = declared_length(headers)
         && len > max_body
     {
+        linger(incoming);
         return Err(BodyError::TooLarge(max_body));
     }
     if incoming.is_end_stream() {
@@ -93,6 +94,28 @@ pub async fn prepare(
             return Ok(Prepared::Streaming(chained));
         }
     }
+}
+
+/// Bytes and time a refused body is still read for (see `linger`).
+const LINGER_BYTES: u64 = 64 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// Reads and discards a refused body for a while, as nginx's lingering
+/// close does: a client still sending when the 413 comes back would
+/// otherwise hit a reset and never show the answer.
+fn linger(mut incoming: Incoming) {
+    tokio::spawn(async move {
+        let mut seen = 0u64;
+        let _ = tokio::time::timeout(LINGER_TIME, async {
+            while let Some(Ok(frame)) = incoming.frame().await {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if seen > LINGER_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
 }
 
 /// Classifies an upstream send error caused by the request body.
