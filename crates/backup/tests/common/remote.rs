@@ -169,16 +169,28 @@ impl S3Server {
             .spawn()
             .expect("moto_server (pip install 'moto[server]') is installed");
         wait_for_port(port, &mut child, "moto_server");
-        // Buckets are made by the admin; moto takes an unsigned PUT.
+        // Buckets are made by the admin; moto takes an unsigned PUT. Right
+        // after its port opens moto may still reset a connection: retry.
         use std::io::{Read, Write};
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            s,
-            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut resp = String::new();
-        let _ = s.read_to_string(&mut resp);
+        let create = || -> std::io::Result<String> {
+            let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            write!(
+                s,
+                "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut resp = String::new();
+            s.read_to_string(&mut resp)?;
+            Ok(resp)
+        };
+        let mut resp = Err(std::io::Error::other("not tried"));
+        for _ in 0..50 {
+            resp = create();
+            if resp.as_ref().is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let resp = resp.expect("moto_server answers the bucket creation");
         assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
         S3Server {
             port,
