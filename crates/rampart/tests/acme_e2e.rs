@@ -752,3 +752,107 @@ async fn tls_alpn01_through_rampart() {
     .await
     .expect("the test did not finish within 300 s");
 }
+
+/// Issue 3, bad input: the name does not lead to this server (the CA's
+/// validation reaches a closed port). Rampart logs the site and the CA's
+/// own error, keeps serving the temporary certificate, retries on request
+/// with the failure counted, and does not crash.
+async fn failed_validation_is_reported_and_retried() {
+    let tmp = TempDir::new("acme-refused");
+    let odoo = OdooFixture::start().await;
+    let (http, https, admin) = (
+        loopback(free_port()),
+        loopback(free_port()),
+        loopback(free_port()),
+    );
+    // Pebble validates HTTP-01 on port 1, where nothing listens: for the
+    // CA the domain does not point here.
+    let mut pebble = Pebble::prepare(tmp.path().join("pebble"), 1, 1);
+    pebble.start().await;
+    let state_dir = tmp.path().join("state");
+    let config = tmp.path().join("rampart.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = {state:?}\n\n[listen]\nhttp = \"{http}\"\nhttps = \"{https}\"\nadmin = \"{admin}\"\n\n\
+             [acme]\nemail = \"ops@example.com\"\ndirectory = \"{directory}\"\nca_bundle = {bundle:?}\nchallenge = \"http-01\"\n\n\
+             [[site]]\nhosts = [\"{HOST}\"]\ntls = \"acme\"\nodoo = [\"{odoo_http}\"]\nwebsocket = [\"{odoo_ws}\"]\n",
+            state = state_dir.display().to_string(),
+            directory = pebble.directory(),
+            bundle = pebble.bundle().display().to_string(),
+            odoo_http = odoo.http_addr,
+            odoo_ws = odoo.ws_addr,
+        ),
+    )
+    .unwrap();
+    let serve = Serve::start(
+        &config,
+        tmp.path().join("stderr.log"),
+        &[http, https, admin],
+    )
+    .await;
+    let line = wait_for(ISSUE_WAIT, || async {
+        let log = serve.log();
+        log.lines()
+            .find(|l| l.contains("cannot obtain a certificate") && l.contains(HOST))
+            .map(str::to_string)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "no failure logged:\n{}\npebble:\n{}",
+            serve.log(),
+            pebble.log()
+        )
+    });
+    // The site, the CA, the retry, and the CA's own words on why.
+    assert!(line.contains(&pebble.directory()), "{line}");
+    assert!(line.contains("retry_in_secs"), "{line}");
+    assert!(
+        line.contains("connection")
+            || line.contains("refused")
+            || line.contains("urn:ietf:params:acme:error"),
+        "the CA's error detail is in the line: {line}"
+    );
+    // Still serving, on the temporary local certificate.
+    let local_root = state_dir.join("ca").join("root.pem");
+    let r = TestClient::new(&local_root)
+        .get(&format!("https://{HOST}:{}/web/health", https.port()))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // An administrator's retry is another attempt, counted; the process lives on.
+    let (code, out, err) = cli(&config, &["certs", "renew", HOST]).await;
+    assert_eq!(code, 0, "certs renew: {out}{err}");
+    let counted = wait_for(ISSUE_WAIT, || async {
+        let m = metrics(admin).await;
+        sample(&m, "rampart_certificate_renewal_failures_total").filter(|n| *n >= 2.0)
+    })
+    .await;
+    assert!(
+        counted.is_some(),
+        "second failure not counted:\n{}",
+        serve.log()
+    );
+    assert!(
+        serve.log().matches("cannot obtain a certificate").count() >= 2,
+        "{}",
+        serve.log()
+    );
+    let r = TestClient::new(&local_root)
+        .get(&format!("https://{HOST}:{}/web/health", https.port()))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn domain_not_pointing_here_is_reported_and_retried() {
+    if !pebble_installed() {
+        return;
+    }
+    tokio::time::timeout(
+        Duration::from_secs(300),
+        failed_validation_is_reported_and_retried(),
+    )
+    .await
+    .expect("the test did not finish within 300 s");
+}
