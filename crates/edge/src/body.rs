@@ -206,3 +206,77 @@ where
         self.inner.size_hint()
     }
 }
+
+/// How much of an answer `Prefixed` keeps.
+pub const PREFIX_MAX: usize = 4096;
+
+pin_project! {
+    /// Passes a body through unchanged, keeping its first `PREFIX_MAX`
+    /// bytes, and hands them to `on_end` once the body has ended or is
+    /// dropped (hyper stops polling a body once its Content-Length is sent).
+    pub struct Prefixed<B, F: FnOnce(&[u8])> {
+        #[pin]
+        inner: B,
+        prefix: Vec<u8>,
+        on_end: Option<F>,
+    }
+
+    impl<B, F: FnOnce(&[u8])> PinnedDrop for Prefixed<B, F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(f) = this.on_end.take() {
+                f(this.prefix);
+            }
+        }
+    }
+}
+
+impl<B, F: FnOnce(&[u8])> Prefixed<B, F> {
+    pub fn new(inner: B, on_end: F) -> Self {
+        Prefixed {
+            inner,
+            prefix: Vec::new(),
+            on_end: Some(on_end),
+        }
+    }
+}
+
+impl<B, F> HttpBody for Prefixed<B, F>
+where
+    B: HttpBody<Data = Bytes>,
+    F: FnOnce(&[u8]),
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let r = ready!(this.inner.poll_frame(cx));
+        match &r {
+            Some(Ok(frame)) => {
+                if let Some(d) = frame.data_ref() {
+                    let room = PREFIX_MAX.saturating_sub(this.prefix.len());
+                    this.prefix.extend_from_slice(&d[..d.len().min(room)]);
+                }
+            }
+            Some(Err(_)) => {}
+            None => {
+                if let Some(f) = this.on_end.take() {
+                    f(this.prefix);
+                }
+            }
+        }
+        Poll::Ready(r)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

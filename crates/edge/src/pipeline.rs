@@ -222,7 +222,14 @@ async fn phases(
             let check_db = route == Route::JsonRpc && !allowed_db;
             let (parts, incoming) = req.into_parts();
             if login.is_none() && !check_db {
-                return proxy(parts, ReqBody::Unread(incoming), &site.odoo, &to, ctx).await;
+                let object_rpc = parts.method == Method::POST
+                    && matches!(path.lower.as_str(), "/xmlrpc/2/object" | "/xmlrpc/object");
+                let res = proxy(parts, ReqBody::Unread(incoming), &site.odoo, &to, ctx).await;
+                return if object_rpc {
+                    watch_rpc_password(res, shared, ctx.client)
+                } else {
+                    res
+                };
             }
             // The db service and RPC logins hide in the body: read it first.
             let limit = site.config.max_body.get();
@@ -266,14 +273,35 @@ async fn phases(
                 }
                 _ => None,
             };
+            let object_rpc = route == Route::JsonRpc
+                && route::jsonrpc_service(&body).as_deref() == Some("object");
             let whole = ReqBody::Read(Prepared::Whole(body));
             let res = proxy(parts, whole, &site.odoo, &to, ctx).await;
+            let res = if object_rpc {
+                watch_rpc_password(res, shared, ctx.client)
+            } else {
+                res
+            };
             match attempt {
                 Some((r, a)) => login_outcome(r, a, res, site.config.timeout.get()).await,
                 None => res,
             }
         }
     }
+}
+
+/// `object.execute_kw` checks the password on every call and Odoo logs
+/// nothing when it is wrong: the answer is watched as it streams past, and
+/// a refusal counts against the client like a failed login.
+fn watch_rpc_password(res: Response<Body>, shared: &Arc<Shared>, client: IpAddr) -> Response<Body> {
+    let guard = shared.guard.clone();
+    let (parts, b) = res.into_parts();
+    let watched = body::Prefixed::new(b, move |prefix: &[u8]| {
+        if guard::rpc_access_denied(prefix) {
+            guard.rpc_denied(client);
+        }
+    });
+    Response::from_parts(parts, body::boxed(watched))
 }
 
 /// The guard's refusal as a response: 403 when banned, 429 with

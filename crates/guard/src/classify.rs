@@ -90,6 +90,18 @@ fn to_database_pages(headers: &http::HeaderMap) -> bool {
     path.to_ascii_lowercase().starts_with("/web/database/")
 }
 
+/// Whether the start of an RPC answer is Odoo refusing the password:
+/// XML-RPC fault code 3 ("Access Denied"), or a JSON-RPC error naming
+/// `odoo.exceptions.AccessDenied`. The fault comes first in the body, so
+/// the first few KiB of an answer are enough.
+pub fn rpc_access_denied(prefix: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(prefix);
+    if text.contains("<fault>") {
+        return text.contains("Access Denied") || text.contains("AccessDenied");
+    }
+    text.contains("odoo.exceptions.AccessDenied")
+}
+
 /// The outcome of a login attempt from the proxied response.
 ///
 /// - `/web/login`: 303 (redirect into the app) = success; 200 (the form again,
@@ -191,6 +203,20 @@ fn xml_element_text(body: &[u8], tag: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rpc_access_denied_reads_odoo_refusals_only() {
+        let xml_denied = b"<?xml version='1.0'?>\n<methodResponse>\n<fault>\n<value><struct>\n<member>\n<name>faultCode</name>\n<value><int>3</int></value>\n</member>\n<member>\n<name>faultString</name>\n<value><string>Access Denied</string></value>\n</member>\n</struct></value>\n</fault>\n</methodResponse>\n";
+        assert!(super::rpc_access_denied(xml_denied));
+        let xml_other = b"<methodResponse><fault><value><struct><member><name>faultString</name><value><string>ValueError: bad domain</string></value></member></struct></value></fault></methodResponse>";
+        assert!(!super::rpc_access_denied(xml_other));
+        assert!(!super::rpc_access_denied(b"<methodResponse><params><param><value><array><data/></array></value></param></params></methodResponse>"));
+        let json_denied = br#"{"jsonrpc": "2.0", "id": 1, "error": {"code": 200, "message": "Odoo Server Error", "data": {"name": "odoo.exceptions.AccessDenied", "message": "Access Denied"}}}"#;
+        assert!(super::rpc_access_denied(json_denied));
+        assert!(!super::rpc_access_denied(
+            br#"{"jsonrpc": "2.0", "id": 1, "result": []}"#
+        ));
+    }
+
     use super::*;
     use http::{HeaderMap, Method};
 

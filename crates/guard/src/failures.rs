@@ -128,6 +128,17 @@ impl Failures {
         Some(c.failures.len() as u32)
     }
 
+    /// A wrong password on an RPC call that is not a login (execute_kw):
+    /// Odoo logs nothing for these, so nothing to deduplicate against.
+    pub fn rpc_failure(&self, key: IpNet, now: Instant, within: Duration) -> Option<u32> {
+        let mut clients = self.lock();
+        self.make_room(&mut clients, &key, now, within);
+        let c = clients.entry(key).or_default();
+        c.expire(now, within);
+        c.failures.push_back(now);
+        Some(c.failures.len() as u32)
+    }
+
     /// After a ban the count starts over (the ban is the consequence).
     pub fn clear(&self, key: &IpNet) {
         let mut clients = self.lock();

@@ -65,7 +65,9 @@ use ipnet::IpNet;
 pub use addr::canonical_ip;
 pub use ban_log::BAN_LOG_FILE;
 pub use bans::{BanInfo, MAX_BAN};
-pub use classify::{LoginOutcome, LoginRoute, is_login_call, login_outcome, login_route};
+pub use classify::{
+    LoginOutcome, LoginRoute, is_login_call, login_outcome, login_route, rpc_access_denied,
+};
 pub use config::{GuardConfig, LoginFailuresConfig, LoginRateConfig, RateConfig};
 pub use follow::login_failure_addr;
 pub use proxy_protocol::{ProxyHeader, parse_proxy_header};
@@ -361,6 +363,15 @@ impl Guard {
         }
     }
 
+    /// An RPC call Odoo refused for a wrong password (`execute_kw` on the
+    /// `object` service checks the password on every call and logs nothing,
+    /// so neither Odoo's cooldown nor fail2ban sees a brute force there).
+    /// Counted like a failed login, without a slot: integrations make
+    /// many such calls at once.
+    pub fn rpc_denied(&self, client: IpAddr) {
+        self.core.rpc_failure(client);
+    }
+
     /// Writes pending ban changes now. Call at shutdown (also done on drop).
     pub fn flush(&self) -> Result<(), GuardError> {
         self.core.bans.flush()
@@ -520,6 +531,19 @@ impl Core {
         let count = self
             .failures
             .log_failure(key, Instant::now(), cfg.login_failures.within.get());
+        self.record_failure(key, count);
+    }
+
+    fn rpc_failure(&self, addr: IpAddr) {
+        let addr = canonical_ip(addr);
+        let cfg = self.cfg();
+        if is_allowed(&cfg, addr) {
+            return;
+        }
+        let key = client_key(addr);
+        let count = self
+            .failures
+            .rpc_failure(key, Instant::now(), cfg.login_failures.within.get());
         self.record_failure(key, count);
     }
 

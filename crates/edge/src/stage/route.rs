@@ -67,6 +67,15 @@ pub fn route(p: &CanonicalPath) -> Route {
     Route::Odoo
 }
 
+/// The service a `/jsonrpc` call names (`params.service`), if it parses.
+pub fn jsonrpc_service(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("params")?
+        .get("service")?
+        .as_str()
+        .map(str::to_string)
+}
+
 /// Whether a `/jsonrpc` body calls the `db` service. Odoo dispatches on
 /// `params.service` after Python's `json.loads`, which takes the last of
 /// duplicate keys (as `serde_json::Value` does) but also accepts what
