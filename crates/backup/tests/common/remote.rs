@@ -169,6 +169,12 @@ impl S3Server {
             .spawn()
             .expect("moto_server (pip install 'moto[server]') is installed");
         wait_for_port(port, &mut child, "moto_server");
+        // Built before the bucket is made, so a failure below still stops moto.
+        let server = S3Server {
+            port,
+            bucket: bucket.into(),
+            child,
+        };
         // Buckets are made by the admin; moto takes an unsigned PUT. Right
         // after its port opens moto may still reset a connection: retry.
         use std::io::{Read, Write};
@@ -192,11 +198,7 @@ impl S3Server {
         }
         let resp = resp.expect("moto_server answers the bucket creation");
         assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
-        S3Server {
-            port,
-            bucket: bucket.into(),
-            child,
-        }
+        server
     }
 
     pub fn target(&self, name: &str, prefix: &str) -> rampart_backup::TargetConfig {
