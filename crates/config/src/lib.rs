@@ -7,6 +7,7 @@
 //! editing a config at 3 a.m. should never have to guess.
 
 mod load;
+pub mod rfc3339;
 mod values;
 
 pub use load::{ConfigError, from_str, load};

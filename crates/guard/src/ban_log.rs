@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use ipnet::IpNet;
 
 use crate::addr::display_net;
-use crate::rfc3339;
+use rampart_config::rfc3339;
 
 /// The file in state_dir.
 pub const BAN_LOG_FILE: &str = "bans.log";

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::GuardError;
 use crate::addr::{display_net, parse_ban_target};
-use crate::rfc3339;
+use rampart_config::rfc3339;
 
 /// Longest ban, however often an address comes back.
 pub const MAX_BAN: Duration = Duration::from_secs(7 * 86400);

@@ -52,7 +52,6 @@ mod follow;
 mod limits;
 mod metrics;
 mod proxy_protocol;
-mod rfc3339;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -61,6 +60,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
 use ipnet::IpNet;
+use rampart_config::rfc3339;
 
 pub use addr::canonical_ip;
 pub use ban_log::BAN_LOG_FILE;

@@ -1,5 +1,6 @@
-//! RFC 3339 UTC timestamps (`2026-11-24T00:52:18Z`) for the ban table, without
-//! pulling a calendar crate in for two conversions.
+//! RFC 3339 UTC timestamps (`2026-11-24T00:52:18Z`) and the calendar
+//! arithmetic under them, shared by the ban table, the access log and
+//! `rampart certs`, without pulling a calendar crate in for a few conversions.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -75,7 +76,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+/// (year, month, day) of a day counted from 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719468;
     let era = z.div_euclid(146097);
     let doe = z - era * 146097;
