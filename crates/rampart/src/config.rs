@@ -79,6 +79,19 @@ impl Config {
         Ok(config)
     }
 
+    /// Each site as the certificate store sees it.
+    pub fn site_tls(&self) -> Vec<rampart_certs::SiteTls> {
+        self.site
+            .iter()
+            .enumerate()
+            .map(|(i, s)| rampart_certs::SiteTls {
+                site: i,
+                hosts: s.hosts.clone(),
+                source: s.tls.clone(),
+            })
+            .collect()
+    }
+
     /// Checks that span fields or sections; returns the key and the problem.
     pub fn validate(&self) -> Result<(), (String, String)> {
         rampart_edge::config::validate_sites(&self.site)?;

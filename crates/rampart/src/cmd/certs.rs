@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use rampart_certs::{CertInfo, CertStore, SiteTls};
+use rampart_certs::{CertInfo, CertStore};
 
 use super::{EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE, load_config};
 use crate::config::Config;
@@ -44,21 +44,8 @@ pub fn run(config: Option<&Path>, a: CertsArgs) -> ExitCode {
     }
 }
 
-fn sites(config: &Config) -> Vec<SiteTls> {
-    config
-        .site
-        .iter()
-        .enumerate()
-        .map(|(i, s)| SiteTls {
-            site: i,
-            hosts: s.hosts.clone(),
-            source: s.tls.clone(),
-        })
-        .collect()
-}
-
 fn list(config: &Config, json: bool) -> ExitCode {
-    let certs = CertStore::inspect(&config.state_dir, config.acme.as_ref(), &sites(config));
+    let certs = CertStore::inspect(&config.state_dir, config.acme.as_ref(), &config.site_tls());
     if json {
         println!(
             "{}",

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
-use rampart_certs::{CertStore, SiteTls};
+use rampart_certs::CertStore;
 use rampart_edge::{AdminHook, Edge, EdgeConfig, EdgeHandle};
 use rampart_guard::Guard;
 use tokio::signal::unix::{SignalKind, signal};
@@ -43,18 +43,6 @@ pub fn init_tracing() {
     }
 }
 
-fn site_tls(c: &Config) -> Vec<SiteTls> {
-    c.site
-        .iter()
-        .enumerate()
-        .map(|(i, s)| SiteTls {
-            site: i,
-            hosts: s.hosts.clone(),
-            source: s.tls.clone(),
-        })
-        .collect()
-}
-
 fn edge_config(c: &Config) -> EdgeConfig {
     EdgeConfig {
         listen: c.listen.clone(),
@@ -78,7 +66,7 @@ pub fn serve(config_path: Option<&Path>, _a: ServeArgs) -> ExitCode {
 }
 
 async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
-    let certs = match CertStore::open(&config.state_dir, config.acme.as_ref(), &site_tls(&config)) {
+    let certs = match CertStore::open(&config.state_dir, config.acme.as_ref(), &config.site_tls()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -238,7 +226,7 @@ fn apply_reload(
         },
         None => Config::default(),
     };
-    certs.reload(&site_tls(&config)).map_err(refused)?;
+    certs.reload(&config.site_tls()).map_err(refused)?;
     edge.reload(edge_config(&config)).map_err(refused)?;
     guard.reconfigure(&config.guard);
     tracing::info!("config reloaded");
