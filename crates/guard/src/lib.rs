@@ -521,30 +521,35 @@ impl Core {
         }
     }
 
+    /// A failure read from Odoo's log (deduplicated against the proxied answer).
     fn log_failure(&self, addr: IpAddr) {
-        let addr = canonical_ip(addr);
-        let cfg = self.cfg();
-        if is_allowed(&cfg, addr) {
-            return;
-        }
-        let key = client_key(addr);
-        let count = self
-            .failures
-            .log_failure(key, Instant::now(), cfg.login_failures.within.get());
-        self.record_failure(key, count);
+        self.count_failure(addr, Failures::log_failure);
     }
 
+    /// A wrong password on an RPC call that is not a login.
     fn rpc_failure(&self, addr: IpAddr) {
+        self.count_failure(addr, Failures::rpc_failure);
+    }
+
+    /// Counts a failure seen outside a login attempt's slot, unless `allow`ed.
+    fn count_failure(
+        &self,
+        addr: IpAddr,
+        count: fn(&Failures, IpNet, Instant, std::time::Duration) -> Option<u32>,
+    ) {
         let addr = canonical_ip(addr);
         let cfg = self.cfg();
         if is_allowed(&cfg, addr) {
             return;
         }
         let key = client_key(addr);
-        let count = self
-            .failures
-            .rpc_failure(key, Instant::now(), cfg.login_failures.within.get());
-        self.record_failure(key, count);
+        let n = count(
+            &self.failures,
+            key,
+            Instant::now(),
+            cfg.login_failures.within.get(),
+        );
+        self.record_failure(key, n);
     }
 
     /// Bans `key` for `ban × repeat_factor^(previous bans)`, capped at [`MAX_BAN`].
