@@ -14,6 +14,8 @@ command -v pebble >/dev/null 2>&1 || [ -x /usr/bin/pebble ] || need_pkgs+=(pebbl
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)  # testkit: CA and leaf for the TLS client tests
 command -v fail2ban-regex >/dev/null 2>&1 || need_pkgs+=(fail2ban)  # guard: printed filters checked by fail2ban's own matcher
+# edge: paths are judged against Odoo's werkzeug, run by Debian's python (tests/paths_werkzeug.rs)
+/usr/bin/python3 -c 'import werkzeug' >/dev/null 2>&1 || need_pkgs+=(python3 python3-werkzeug)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -2,20 +2,42 @@
 //!
 //! Attackers reach the database manager through whatever spelling the
 //! proxy and Odoo disagree on: `/web/%64atabase`, `/web//database`,
-//! `/web/static/../database`, `/WEB/DATABASE`, `/web/database;x/manager`,
-//! `\web\database`. Every routing decision below uses the path this stage
-//! returns, which is at least as broad as any reading Odoo could make:
-//! percent-decoded (repeatedly, so double encoding cannot hide a segment),
-//! backslashes as slashes, `;params` dropped from each segment, repeated
-//! slashes collapsed and dot segments resolved. The request itself is
-//! forwarded unchanged.
+//! `/web/static/../database`, `/web/database/..%2f..%2fweb/login`. The rule
+//! here is that what is judged is what is forwarded: the request-target goes
+//! to Odoo byte for byte as it came, and the path every decision below uses
+//! is exactly what werkzeug's WSGI server makes of those bytes (one
+//! percent-decoding, UTF-8), with empty segments collapsed (werkzeug's
+//! `merge_slashes` redirects `//` to `/`) and the trailing slash dropped
+//! (Odoo's map has `strict_slashes=False`).
+//!
+//! Spellings that werkzeug and Rampart (or another hop, or Odoo on
+//! Windows) could read differently are refused with 400 rather than
+//! rewritten: forwarding a rewritten path would change legitimate URLs
+//! (`%2F` or `;` inside a file name), while no browser ever sends these:
+//! - dot segments, also encoded (`%2e%2e`) or with `;params` (`..;`): a
+//!   browser resolves them before sending, werkzeug does not resolve them at
+//!   all, so `/web/database/..%2f..%2fweb/login` is werkzeug's
+//!   `/web/database/<path>` but "/web/login" to anything that resolves;
+//! - a percent sign that still encodes something after one decoding
+//!   (`%252e`): one more decoding anywhere turns it into a separator or dot;
+//! - backslashes (a separator for Windows and for WHATWG URL parsers);
+//! - NUL and control characters, and bytes that are not UTF-8 after
+//!   decoding (werkzeug would substitute U+FFFD);
+//! - anything but origin-form (`*` and absolute-form are turned into
+//!   origin-form or answered by stage 1 itself, see `pipeline`).
+//!
+//! Case is kept in `path` and folded in `lower`, which prefix decisions use:
+//! werkzeug's map is case-sensitive, so folding only makes Rampart stricter.
+//! The differential test `tests/paths_werkzeug.rs` runs these rules
+//! against the real werkzeug.
 
 use http::{HeaderMap, Method, header};
 
 /// Why a request is refused before anything else looks at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reject {
-    /// A malformed path: bad percent-encoding, NUL, not origin-form.
+    /// A malformed or ambiguous path: bad percent-encoding, NUL, dot
+    /// segments, double encoding, not origin-form.
     BadPath(&'static str),
     /// Content-Length and Transfer-Encoding together, or other framing
     /// that two parsers could read differently (request smuggling).
@@ -33,62 +55,65 @@ impl Reject {
 /// The canonical path used by every routing decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanonicalPath {
-    /// Decoded and resolved; keeps its case (static file names are
-    /// case-sensitive on disk).
+    /// Decoded once, as werkzeug decodes it; `//` collapsed, no trailing
+    /// slash; keeps its case (static file names are case-sensitive on disk).
     pub path: String,
     /// The same, lower-cased: for prefix decisions (`/web/database`),
     /// which must not be dodged by case.
     pub lower: String,
 }
 
-/// Percent-decoding rounds: `%2564` → `%64` → `d`. Three rounds cover any
-/// encoding a single upstream decode could still turn into a separator.
-const DECODE_ROUNDS: usize = 3;
-
+/// The path of an origin-form request-target (`Uri::path`), judged as
+/// werkzeug reads it, or refused when it is ambiguous (module doc).
 pub fn canonical_path(raw: &str) -> Result<CanonicalPath, Reject> {
     if raw == "*" {
-        return Ok(CanonicalPath {
-            path: "/".into(),
-            lower: "/".into(),
-        });
+        return Err(Reject::BadPath("asterisk-form request target"));
     }
-    if !raw.starts_with('/') && !raw.starts_with('\\') {
+    if !raw.starts_with('/') {
         return Err(Reject::BadPath("request path must start with /"));
     }
-    let mut bytes = raw.as_bytes().to_vec();
-    for _ in 0..DECODE_ROUNDS {
-        let decoded = percent_decode(&bytes)?;
-        if decoded == bytes {
-            break;
-        }
-        bytes = decoded;
+    if raw.contains('\\') {
+        return Err(Reject::BadPath("backslash in path"));
     }
+    let bytes = percent_decode(raw.as_bytes())?;
     if bytes.contains(&0) {
         return Err(Reject::BadPath("NUL byte in path"));
     }
-    let text = String::from_utf8_lossy(&bytes).replace('\\', "/");
-    let mut out: Vec<&str> = Vec::new();
-    for seg in text.split('/') {
-        // Matrix parameters (`;jsessionid=..`) are not part of the name.
-        let seg = seg.split(';').next().unwrap_or("");
-        match seg {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => out.push(s),
-        }
+    if bytes.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return Err(Reject::BadPath("control character in path"));
     }
-    let mut path = String::with_capacity(text.len() + 1);
-    for seg in &out {
-        path.push('/');
-        path.push_str(seg);
+    if bytes.contains(&b'\\') {
+        return Err(Reject::BadPath("backslash in path"));
+    }
+    if still_encoded(&bytes) {
+        return Err(Reject::BadPath("percent-encoding inside percent-encoding"));
+    }
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Err(Reject::BadPath("path is not UTF-8 after decoding"));
+    };
+    let mut path = String::with_capacity(text.len());
+    for seg in text.split('/') {
+        // `..;x` is `..` to servers that strip matrix parameters.
+        let name = seg.split(';').next().unwrap_or("");
+        if name == "." || name == ".." {
+            return Err(Reject::BadPath("dot segment in path"));
+        }
+        if !seg.is_empty() {
+            path.push('/');
+            path.push_str(seg);
+        }
     }
     if path.is_empty() {
         path.push('/');
     }
     let lower = path.to_ascii_lowercase();
     Ok(CanonicalPath { path, lower })
+}
+
+/// A `%` followed by two hex digits: what a second decoding would change.
+fn still_encoded(b: &[u8]) -> bool {
+    b.windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
 }
 
 fn percent_decode(input: &[u8]) -> Result<Vec<u8>, Reject> {
@@ -169,30 +194,63 @@ mod tests {
     }
 
     #[test]
-    fn database_manager_spellings_all_canonicalise() {
+    fn database_manager_spellings_canonicalise_or_are_refused() {
         for p in [
             "/web/database/manager",
             "/web//database/manager",
             "//web/database/manager",
-            "/web/./database/manager",
-            "/web/static/../database/manager",
             "/web/%64atabase/manager",
-            "/web/%2564atabase/manager",
             "/web%2fdatabase/manager",
-            "/web%252fdatabase/manager",
             "/WEB/DATABASE/MANAGER",
             "/Web/DataBase/manager",
-            "/web/database;x=1/manager",
-            "/web;/database/manager;",
+            "/web/database/manager/",
+        ] {
+            assert_eq!(canon(p), "/web/database/manager", "{p}");
+        }
+        for p in [
+            "/web/./database/manager",
+            "/web/static/../database/manager",
+            "/web/%2564atabase/manager",
+            "/web%252fdatabase/manager",
             "\\web\\database\\manager",
             "/web%5cdatabase/manager",
             "/x/../web/database/manager",
             "/../../web/database/manager",
-            "/web/database/manager/",
             "/web/database/%2e%2e/database/manager",
         ] {
-            assert_eq!(canon(p), "/web/database/manager", "{p}");
+            assert!(canonical_path(p).is_err(), "{p} must be refused");
         }
+    }
+
+    #[test]
+    fn dot_segments_werkzeug_would_not_resolve_are_refused() {
+        for p in [
+            "/web/database/..%2f..%2fweb/login",
+            "/web/database/manager/..%2f..%2fmanager",
+            "/web/database/%2e%2e/%2e%2e/web/login",
+            "/web/database/..;/..;/web/login",
+            "/web/database/.;x/manager",
+            "/a/.",
+            "/a/..",
+            "/web/database/%252e%252e/%252e%252e/web/login",
+        ] {
+            assert!(canonical_path(p).is_err(), "{p} must be refused");
+        }
+        // Dots that are not whole segments are names.
+        assert_eq!(
+            canon("/web/static/lib/a..b/x.js"),
+            "/web/static/lib/a..b/x.js"
+        );
+        assert_eq!(canon("/.well-known/x"), "/.well-known/x");
+    }
+
+    #[test]
+    fn matrix_parameters_are_part_of_the_name_as_for_werkzeug() {
+        assert_eq!(
+            canon("/web/database;x=1/manager"),
+            "/web/database;x=1/manager"
+        );
+        assert_eq!(canon("/xmlrpc/2/db;x"), "/xmlrpc/2/db;x");
     }
 
     #[test]
@@ -201,21 +259,25 @@ mod tests {
             canonical_path("/web/static/img/Logo.PNG").unwrap().path,
             "/web/static/img/Logo.PNG"
         );
+        assert_eq!(
+            canonical_path("/a/%C3%A9t%C3%A9").unwrap().path,
+            "/a/\u{e9}t\u{e9}"
+        );
     }
 
     #[test]
-    fn rejects_bad_encoding_and_nul() {
-        assert!(canonical_path("/web/%zz").is_err());
-        assert!(canonical_path("/web/%2").is_err());
-        assert!(canonical_path("/web/%00x").is_err());
-        assert!(canonical_path("web/login").is_err());
+    fn rejects_bad_encoding_nul_controls_and_non_utf8() {
+        for p in ["/web/%zz", "/web/%2", "/web/%00x", "/web/%0ax", "/web/%ff", "web/login"] {
+            assert!(canonical_path(p).is_err(), "{p} must be refused");
+        }
     }
 
     #[test]
     fn root_and_star() {
         assert_eq!(canon("/"), "/");
-        assert_eq!(canon("*"), "/");
-        assert_eq!(canon("/.."), "/");
+        assert_eq!(canon("//"), "/");
+        assert!(canonical_path("*").is_err());
+        assert!(canonical_path("/..").is_err());
     }
 
     #[test]
