@@ -6,7 +6,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -28,7 +27,7 @@ use crate::config::{ListenConfig, LogConfig, SiteConfig};
 use crate::headers::security::HeaderSet;
 use crate::io::{Activity, Tracked, idle};
 use crate::metrics::{Metrics, UpstreamLabels};
-use crate::stage::framing::Watched;
+use crate::stage::framing::{Marks, Watched};
 use crate::stage::site::SiteMatcher;
 use crate::upstream::{Check, CheckSettings, HealthObserver, Pool, spawn_checks};
 use crate::{admin, pipeline};
@@ -86,9 +85,8 @@ pub struct ConnInfo {
     pub https: bool,
     pub sni: Option<String>,
     pub activity: Arc<Activity>,
-    /// The number of the last HTTP/1 request whose head had both
-    /// Content-Length and Transfer-Encoding (stage/framing.rs).
-    pub framing_conflict: Arc<AtomicU64>,
+    /// HTTP/1 requests to refuse for their framing (stage/framing.rs).
+    pub framing: Arc<Marks>,
 }
 
 #[derive(Debug)]
@@ -445,16 +443,16 @@ async fn serve_connection(
             if alpn.as_deref() == Some(b"acme-tls/1") {
                 return;
             }
-            let conflicts = Arc::new(AtomicU64::new(0));
+            let marks = Arc::new(Marks::default());
             let info = Arc::new(ConnInfo {
                 peer,
                 https: true,
                 sni: session.server_name().map(str::to_ascii_lowercase),
                 activity: activity.clone(),
-                framing_conflict: conflicts.clone(),
+                framing: marks.clone(),
             });
             if alpn.as_deref() != Some(b"h2") {
-                let io = TokioIo::new(Watched::new(tls_stream, conflicts));
+                let io = TokioIo::new(Watched::new(tls_stream, marks));
                 drive(io, info, false, shared, &listen, shutdown).await;
                 return;
             }
@@ -469,15 +467,15 @@ async fn serve_connection(
             .await;
         }
         None => {
-            let conflicts = Arc::new(AtomicU64::new(0));
+            let marks = Arc::new(Marks::default());
             let info = Arc::new(ConnInfo {
                 peer,
                 https: false,
                 sni: None,
                 activity: activity.clone(),
-                framing_conflict: conflicts.clone(),
+                framing: marks.clone(),
             });
-            let io = TokioIo::new(Watched::new(io, conflicts));
+            let io = TokioIo::new(Watched::new(io, marks));
             drive(io, info, false, shared, &listen, shutdown).await;
         }
     }

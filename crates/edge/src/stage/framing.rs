@@ -5,12 +5,22 @@
 //! Content-Length is dropped from the headers, the connection closes after
 //! — so nothing can be smuggled, but the pipeline can no longer see that the
 //! request was ambiguous and would pass it on. This reader watches the
-//! decrypted HTTP/1 byte stream, follows each request's framing (heads,
-//! fixed bodies, chunks) and records the number of any request whose head
-//! carries both; the pipeline answers that request 400 before Odoo sees it.
+//! decrypted HTTP/1 byte stream, follows each request's framing exactly as
+//! hyper 1.x does (httparse for heads with hyper's header limit, hyper's
+//! Content-Length and Transfer-Encoding rules in header order, hyper's
+//! chunked grammar byte for byte) and records the number of the first
+//! request whose head carries both; the pipeline answers it 400 before Odoo
+//! sees it.
 //!
-//! Anything it cannot follow (a malformed head, an upgrade) stops the
-//! watching: hyper rejects what is malformed, and its RFC behaviour remains.
+//! No library exposes hyper's framing decisions for a request, and a
+//! follower that is more lenient or stricter than hyper desynchronises:
+//! it would count a body as a head, or miss one. So every step that hyper
+//! would accept but this follower cannot follow marks the connection
+//! *lost*: every later request on it is refused (fail closed). Where hyper
+//! itself refuses, it closes the connection, so being lost costs nothing.
+//! A request with `Upgrade` is followed like any other: hyper goes on
+//! reading requests after it unless the answer is 101, and after a 101
+//! nothing is parsed as HTTP any more.
 
 use std::io;
 use std::pin::Pin;
@@ -21,58 +31,113 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Longer heads are refused by hyper (431) anyway.
+/// Longer heads are refused by hyper (431: `max_header_size` is 64 KiB).
 const MAX_HEAD: usize = 128 * 1024;
+/// hyper's default header count limit; more is its 431.
+const MAX_HEADERS: usize = 100;
 
-#[derive(Debug)]
+/// What the follower found, for the pipeline: request numbers are
+/// 1-based, 0 means none.
+#[derive(Debug, Default)]
+pub struct Marks {
+    /// The first request whose head had Content-Length and
+    /// Transfer-Encoding (hyper closes the connection after it).
+    conflict: AtomicU64,
+    /// From this request on the stream could not be followed.
+    lost_from: AtomicU64,
+}
+
+impl Marks {
+    /// Whether request number `n` on this connection must be refused.
+    pub fn refuses(&self, n: u64) -> bool {
+        let conflict = self.conflict.load(Ordering::Relaxed);
+        let lost = self.lost_from.load(Ordering::Relaxed);
+        (conflict != 0 && n == conflict) || (lost != 0 && n >= lost)
+    }
+}
+
+/// hyper's chunked decoder states (proto/h1/decode.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Start,
+    Size,
+    SizeLws,
+    Extension,
+    SizeLf,
+    Body(u64),
+    BodyCr,
+    BodyLf,
+    Trailer,
+    TrailerLf,
+    EndCr,
+    EndLf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Head,
     Fixed(u64),
-    ChunkSize,
-    ChunkData(u64),
-    ChunkEnd(u8),
-    Trailers,
-    Off,
+    Chunked(Chunk),
+    Lost,
 }
 
-/// Follows request framing; `conflicts` gets the 1-based number of the
-/// last request whose head had both Content-Length and Transfer-Encoding.
+/// Follows request framing and records into [`Marks`].
 #[derive(Debug)]
 pub struct FramingWatch {
     state: State,
-    line: Vec<u8>,
+    head: Vec<u8>,
+    size: u64,
     heads: u64,
-    conflicts: Arc<AtomicU64>,
+    marks: Arc<Marks>,
 }
 
 impl FramingWatch {
-    pub fn new(conflicts: Arc<AtomicU64>) -> Self {
+    pub fn new(marks: Arc<Marks>) -> Self {
         FramingWatch {
             state: State::Head,
-            line: Vec::new(),
+            head: Vec::new(),
+            size: 0,
             heads: 0,
-            conflicts,
+            marks,
         }
+    }
+
+    /// The number of request heads seen so far.
+    pub fn heads(&self) -> u64 {
+        self.heads
+    }
+
+    /// Whether the stream could not be followed.
+    pub fn is_lost(&self) -> bool {
+        self.state == State::Lost
+    }
+
+    fn lose(&mut self) {
+        self.state = State::Lost;
+        self.head = Vec::new();
+        let _ = self.marks.lost_from.compare_exchange(
+            0,
+            self.heads + 1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             match self.state {
-                State::Off => return,
+                State::Lost => return,
                 State::Head => {
-                    let (used, done) = take_until(&mut self.line, data, b"\r\n\r\n");
+                    let (used, eol) = take_until(&mut self.head, data, b'\n');
                     data = &data[used..];
-                    // Empty lines before a request line are allowed.
-                    if self.line == b"\r\n" {
-                        self.line.clear();
-                        continue;
-                    }
-                    if self.line.len() > MAX_HEAD {
-                        self.state = State::Off;
-                    } else if done {
-                        self.heads += 1;
-                        self.state = self.after_head();
-                        self.line.clear();
+                    if self.head.len() > MAX_HEAD {
+                        self.lose();
+                    } else if !eol {
+                    } else if self.head == b"\r\n" || self.head == b"\n" {
+                        // Empty lines before a request line are skipped.
+                        self.head.clear();
+                    } else {
+                        self.parse_head();
                     }
                 }
                 State::Fixed(n) => {
@@ -84,107 +149,156 @@ impl FramingWatch {
                         State::Fixed(n - k)
                     };
                 }
-                State::ChunkSize => {
-                    let (used, done) = take_until(&mut self.line, data, b"\n");
-                    data = &data[used..];
-                    if self.line.len() > 4096 {
-                        self.state = State::Off;
-                    } else if done {
-                        let text = String::from_utf8_lossy(&self.line);
-                        let hex = text.split(';').next().unwrap_or("").trim();
-                        self.state = match u64::from_str_radix(hex, 16) {
-                            Ok(0) => State::Trailers,
-                            Ok(n) => State::ChunkData(n),
-                            Err(_) => State::Off,
-                        };
-                        self.line.clear();
-                    }
-                }
-                State::ChunkData(n) => {
+                State::Chunked(Chunk::Body(n)) => {
                     let k = (data.len() as u64).min(n);
                     data = &data[k as usize..];
-                    self.state = if n == k {
-                        State::ChunkEnd(2)
+                    self.state = State::Chunked(if n == k {
+                        Chunk::BodyCr
                     } else {
-                        State::ChunkData(n - k)
-                    };
+                        Chunk::Body(n - k)
+                    });
                 }
-                State::ChunkEnd(k) => {
-                    let skip = data.len().min(k as usize);
-                    data = &data[skip..];
-                    let left = k - skip as u8;
-                    self.state = if left == 0 {
-                        State::ChunkSize
-                    } else {
-                        State::ChunkEnd(left)
-                    };
-                }
-                State::Trailers => {
-                    let (used, done) = take_until(&mut self.line, data, b"\n");
-                    data = &data[used..];
-                    if self.line.len() > MAX_HEAD {
-                        self.state = State::Off;
-                    } else if done {
-                        let empty = self.line == b"\r\n" || self.line == b"\n";
-                        self.line.clear();
-                        if empty {
-                            self.state = State::Head;
-                        }
+                State::Chunked(c) => {
+                    let b = data[0];
+                    data = &data[1..];
+                    match self.chunk_step(c, b) {
+                        Some(next) => self.state = next,
+                        None => self.lose(),
                     }
                 }
             }
         }
     }
 
-    /// Reads the head in `line`: records a conflict, picks the body framing.
-    fn after_head(&self) -> State {
-        let mut headers = [httparse::EMPTY_HEADER; 128];
+    /// One byte of hyper's chunked grammar; `None` where hyper errors.
+    fn chunk_step(&mut self, c: Chunk, b: u8) -> Option<State> {
+        let hex = |b: u8| (b as char).to_digit(16).map(u64::from);
+        let next = match (c, b) {
+            (Chunk::Start, b) => {
+                self.size = hex(b)?;
+                Chunk::Size
+            }
+            (Chunk::Size, b) if hex(b).is_some() => {
+                self.size = self.size.checked_mul(16)?.checked_add(hex(b)?)?;
+                Chunk::Size
+            }
+            (Chunk::Size | Chunk::SizeLws, b'\t' | b' ') => Chunk::SizeLws,
+            (Chunk::Size | Chunk::SizeLws, b';') => Chunk::Extension,
+            (Chunk::Size | Chunk::SizeLws | Chunk::Extension, b'\r') => Chunk::SizeLf,
+            (Chunk::Extension, b'\n') => return None,
+            (Chunk::Extension, _) => Chunk::Extension,
+            (Chunk::SizeLf, b'\n') if self.size == 0 => Chunk::EndCr,
+            (Chunk::SizeLf, b'\n') => Chunk::Body(self.size),
+            (Chunk::BodyCr, b'\r') => Chunk::BodyLf,
+            (Chunk::BodyLf, b'\n') => Chunk::Start,
+            (Chunk::Trailer, b'\r') => Chunk::TrailerLf,
+            (Chunk::Trailer, _) => Chunk::Trailer,
+            (Chunk::TrailerLf, b'\n') => Chunk::EndCr,
+            (Chunk::EndCr, b'\r') => Chunk::EndLf,
+            (Chunk::EndCr, _) => Chunk::Trailer,
+            (Chunk::EndLf, b'\n') => {
+                self.size = 0;
+                return Some(State::Head);
+            }
+            _ => return None,
+        };
+        Some(State::Chunked(next))
+    }
+
+    /// Parses the head in `self.head` (which ends a line) as hyper does:
+    /// when complete, sets the body state and starts a new head.
+    fn parse_head(&mut self) {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        if !matches!(req.parse(&self.line), Ok(httparse::Status::Complete(_))) {
-            return State::Off;
+        match req.parse(&self.head) {
+            // A head ends at a line end, and the buffer ends at the first one.
+            Ok(httparse::Status::Complete(n)) if n == self.head.len() => {}
+            Ok(httparse::Status::Partial) => return,
+            _ => return self.lose(),
         }
-        let (mut length, mut te, mut chunked, mut upgrade) = (None, false, false, false);
+        self.heads += 1;
+        let http11 = req.version == Some(1);
+        let (mut is_te, mut chunked, mut is_cl, mut length) = (false, false, false, None);
+        let mut malformed = false;
         for h in req.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
-                length = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                if length.is_none() {
-                    return State::Off;
+            if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                if !http11 {
+                    malformed = true;
+                    break;
                 }
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                te = true;
+                is_te = true;
+                if is_cl {
+                    length = None;
+                }
                 chunked = std::str::from_utf8(h.value)
                     .ok()
                     .and_then(|v| v.rsplit(',').next())
                     .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-            } else if h.name.eq_ignore_ascii_case("upgrade") {
-                upgrade = true;
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                is_cl = true;
+                if is_te {
+                    continue;
+                }
+                match (digits(h.value), length) {
+                    (None, _) => {
+                        malformed = true;
+                        break;
+                    }
+                    (Some(n), Some(prev)) if n != prev => {
+                        malformed = true;
+                        break;
+                    }
+                    (Some(n), _) => length = Some(n),
+                }
             }
         }
-        if te && length.is_some() {
-            self.conflicts.store(self.heads, Ordering::Relaxed);
+        if malformed || (is_te && !chunked) {
+            return self.lose();
         }
-        match (upgrade, te, chunked, length) {
-            (true, ..) => State::Off,
-            (_, true, true, _) => State::ChunkSize,
-            (_, true, false, _) => State::Off,
-            (_, false, _, Some(n)) if n > 0 => State::Fixed(n),
+        if is_te && is_cl {
+            let _ = self.marks.conflict.compare_exchange(
+                0,
+                self.heads,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        self.state = match (is_te, length) {
+            (true, _) => State::Chunked(Chunk::Start),
+            (false, Some(n)) if n > 0 => State::Fixed(n),
             _ => State::Head,
+        };
+        self.head.clear();
+    }
+}
+
+/// Appends `data` to `buf` up to and including the first `end`; returns
+/// how many bytes were used and whether `end` was reached.
+fn take_until(buf: &mut Vec<u8>, data: &[u8], end: u8) -> (usize, bool) {
+    match data.iter().position(|&b| b == end) {
+        Some(i) => {
+            buf.extend_from_slice(&data[..=i]);
+            (i + 1, true)
+        }
+        None => {
+            buf.extend_from_slice(data);
+            (data.len(), false)
         }
     }
 }
 
-/// Appends `data` to `buf` up to and including the end of `pat`; returns
-/// how many bytes were used and whether `pat` was reached.
-fn take_until(buf: &mut Vec<u8>, data: &[u8], pat: &[u8]) -> (usize, bool) {
-    for (i, &b) in data.iter().enumerate() {
-        buf.push(b);
-        if buf.ends_with(pat) {
-            return (i + 1, true);
-        }
+/// hyper's Content-Length value: ASCII digits only, no sign, no overflow.
+fn digits(v: &[u8]) -> Option<u64> {
+    if v.is_empty() {
+        return None;
     }
-    (data.len(), false)
+    v.iter().try_fold(0u64, |acc, &b| {
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 pin_project! {
@@ -197,10 +311,10 @@ pin_project! {
 }
 
 impl<T> Watched<T> {
-    pub fn new(inner: T, conflicts: Arc<AtomicU64>) -> Self {
+    pub fn new(inner: T, marks: Arc<Marks>) -> Self {
         Watched {
             inner,
-            watch: FramingWatch::new(conflicts),
+            watch: FramingWatch::new(marks),
         }
     }
 }
@@ -251,27 +365,41 @@ impl<T: AsyncWrite> AsyncWrite for Watched<T> {
 mod tests {
     use super::*;
 
-    fn run(chunks: &[&[u8]]) -> (u64, u64) {
-        let c = Arc::new(AtomicU64::new(0));
-        let mut w = FramingWatch::new(c.clone());
+    /// (heads seen, first conflict, lost from)
+    fn run(chunks: &[&[u8]]) -> (u64, u64, u64) {
+        let m = Arc::new(Marks::default());
+        let mut w = FramingWatch::new(m.clone());
         for ch in chunks {
             w.feed(ch);
         }
-        (w.heads, c.load(Ordering::Relaxed))
+        (
+            w.heads,
+            m.conflict.load(Ordering::Relaxed),
+            m.lost_from.load(Ordering::Relaxed),
+        )
     }
+
+    fn bytewise(all: &[u8]) -> (u64, u64, u64) {
+        let bytes: Vec<&[u8]> = all.chunks(1).collect();
+        run(&bytes)
+    }
+
+    const A: &[u8] = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+    const B: &[u8] = b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    const C: &[u8] = b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+    const D: &[u8] = b"POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
 
     #[test]
     fn follows_keep_alive_requests_and_flags_the_ambiguous_one() {
-        let a = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
-        let b = b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
-        let c = b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n";
-        let d = b"POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-        let all = [&a[..], b, c, d].concat();
-        assert_eq!(run(&[&all]), (4, 4));
-        // Byte by byte: the same.
-        let bytes: Vec<&[u8]> = all.chunks(1).collect();
-        assert_eq!(run(&bytes), (4, 4));
-        assert_eq!(run(&[a, b, c]), (3, 0));
+        let all = [A, B, C, D].concat();
+        assert_eq!(run(&[&all]), (4, 4, 0));
+        assert_eq!(bytewise(&all), (4, 4, 0));
+        assert_eq!(run(&[A, B, C]), (3, 0, 0));
+        // Chunk extensions, whitespace after the size and trailers.
+        let e = b"POST /e HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3 ;a=b\r\nabc\r\n0\r\nX-T: 1\r\n\r\n";
+        let all = [&e[..], D].concat();
+        assert_eq!(run(&[&all]), (2, 2, 0));
+        assert_eq!(bytewise(&all), (2, 2, 0));
     }
 
     #[test]
@@ -281,12 +409,68 @@ mod tests {
             "POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        assert_eq!(run(&[head.as_bytes(), body]), (1, 0));
+        assert_eq!(run(&[head.as_bytes(), body]), (1, 0, 0));
     }
 
     #[test]
-    fn upgrade_and_garbage_stop_watching() {
-        let up = b"GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(run(&[up]), (1, 0));
+    fn upgrade_does_not_stop_the_watching() {
+        // hyper serves the next request when the upgrade is not accepted.
+        let up = b"GET /websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n";
+        let all = [&up[..], C, D].concat();
+        assert_eq!(run(&[&all]), (3, 3, 0));
+        assert_eq!(bytewise(&all), (3, 3, 0));
+    }
+
+    #[test]
+    fn bare_lf_heads_are_heads() {
+        // httparse (so hyper) ends a head at "\n\n" too.
+        let lf = b"POST /lf HTTP/1.1\nHost: x\nContent-Length: 2\n\nok";
+        let all = [&lf[..], D].concat();
+        assert_eq!(run(&[&all]), (2, 2, 0));
+        assert_eq!(bytewise(&all), (2, 2, 0));
+    }
+
+    #[test]
+    fn content_length_as_hyper_reads_it() {
+        // TE before CL: CL is not even parsed.
+        let te_first = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n0\r\n\r\n";
+        assert_eq!(run(&[te_first]), (1, 1, 0));
+        // hyper refuses these (and closes): every later request is refused.
+        for bad in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello"[..],
+            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+        ] {
+            let (_, _, lost) = run(&[bad, C]);
+            assert_eq!(lost, 2, "{}", String::from_utf8_lossy(bad));
+        }
+        // A head httparse refuses is not counted: lost from that request.
+        assert_eq!(run(&[b"GET / HTTP/1.1\r\nHost x\r\n\r\n", C]), (0, 0, 1));
+        let same = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(run(&[same, C, D]), (3, 3, 0));
+    }
+
+    #[test]
+    fn leading_empty_lines_and_huge_heads() {
+        let all = [&b"\r\n\r\n\n"[..], C, D].concat();
+        assert_eq!(run(&[&all]), (2, 2, 0));
+        let huge = vec![b'a'; MAX_HEAD + 10];
+        assert_eq!(run(&[C, &huge]), (1, 0, 2));
+    }
+
+    #[test]
+    fn marks_refuse_the_conflict_and_everything_after_a_loss() {
+        let m = Marks::default();
+        assert!(!m.refuses(1));
+        m.conflict.store(2, Ordering::Relaxed);
+        m.lost_from.store(4, Ordering::Relaxed);
+        assert_eq!(
+            (1..=5).map(|n| m.refuses(n)).collect::<Vec<_>>(),
+            [false, true, false, true, true]
+        );
     }
 }
