@@ -157,6 +157,12 @@ impl CertStore {
         self.http01.lock().unwrap().get(token).cloned()
     }
 
+    /// The site (`site[N]`) whose certificate a handshake without SNI
+    /// gets: the catch-all, else the first site.
+    pub fn site_without_sni(&self) -> Option<usize> {
+        self.table().lookup(None).map(|s| s.site)
+    }
+
     pub(crate) fn table(&self) -> Arc<Table> {
         self.table.read().unwrap().clone()
     }

@@ -28,7 +28,7 @@ use rampart_guard::{self as guard, Admission, LoginAttempt, LoginRoute};
 
 use crate::access_log::Entry;
 use crate::body::{self, Body, Guarded, Observed};
-use crate::headers::{forwarded, hop};
+use crate::headers::{forwarded, hop, request as request_fields};
 use crate::metrics::{RequestLabels, SiteLabels};
 use crate::server::{ConnInfo, Runtime, Shared, SiteRuntime};
 use crate::stage::normalize;
@@ -94,7 +94,7 @@ pub async fn handle(
 }
 
 async fn phases(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     shared: &Arc<Shared>,
     rt: &Runtime,
@@ -102,10 +102,10 @@ async fn phases(
 ) -> Response<Body> {
     // 1 normalise
     let this_request = conn.activity.requests.load(Ordering::Relaxed);
-    if conn.framing_conflict.load(Ordering::Relaxed) == this_request {
+    if conn.framing.refuses(this_request) {
         return pages::error(
             StatusCode::BAD_REQUEST,
-            "Bad request: Content-Length together with Transfer-Encoding.",
+            "Bad request: ambiguous framing (Content-Length together with Transfer-Encoding, or a connection that could not be followed).",
         );
     }
     if let Err(r) = normalize::check_framing(req.method(), req.version(), req.headers()) {
@@ -113,6 +113,14 @@ async fn phases(
             StatusCode::BAD_REQUEST,
             &format!("Bad request: {}.", r.reason()),
         );
+    }
+    if let Err(why) = request_fields::normalise(req.headers_mut()) {
+        return pages::error(StatusCode::BAD_REQUEST, &format!("Bad request: {why}."));
+    }
+    // `*` asks about the server itself (RFC 9110 §9.3.7): only origin-form
+    // targets reach Odoo.
+    if req.uri().path() == "*" {
+        return asterisk(req.method());
     }
     let path = match normalize::canonical_path(req.uri().path()) {
         Ok(p) => p,
@@ -125,26 +133,33 @@ async fn phases(
     };
 
     // 2 site
-    let Some(host) = site::request_host(req.uri(), req.headers()) else {
+    let Some(judged) = site::request_host(req.uri(), req.headers()) else {
         return pages::error(
             StatusCode::BAD_REQUEST,
             "Bad request: missing or invalid Host header.",
         );
     };
+    let host = judged.name.clone();
     let Some(index) = rt.matcher.find(&host) else {
         return pages::error(
             StatusCode::MISDIRECTED_REQUEST,
             "This server does not serve that host name.",
         );
     };
-    if let Some(sni) = &conn.sni
-        && rt.matcher.find(sni) != Some(index)
-    {
+    // On TLS, only the site whose certificate the handshake presented.
+    let cert_site = match &conn.sni {
+        Some(sni) => rt.matcher.find(sni),
+        None if conn.https => shared.certs.site_without_sni(),
+        None => Some(index),
+    };
+    if cert_site != Some(index) {
         return pages::error(
             StatusCode::MISDIRECTED_REQUEST,
             "The host name does not match the one this connection was opened for.",
         );
     }
+    // What Odoo is sent is what was judged: origin-form, the judged Host.
+    to_origin_form(&mut req, &judged);
     let site = rt.sites[index].clone();
     ctx.site = Some(site.clone());
     let https = conn.https;
@@ -324,6 +339,38 @@ fn refuse(a: Admission) -> Option<Response<Body>> {
             Some(r)
         }
     }
+}
+
+/// 1: the answer to an asterisk-form target. `OPTIONS *` is a ping of the
+/// server (RFC 9110 §9.3.7), answered here like a web server does (200 with
+/// the methods Odoo takes); any other method with `*` is malformed.
+fn asterisk(method: &Method) -> Response<Body> {
+    if method != Method::OPTIONS {
+        return pages::error(
+            StatusCode::BAD_REQUEST,
+            "Bad request: the target * is only for OPTIONS.",
+        );
+    }
+    let mut r = Response::new(body::empty());
+    r.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
+    );
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r
+}
+
+/// 2: the request as judged: an origin-form target (an absolute-form or
+/// HTTP/2 target keeps only its path and query) and the judged Host.
+fn to_origin_form(req: &mut Request<Incoming>, host: &site::RequestHost) {
+    let pq = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    *req.uri_mut() = http::Uri::from(pq);
+    req.headers_mut().insert(header::HOST, host.header_value());
 }
 
 /// 8: reads the verdict of a login attempt from Odoo's answer and tells
@@ -679,7 +726,9 @@ async fn accel_file(
         return pages::error(StatusCode::BAD_GATEWAY, "The download could not be served.");
     };
     match files::resolve_under(&data_dir.join("filestore"), &rel).await {
-        Some((path, meta)) => files::serve(&path, &meta, method, req_headers, headers).await,
+        Some((path, meta)) => {
+            files::serve(&path, &meta, method, req_headers, accel::file_headers(headers)).await
+        }
         None => {
             tracing::warn!(file = %rel, "X-Accel-Redirect names a file missing from the filestore");
             pages::error(StatusCode::NOT_FOUND, "The file is missing.")

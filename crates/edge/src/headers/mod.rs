@@ -3,4 +3,5 @@
 pub mod cookies;
 pub mod forwarded;
 pub mod hop;
+pub mod request;
 pub mod security;

@@ -5,9 +5,17 @@
 //! Only that namespace is honoured, and requests for it from outside are
 //! refused (route `Internal`).
 
-use http::HeaderMap;
+use http::{HeaderMap, header};
 
 const PREFIX: &str = "/web/filestore/";
+
+/// Odoo's headers, kept for the file answer, less what described Odoo's
+/// own empty answer: its `Date` (werkzeug writes one and Odoo's stream
+/// response another; the file answer gets one, stamped when it is sent).
+pub fn file_headers(mut headers: HeaderMap) -> HeaderMap {
+    headers.remove(header::DATE);
+    headers
+}
 
 /// The path under `<data_dir>/filestore/` that Odoo asked for.
 pub fn target(headers: &HeaderMap) -> Option<Result<String, String>> {
@@ -48,5 +56,16 @@ mod tests {
         assert!(t("/web/filestore/demo1//x").unwrap().is_err());
         assert!(t("/web/filestore/demo1/%2e%2e/x").unwrap().is_err());
         assert!(target(&HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn odoo_dates_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.append(header::DATE, "Tue, 01 Dec 2026 00:00:00 GMT".parse().unwrap());
+        h.append(header::DATE, "Tue, 01 Dec 2026 00:00:01 GMT".parse().unwrap());
+        h.insert(header::CONTENT_TYPE, "application/pdf".parse().unwrap());
+        let h = file_headers(h);
+        assert!(h.get(header::DATE).is_none());
+        assert!(h.get(header::CONTENT_TYPE).is_some());
     }
 }

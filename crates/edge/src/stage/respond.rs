@@ -12,6 +12,13 @@ pub fn strip_upstream(headers: &mut HeaderMap) {
     headers.remove(HeaderName::from_static("x-accel-redirect"));
     headers.remove(HeaderName::from_static("x-accel-buffering"));
     headers.remove(HeaderName::from_static("x-sendfile"));
+    // One Date (RFC 9110 §6.6.1): werkzeug writes its own besides any the
+    // application set.
+    if headers.get_all(header::DATE).iter().nth(1).is_some()
+        && let Some(first) = headers.get(header::DATE).cloned()
+    {
+        headers.insert(header::DATE, first);
+    }
 }
 
 /// Session cookies, security headers, Server.

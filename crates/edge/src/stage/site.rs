@@ -74,49 +74,91 @@ impl SiteMatcher {
     }
 }
 
-/// The request's host name: lower-case, without port or trailing dot.
-/// `None` when missing or not a plausible host name (then: 400/421).
-/// The site is chosen by this name but Odoo is sent the Host header, so
-/// the two must agree: an HTTP/2 `:authority` (or absolute-form target)
-/// naming one host with a Host header naming another, or two Host
-/// headers, is refused rather than routed by one and served by the other.
-pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+/// The host a request is for, as judged: the name sites are chosen by,
+/// and the port as given. Odoo is sent exactly this (`Host`,
+/// X-Forwarded-Host), never the client's spelling of it: `ERP.example.com.`
+/// and `erp.example.com` choose the same site, and must reach Odoo's
+/// dbfilter (`%h`) the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHost {
+    /// Lower-case, without port or trailing dot.
+    pub name: String,
+    pub port: Option<u16>,
+}
+
+impl RequestHost {
+    /// `name[:port]`, for the `Host` header sent to Odoo.
+    pub fn header_value(&self) -> http::HeaderValue {
+        let text = match self.port {
+            Some(p) => format!("{}:{p}", self.name),
+            None => self.name.clone(),
+        };
+        http::HeaderValue::from_str(&text).expect("checked host name characters")
+    }
+}
+
+/// The request's host. `None` when missing or not a plausible host name
+/// (then: 400). The site is chosen by this name and Odoo is sent it, so
+/// every spelling of it in the request must agree: an HTTP/2 `:authority`
+/// (or absolute-form target) and a Host header naming different hosts or
+/// ports (RFC 9113 §8.3.1 lets a server treat that as malformed), or two
+/// Host headers, are refused rather than routed by one and read by Odoo
+/// from the other.
+pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Option<RequestHost> {
     let mut hosts = headers.get_all(header::HOST).iter();
     let host_header = match (hosts.next(), hosts.next()) {
-        (Some(h), None) => Some(host_without_port(h.to_str().ok()?)?),
+        (Some(h), None) => Some(parse_host(h.to_str().ok()?)?),
         (None, _) => None,
         (Some(_), Some(_)) => return None,
     };
     match (uri.authority(), host_header) {
         (Some(a), Some(h)) => {
-            let a = host_without_port(a.as_str())?;
+            let a = parse_host(a.as_str())?;
             (a == h).then_some(a)
         }
-        (Some(a), None) => host_without_port(a.as_str()),
+        (Some(a), None) => parse_host(a.as_str()),
         (None, h) => h,
     }
 }
 
+/// The host name alone (lower-case, no port, no trailing dot).
 pub fn host_without_port(raw: &str) -> Option<String> {
+    parse_host(raw).map(|h| h.name)
+}
+
+fn parse_host(raw: &str) -> Option<RequestHost> {
     let raw = raw.trim();
-    let host = if let Some(rest) = raw.strip_prefix('[') {
-        // [v6]:port
+    let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
+        // [v6] or [v6]:port
         let end = rest.find(']')?;
-        &raw[..end + 2]
+        let after = &rest[end + 1..];
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (&raw[..end + 2], port)
     } else {
         match raw.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            Some(_) => return None,
-            None => raw,
+            Some((h, port)) => (h, Some(port)),
+            None => (raw, None),
         }
     };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let plausible = !host.is_empty()
-        && host.len() <= 255
-        && host.bytes().all(|b| {
+    // An empty port is allowed (RFC 3986 §3.2.3) and means none.
+    let port = match port {
+        None | Some("") => None,
+        Some(p) if p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().ok()?)
+        }
+        Some(_) => return None,
+    };
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    let plausible = !name.is_empty()
+        && name.len() <= 255
+        && name.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':' | b'_')
-        });
-    plausible.then_some(host)
+        })
+        && (name.starts_with('[') || !name.contains([':', '[', ']']));
+    plausible.then_some(RequestHost { name, port })
 }
 
 #[cfg(test)]
@@ -149,14 +191,18 @@ mod tests {
         h.insert(header::HOST, "b.example.com".parse().unwrap());
         let abs: Uri = "https://a.example.com/web/login".parse().unwrap();
         let origin: Uri = "/web/login".parse().unwrap();
-        assert_eq!(request_host(&abs, &h), None);
-        assert_eq!(request_host(&origin, &h).as_deref(), Some("b.example.com"));
-        h.insert(header::HOST, "A.example.com:443".parse().unwrap());
-        assert_eq!(request_host(&abs, &h).as_deref(), Some("a.example.com"));
+        let name = |uri: &Uri, h: &HeaderMap| request_host(uri, h).map(|r| r.name);
+        assert_eq!(name(&abs, &h), None);
+        assert_eq!(name(&origin, &h).as_deref(), Some("b.example.com"));
+        h.insert(header::HOST, "A.example.com.".parse().unwrap());
+        assert_eq!(name(&abs, &h).as_deref(), Some("a.example.com"));
+        // Same name, another port: not the same authority.
+        h.insert(header::HOST, "a.example.com:443".parse().unwrap());
+        assert_eq!(name(&abs, &h), None);
         h.append(header::HOST, "b.example.com".parse().unwrap());
-        assert_eq!(request_host(&origin, &h), None);
+        assert_eq!(name(&origin, &h), None);
         assert_eq!(
-            request_host(&abs, &HeaderMap::new()).as_deref(),
+            name(&abs, &HeaderMap::new()).as_deref(),
             Some("a.example.com")
         );
     }
@@ -174,6 +220,12 @@ mod tests {
         assert_eq!(host_without_port("[::1]:8443").as_deref(), Some("[::1]"));
         assert_eq!(host_without_port("a b"), None);
         assert_eq!(host_without_port("x:y"), None);
+        assert_eq!(host_without_port("[::1]junk"), None);
+        assert_eq!(host_without_port("a.example.com:99999"), None);
+        assert_eq!(host_without_port("a:b:8443"), None);
+        let h = parse_host("ERP.Example.com.:0443").unwrap();
+        assert_eq!(h.header_value(), "erp.example.com:443");
+        assert_eq!(parse_host("erp.example.com:").unwrap().port, None);
         assert_eq!(host_without_port(""), None);
     }
 }
