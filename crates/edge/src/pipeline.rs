@@ -4,8 +4,8 @@
 //!
 //! ```text
 //!  0 who      client address (the peer; the guard may vouch for a trusted proxy's X-Forwarded-For)
-//!  1 normalise  framing checks, one canonical path for every decision below
-//!  2 site     by Host; unknown → 421; TLS SNI must name the same site
+//!  1 normalise  framing checks, fields as werkzeug reads them, `*` answered, the path as werkzeug reads it (ambiguous → 400)
+//!  2 site     by Host; unknown → 421; the TLS certificate's site only; Odoo gets the judged Host, origin-form
 //!  3 plain    HTTP listener: ACME HTTP-01 token, else 308 to https
 //!  4 guard    bans, rate limits, login budget
 //!  5 route    database manager (blocked unless allowed) · websocket · static · internal · Odoo
