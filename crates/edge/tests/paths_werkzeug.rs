@@ -162,15 +162,13 @@ fn disagreement(c: &CanonicalPath, r: &Route, w: &Werkzeug) -> Option<String> {
         Some("jsonrpc") => *r == Route::JsonRpc,
         Some("websocket") => *r == Route::Websocket,
         Some("login") => c.lower == "/web/login",
-        Some(e) if e.starts_with("xmlrpc:") => {
-            let service = &e["xmlrpc:".len()..];
-            if service == "db" {
-                *r == Route::DatabaseRpc
-            } else {
-                *r == Route::DatabaseRpc
-                    || xmlrpc_service(&c.lower) == Some(service.to_ascii_lowercase().as_str())
-            }
-        }
+        // Odoo dispatches on the exact service name (`common`, `object`,
+        // `db`); any other name is an error before anything runs.
+        Some(e) if e.starts_with("xmlrpc:") => match &e["xmlrpc:".len()..] {
+            "db" => *r == Route::DatabaseRpc,
+            s @ ("common" | "object") => xmlrpc_service(&c.lower) == Some(s),
+            _ => true,
+        },
         Some(e) if e.starts_with("static:") => match r {
             Route::Static { module, file } => same_static(e, module, file),
             // Forwarded to Odoo, which serves it: fine.

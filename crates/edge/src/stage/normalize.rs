@@ -26,8 +26,12 @@
 //! - anything but origin-form (`*` and absolute-form are turned into
 //!   origin-form or answered by stage 1 itself, see `pipeline`).
 //!
-//! Case is kept in `path` and folded in `lower`, which prefix decisions use:
-//! werkzeug's map is case-sensitive, so folding only makes Rampart stricter.
+//! `path` is werkzeug's reading, case and all (static files are served by
+//! it). `lower`, which every prefix decision uses, is broader: case folded
+//! and `;params` dropped from each segment, so `/WEB/DATABASE` and
+//! `/web;x/database` are judged the database manager too. werkzeug's map is
+//! case-sensitive and keeps `;` in names, so this only makes Rampart
+//! stricter, also in front of a hop that strips matrix parameters.
 //! The differential test `tests/paths_werkzeug.rs` runs these rules
 //! against the real werkzeug.
 
@@ -58,8 +62,8 @@ pub struct CanonicalPath {
     /// Decoded once, as werkzeug decodes it; `//` collapsed, no trailing
     /// slash; keeps its case (static file names are case-sensitive on disk).
     pub path: String,
-    /// The same, lower-cased: for prefix decisions (`/web/database`),
-    /// which must not be dodged by case.
+    /// The same, lower-cased and without `;params`: for prefix decisions
+    /// (`/web/database`), which must not be dodged by case or parameters.
     pub lower: String,
 }
 
@@ -92,6 +96,7 @@ pub fn canonical_path(raw: &str) -> Result<CanonicalPath, Reject> {
         return Err(Reject::BadPath("path is not UTF-8 after decoding"));
     };
     let mut path = String::with_capacity(text.len());
+    let mut lower = String::with_capacity(text.len());
     for seg in text.split('/') {
         // `..;x` is `..` to servers that strip matrix parameters.
         let name = seg.split(';').next().unwrap_or("");
@@ -102,11 +107,16 @@ pub fn canonical_path(raw: &str) -> Result<CanonicalPath, Reject> {
             path.push('/');
             path.push_str(seg);
         }
+        if !name.is_empty() {
+            lower.push('/');
+            lower.push_str(&name.to_ascii_lowercase());
+        }
     }
-    if path.is_empty() {
-        path.push('/');
+    for p in [&mut path, &mut lower] {
+        if p.is_empty() {
+            p.push('/');
+        }
     }
-    let lower = path.to_ascii_lowercase();
     Ok(CanonicalPath { path, lower })
 }
 
@@ -204,6 +214,8 @@ mod tests {
             "/WEB/DATABASE/MANAGER",
             "/Web/DataBase/manager",
             "/web/database/manager/",
+            "/web/database;x=1/manager",
+            "/web;/database/manager;",
         ] {
             assert_eq!(canon(p), "/web/database/manager", "{p}");
         }
@@ -245,12 +257,12 @@ mod tests {
     }
 
     #[test]
-    fn matrix_parameters_are_part_of_the_name_as_for_werkzeug() {
-        assert_eq!(
-            canon("/web/database;x=1/manager"),
-            "/web/database;x=1/manager"
-        );
-        assert_eq!(canon("/xmlrpc/2/db;x"), "/xmlrpc/2/db;x");
+    fn matrix_parameters_are_names_to_werkzeug_and_dropped_for_decisions() {
+        let c = canonical_path("/web;a/database;x=1/Manager;").unwrap();
+        assert_eq!(c.path, "/web;a/database;x=1/Manager;");
+        assert_eq!(c.lower, "/web/database/manager");
+        assert_eq!(canon("/xmlrpc/2/db;x"), "/xmlrpc/2/db");
+        assert_eq!(canon("/;x/jsonrpc"), "/jsonrpc");
     }
 
     #[test]

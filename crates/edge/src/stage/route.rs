@@ -49,6 +49,7 @@ pub fn route(p: &CanonicalPath) -> Route {
     if l.starts_with("/longpolling/") || l == "/longpolling" {
         return Route::Longpolling;
     }
+    // The file Odoo's `/<module>/static/<path>` names: werkzeug's reading.
     let mut parts = p.path.splitn(4, '/');
     parts.next();
     if let (Some(module), Some(static_), Some(file)) = (parts.next(), parts.next(), parts.next())
