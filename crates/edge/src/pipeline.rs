@@ -727,7 +727,14 @@ async fn accel_file(
     };
     match files::resolve_under(&data_dir.join("filestore"), &rel).await {
         Some((path, meta)) => {
-            files::serve(&path, &meta, method, req_headers, accel::file_headers(headers)).await
+            files::serve(
+                &path,
+                &meta,
+                method,
+                req_headers,
+                accel::file_headers(headers),
+            )
+            .await
         }
         None => {
             tracing::warn!(file = %rel, "X-Accel-Redirect names a file missing from the filestore");

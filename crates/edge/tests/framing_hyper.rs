@@ -243,8 +243,7 @@ async fn through_hyper(bytes: Vec<u8>, cuts: Vec<usize>) -> Vec<(u64, String, bo
     let _ = wr.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(5), serve).await;
     reader.abort();
-    let out = seen.lock().unwrap().clone();
-    out
+    seen.lock().unwrap().clone()
 }
 
 #[test]
@@ -266,12 +265,17 @@ fn every_request_hyper_serves_with_both_lengths_is_refused() {
         .build()
         .unwrap();
     let result = runner.run(&strategy, |(reqs, cuts)| {
-        let bytes: Vec<u8> = reqs.iter().enumerate().flat_map(|(i, r)| r.bytes(i)).collect();
+        let bytes: Vec<u8> = reqs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.bytes(i))
+            .collect();
         let seen = rt.block_on(through_hyper(bytes, cuts));
         let first = &reqs[0];
-        let plainly_valid =
-            matches!(first.framing, Framing::None | Framing::Length | Framing::LengthTwice)
-                || (first.framing == Framing::Chunked && !first.http10);
+        let plainly_valid = matches!(
+            first.framing,
+            Framing::None | Framing::Length | Framing::LengthTwice
+        ) || (first.framing == Framing::Chunked && !first.http10);
         if plainly_valid {
             prop_assert!(!seen.is_empty(), "hyper served nothing of {:?}", reqs);
         }
@@ -304,5 +308,8 @@ fn every_request_hyper_serves_with_both_lengths_is_refused() {
     if let Err(e) = result {
         panic!("{e}");
     }
-    assert!(served > u64::from(cases) && both > 0, "the streams reach hyper's service");
+    assert!(
+        served > u64::from(cases) && both > 0,
+        "the streams reach hyper's service"
+    );
 }

@@ -51,7 +51,10 @@ fn check_canonical(raw: &str) -> Result<(), TestCaseError> {
     prop_assert!(!p.contains("//"), "{raw:?} → {p:?}");
     prop_assert!(p == "/" || !p.ends_with('/'), "{raw:?} → {p:?}");
     prop_assert!(!p.contains('\\'), "{raw:?} → {p:?}");
-    prop_assert!(!p.chars().any(|ch| ch.is_ascii_control()), "{raw:?} → {p:?}");
+    prop_assert!(
+        !p.chars().any(|ch| ch.is_ascii_control()),
+        "{raw:?} → {p:?}"
+    );
     for seg in p.split('/') {
         let name = seg.split(';').next().unwrap_or("");
         prop_assert!(name != "." && name != "..", "{raw:?} → {p:?}");

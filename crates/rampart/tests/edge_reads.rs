@@ -198,9 +198,10 @@ async fn h2_asterisk(r: &Rampart, method: &str) -> u16 {
         .connect("erp.test".try_into().unwrap(), tcp)
         .await
         .unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-        .await
-        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let uri = http::Uri::from_parts({
         let mut p = http::uri::Parts::default();
@@ -240,7 +241,11 @@ async fn asterisk_targets_never_reach_odoo() {
     )
     .await;
     assert_eq!(raw_status(text.as_bytes()), 200, "{text}");
-    assert!(text.to_ascii_lowercase().contains("\r\nallow: get, head, post, options\r\n"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nallow: get, head, post, options\r\n"),
+        "{text}"
+    );
     for req in [
         &b"GET * HTTP/1.1\r\nHost: erp.test\r\nConnection: close\r\n\r\n"[..],
         b"POST * HTTP/1.1\r\nHost: erp.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
@@ -375,7 +380,9 @@ async fn odoo_with_two_dates(accel: String) -> std::net::SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             let accel = accel.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];

@@ -47,7 +47,11 @@ pub fn normalise(headers: &mut HeaderMap) -> Result<(), &'static str> {
         headers.remove(&name);
     }
     join_cookies(headers);
-    if headers.get_all(header::CONTENT_LENGTH).iter().nth(1).is_some()
+    if headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .nth(1)
+        .is_some()
         && let Some(first) = headers.get(header::CONTENT_LENGTH).cloned()
     {
         headers.insert(header::CONTENT_LENGTH, first);
@@ -92,7 +96,10 @@ mod tests {
         h.append(header::COOKIE, "frontend_lang=en_US".parse().unwrap());
         h.append(header::COOKIE, "session_id=abc".parse().unwrap());
         h.append(header::COOKIE, "".parse().unwrap());
-        h.append(header::COOKIE, "tz=Europe/Brussels; cids=1".parse().unwrap());
+        h.append(
+            header::COOKIE,
+            "tz=Europe/Brussels; cids=1".parse().unwrap(),
+        );
         normalise(&mut h).unwrap();
         let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
         assert_eq!(

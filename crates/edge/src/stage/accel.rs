@@ -61,8 +61,14 @@ mod tests {
     #[test]
     fn odoo_dates_are_dropped() {
         let mut h = HeaderMap::new();
-        h.append(header::DATE, "Tue, 01 Dec 2026 00:00:00 GMT".parse().unwrap());
-        h.append(header::DATE, "Tue, 01 Dec 2026 00:00:01 GMT".parse().unwrap());
+        h.append(
+            header::DATE,
+            "Tue, 01 Dec 2026 00:00:00 GMT".parse().unwrap(),
+        );
+        h.append(
+            header::DATE,
+            "Tue, 01 Dec 2026 00:00:01 GMT".parse().unwrap(),
+        );
         h.insert(header::CONTENT_TYPE, "application/pdf".parse().unwrap());
         let h = file_headers(h);
         assert!(h.get(header::DATE).is_none());

@@ -385,7 +385,8 @@ mod tests {
     }
 
     const A: &[u8] = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
-    const B: &[u8] = b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    const B: &[u8] =
+        b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
     const C: &[u8] = b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n";
     const D: &[u8] = b"POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
 
@@ -433,7 +434,8 @@ mod tests {
     #[test]
     fn content_length_as_hyper_reads_it() {
         // TE before CL: CL is not even parsed.
-        let te_first = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n0\r\n\r\n";
+        let te_first =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n0\r\n\r\n";
         assert_eq!(run(&[te_first]), (1, 1, 0));
         // hyper refuses these (and closes): every later request is refused.
         for bad in [

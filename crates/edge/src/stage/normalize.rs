@@ -279,7 +279,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_encoding_nul_controls_and_non_utf8() {
-        for p in ["/web/%zz", "/web/%2", "/web/%00x", "/web/%0ax", "/web/%ff", "web/login"] {
+        for p in [
+            "/web/%zz",
+            "/web/%2",
+            "/web/%00x",
+            "/web/%0ax",
+            "/web/%ff",
+            "web/login",
+        ] {
             assert!(canonical_path(p).is_err(), "{p} must be refused");
         }
     }
