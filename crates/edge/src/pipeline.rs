@@ -120,7 +120,7 @@ async fn phases(
     // `*` asks about the server itself (RFC 9110 §9.3.7): only origin-form
     // targets reach Odoo.
     if req.uri().path() == "*" {
-        return asterisk(req.method());
+        return pages::asterisk(req.method());
     }
     let path = match normalize::canonical_path(req.uri().path()) {
         Ok(p) => p,
@@ -159,7 +159,7 @@ async fn phases(
         );
     }
     // What Odoo is sent is what was judged: origin-form, the judged Host.
-    to_origin_form(&mut req, &judged);
+    site::to_origin_form(&mut req, &judged);
     let site = rt.sites[index].clone();
     ctx.site = Some(site.clone());
     let https = conn.https;
@@ -339,38 +339,6 @@ fn refuse(a: Admission) -> Option<Response<Body>> {
             Some(r)
         }
     }
-}
-
-/// 1: the answer to an asterisk-form target. `OPTIONS *` is a ping of the
-/// server (RFC 9110 §9.3.7), answered here like a web server does (200 with
-/// the methods Odoo takes); any other method with `*` is malformed.
-fn asterisk(method: &Method) -> Response<Body> {
-    if method != Method::OPTIONS {
-        return pages::error(
-            StatusCode::BAD_REQUEST,
-            "Bad request: the target * is only for OPTIONS.",
-        );
-    }
-    let mut r = Response::new(body::empty());
-    r.headers_mut().insert(
-        header::ALLOW,
-        HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
-    );
-    r.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-    r
-}
-
-/// 2: the request as judged: an origin-form target (an absolute-form or
-/// HTTP/2 target keeps only its path and query) and the judged Host.
-fn to_origin_form(req: &mut Request<Incoming>, host: &site::RequestHost) {
-    let pq = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    *req.uri_mut() = http::Uri::from(pq);
-    req.headers_mut().insert(header::HOST, host.header_value());
 }
 
 /// 8: reads the verdict of a login attempt from Odoo's answer and tells

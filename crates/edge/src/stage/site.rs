@@ -121,6 +121,19 @@ pub fn request_host(uri: &Uri, headers: &HeaderMap) -> Option<RequestHost> {
     }
 }
 
+/// The request as judged, for every stage after 2 and for Odoo: an
+/// origin-form target (an absolute-form or HTTP/2 target keeps only its
+/// path and query) and the judged host as the one `Host`.
+pub fn to_origin_form<B>(req: &mut http::Request<B>, host: &RequestHost) {
+    let pq = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(pq);
+    req.headers_mut().insert(header::HOST, host.header_value());
+}
+
 /// The host name alone (lower-case, no port, no trailing dot).
 pub fn host_without_port(raw: &str) -> Option<String> {
     parse_host(raw).map(|h| h.name)
@@ -205,6 +218,21 @@ mod tests {
             name(&abs, &HeaderMap::new()).as_deref(),
             Some("a.example.com")
         );
+    }
+
+    #[test]
+    fn the_request_becomes_what_was_judged() {
+        let mut req = http::Request::builder()
+            .uri("https://ERP.example.com.:8443/web/login?x=1")
+            .header(header::HOST, "erp.example.com.:8443")
+            .body(())
+            .unwrap();
+        let host = request_host(req.uri(), req.headers()).unwrap();
+        to_origin_form(&mut req, &host);
+        assert_eq!(req.uri(), "/web/login?x=1");
+        assert_eq!(req.uri().authority(), None);
+        let hosts: Vec<_> = req.headers().get_all(header::HOST).iter().collect();
+        assert_eq!(hosts, ["erp.example.com:8443"]);
     }
 
     #[test]
