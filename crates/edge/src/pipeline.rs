@@ -448,16 +448,10 @@ fn upstream_request(
             "Bad request: invalid request target.",
         )
     })?;
-    let host = match parts.headers.get(header::HOST) {
-        Some(h) => h.clone(),
-        None => parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .ok_or_else(|| {
-                pages::error(StatusCode::BAD_REQUEST, "Bad request: missing Host header.")
-            })?,
-    };
+    // The judged Host, set by stage 2 (`site::to_origin_form`).
+    let host = parts.headers.get(header::HOST).cloned().ok_or_else(|| {
+        pages::error(StatusCode::BAD_REQUEST, "Bad request: missing Host header.")
+    })?;
     // Taken, not copied: the client's headers are not needed after this.
     let mut headers = std::mem::take(&mut parts.headers);
     hop::strip(&mut headers, upgrade);
