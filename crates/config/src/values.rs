@@ -92,16 +92,22 @@ impl FromStr for Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
-        if d.subsec_millis() != 0 || d.as_secs() == 0 {
-            return write!(f, "{}ms", d.as_millis());
+        let (s, ms) = (d.as_secs(), d.subsec_millis());
+        if s == 0 {
+            return write!(f, "{ms}ms");
         }
-        let s = d.as_secs();
-        for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
-            if s.is_multiple_of(n) {
-                return write!(f, "{}{unit}", s / n);
-            }
+        // Whole seconds in the largest unit that divides them, then any
+        // milliseconds: "1s500ms" reads back even when s * 1000 would
+        // not fit in a number.
+        let (n, unit) = [(86400, "d"), (3600, "h"), (60, "m")]
+            .into_iter()
+            .find(|(n, _)| s.is_multiple_of(*n))
+            .map_or((s, "s"), |(n, u)| (s / n, u));
+        write!(f, "{n}{unit}")?;
+        if ms != 0 {
+            write!(f, "{ms}ms")?;
         }
-        write!(f, "{s}s")
+        Ok(())
     }
 }
 

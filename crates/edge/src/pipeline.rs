@@ -259,10 +259,21 @@ async fn phases(
                     }
                     match shared.guard.begin_check(ctx.client, check, decision.proof) {
                         Ok(a) => Some(a),
-                        Err(guard::Refused::Banned) => {
+                        // A login over budget is refused as before; other
+                        // checks in flight (an integration's burst) are
+                        // told to retry in a moment.
+                        Err(guard::Refused::Banned) | Err(guard::Refused::Busy)
+                            if check.is_login() =>
+                        {
                             return pages::error(
                                 StatusCode::FORBIDDEN,
                                 "Too many failed logins from your address: try again later.",
+                            );
+                        }
+                        Err(guard::Refused::Banned) => {
+                            return pages::error(
+                                StatusCode::FORBIDDEN,
+                                "Too many failed password checks from your address: try again later.",
                             );
                         }
                         Err(guard::Refused::Busy) => {

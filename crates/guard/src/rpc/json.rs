@@ -56,7 +56,9 @@ pub fn read(body: &[u8]) -> Reading {
         login: None,
         credential: None,
     };
-    if call.is_login() {
+    if call.service.as_deref() == Some("common")
+        && matches!(call.method.as_deref(), Some("login" | "authenticate"))
+    {
         call.login = match args.get(1) {
             Some(Py::Str(s)) => Some(s.clone()),
             _ => None,

@@ -81,16 +81,24 @@ impl Credential {
     }
 }
 
+/// Service and method names are compared as Odoo would not: ignoring
+/// case and surrounding spaces. Odoo dispatches only the exact names, so
+/// the others are failed calls; treating them as the real thing costs
+/// nobody anything and leaves no near-miss spelling to argue about.
+fn names(v: &Option<String>, name: &str) -> bool {
+    v.as_deref().is_some_and(|s| s.trim().eq_ignore_ascii_case(name))
+}
+
 impl Call {
     /// `common.login` / `common.authenticate`: a password check.
     pub fn is_login(&self) -> bool {
-        self.service.as_deref() == Some("common")
-            && matches!(self.method.as_deref(), Some("login" | "authenticate"))
+        names(&self.service, "common")
+            && (names(&self.method, "login") || names(&self.method, "authenticate"))
     }
 
     /// A call on the `db` service (any method).
     pub fn is_db(&self) -> bool {
-        self.service.as_deref() == Some("db")
+        names(&self.service, "db")
     }
 
     /// A `db` call that checks the master password: every method but the
@@ -105,7 +113,7 @@ impl Call {
 
     /// An `object` call: Odoo checks (db, uid, password) before the method.
     pub fn is_object(&self) -> bool {
-        self.service.as_deref() == Some("object")
+        names(&self.service, "object")
     }
 }
 

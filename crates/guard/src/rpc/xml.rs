@@ -52,7 +52,9 @@ pub fn read(service: &str, body: &[u8]) -> Reading {
         login: None,
         credential: None,
     };
-    if call.is_login() {
+    if call.service.as_deref() == Some("common")
+        && matches!(call.method.as_deref(), Some("login" | "authenticate"))
+    {
         call.login = match u.stack.get(1) {
             Some(Val::Str(s)) => Some(s.clone()),
             _ => None,
