@@ -60,12 +60,18 @@ impl FromStr for Duration {
                 .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
+            let too_large = || format!("invalid duration {s:?}: too large");
+            let secs = |mult: u64| {
+                n.checked_mul(mult)
+                    .map(std::time::Duration::from_secs)
+                    .ok_or_else(too_large)
+            };
             let part = match unit {
                 "ms" => std::time::Duration::from_millis(n),
-                "s" => std::time::Duration::from_secs(n),
-                "m" => std::time::Duration::from_secs(n * 60),
-                "h" => std::time::Duration::from_secs(n * 3600),
-                "d" => std::time::Duration::from_secs(n * 86400),
+                "s" => secs(1)?,
+                "m" => secs(60)?,
+                "h" => secs(3600)?,
+                "d" => secs(86400)?,
                 "" => {
                     return Err(format!(
                         "invalid duration {s:?}: missing unit (ms, s, m, h, d)"
@@ -77,7 +83,7 @@ impl FromStr for Duration {
                     ));
                 }
             };
-            total += part;
+            total = total.checked_add(part).ok_or_else(too_large)?;
         }
         Ok(Duration(total))
     }
@@ -86,16 +92,22 @@ impl FromStr for Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
-        if d.subsec_millis() != 0 || d.as_secs() == 0 {
-            return write!(f, "{}ms", d.as_millis());
+        let (s, ms) = (d.as_secs(), d.subsec_millis());
+        if s == 0 {
+            return write!(f, "{ms}ms");
         }
-        let s = d.as_secs();
-        for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
-            if s.is_multiple_of(n) {
-                return write!(f, "{}{unit}", s / n);
-            }
+        // Whole seconds in the largest unit that divides them, then any
+        // milliseconds: "1s500ms" reads back even when s * 1000 would
+        // not fit in a number.
+        let (n, unit) = [(86400, "d"), (3600, "h"), (60, "m")]
+            .into_iter()
+            .find(|(n, _)| s.is_multiple_of(*n))
+            .map_or((s, "s"), |(n, u)| (s / n, u));
+        write!(f, "{n}{unit}")?;
+        if ms != 0 {
+            write!(f, "{ms}ms")?;
         }
-        write!(f, "{s}s")
+        Ok(())
     }
 }
 
@@ -305,6 +317,24 @@ mod tests {
         assert!("s".parse::<Duration>().is_err());
         assert!("10".parse::<Duration>().is_ok());
         assert_eq!(Duration::from_secs(900).to_string(), "15m");
+    }
+
+    #[test]
+    fn overflowing_durations_are_errors_not_panics_or_wraps() {
+        for s in [
+            "18446744073709551615s18446744073709551615s",
+            "999999999999999999d",
+            "307445734561825861m",
+            "5124095576030432h",
+            "18446744073709551616s",
+        ] {
+            let e = s.parse::<Duration>().unwrap_err();
+            assert!(e.contains("too large"), "{s}: {e}");
+        }
+        assert_eq!(
+            "213503982334601d".parse::<Duration>().unwrap(),
+            Duration::from_secs(213_503_982_334_601 * 86400)
+        );
     }
 
     #[test]

@@ -212,8 +212,9 @@ pub const PREFIX_MAX: usize = 4096;
 
 pin_project! {
     /// Passes a body through unchanged, keeping its first `PREFIX_MAX`
-    /// bytes, and hands them to `on_end` once the body has ended or is
-    /// dropped (hyper stops polling a body once its Content-Length is sent).
+    /// bytes, and hands them to `on_end` once it has them all, or the body
+    /// has ended or is dropped (hyper stops polling a body once its
+    /// Content-Length is sent).
     pub struct Prefixed<B, F: FnOnce(&[u8])> {
         #[pin]
         inner: B,
@@ -260,6 +261,12 @@ where
                 if let Some(d) = frame.data_ref() {
                     let room = PREFIX_MAX.saturating_sub(this.prefix.len());
                     this.prefix.extend_from_slice(&d[..d.len().min(room)]);
+                    // Full: the verdict need not wait for a large body.
+                    if this.prefix.len() >= PREFIX_MAX
+                        && let Some(f) = this.on_end.take()
+                    {
+                        f(this.prefix);
+                    }
                 }
             }
             Some(Err(_)) => {}

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use rampart_guard::{self as guard, Admission, LoginAttempt, LoginRoute};
+use rampart_guard::{self as guard, Admission, LoginAttempt};
 
 use crate::access_log::Entry;
 use crate::body::{self, Body, Guarded, Observed};
@@ -184,13 +184,9 @@ async fn phases(
     }
 
     // 4 guard
-    let login = guard::login_route(req.method(), &path.lower);
-    // On the RPC endpoints most calls are not logins: the login rate
-    // applies once the body shows one (below).
-    let login_by_path = matches!(
-        login,
-        Some(LoginRoute::WebLogin | LoginRoute::SessionAuthenticate)
-    );
+    // The form, the 2FA form and /web/session/authenticate are logins by
+    // their path; on the RPC endpoints only some bodies are (below).
+    let login_by_path = guard::login_route(req.method(), &path.lower).is_some();
     if let Some(refusal) = refuse(shared.guard.admit(ctx.client, login_by_path)) {
         return refusal;
     }
@@ -234,89 +230,86 @@ async fn phases(
             proxy(parts, ReqBody::Unread(incoming), &site.odoo, &to, ctx).await
         }
         _ => {
-            let check_db = route == Route::JsonRpc && !allowed_db;
             let (parts, incoming) = req.into_parts();
-            if login.is_none() && !check_db {
-                let object_rpc = parts.method == Method::POST
-                    && matches!(path.lower.as_str(), "/xmlrpc/2/object" | "/xmlrpc/object");
-                let res = proxy(parts, ReqBody::Unread(incoming), &site.odoo, &to, ctx).await;
-                return if object_rpc {
-                    watch_rpc_password(res, shared, ctx.client)
-                } else {
-                    res
-                };
-            }
-            // The db service and RPC logins hide in the body: read it first.
-            let limit = site.config.max_body.get();
-            let idle = rt.listen.client_body_timeout.get();
-            let body = match request_body::prepare(incoming, &parts.headers, limit, idle, INSPECT)
-                .await
-            {
-                Ok(Prepared::Whole(b)) => b,
-                Ok(Prepared::Streaming(_)) => {
-                    return pages::error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "Login and JSON-RPC requests over 8 MiB are refused (outside the database manager allow-list).",
-                    );
-                }
-                Err(e) => return body_error_page(e),
+            // The db service, RPC logins and object calls' credentials
+            // hide in the body: read it first, with Odoo's parsers' eyes.
+            let (body, decision) = if guard::reads_body(&parts.method, &path.lower) {
+                let limit = site.config.max_body.get();
+                let idle = rt.listen.client_body_timeout.get();
+                let bytes =
+                    match request_body::prepare(incoming, &parts.headers, limit, idle, INSPECT)
+                        .await
+                    {
+                        Ok(Prepared::Whole(b)) => b,
+                        Ok(Prepared::Streaming(_)) => {
+                            return pages::error(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "RPC requests over 8 MiB are refused.",
+                            );
+                        }
+                        Err(e) => return body_error_page(e),
+                    };
+                let d = guard::classify(&parts.method, &path.lower, &parts.headers, Some(&bytes));
+                (ReqBody::Read(Prepared::Whole(bytes)), d)
+            } else {
+                let d = guard::classify(&parts.method, &path.lower, &parts.headers, None);
+                (ReqBody::Unread(incoming), d)
             };
-            if check_db && route::jsonrpc_is_db_service(&body) {
-                tracing::info!(client = %ctx.client, "database service over JSON-RPC blocked");
+            if decision.db_service && !allowed_db {
+                tracing::info!(client = %ctx.client, path = %parts.uri.path(), "database service blocked");
                 return pages::error(
                     StatusCode::FORBIDDEN,
                     "The database service is not available from this address.",
                 );
             }
-            // 8 login: a slot is held while the attempt is in flight.
-            let attempt = match login {
-                Some(r) if guard::is_login_call(r, &body) => {
-                    if !login_by_path
+            // 8 login: a slot is held while the check is in flight.
+            let attempt = match decision.check {
+                None => None,
+                Some(check) => {
+                    if check.is_login()
+                        && !login_by_path
                         && let Some(refusal) = refuse(shared.guard.admit_login(ctx.client))
                     {
                         return refusal;
                     }
-                    match shared.guard.begin_login(ctx.client) {
-                        Some(a) => Some((r, a)),
-                        None => {
+                    match shared.guard.begin_check(ctx.client, check, decision.proof) {
+                        Ok(a) => Some(a),
+                        // A login over budget is refused as before; other
+                        // checks in flight (an integration's burst) are
+                        // told to retry in a moment.
+                        Err(guard::Refused::Banned) | Err(guard::Refused::Busy)
+                            if check.is_login() =>
+                        {
                             return pages::error(
                                 StatusCode::FORBIDDEN,
                                 "Too many failed logins from your address: try again later.",
                             );
                         }
+                        Err(guard::Refused::Banned) => {
+                            return pages::error(
+                                StatusCode::FORBIDDEN,
+                                "Too many failed password checks from your address: try again later.",
+                            );
+                        }
+                        Err(guard::Refused::Busy) => {
+                            let mut r = pages::error(
+                                StatusCode::TOO_MANY_REQUESTS,
+                                "Too many password checks in flight from your address: retry in a moment.",
+                            );
+                            r.headers_mut()
+                                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                            return r;
+                        }
                     }
                 }
-                _ => None,
             };
-            let object_rpc = route == Route::JsonRpc
-                && route::jsonrpc_service(&body).as_deref() == Some("object");
-            let whole = ReqBody::Read(Prepared::Whole(body));
-            let res = proxy(parts, whole, &site.odoo, &to, ctx).await;
-            let res = if object_rpc {
-                watch_rpc_password(res, shared, ctx.client)
-            } else {
-                res
-            };
+            let res = proxy(parts, body, &site.odoo, &to, ctx).await;
             match attempt {
-                Some((r, a)) => login_outcome(r, a, res, site.config.timeout.get()).await,
+                Some(a) => login_outcome(a, res, site.config.timeout.get()).await,
                 None => res,
             }
         }
     }
-}
-
-/// `object.execute_kw` checks the password on every call and Odoo logs
-/// nothing when it is wrong: the answer is watched as it streams past, and
-/// a refusal counts against the client like a failed login.
-fn watch_rpc_password(res: Response<Body>, shared: &Arc<Shared>, client: IpAddr) -> Response<Body> {
-    let guard = shared.guard.clone();
-    let (parts, b) = res.into_parts();
-    let watched = body::Prefixed::new(b, move |prefix: &[u8]| {
-        if guard::rpc_access_denied(prefix) {
-            guard.rpc_denied(client);
-        }
-    });
-    Response::from_parts(parts, body::boxed(watched))
 }
 
 /// The guard's refusal as a response: 403 when banned, 429 with
@@ -341,42 +334,56 @@ fn refuse(a: Admission) -> Option<Response<Body>> {
     }
 }
 
-/// 8: reads the verdict of a login attempt from Odoo's answer and tells
-/// the guard. The form's verdict is its status; RPC verdicts are in the
-/// (small) body, which is read and passed on unchanged.
+/// 8: reads the verdict of a check from Odoo's answer and tells the
+/// guard: the status for forms, the (small) body of RPC logins (read and
+/// passed on unchanged), or the first KiB of answers that may be large
+/// (`object` calls, database forms) as they stream past.
 async fn login_outcome(
-    route: LoginRoute,
     attempt: LoginAttempt,
     res: Response<Body>,
     timeout: std::time::Duration,
 ) -> Response<Body> {
-    if route == LoginRoute::WebLogin {
-        attempt.finish(guard::login_outcome(
-            route,
-            res.status().as_u16(),
-            res.headers(),
-            b"",
-        ));
-        return res;
-    }
-    let (parts, b) = res.into_parts();
-    let bytes = match tokio::time::timeout(timeout, read_small(b)).await {
-        Ok(Some(bytes)) => bytes,
-        _ => {
-            drop(attempt);
-            return pages::error(
-                StatusCode::BAD_GATEWAY,
-                "Odoo's answer to a login could not be read.",
-            );
+    let route = attempt.route();
+    match guard::answer_read(route) {
+        guard::AnswerRead::Status => {
+            attempt.finish(guard::login_outcome(
+                route,
+                res.status().as_u16(),
+                res.headers(),
+                b"",
+            ));
+            res
         }
-    };
-    attempt.finish(guard::login_outcome(
-        route,
-        parts.status.as_u16(),
-        &parts.headers,
-        &bytes,
-    ));
-    Response::from_parts(parts, body::full(bytes))
+        guard::AnswerRead::Prefix => {
+            let (parts, b) = res.into_parts();
+            let status = parts.status.as_u16();
+            let headers = parts.headers.clone();
+            let watched = body::Prefixed::new(b, move |prefix: &[u8]| {
+                attempt.finish(guard::login_outcome(route, status, &headers, prefix));
+            });
+            Response::from_parts(parts, body::boxed(watched))
+        }
+        guard::AnswerRead::Body => {
+            let (parts, b) = res.into_parts();
+            let bytes = match tokio::time::timeout(timeout, read_small(b)).await {
+                Ok(Some(bytes)) => bytes,
+                _ => {
+                    drop(attempt);
+                    return pages::error(
+                        StatusCode::BAD_GATEWAY,
+                        "Odoo's answer to a login could not be read.",
+                    );
+                }
+            };
+            attempt.finish(guard::login_outcome(
+                route,
+                parts.status.as_u16(),
+                &parts.headers,
+                &bytes,
+            ));
+            Response::from_parts(parts, body::full(bytes))
+        }
+    }
 }
 
 /// Reads a body of at most LOGIN_ANSWER_MAX bytes.
@@ -396,8 +403,8 @@ async fn read_small(mut b: Body) -> Option<Bytes> {
 /// Odoo's answers to login calls are a few hundred bytes.
 const LOGIN_ANSWER_MAX: usize = 1024 * 1024;
 
-/// Login and JSON-RPC bodies up to this size are read whole to find the
-/// `db` service and login calls.
+/// RPC bodies up to this size are read whole to find the `db` service,
+/// login calls and object calls' credentials.
 const INSPECT: usize = 8 * 1024 * 1024;
 
 /// 5 static: `/<module>/static/<file>` from the first addons_path entry

@@ -1,419 +1,234 @@
-//! Which requests are login attempts, and how each one ended, read from the
-//! request and the proxied response (see ODOO-FACTS.md, "Login").
+//! Which requests check a secret (a password, a 2FA code, the master
+//! password, an API key) and which reach Odoo's database service, decided
+//! from the request as Odoo will read it (see ODOO-FACTS.md, "Login" and
+//! "How Odoo reads the bytes"). How each check ended is read from Odoo's
+//! answer in `outcome.rs`.
 //!
 //! Attackers use the RPC endpoints as much as the form: XML-RPC
-//! `common.authenticate` skips Odoo's own cooldown and logs "from n/a", so
-//! only the front, which sees request and response, can count it.
+//! `common.authenticate` skips Odoo's own cooldown and logs "from n/a", and
+//! `object.execute_kw` checks the password on every call and logs nothing;
+//! only the front, which sees request and response, can count them. RPC
+//! bodies are read by [`crate::rpc`], the one reader; a body it cannot read
+//! with certainty fails closed (counted as a check, refused as a db call).
 
-use serde_json::Value;
+use crate::rpc::{self, Credential, Endpoint, Reading};
 
-/// A route where Odoo checks a password.
+/// A kind of secret check, by how Odoo answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LoginRoute {
     /// `POST /web/login`, the HTML form.
     WebLogin,
+    /// `POST /web/login/totp`, the 2FA code after a right password
+    /// (auth_totp: 303 on success, 200 with the form again when wrong).
+    WebLoginTotp,
     /// `POST /web/session/authenticate`, JSON-RPC from the web client.
     SessionAuthenticate,
-    /// `POST /xmlrpc/2/common` or `/xmlrpc/common`.
+    /// XML-RPC `common.login` / `common.authenticate`.
     XmlRpcCommon,
-    /// `POST /jsonrpc`.
+    /// JSON-RPC (`/jsonrpc`) `common.login` / `common.authenticate`.
     JsonRpc,
+    /// XML-RPC `object.*` (db, uid, password first) or a `db` method that
+    /// takes the master password: a fault "Access Denied" when wrong.
+    XmlRpcCall,
+    /// The same over `/jsonrpc`: an `odoo.exceptions.AccessDenied` error.
+    JsonRpcCall,
+    /// An XML-RPC body the reader could not be sure of, on a service that
+    /// checks secrets: counted, and only a refusal is believed.
+    XmlRpcUncertain,
+    /// The same for `/jsonrpc`.
+    JsonRpcUncertain,
+    /// A `/web/database/*` form that takes `master_pwd` (allow-listed
+    /// clients only reach it): 303 when right, the manager page with
+    /// "Access Denied" when wrong.
+    DatabaseForm,
+    /// Odoo 19's `/json/2/...` with `Authorization: bearer <API key>`: 401 when wrong.
+    Json2,
 }
 
-/// How a login attempt ended.
+impl LoginRoute {
+    /// A login proper: held to `login_rate`, and its success forgets the
+    /// client's failures. Other checks (an integration's `execute_kw`, an
+    /// API key) only release their slot on success.
+    pub fn is_login(self) -> bool {
+        matches!(
+            self,
+            LoginRoute::WebLogin
+                | LoginRoute::WebLoginTotp
+                | LoginRoute::SessionAuthenticate
+                | LoginRoute::XmlRpcCommon
+                | LoginRoute::JsonRpc
+        )
+    }
+}
+
+/// How Odoo's answer to a check is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginOutcome {
-    Success,
-    Failure,
-    /// Not a password verdict (an error page, an unreadable body): neither
-    /// counts against the client nor clears its failures.
-    Unknown,
+pub enum AnswerRead {
+    /// The status (and Location) is the verdict.
+    Status,
+    /// The (small) body, read whole before it is passed on.
+    Body,
+    /// The first few KiB of a body that may be large, as it streams past.
+    Prefix,
 }
 
-/// The login route for a normalised path and method, or None.
+/// What the edge must do with a request before forwarding it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// It reaches Odoo's database service (or may: an unreadable `/jsonrpc`
+    /// body): refused outside `database_manager.allow`.
+    pub db_service: bool,
+    /// A secret check: take a slot with [`crate::Guard::begin_check`].
+    pub check: Option<LoginRoute>,
+    /// The credentials an `object` call or an API call carries, to skip
+    /// the slot when they were proven right recently.
+    pub proof: Option<Credential>,
+}
+
+/// The login route for a normalised path and method, known without the
+/// body (the form, the 2FA form, /web/session/authenticate), or None.
 pub fn login_route(method: &http::Method, path: &str) -> Option<LoginRoute> {
     if method != http::Method::POST {
         return None;
     }
-    let path = path.split(['?', '#']).next().unwrap_or(path);
-    let path = if path.len() > 1 {
-        path.trim_end_matches('/')
-    } else {
-        path
-    };
-    match path {
+    match trimmed(path) {
         "/web/login" => Some(LoginRoute::WebLogin),
+        "/web/login/totp" => Some(LoginRoute::WebLoginTotp),
         "/web/session/authenticate" => Some(LoginRoute::SessionAuthenticate),
-        "/xmlrpc/2/common" | "/xmlrpc/common" => Some(LoginRoute::XmlRpcCommon),
-        "/jsonrpc" => Some(LoginRoute::JsonRpc),
         _ => None,
     }
 }
 
-/// Whether this request on `route` checks a password. The form and
-/// /web/session/authenticate always do; on the RPC endpoints only
-/// `common.login` / `common.authenticate` do (`version`, `execute_kw` with an
-/// already-known uid, … do not). The edge buffers the (small) request body of
-/// RPC routes to ask this.
-pub fn is_login_call(route: LoginRoute, request_body: &[u8]) -> bool {
-    match route {
-        LoginRoute::WebLogin | LoginRoute::SessionAuthenticate => true,
-        LoginRoute::XmlRpcCommon => matches!(
-            xml_element_text(request_body, "methodName")
-                .as_deref()
-                .map(str::trim),
-            Some("authenticate" | "login")
-        ),
-        LoginRoute::JsonRpc => {
-            let Ok(v) = serde_json::from_slice::<Value>(request_body) else {
-                return false;
-            };
-            let params = &v["params"];
-            params["service"].as_str() == Some("common")
-                && matches!(params["method"].as_str(), Some("login" | "authenticate"))
-        }
-    }
+/// Whether the edge must read the body to decide ([`classify`]): the RPC
+/// endpoints, where the body names the service and method.
+pub fn reads_body(method: &http::Method, path: &str) -> bool {
+    rpc::endpoint(method, path).is_some()
 }
 
-/// Whether a redirect goes to /web/database/* (absolute or relative Location).
-fn to_database_pages(headers: &http::HeaderMap) -> bool {
-    let Some(location) = headers
-        .get(http::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let path = match location.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
-        None => location,
-    };
-    path.to_ascii_lowercase().starts_with("/web/database/")
-}
-
-/// Whether the start of an RPC answer is Odoo refusing the password:
-/// XML-RPC fault code 3 ("Access Denied"), or a JSON-RPC error naming
-/// `odoo.exceptions.AccessDenied`. The fault comes first in the body, so
-/// the first few KiB of an answer are enough.
-pub fn rpc_access_denied(prefix: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(prefix);
-    if text.contains("<fault>") {
-        return text.contains("Access Denied") || text.contains("AccessDenied");
-    }
-    text.contains("odoo.exceptions.AccessDenied")
-}
-
-/// The outcome of a login attempt from the proxied response.
-///
-/// - `/web/login`: 303 (redirect into the app) = success; 200 (the form again,
-///   "Wrong login/password" or Odoo's own cooldown message) = failure. Odoo's
-///   `ensure_db` also redirects before any password is checked: 302 to the
-///   same URL (a `?db=` on a new session, or a switch of database) and 303
-///   to /web/database/selector (no database found). Those are Unknown: as
-///   successes they would clear the failures, and an attacker could send one
-///   between guesses to never reach `max`.
-/// - `/web/session/authenticate`: 200 with `"error"` = failure, `"result"` = success.
-/// - XML-RPC: `<boolean>0</boolean>` or a `<fault>` = failure, an int uid = success.
-/// - JSON-RPC: `"result": false` or `"error"` = failure, an int uid = success.
-///
-/// Anything else (5xx, a compressed body the edge did not decode) is Unknown.
-pub fn login_outcome(
-    route: LoginRoute,
-    status: u16,
+/// Everything the guard needs to know about a request before it is
+/// forwarded. `path` is the canonical lower-cased path; `body` is the
+/// whole body when [`reads_body`] said so.
+pub fn classify(
+    method: &http::Method,
+    path: &str,
     headers: &http::HeaderMap,
-    body: &[u8],
-) -> LoginOutcome {
-    if route == LoginRoute::WebLogin {
-        return match status {
-            303 if !to_database_pages(headers) => LoginOutcome::Success,
-            200 => LoginOutcome::Failure,
-            _ => LoginOutcome::Unknown,
-        };
+    body: Option<&[u8]>,
+) -> Decision {
+    let mut d = Decision::default();
+    if let Some(route) = login_route(method, path) {
+        d.check = Some(route);
+        return d;
     }
-    if status != 200 || !identity_encoded(headers) {
-        return LoginOutcome::Unknown;
+    let p = trimmed(path);
+    if method == http::Method::POST && master_password_form(p) {
+        d.db_service = true;
+        d.check = Some(LoginRoute::DatabaseForm);
+        return d;
     }
+    if p.starts_with("/json/2/")
+        && let Some(auth) = headers.get(http::header::AUTHORIZATION)
+    {
+        d.check = Some(LoginRoute::Json2);
+        d.proof = Some(Credential::bearer(auth.as_bytes()));
+        return d;
+    }
+    let Some(endpoint) = rpc::endpoint(method, path) else {
+        return d;
+    };
+    let xml = matches!(endpoint, Endpoint::XmlRpc { .. });
+    let checks_secrets = match &endpoint {
+        Endpoint::XmlRpc { service } => {
+            d.db_service = service == "db";
+            matches!(service.as_str(), "common" | "object" | "db")
+        }
+        Endpoint::JsonRpc => true,
+    };
+    match rpc::read(&endpoint, body.unwrap_or(b"")) {
+        Reading::NoCall => {}
+        Reading::Uncertain => {
+            if !xml {
+                d.db_service = true;
+            }
+            if checks_secrets {
+                d.check = Some(if xml {
+                    LoginRoute::XmlRpcUncertain
+                } else {
+                    LoginRoute::JsonRpcUncertain
+                });
+            }
+        }
+        Reading::Call(call) => {
+            d.db_service |= call.is_db();
+            let (login, other) = if xml {
+                (LoginRoute::XmlRpcCommon, LoginRoute::XmlRpcCall)
+            } else {
+                (LoginRoute::JsonRpc, LoginRoute::JsonRpcCall)
+            };
+            if call.is_login() {
+                d.check = Some(login);
+            } else if call.checks_master_password() {
+                d.check = Some(other);
+            } else if call.is_object() {
+                d.check = Some(other);
+                d.proof = call.credential;
+            }
+        }
+    }
+    d
+}
+
+/// Whether a body posted to a login-capable RPC route is a login call.
+/// Kept for callers that only ask that; uncertain bodies count as logins.
+pub fn is_login_call(route: LoginRoute, request_body: &[u8]) -> bool {
+    let endpoint = match route {
+        LoginRoute::XmlRpcCommon => Endpoint::XmlRpc {
+            service: "common".into(),
+        },
+        LoginRoute::JsonRpc => Endpoint::JsonRpc,
+        other => return other.is_login(),
+    };
+    match rpc::read(&endpoint, request_body) {
+        Reading::Call(c) => c.is_login(),
+        Reading::NoCall => false,
+        Reading::Uncertain => true,
+    }
+}
+
+/// How the edge reads the verdict of a check of this kind.
+pub fn answer_read(route: LoginRoute) -> AnswerRead {
     match route {
-        LoginRoute::WebLogin => unreachable!("handled above"),
-        LoginRoute::SessionAuthenticate | LoginRoute::JsonRpc => {
-            let Ok(v) = serde_json::from_slice::<Value>(body) else {
-                return LoginOutcome::Unknown;
-            };
-            if v.get("error").is_some_and(|e| !e.is_null()) {
-                return LoginOutcome::Failure;
-            }
-            match v.get("result") {
-                None => LoginOutcome::Unknown,
-                Some(Value::Bool(false)) | Some(Value::Null) => LoginOutcome::Failure,
-                Some(Value::Number(_)) => LoginOutcome::Success,
-                // /web/session/authenticate returns the session info object.
-                Some(Value::Object(_)) if route == LoginRoute::SessionAuthenticate => {
-                    LoginOutcome::Success
-                }
-                Some(_) => LoginOutcome::Unknown,
-            }
+        LoginRoute::WebLogin | LoginRoute::WebLoginTotp | LoginRoute::Json2 => AnswerRead::Status,
+        LoginRoute::SessionAuthenticate | LoginRoute::XmlRpcCommon | LoginRoute::JsonRpc => {
+            AnswerRead::Body
         }
-        LoginRoute::XmlRpcCommon => {
-            let text = String::from_utf8_lossy(body);
-            if text.contains("<fault>") {
-                return LoginOutcome::Failure;
-            }
-            let Some(value) = xml_element_text(body, "value") else {
-                return LoginOutcome::Unknown;
-            };
-            if let Some(b) = xml_element_text(value.as_bytes(), "boolean") {
-                return match b.trim() {
-                    "0" => LoginOutcome::Failure,
-                    _ => LoginOutcome::Unknown,
-                };
-            }
-            for tag in ["int", "i4", "i8"] {
-                if let Some(n) = xml_element_text(value.as_bytes(), tag) {
-                    return match n.trim().parse::<i64>() {
-                        Ok(uid) if uid > 0 => LoginOutcome::Success,
-                        _ => LoginOutcome::Unknown,
-                    };
-                }
-            }
-            LoginOutcome::Unknown
-        }
+        // The manager page names the error in its first 2 KiB; a backup
+        // that succeeds is a large download.
+        LoginRoute::DatabaseForm
+        | LoginRoute::XmlRpcCall
+        | LoginRoute::JsonRpcCall
+        | LoginRoute::XmlRpcUncertain
+        | LoginRoute::JsonRpcUncertain => AnswerRead::Prefix,
     }
 }
 
-fn identity_encoded(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CONTENT_ENCODING)
-        .iter()
-        .all(|v| {
-            v.to_str()
-                .map(|s| s.trim().eq_ignore_ascii_case("identity"))
-                .unwrap_or(false)
-        })
+/// The `/web/database/*` forms whose handler checks `master_pwd`.
+fn master_password_form(path: &str) -> bool {
+    matches!(
+        path,
+        "/web/database/create"
+            | "/web/database/duplicate"
+            | "/web/database/drop"
+            | "/web/database/backup"
+            | "/web/database/restore"
+            | "/web/database/change_password"
+    )
 }
 
-/// Text between the first `<tag>` and its `</tag>`: enough for the fixed
-/// shapes of XML-RPC messages without an XML parser.
-fn xml_element_text(body: &[u8], tag: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(body);
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let start = text.find(&open)? + open.len();
-    let end = text[start..].find(&close)? + start;
-    Some(text[start..end].to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rpc_access_denied_reads_odoo_refusals_only() {
-        let xml_denied = b"<?xml version='1.0'?>\n<methodResponse>\n<fault>\n<value><struct>\n<member>\n<name>faultCode</name>\n<value><int>3</int></value>\n</member>\n<member>\n<name>faultString</name>\n<value><string>Access Denied</string></value>\n</member>\n</struct></value>\n</fault>\n</methodResponse>\n";
-        assert!(super::rpc_access_denied(xml_denied));
-        let xml_other = b"<methodResponse><fault><value><struct><member><name>faultString</name><value><string>ValueError: bad domain</string></value></member></struct></value></fault></methodResponse>";
-        assert!(!super::rpc_access_denied(xml_other));
-        assert!(!super::rpc_access_denied(b"<methodResponse><params><param><value><array><data/></array></value></param></params></methodResponse>"));
-        let json_denied = br#"{"jsonrpc": "2.0", "id": 1, "error": {"code": 200, "message": "Odoo Server Error", "data": {"name": "odoo.exceptions.AccessDenied", "message": "Access Denied"}}}"#;
-        assert!(super::rpc_access_denied(json_denied));
-        assert!(!super::rpc_access_denied(
-            br#"{"jsonrpc": "2.0", "id": 1, "result": []}"#
-        ));
-    }
-
-    use super::*;
-    use http::{HeaderMap, Method};
-
-    // Bodies as Odoo 17/18 send them (Python xmlrpc.client and Odoo's JSON-RPC dispatcher).
-    const XML_AUTH_CALL: &str = "<?xml version='1.0'?>\n<methodCall>\n<methodName>authenticate</methodName>\n<params>\n<param>\n<value><string>demo1</string></value>\n</param>\n<param>\n<value><string>admin</string></value>\n</param>\n<param>\n<value><string>wrong</string></value>\n</param>\n<param>\n<value><struct>\n</struct></value>\n</param>\n</params>\n</methodCall>\n";
-    const XML_VERSION_CALL: &str = "<?xml version='1.0'?>\n<methodCall>\n<methodName>version</methodName>\n<params>\n</params>\n</methodCall>\n";
-    const XML_FALSE: &str = "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><boolean>0</boolean></value>\n</param>\n</params>\n</methodResponse>\n";
-    const XML_UID: &str = "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><int>2</int></value>\n</param>\n</params>\n</methodResponse>\n";
-    const XML_FAULT: &str = "<?xml version='1.0'?>\n<methodResponse>\n<fault>\n<value><struct>\n<member>\n<name>faultCode</name>\n<value><int>1</int></value>\n</member>\n<member>\n<name>faultString</name>\n<value><string>Traceback (most recent call last):\n  ... psycopg2.OperationalError: connection to server failed: FATAL:  database \"nope\" does not exist\n</string></value>\n</member>\n</struct></value>\n</fault>\n</methodResponse>\n";
-    const JSON_LOGIN_CALL: &str = r#"{"jsonrpc":"2.0","method":"call","params":{"service":"common","method":"login","args":["demo1","admin","wrong"]},"id":1}"#;
-    const JSON_EXECUTE_CALL: &str = r#"{"jsonrpc":"2.0","method":"call","params":{"service":"object","method":"execute_kw","args":["demo1",2,"pw","res.partner","search",[[]]]},"id":2}"#;
-    const JSON_FALSE: &str = r#"{"jsonrpc": "2.0", "id": 1, "result": false}"#;
-    const JSON_UID: &str = r#"{"jsonrpc": "2.0", "id": 1, "result": 2}"#;
-    const SESSION_DENIED: &str = r#"{"jsonrpc": "2.0", "id": null, "error": {"code": 200, "message": "Odoo Server Error", "data": {"name": "odoo.exceptions.AccessDenied", "debug": "Traceback ...", "message": "Access Denied", "arguments": ["Access Denied"], "context": {}}}}"#;
-    const SESSION_OK: &str = r#"{"jsonrpc": "2.0", "id": null, "result": {"uid": 2, "is_system": true, "is_admin": true, "user_context": {"lang": "en_US", "tz": "Europe/Brussels", "uid": 2}, "db": "demo1", "username": "admin", "partner_id": 3}}"#;
-
-    fn none() -> HeaderMap {
-        HeaderMap::new()
-    }
-
-    #[test]
-    fn routes() {
-        assert_eq!(
-            login_route(&Method::POST, "/web/login"),
-            Some(LoginRoute::WebLogin)
-        );
-        assert_eq!(
-            login_route(&Method::POST, "/web/login/"),
-            Some(LoginRoute::WebLogin)
-        );
-        assert_eq!(
-            login_route(&Method::POST, "/web/login?redirect=%2Fodoo"),
-            Some(LoginRoute::WebLogin)
-        );
-        assert_eq!(
-            login_route(&Method::GET, "/web/login"),
-            None,
-            "showing the form is not an attempt"
-        );
-        assert_eq!(
-            login_route(&Method::POST, "/web/session/authenticate"),
-            Some(LoginRoute::SessionAuthenticate)
-        );
-        assert_eq!(
-            login_route(&Method::POST, "/xmlrpc/2/common"),
-            Some(LoginRoute::XmlRpcCommon)
-        );
-        assert_eq!(
-            login_route(&Method::POST, "/xmlrpc/common"),
-            Some(LoginRoute::XmlRpcCommon)
-        );
-        assert_eq!(login_route(&Method::POST, "/xmlrpc/2/object"), None);
-        assert_eq!(
-            login_route(&Method::POST, "/jsonrpc"),
-            Some(LoginRoute::JsonRpc)
-        );
-        assert_eq!(login_route(&Method::POST, "/web/login_extra"), None);
-    }
-
-    #[test]
-    fn only_authentication_calls_are_logins() {
-        assert!(is_login_call(LoginRoute::WebLogin, b"login=a&password=b"));
-        assert!(is_login_call(
-            LoginRoute::XmlRpcCommon,
-            XML_AUTH_CALL.as_bytes()
-        ));
-        let login = XML_AUTH_CALL.replace(">authenticate<", ">login<");
-        assert!(is_login_call(LoginRoute::XmlRpcCommon, login.as_bytes()));
-        assert!(!is_login_call(
-            LoginRoute::XmlRpcCommon,
-            XML_VERSION_CALL.as_bytes()
-        ));
-        assert!(is_login_call(
-            LoginRoute::JsonRpc,
-            JSON_LOGIN_CALL.as_bytes()
-        ));
-        let auth = JSON_LOGIN_CALL.replace("\"login\"", "\"authenticate\"");
-        assert!(is_login_call(LoginRoute::JsonRpc, auth.as_bytes()));
-        assert!(!is_login_call(
-            LoginRoute::JsonRpc,
-            JSON_EXECUTE_CALL.as_bytes()
-        ));
-        assert!(!is_login_call(LoginRoute::JsonRpc, b"{not json"));
-    }
-
-    #[test]
-    fn web_login_form_outcomes() {
-        let page = b"<html>... <p class=\"alert alert-danger\" role=\"alert\">Wrong login/password</p> ...";
-        assert_eq!(
-            login_outcome(LoginRoute::WebLogin, 200, &none(), page),
-            LoginOutcome::Failure
-        );
-        assert_eq!(
-            login_outcome(LoginRoute::WebLogin, 303, &none(), b""),
-            LoginOutcome::Success
-        );
-        assert_eq!(
-            login_outcome(LoginRoute::WebLogin, 400, &none(), b"Session expired"),
-            LoginOutcome::Unknown
-        );
-        // ensure_db's redirects come before any password check.
-        let location = |l: &str| {
-            let mut h = http::HeaderMap::new();
-            h.insert(http::header::LOCATION, l.parse().unwrap());
-            h
-        };
-        assert_eq!(
-            login_outcome(
-                LoginRoute::WebLogin,
-                302,
-                &location("/web/login?db=demo1"),
-                b""
-            ),
-            LoginOutcome::Unknown
-        );
-        for selector in [
-            "/web/database/selector",
-            "https://erp.example.com/web/database/selector",
-        ] {
-            assert_eq!(
-                login_outcome(LoginRoute::WebLogin, 303, &location(selector), b""),
-                LoginOutcome::Unknown,
-                "{selector}"
-            );
-        }
-        assert_eq!(
-            login_outcome(LoginRoute::WebLogin, 303, &location("/odoo"), b""),
-            LoginOutcome::Success
-        );
-        assert_eq!(
-            login_outcome(LoginRoute::WebLogin, 502, &none(), b""),
-            LoginOutcome::Unknown
-        );
-    }
-
-    #[test]
-    fn session_authenticate_outcomes() {
-        let r = LoginRoute::SessionAuthenticate;
-        assert_eq!(
-            login_outcome(r, 200, &none(), SESSION_DENIED.as_bytes()),
-            LoginOutcome::Failure
-        );
-        assert_eq!(
-            login_outcome(r, 200, &none(), SESSION_OK.as_bytes()),
-            LoginOutcome::Success
-        );
-        assert_eq!(
-            login_outcome(r, 500, &none(), SESSION_DENIED.as_bytes()),
-            LoginOutcome::Unknown
-        );
-    }
-
-    #[test]
-    fn xmlrpc_outcomes() {
-        let r = LoginRoute::XmlRpcCommon;
-        assert_eq!(
-            login_outcome(r, 200, &none(), XML_FALSE.as_bytes()),
-            LoginOutcome::Failure
-        );
-        assert_eq!(
-            login_outcome(r, 200, &none(), XML_FAULT.as_bytes()),
-            LoginOutcome::Failure
-        );
-        assert_eq!(
-            login_outcome(r, 200, &none(), XML_UID.as_bytes()),
-            LoginOutcome::Success
-        );
-        assert_eq!(
-            login_outcome(r, 200, &none(), b"<html>proxy error</html>"),
-            LoginOutcome::Unknown
-        );
-        let mut gz = HeaderMap::new();
-        gz.insert(http::header::CONTENT_ENCODING, "gzip".parse().unwrap());
-        assert_eq!(
-            login_outcome(r, 200, &gz, XML_FALSE.as_bytes()),
-            LoginOutcome::Unknown
-        );
-    }
-
-    #[test]
-    fn jsonrpc_outcomes() {
-        let r = LoginRoute::JsonRpc;
-        assert_eq!(
-            login_outcome(r, 200, &none(), JSON_FALSE.as_bytes()),
-            LoginOutcome::Failure
-        );
-        assert_eq!(
-            login_outcome(r, 200, &none(), SESSION_DENIED.as_bytes()),
-            LoginOutcome::Failure
-        );
-        assert_eq!(
-            login_outcome(r, 200, &none(), JSON_UID.as_bytes()),
-            LoginOutcome::Success
-        );
-        assert_eq!(
-            login_outcome(r, 200, &none(), b"garbage"),
-            LoginOutcome::Unknown
-        );
+fn trimmed(path: &str) -> &str {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
     }
 }

@@ -42,6 +42,7 @@
 
 mod addr;
 mod admin;
+mod attempt;
 mod ban_log;
 mod bans;
 mod classify;
@@ -51,7 +52,10 @@ mod failures;
 mod follow;
 mod limits;
 mod metrics;
+mod outcome;
+mod proven;
 mod proxy_protocol;
+pub mod rpc;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -65,9 +69,12 @@ use rampart_config::rfc3339;
 pub use addr::canonical_ip;
 pub use ban_log::BAN_LOG_FILE;
 pub use bans::{BanInfo, MAX_BAN};
+pub use attempt::{LoginAttempt, Refused};
 pub use classify::{
-    LoginOutcome, LoginRoute, is_login_call, login_outcome, login_route, rpc_access_denied,
+    AnswerRead, Decision, LoginRoute, answer_read, classify, is_login_call, login_route,
+    reads_body,
 };
+pub use outcome::{LoginOutcome, login_outcome, rpc_access_denied};
 pub use config::{GuardConfig, LoginFailuresConfig, LoginRateConfig, RateConfig};
 pub use follow::login_failure_addr;
 pub use proxy_protocol::{ProxyHeader, parse_proxy_header};
@@ -78,6 +85,7 @@ use bans::BanTable;
 use failures::{Begin, Failures};
 use limits::Limiter;
 use metrics::Metrics;
+use proven::Proven;
 
 /// What the guard says about a request before routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +156,7 @@ struct Core {
     failures: Failures,
     metrics: Metrics,
     ban_log: BanLog,
+    proven: Proven,
 }
 
 pub struct Guard {
@@ -179,6 +188,7 @@ impl Guard {
             failures: Failures::new(caps.clients),
             metrics,
             ban_log: BanLog::new(state_dir.join(BAN_LOG_FILE)),
+            proven: Proven::new(caps.proven),
         });
         Ok(Arc::new(Guard {
             core,
@@ -267,46 +277,64 @@ impl Guard {
     }
 
     /// A login attempt about to be sent to Odoo, or None: the edge answers
-    /// 403 without touching Odoo. Attempts in flight count against
-    /// `login_failures.max`, so of any burst at most `max` reach Odoo.
+    /// 403 without touching Odoo. The same as [`Guard::begin_check`] for
+    /// the login form.
+    pub fn begin_login(&self, client: IpAddr) -> Option<LoginAttempt> {
+        self.begin_check(client, LoginRoute::WebLogin, None).ok()
+    }
+
+    /// A secret check (a login, a 2FA code, an `object` call's password,
+    /// the master password, an API key) about to be sent to Odoo, or the
+    /// reason to refuse it without touching Odoo. Checks in flight count
+    /// against `login_failures.max`, so of any burst at most `max` reach
+    /// Odoo.
     ///
     /// Refusing and banning are separate on purpose: the attempt that would
     /// exceed the threshold counting in-flight ones is refused, and the ban
     /// falls when confirmed failures reach `max` (at once if they already
     /// have). So a burst of concurrent *successful* logins is never banned,
     /// and a burst of failures is banned as soon as its failures come back.
-    pub fn begin_login(&self, client: IpAddr) -> Option<LoginAttempt> {
+    ///
+    /// `proof`: credentials that, proven right from this client within
+    /// [`proven::PROVEN_FOR`], skip the slot (a refusal still counts).
+    pub fn begin_check(
+        &self,
+        client: IpAddr,
+        route: LoginRoute,
+        proof: Option<rpc::Credential>,
+    ) -> Result<LoginAttempt, Refused> {
         let client = canonical_ip(client);
         let cfg = self.core.cfg();
+        let key = client_key(client);
+        let digest = proof.map(|p| self.core.proven.digest(key, &p));
         if is_allowed(&cfg, client) {
-            return Some(LoginAttempt {
-                core: self.core.clone(),
-                client,
-                key: None,
-            });
+            return Ok(LoginAttempt::new(&self.core, client, None, false, route, digest));
         }
         if self.core.banned_until(client).is_some() {
             self.core.metrics.logins_refused.inc();
-            return None;
+            return Err(Refused::Banned);
         }
-        let key = client_key(client);
+        let now = Instant::now();
+        if let Some(d) = &digest
+            && self.core.proven.contains(d, now)
+        {
+            return Ok(LoginAttempt::new(&self.core, client, Some(key), false, route, digest));
+        }
         let lf = &cfg.login_failures;
         match self
             .core
             .failures
-            .begin(key, Instant::now(), lf.max.get(), lf.within.get())
+            .begin(key, now, lf.max.get(), lf.within.get())
         {
-            Begin::Go => Some(LoginAttempt {
-                core: self.core.clone(),
-                client,
-                key: Some(key),
-            }),
+            Begin::Go => Ok(LoginAttempt::new(&self.core, client, Some(key), true, route, digest)),
             Begin::Refuse { failures } => {
                 self.core.metrics.logins_refused.inc();
                 if failures >= lf.max.get() {
                     self.core.auto_ban(key, failures);
+                    Err(Refused::Banned)
+                } else {
+                    Err(Refused::Busy)
                 }
-                None
             }
         }
     }
@@ -358,18 +386,10 @@ impl Guard {
         self.core
             .failures
             .prune(Instant::now(), self.core.cfg().login_failures.within.get());
+        self.core.proven.prune(Instant::now());
         if let Err(e) = self.core.bans.flush() {
             tracing::error!(target: "rampart::guard", "cannot save the ban table: {e}");
         }
-    }
-
-    /// An RPC call Odoo refused for a wrong password (`execute_kw` on the
-    /// `object` service checks the password on every call and logs nothing,
-    /// so neither Odoo's cooldown nor fail2ban sees a brute force there).
-    /// Counted like a failed login, without a slot: integrations make
-    /// many such calls at once.
-    pub fn rpc_denied(&self, client: IpAddr) {
-        self.core.rpc_failure(client);
     }
 
     /// Writes pending ban changes now. Call at shutdown (also done on drop).
@@ -526,7 +546,8 @@ impl Core {
         self.count_failure(addr, Failures::log_failure);
     }
 
-    /// A wrong password on an RPC call that is not a login.
+    /// A refusal of a check that held no slot (proven credentials that
+    /// stopped working).
     fn rpc_failure(&self, addr: IpAddr) {
         self.count_failure(addr, Failures::rpc_failure);
     }
@@ -610,6 +631,7 @@ struct Caps {
     rate_keys: usize,
     clients: usize,
     bans: usize,
+    proven: usize,
 }
 
 impl Default for Caps {
@@ -618,45 +640,7 @@ impl Default for Caps {
             rate_keys: limits::DEFAULT_MAX_KEYS,
             clients: failures::DEFAULT_MAX_CLIENTS,
             bans: bans::DEFAULT_MAX_RECORDS,
-        }
-    }
-}
-
-/// A login attempt holding a slot until it is finished or dropped.
-pub struct LoginAttempt {
-    core: Arc<Core>,
-    client: IpAddr,
-    /// None for `allow`ed clients: not counted.
-    key: Option<IpNet>,
-}
-
-impl LoginAttempt {
-    /// The address this attempt is counted for.
-    pub fn client(&self) -> IpAddr {
-        self.client
-    }
-
-    /// Reports how the attempt ended. A success clears the client's failures.
-    pub fn finish(mut self, outcome: LoginOutcome) {
-        let Some(key) = self.key.take() else { return };
-        let core = &self.core;
-        match outcome {
-            LoginOutcome::Success => core.failures.finish_success(key),
-            LoginOutcome::Failure => {
-                let within = core.cfg().login_failures.within.get();
-                let count = core.failures.finish_failure(key, Instant::now(), within);
-                core.record_failure(key, count);
-            }
-            LoginOutcome::Unknown => core.failures.release(key),
-        }
-    }
-}
-
-impl Drop for LoginAttempt {
-    fn drop(&mut self) {
-        // Dropped without finish: the outcome is unknown, free the slot.
-        if let Some(key) = self.key.take() {
-            self.core.failures.release(key);
+            proven: proven::DEFAULT_MAX_PROVEN,
         }
     }
 }

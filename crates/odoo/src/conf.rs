@@ -7,14 +7,18 @@
 //!
 //! The syntax is Python's `configparser` as Odoo uses it: `[section]`
 //! headers, `key = value` or `key: value`, full-line comments starting with
-//! `#` or `;`, indented continuation lines, keys case-insensitive. Odoo reads
-//! the `[options]` section.
+//! `#` or `;`, continuation lines indented deeper than their key (blank
+//! lines inside a value kept), keys case-insensitive, section names as
+//! written. Odoo reads the `[options]` section and `[DEFAULT]`.
+//! `tests/conf_differential.rs` checks agreement with Python's configparser.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The section Odoo reads its settings from.
 pub const OPTIONS: &str = "options";
+/// configparser's defaults, read as part of every section (so of `[options]`).
+const DEFAULT: &str = "DEFAULT";
 
 /// A malformed odoo.conf: the file, the line, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,31 +107,60 @@ impl OdooConf {
         let mut section: Option<String> = None;
         let mut seen_keys: std::collections::HashMap<(String, String), usize> = Default::default();
         let mut seen_sections: std::collections::HashMap<String, usize> = Default::default();
+        // configparser's state: the entry a deeper-indented line continues,
+        // the indentation of the last section or key line, and the blank
+        // lines seen since that entry's last line (kept in its value when
+        // a continuation follows).
+        let mut current: Option<usize> = None;
+        let mut indent_level = 0usize;
+        let mut blanks = 0usize;
         for (i, raw) in text.lines().enumerate() {
             let n = i + 1;
             let trimmed = raw.trim();
-            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+            let comment = trimmed.starts_with('#') || trimmed.starts_with(';');
+            if trimmed.is_empty() || comment {
+                // A blank line inside a value is part of it; a comment is not.
+                if !comment && current.is_some() {
+                    blanks += 1;
+                }
                 lines.push(Line::Other(raw.to_string()));
                 continue;
             }
-            // configparser: an indented line continues the previous value.
-            if raw.starts_with([' ', '\t'])
-                && let Some(Line::Entry { raw: r, value, .. }) = lines.last_mut()
+            let indent = raw.len() - raw.trim_start().len();
+            if let Some(at) = current
+                && indent > indent_level
             {
-                r.push(raw.to_string());
-                value.push('\n');
-                value.push_str(trimmed);
+                // Lines between the entry and here (blanks, comments) are now its own.
+                let between: Vec<String> = lines
+                    .drain(at + 1..)
+                    .map(|l| match l {
+                        Line::Other(r) => r,
+                        _ => unreachable!("only blanks and comments follow the current entry"),
+                    })
+                    .collect();
+                if let Line::Entry { raw: r, value, .. } = &mut lines[at] {
+                    r.extend(between);
+                    r.push(raw.to_string());
+                    for _ in 0..=blanks {
+                        value.push('\n');
+                    }
+                    value.push_str(trimmed);
+                }
+                blanks = 0;
                 continue;
             }
-            if let Some(rest) = trimmed.strip_prefix('[') {
-                let Some(name) = rest.strip_suffix(']') else {
-                    return Err(err(
-                        n,
-                        format!("section header {trimmed:?} lacks its closing ']'"),
-                    ));
-                };
-                let name = name.trim().to_string();
-                if let Some(first) = seen_sections.insert(name.clone(), n) {
+            indent_level = indent;
+            blanks = 0;
+            // configparser's `\[(?P<header>.+)\]`: up to the last ']', not trimmed.
+            if let Some(rest) = trimmed.strip_prefix('[')
+                && let Some(close) = rest.rfind(']')
+                && close > 0
+            {
+                let name = rest[..close].to_string();
+                current = None;
+                if name != DEFAULT
+                    && let Some(first) = seen_sections.insert(name.clone(), n)
+                {
                     return Err(err(
                         n,
                         format!(
@@ -142,6 +175,14 @@ impl OdooConf {
                 });
                 continue;
             }
+            let Some(sec) = section.clone() else {
+                return Err(err(
+                    n,
+                    format!(
+                        "{trimmed:?} comes before any section header; Odoo reads keys under [options]"
+                    ),
+                ));
+            };
             let Some(pos) = trimmed.find(['=', ':']) else {
                 return Err(err(
                     n,
@@ -152,15 +193,7 @@ impl OdooConf {
             if key.is_empty() {
                 return Err(err(n, "a value without a key".into()));
             }
-            let Some(sec) = section.clone() else {
-                return Err(err(
-                    n,
-                    format!(
-                        "{key:?} comes before any section header; Odoo reads keys under [options]"
-                    ),
-                ));
-            };
-            let key = key.to_ascii_lowercase();
+            let key = key.to_lowercase();
             // Odoo's RawConfigParser is strict: a repeated key stops Odoo.
             if let Some(first) = seen_keys.insert((sec.clone(), key.clone()), n) {
                 return Err(err(
@@ -170,6 +203,7 @@ impl OdooConf {
                     ),
                 ));
             }
+            current = Some(lines.len());
             lines.push(Line::Entry {
                 raw: vec![raw.to_string()],
                 section: sec,
@@ -188,12 +222,12 @@ impl OdooConf {
         &self.path
     }
 
-    /// The value of `key` in `[options]` with its line; the last one wins,
-    /// as in configparser.
+    /// The value of `key` in `[options]` with its line; a key of
+    /// `[DEFAULT]` counts when `[options]` does not set it, as in configparser.
     pub fn get(&self, key: &str) -> Option<Value<'_>> {
-        let key = key.to_ascii_lowercase();
+        let key = key.to_lowercase();
         let mut line_no = 0;
-        let mut found = None;
+        let (mut found, mut default) = (None, None);
         for l in &self.lines {
             line_no += 1;
             if let Line::Entry {
@@ -203,16 +237,28 @@ impl OdooConf {
                 value,
             } = l
             {
-                if section == OPTIONS && *k == key {
-                    found = Some(Value {
+                if *k == key {
+                    let v = Some(Value {
                         value: value.as_str(),
                         line: line_no,
                     });
+                    if section == OPTIONS {
+                        found = v;
+                    } else if section == DEFAULT {
+                        default = v;
+                    }
                 }
                 line_no += raw.len() - 1;
             }
         }
-        found
+        // Without an [options] section Odoo reads nothing, defaults included.
+        found.or(default.filter(|_| self.has_options()))
+    }
+
+    fn has_options(&self) -> bool {
+        self.lines
+            .iter()
+            .any(|l| matches!(l, Line::Section { name, .. } if name == OPTIONS))
     }
 
     /// Odoo's reading of a boolean: `True`/`true`/`1`-like words are true;
@@ -221,23 +267,40 @@ impl OdooConf {
         self.get(key).map(|v| parse_bool(v.value))
     }
 
-    /// Every `(key, value)` of `[options]`, in file order.
+    /// Every `(key, value)` Odoo reads from `[options]`: configparser's
+    /// `items("options")`, the `[DEFAULT]` keys first (overridden by
+    /// `[options]`), then the others in file order.
     pub fn options(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.lines.iter().filter_map(|l| match l {
-            Line::Entry {
-                section,
-                key,
-                value,
-                ..
-            } if section == OPTIONS => Some((key.as_str(), value.as_str())),
-            _ => None,
-        })
+        let entries = |want: &'static str| {
+            self.lines.iter().filter_map(move |l| match l {
+                Line::Entry {
+                    section,
+                    key,
+                    value,
+                    ..
+                } if section == want => Some((key.as_str(), value.as_str())),
+                _ => None,
+            })
+        };
+        // Without an [options] section Odoo reads nothing, defaults included.
+        let mut out: Vec<(&str, &str)> = if self.has_options() {
+            entries(DEFAULT).collect()
+        } else {
+            Vec::new()
+        };
+        for (k, v) in entries(OPTIONS) {
+            match out.iter_mut().find(|(dk, _)| *dk == k) {
+                Some(slot) => slot.1 = v,
+                None => out.push((k, v)),
+            }
+        }
+        out.into_iter()
     }
 
     /// Sets `key` in `[options]`: rewrites its line in place (keeping how the
     /// key was spelt), or adds it after the last entry of `[options]`.
     pub fn set(&mut self, key: &str, value: &str) {
-        let lower = key.to_ascii_lowercase();
+        let lower = key.to_lowercase();
         let existing = self.lines.iter().rposition(
             |l| matches!(l, Line::Entry { section, key: k, .. } if section == OPTIONS && *k == lower),
         );
@@ -282,12 +345,13 @@ impl OdooConf {
         }
     }
 
-    /// Removes every `key` line from `[options]`; true when one was there.
+    /// Removes every `key` line from `[options]` (and `[DEFAULT]`, which
+    /// would show through); true when one was there.
     pub fn remove(&mut self, key: &str) -> bool {
-        let lower = key.to_ascii_lowercase();
+        let lower = key.to_lowercase();
         let before = self.lines.len();
         self.lines.retain(
-            |l| !matches!(l, Line::Entry { section, key: k, .. } if section == OPTIONS && *k == lower),
+            |l| !matches!(l, Line::Entry { section, key: k, .. } if (section == OPTIONS || section == DEFAULT) && *k == lower),
         );
         before != self.lines.len()
     }

@@ -100,3 +100,226 @@ async fn wrong_passwords_on_execute_kw_lead_to_a_ban() {
     assert!(bans.text().contains("127.0.0.1"), "{}", bans.text());
     assert!(bans.text().contains("3 failed logins"), "{}", bans.text());
 }
+
+// ---- issue 9: bodies read as Odoo reads them ------------------------------
+
+async fn start_with(fixture: &OdooFixture, max: u32, site_extra: &str) -> Rampart {
+    Rampart::start(Setup {
+        sites: vec![Site::new(HOST, fixture).extra(site_extra)],
+        listen: format!(
+            "\n[guard]\nrate = {{ per_second = 5000, burst = 5000 }}\n\
+             login_rate = {{ per_minute = 60000, burst = 5000 }}\n\
+             login_failures = {{ max = {max}, within = \"60s\", ban = \"15m\" }}\n"
+        ),
+        ..Setup::default()
+    })
+    .await
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+}
+
+fn xml_authenticate(method_element: &str, password: &str) -> String {
+    format!(
+        "<?xml version='1.0'?>\n<methodCall>\n{method_element}\n<params>\n\
+         <param><value><string>demo1</string></value></param>\n\
+         <param><value><string>admin</string></value></param>\n\
+         <param><value><string>{password}</string></value></param>\n\
+         <param><value><struct></struct></value></param>\n</params>\n</methodCall>\n"
+    )
+}
+
+fn utf16le_with_bom(text: &str) -> Vec<u8> {
+    let mut out = b"\xFF\xFE".to_vec();
+    out.extend(text.encode_utf16().flat_map(|u| u.to_le_bytes()));
+    out
+}
+
+/// Each spelling that walked past the substring reader against real Odoo
+/// 18 is now a counted login attempt, and they add up to a ban.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_spellings_python_reads_are_counted_and_banned() {
+    let fixture = OdooFixture::start().await;
+    let spellings: Vec<(&str, &str, Vec<u8>)> = vec![
+        // (The fixture reads bodies with a substring search too: a comment
+        // naming a method it does not know makes it answer a fault.)
+        ("comment", "/xmlrpc/2/common", xml_authenticate("<!-- <methodName>nope</methodName> --><methodName>authenticate</methodName>", "g1").into_bytes()),
+        ("split by a comment", "/xmlrpc/2/common", xml_authenticate("<methodName>auth<!-- x -->enticate</methodName>", "g1b").into_bytes()),
+        ("character reference", "/xmlrpc/2/common", xml_authenticate("<methodName>&#97;uthenticate</methodName>", "g2").into_bytes()),
+        ("CDATA", "/xmlrpc/2/common", xml_authenticate("<methodName><![CDATA[authenticate]]></methodName>", "g3").into_bytes()),
+        ("whitespace in tags", "/xmlrpc/common", xml_authenticate("<methodName >login</methodName\n>", "g4").into_bytes()),
+        ("UTF-16", "/xmlrpc/2/common", utf16le_with_bom(&xml_authenticate("<methodName>authenticate</methodName>", "g5").replace("<?xml version='1.0'?>", "<?xml version='1.0' encoding='UTF-16'?>"))),
+        ("JSON pairs", "/jsonrpc", br#"{"jsonrpc":"2.0","method":"call","id":1,"params":[["service","common"],["method","login"],["args",["demo1","admin","g6"]]]}"#.to_vec()),
+        ("JSON 2-key objects", "/jsonrpc", br#"{"jsonrpc":"2.0","method":"call","id":1,"params":[{"service":0,"common":1},{"method":0,"login":1},["args",["demo1","admin","g7"]]]}"#.to_vec()),
+    ];
+    let max = spellings.len() as u32;
+    let r = start_with(&fixture, max, "").await;
+    for (i, (what, path, body)) in spellings.into_iter().enumerate() {
+        let ct = if path == "/jsonrpc" { "application/json" } else { "text/xml" };
+        let res = r
+            .client
+            .request("POST", &r.url(HOST, path), &[("content-type", ct)], body)
+            .await;
+        assert_eq!(res.status, 200, "{what}: {}", res.text());
+        let failures = metric(&r.metrics().await, "rampart_guard_login_failures_total");
+        assert_eq!(failures, (i + 1) as f64, "{what} was not counted as a failed login");
+    }
+    let seen = fixture.count("/xmlrpc") + fixture.count("/jsonrpc");
+    let res = r
+        .client
+        .request("POST", &r.url(HOST, "/xmlrpc/2/common"), &[("content-type", "text/xml")], xml_authenticate("<methodName>authenticate</methodName>", "g8").into_bytes())
+        .await;
+    assert_eq!(res.status, 403, "banned after {max} failures");
+    assert_eq!(fixture.count("/xmlrpc") + fixture.count("/jsonrpc"), seen);
+    assert!(r.admin_get("/v1/bans").await.text().contains("127.0.0.1"));
+}
+
+/// `params` as pairs (and the other shapes `dict()` takes) reach the `db`
+/// service for Odoo: refused before the fixture sees them, as are bodies
+/// Python reads but serde_json cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_service_in_any_params_shape_never_reaches_odoo() {
+    let fixture = OdooFixture::start().await;
+    let r = start_with(&fixture, 10, "").await;
+    for body in [
+        r#"{"jsonrpc":"2.0","method":"call","id":1,"params":[["service","db"],["method","list"],["args",[]]]}"#,
+        r#"{"jsonrpc":"2.0","method":"call","id":1,"params":[{"service":1,"db":2},{"method":1,"list":2},["args",[]]]}"#,
+        r#"{"jsonrpc":"2.0","method":"call","id":1,"params":{"service":"common","method":"list","args":[],"service":"db"}}"#,
+        r#"{"jsonrpc":"2.0","method":"call","id":1,"params":[["service","\u0064b"],["method","list"],["args",[]]]}"#,
+        r#"{"jsonrpc":"2.0","method":"call","id":1,"x":NaN,"params":[["service","db"],["method","list"],["args",[]]]}"#,
+        r#"{"jsonrpc":"2.0","method":"call","id":1,"params":[["service","db"],["method","dump"],["args",["guess","demo1","zip"]]]}"#,
+    ] {
+        let res = r
+            .client
+            .request("POST", &r.url(HOST, "/jsonrpc"), &[("content-type", "application/json")], body.as_bytes().to_vec())
+            .await;
+        assert_eq!(res.status, 403, "{body}: {}", res.text());
+    }
+    assert_eq!(fixture.count("/jsonrpc"), 0, "the db service was reached");
+    // Other services still pass.
+    let version = r#"{"jsonrpc":"2.0","method":"call","id":1,"params":[["service","common"],["method","version"],["args",[]]]}"#;
+    let res = r
+        .client
+        .request("POST", &r.url(HOST, "/jsonrpc"), &[("content-type", "application/json")], version.as_bytes().to_vec())
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+}
+
+/// A burst of concurrent wrong `execute_kw` calls: each takes a slot of
+/// the login budget before it is forwarded, so at most `max` password
+/// checks reach Odoo; the right password, once proven, is not throttled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_wrong_execute_kw_put_at_most_max_checks_before_odoo() {
+    const MAX: u32 = 10;
+    const BURST: usize = 100;
+    let fixture = OdooFixture::start().await;
+    let r = start_with(&fixture, MAX, "").await;
+    let client = std::sync::Arc::new(rampart_testkit::TestClient::new(&r.ca_path()));
+    let url = r.url(HOST, "/xmlrpc/2/object");
+
+    // An integration: one call proves the password, then a burst passes.
+    assert_eq!(post(&r, "/xmlrpc/2/object", "text/xml", xml_execute_kw("admin")).await, 200);
+    let good = burst(&client, &url, xml_execute_kw("admin"), BURST).await;
+    assert!(good.iter().all(|s| *s == 200), "good password throttled: {good:?}");
+    let before = fixture.count("/xmlrpc/2/object");
+
+    let statuses = burst(&client, &url, xml_execute_kw("guess"), BURST).await;
+    let reached = fixture.count("/xmlrpc/2/object") - before;
+    assert!(
+        (1..=MAX as usize).contains(&reached),
+        "{reached} password checks reached Odoo (max {MAX}); answers {statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), reached);
+    assert!(statuses.iter().all(|s| [200, 403, 429].contains(s)), "{statuses:?}");
+    let bans = r.admin_get("/v1/bans").await.text();
+    assert!(bans.contains("127.0.0.1"), "{bans}");
+}
+
+async fn burst(
+    client: &std::sync::Arc<rampart_testkit::TestClient>,
+    url: &str,
+    body: Vec<u8>,
+    n: usize,
+) -> Vec<u16> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, url, body) = (client.clone(), url.to_string(), body.clone());
+            tokio::spawn(async move {
+                client
+                    .request("POST", &url, &[("content-type", "text/xml")], body)
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.expect("client task"));
+    }
+    out
+}
+
+/// 2FA codes on /web/login/totp are login attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totp_codes_are_counted_and_banned() {
+    let fixture = OdooFixture::start().await;
+    let r = start_with(&fixture, 3, "").await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    for code in ["000000", "111111", "222222"] {
+        let res = r
+            .client
+            .request("POST", &r.url(HOST, "/web/login/totp"), &form, format!("totp_token={code}").into_bytes())
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+    let seen = fixture.count("/web/login/totp");
+    let res = r
+        .client
+        .request("POST", &r.url(HOST, "/web/login/totp"), &form, b"totp_token=424242".to_vec())
+        .await;
+    assert_eq!(res.status, 403, "banned after three wrong codes");
+    assert_eq!(fixture.count("/web/login/totp"), seen);
+}
+
+/// Master-password guesses from allow-listed clients (the database
+/// manager's forms and the `db` service) and wrong API keys on Odoo 19's
+/// /json/2 are counted like failed logins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_password_and_api_key_guesses_are_counted() {
+    let fixture = OdooFixture::start().await;
+    let r = start_with(&fixture, 3, "[site.database_manager]\nallow = [\"127.0.0.1/32\"]").await;
+    let res = r
+        .client
+        .request(
+            "POST",
+            &r.url(HOST, "/web/database/drop"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"master_pwd=guess&name=demo1".to_vec(),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    assert!(res.text().contains("Access Denied"));
+    let body = r#"{"jsonrpc":"2.0","method":"call","id":1,"params":{"service":"db","method":"dump","args":["guess2","demo1","zip"]}}"#;
+    let res = r
+        .client
+        .request("POST", &r.url(HOST, "/jsonrpc"), &[("content-type", "application/json")], body.as_bytes().to_vec())
+        .await;
+    assert_eq!(res.status, 200);
+    let res = r
+        .client
+        .request("POST", &r.url(HOST, "/json/2/res.partner/search"), &[("content-type", "application/json"), ("authorization", "bearer guess3")], b"{}".to_vec())
+        .await;
+    assert_eq!(res.status, 401);
+    let failures = metric(&r.metrics().await, "rampart_guard_login_failures_total");
+    assert_eq!(failures, 3.0);
+    let res = r
+        .client
+        .request("POST", &r.url(HOST, "/web/database/drop"), &[("content-type", "application/x-www-form-urlencoded")], b"master_pwd=guess4&name=demo1".to_vec())
+        .await;
+    assert_eq!(res.status, 403, "banned after three guesses");
+}

@@ -10,7 +10,8 @@ pub enum Route {
     /// XML-RPC `db` service (`/xmlrpc/db`, `/xmlrpc/2/db`): the same
     /// powers as the manager, without a screen.
     DatabaseRpc,
-    /// `/jsonrpc`: may carry the `db` service; the body decides.
+    /// `/jsonrpc`: may carry the `db` service; the body decides
+    /// (`rampart_guard::classify`, with the one RPC reader).
     JsonRpc,
     /// `/websocket` (16+): Odoo's evented worker, as a websocket.
     Websocket,
@@ -68,33 +69,6 @@ pub fn route(p: &CanonicalPath) -> Route {
     Route::Odoo
 }
 
-/// The service a `/jsonrpc` call names (`params.service`), if it parses.
-pub fn jsonrpc_service(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    v.get("params")?
-        .get("service")?
-        .as_str()
-        .map(str::to_string)
-}
-
-/// Whether a `/jsonrpc` body calls the `db` service. Odoo dispatches on
-/// `params.service` after Python's `json.loads`, which takes the last of
-/// duplicate keys (as `serde_json::Value` does) but also accepts what
-/// serde_json refuses: `NaN`, `Infinity`, numbers out of f64 range. A body
-/// we cannot read could be one Odoo reads, with the service name hidden
-/// in `\u` escapes, so it counts as a db call: legitimate clients send
-/// JSON both parsers agree on.
-pub fn jsonrpc_is_db_service(body: &[u8]) -> bool {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(v) => v
-            .get("params")
-            .and_then(|p| p.get("service"))
-            .and_then(|s| s.as_str())
-            .is_some_and(|s| s.trim().eq_ignore_ascii_case("db")),
-        Err(_) => true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::normalize::canonical_path;
@@ -125,29 +99,5 @@ mod tests {
         assert_eq!(r("/web/static/"), Route::Odoo);
         assert_eq!(r("/web/login"), Route::Odoo);
         assert_eq!(r("/odoo"), Route::Odoo);
-    }
-
-    #[test]
-    fn jsonrpc_db_service() {
-        assert!(jsonrpc_is_db_service(br#"{"jsonrpc":"2.0","method":"call","params":{"service":"db","method":"drop","args":["x","y"]}}"#));
-        assert!(jsonrpc_is_db_service(br#"{"params":{"service":" DB "}}"#));
-        assert!(!jsonrpc_is_db_service(
-            br#"{"params":{"service":"common","method":"login","args":["db","a","b"]}}"#
-        ));
-        assert!(jsonrpc_is_db_service(br#"{"params":{"service":"db""#));
-        // Python's json accepts these; serde_json does not.
-        assert!(jsonrpc_is_db_service(
-            br#"{"params":{"service":"\u0064b","x":NaN}}"#
-        ));
-        assert!(jsonrpc_is_db_service(
-            br#"{"params":{"service":"\u0064b","x":1e400}}"#
-        ));
-        // The last duplicate wins, as in Python.
-        assert!(jsonrpc_is_db_service(
-            br#"{"params":{"service":"common"},"params":{"service":"\u0064b"}}"#
-        ));
-        assert!(!jsonrpc_is_db_service(
-            br#"{"params":{"service":"db"},"params":{"service":"common"}}"#
-        ));
     }
 }

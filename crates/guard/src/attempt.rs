@@ -1,0 +1,109 @@
+//! A secret check in flight: it holds a slot of the client's login budget
+//! until its outcome is known, and reports that outcome.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ipnet::IpNet;
+
+use crate::classify::LoginRoute;
+use crate::outcome::LoginOutcome;
+use crate::proven::Digest;
+use crate::Core;
+
+/// Why [`crate::Guard::begin_check`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Banned, or confirmed failures reached `login_failures.max`: 403.
+    Banned,
+    /// Checks in flight fill the budget (no verdict yet): 429, retry soon.
+    Busy,
+}
+
+/// A check holding a slot until it is finished or dropped.
+pub struct LoginAttempt {
+    core: Arc<Core>,
+    client: IpAddr,
+    /// None for `allow`ed clients: not counted.
+    key: Option<IpNet>,
+    /// Whether a slot is held (proven credentials skip it).
+    slot: bool,
+    route: LoginRoute,
+    proof: Option<Digest>,
+}
+
+impl LoginAttempt {
+    pub(crate) fn new(
+        core: &Arc<Core>,
+        client: IpAddr,
+        key: Option<IpNet>,
+        slot: bool,
+        route: LoginRoute,
+        proof: Option<Digest>,
+    ) -> LoginAttempt {
+        LoginAttempt {
+            core: core.clone(),
+            client,
+            key,
+            slot,
+            route,
+            proof,
+        }
+    }
+
+    /// The address this attempt is counted for.
+    pub fn client(&self) -> IpAddr {
+        self.client
+    }
+
+    /// The kind of check, which says how to read its outcome.
+    pub fn route(&self) -> LoginRoute {
+        self.route
+    }
+
+    /// Whether it holds a slot of the budget (false for proven
+    /// credentials and `allow`ed clients).
+    pub fn holds_slot(&self) -> bool {
+        self.slot && self.key.is_some()
+    }
+
+    /// Reports how the check ended. A login's success clears the client's
+    /// failures; any success marks its credentials as proven.
+    pub fn finish(mut self, outcome: LoginOutcome) {
+        let core = self.core.clone();
+        let now = Instant::now();
+        match (outcome, &self.proof) {
+            (LoginOutcome::Success, Some(d)) => core.proven.insert(*d, now),
+            (LoginOutcome::Failure, Some(d)) => core.proven.remove(d),
+            _ => {}
+        }
+        let Some(key) = self.key.take() else { return };
+        if !self.slot {
+            if outcome == LoginOutcome::Failure {
+                core.rpc_failure(self.client);
+            }
+            return;
+        }
+        match outcome {
+            LoginOutcome::Success if self.route.is_login() => core.failures.finish_success(key),
+            LoginOutcome::Success | LoginOutcome::Unknown => core.failures.release(key),
+            LoginOutcome::Failure => {
+                let within = core.cfg().login_failures.within.get();
+                let count = core.failures.finish_failure(key, now, within);
+                core.record_failure(key, count);
+            }
+        }
+    }
+}
+
+impl Drop for LoginAttempt {
+    fn drop(&mut self) {
+        // Dropped without finish: the outcome is unknown, free the slot.
+        if let Some(key) = self.key.take()
+            && self.slot
+        {
+            self.core.failures.release(key);
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! How a secret check ended, read from Odoo's answer (see ODOO-FACTS.md,
+//! "Login"). The answers are Odoo's own, in fixed shapes; where a client's
+//! text could appear in them (the JSON-RPC `id` comes first), they are
+//! parsed, not searched, before a success is believed: a success marks the
+//! credentials as proven and lets later calls skip the slot.
+
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+
+use crate::classify::LoginRoute;
+
+/// How a login attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Success,
+    Failure,
+    /// Not a password verdict (an error page, an unreadable body): neither
+    /// counts against the client nor clears its failures.
+    Unknown,
+}
+
+/// Whether a redirect goes to /web/database/* (absolute or relative Location).
+fn to_database_pages(headers: &http::HeaderMap) -> bool {
+    let Some(location) = headers
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let path = match location.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => location,
+    };
+    path.to_ascii_lowercase().starts_with("/web/database/")
+}
+
+/// Whether a redirect goes back to the login form (the 2FA form without a
+/// pending password step).
+fn to_login_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|l| match l.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => l,
+        })
+        .is_some_and(|p| {
+            let p = p.split(['?', '#']).next().unwrap_or(p);
+            p.eq_ignore_ascii_case("/web/login")
+        })
+}
+
+fn is_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"))
+}
+
+/// Whether the start of an RPC answer is Odoo refusing the password:
+/// XML-RPC fault code 3 ("Access Denied"), or a JSON-RPC error naming
+/// `odoo.exceptions.AccessDenied`. The fault comes first in the body, so
+/// the first few KiB of an answer are enough.
+pub fn rpc_access_denied(prefix: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(prefix);
+    if text.contains("<fault>") {
+        return text.contains("Access Denied") || text.contains("AccessDenied");
+    }
+    text.contains("odoo.exceptions.AccessDenied")
+}
+
+/// The outcome of a secret check from the proxied response (for
+/// [`crate::AnswerRead::Prefix`] kinds, `body` is the first few KiB).
+///
+/// - `/web/login`: 303 (redirect into the app) = success; 200 (the form again,
+///   "Wrong login/password" or Odoo's own cooldown message) = failure. Odoo's
+///   `ensure_db` also redirects before any password is checked: 302 to the
+///   same URL (a `?db=` on a new session, or a switch of database) and 303
+///   to /web/database/selector (no database found). Those are Unknown: as
+///   successes they would clear the failures, and an attacker could send one
+///   between guesses to never reach `max`.
+/// - `/web/login/totp`: the same, and 303 back to /web/login (no password
+///   step pending) is Unknown.
+/// - `/web/session/authenticate`: 200 with `"error"` = failure, `"result"` = success.
+/// - XML-RPC login: `<boolean>0</boolean>` or a `<fault>` = failure, an int uid = success.
+/// - JSON-RPC login: `"result": false` or `"error"` = failure, an int uid = success.
+/// - Other RPC checks: Odoo's AccessDenied = failure, a result = success.
+/// - Uncertain RPC bodies: only a refusal is believed.
+/// - Database forms: 303 = success, the page again saying "Access Denied" = failure.
+/// - `/json/2`: 401 = failure, 2xx = success.
+///
+/// Anything else (5xx, a compressed body the edge did not decode) is Unknown.
+pub fn login_outcome(
+    route: LoginRoute,
+    status: u16,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> LoginOutcome {
+    match route {
+        LoginRoute::WebLogin => {
+            return match status {
+                303 if !to_database_pages(headers) => LoginOutcome::Success,
+                200 => LoginOutcome::Failure,
+                _ => LoginOutcome::Unknown,
+            };
+        }
+        LoginRoute::WebLoginTotp => {
+            return match status {
+                303 if !to_database_pages(headers) && !to_login_form(headers) => {
+                    LoginOutcome::Success
+                }
+                200 => LoginOutcome::Failure,
+                _ => LoginOutcome::Unknown,
+            };
+        }
+        LoginRoute::Json2 => {
+            return match status {
+                401 => LoginOutcome::Failure,
+                200..=299 => LoginOutcome::Success,
+                _ => LoginOutcome::Unknown,
+            };
+        }
+        LoginRoute::DatabaseForm => {
+            return match status {
+                303 => LoginOutcome::Success,
+                200 if is_html(headers) => {
+                    if identity_encoded(headers)
+                        && String::from_utf8_lossy(body).contains("Access Denied")
+                    {
+                        LoginOutcome::Failure
+                    } else {
+                        LoginOutcome::Unknown
+                    }
+                }
+                // A backup's download.
+                200 => LoginOutcome::Success,
+                _ => LoginOutcome::Unknown,
+            };
+        }
+        _ => {}
+    }
+    if status != 200 || !identity_encoded(headers) {
+        return LoginOutcome::Unknown;
+    }
+    match route {
+        LoginRoute::SessionAuthenticate | LoginRoute::JsonRpc => {
+            let Ok(v) = serde_json::from_slice::<Value>(body) else {
+                return LoginOutcome::Unknown;
+            };
+            if v.get("error").is_some_and(|e| !e.is_null()) {
+                return LoginOutcome::Failure;
+            }
+            match v.get("result") {
+                None => LoginOutcome::Unknown,
+                Some(Value::Bool(false)) | Some(Value::Null) => LoginOutcome::Failure,
+                Some(Value::Number(_)) => LoginOutcome::Success,
+                // /web/session/authenticate returns the session info object.
+                Some(Value::Object(_)) if route == LoginRoute::SessionAuthenticate => {
+                    LoginOutcome::Success
+                }
+                Some(_) => LoginOutcome::Unknown,
+            }
+        }
+        LoginRoute::XmlRpcCommon => xml_login_outcome(body),
+        LoginRoute::XmlRpcCall | LoginRoute::XmlRpcUncertain => match xml_answer(body) {
+            Some(XmlAnswer::Params) if route == LoginRoute::XmlRpcCall => LoginOutcome::Success,
+            Some(XmlAnswer::Params) => match xml_login_outcome(body) {
+                LoginOutcome::Failure => LoginOutcome::Failure,
+                _ => LoginOutcome::Unknown,
+            },
+            Some(XmlAnswer::Fault) if rpc_access_denied(body) => LoginOutcome::Failure,
+            _ => LoginOutcome::Unknown,
+        },
+        LoginRoute::JsonRpcCall | LoginRoute::JsonRpcUncertain => match json_answer(body) {
+            Some(JsonAnswer::Result { falsy }) => match route {
+                LoginRoute::JsonRpcCall => LoginOutcome::Success,
+                _ if falsy => LoginOutcome::Failure,
+                _ => LoginOutcome::Unknown,
+            },
+            Some(JsonAnswer::Error) if rpc_access_denied(body) => LoginOutcome::Failure,
+            _ => LoginOutcome::Unknown,
+        },
+        LoginRoute::WebLogin
+        | LoginRoute::WebLoginTotp
+        | LoginRoute::Json2
+        | LoginRoute::DatabaseForm => unreachable!("handled above"),
+    }
+}
+
+fn xml_login_outcome(body: &[u8]) -> LoginOutcome {
+    let text = String::from_utf8_lossy(body);
+    if text.contains("<fault>") {
+        return LoginOutcome::Failure;
+    }
+    let Some(value) = xml_element_text(body, "value") else {
+        return LoginOutcome::Unknown;
+    };
+    if let Some(b) = xml_element_text(value.as_bytes(), "boolean") {
+        return match b.trim() {
+            "0" => LoginOutcome::Failure,
+            _ => LoginOutcome::Unknown,
+        };
+    }
+    for tag in ["int", "i4", "i8"] {
+        if let Some(n) = xml_element_text(value.as_bytes(), tag) {
+            return match n.trim().parse::<i64>() {
+                Ok(uid) if uid > 0 => LoginOutcome::Success,
+                _ => LoginOutcome::Unknown,
+            };
+        }
+    }
+    LoginOutcome::Unknown
+}
+
+#[derive(Debug, PartialEq)]
+enum XmlAnswer {
+    Params,
+    Fault,
+}
+
+/// Odoo's XML-RPC answer starts `<?xml version="1.0"?>`, `<methodResponse>`,
+/// then `<params>` or `<fault>`: nothing a client wrote comes before.
+fn xml_answer(body: &[u8]) -> Option<XmlAnswer> {
+    let text = std::str::from_utf8(&body[..body.len().min(256)])
+        .or_else(|e| std::str::from_utf8(&body[..e.valid_up_to()]))
+        .ok()?;
+    let mut rest = text.trim_start();
+    if let Some(r) = rest.strip_prefix("<?xml") {
+        rest = &r[r.find("?>")? + 2..];
+    }
+    let rest = rest.trim_start().strip_prefix("<methodResponse>")?.trim_start();
+    if rest.starts_with("<params>") {
+        Some(XmlAnswer::Params)
+    } else if rest.starts_with("<fault>") {
+        Some(XmlAnswer::Fault)
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum JsonAnswer {
+    /// `"result"`; `falsy` when it is false or null (a refused login).
+    Result { falsy: bool },
+    Error,
+}
+
+/// The first of `"result"` / `"error"` among the top-level keys of a
+/// JSON-RPC answer, read by a parser (the `id` before them is the
+/// client's). A prefix cut inside a value after that key is fine.
+fn json_answer(prefix: &[u8]) -> Option<JsonAnswer> {
+    let found = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(prefix);
+    let _ignored_error_after_the_key = (&mut de).deserialize_map(FirstKey(&found));
+    found.into_inner()
+}
+
+struct FirstKey<'a>(&'a Cell<Option<JsonAnswer>>);
+
+impl<'de> Visitor<'de> for FirstKey<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON-RPC answer")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "result" => {
+                    let falsy = match map.next_value::<Value>() {
+                        Ok(Value::Bool(false)) | Ok(Value::Null) => true,
+                        Ok(_) => false,
+                        // Cut by the prefix: a large result, not false.
+                        Err(_) => false,
+                    };
+                    self.0.set(Some(JsonAnswer::Result { falsy }));
+                    return Err(de::Error::custom("found"));
+                }
+                "error" => {
+                    self.0.set(Some(JsonAnswer::Error));
+                    return Err(de::Error::custom("found"));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn identity_encoded(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .all(|v| {
+            v.to_str()
+                .map(|s| s.trim().eq_ignore_ascii_case("identity"))
+                .unwrap_or(false)
+        })
+}
+
+/// Text between the first `<tag>` and its `</tag>`: enough for the fixed
+/// shapes of XML-RPC messages without an XML parser.
+fn xml_element_text(body: &[u8], tag: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let start = text.find(&open)? + open.len();
+    let end = text[start..].find(&close)? + start;
+    Some(text[start..end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rpc_access_denied_reads_odoo_refusals_only() {
+        let xml_denied = b"<?xml version='1.0'?>\n<methodResponse>\n<fault>\n<value><struct>\n<member>\n<name>faultCode</name>\n<value><int>3</int></value>\n</member>\n<member>\n<name>faultString</name>\n<value><string>Access Denied</string></value>\n</member>\n</struct></value>\n</fault>\n</methodResponse>\n";
+        assert!(super::rpc_access_denied(xml_denied));
+        let xml_other = b"<methodResponse><fault><value><struct><member><name>faultString</name><value><string>ValueError: bad domain</string></value></member></struct></value></fault></methodResponse>";
+        assert!(!super::rpc_access_denied(xml_other));
+        assert!(!super::rpc_access_denied(b"<methodResponse><params><param><value><array><data/></array></value></param></params></methodResponse>"));
+        let json_denied = br#"{"jsonrpc": "2.0", "id": 1, "error": {"code": 200, "message": "Odoo Server Error", "data": {"name": "odoo.exceptions.AccessDenied", "message": "Access Denied"}}}"#;
+        assert!(super::rpc_access_denied(json_denied));
+        assert!(!super::rpc_access_denied(
+            br#"{"jsonrpc": "2.0", "id": 1, "result": []}"#
+        ));
+    }
+
+    use super::*;
+    use crate::classify::{is_login_call, login_route};
+    use http::{HeaderMap, Method};
+
+    // Bodies as Odoo 17/18 send them (Python xmlrpc.client and Odoo's JSON-RPC dispatcher).
+    const XML_AUTH_CALL: &str = "<?xml version='1.0'?>\n<methodCall>\n<methodName>authenticate</methodName>\n<params>\n<param>\n<value><string>demo1</string></value>\n</param>\n<param>\n<value><string>admin</string></value>\n</param>\n<param>\n<value><string>wrong</string></value>\n</param>\n<param>\n<value><struct>\n</struct></value>\n</param>\n</params>\n</methodCall>\n";
+    const XML_VERSION_CALL: &str = "<?xml version='1.0'?>\n<methodCall>\n<methodName>version</methodName>\n<params>\n</params>\n</methodCall>\n";
+    const XML_FALSE: &str = "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><boolean>0</boolean></value>\n</param>\n</params>\n</methodResponse>\n";
+    const XML_UID: &str = "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value><int>2</int></value>\n</param>\n</params>\n</methodResponse>\n";
+    const XML_FAULT: &str = "<?xml version='1.0'?>\n<methodResponse>\n<fault>\n<value><struct>\n<member>\n<name>faultCode</name>\n<value><int>1</int></value>\n</member>\n<member>\n<name>faultString</name>\n<value><string>Traceback (most recent call last):\n  ... psycopg2.OperationalError: connection to server failed: FATAL:  database \"nope\" does not exist\n</string></value>\n</member>\n</struct></value>\n</fault>\n</methodResponse>\n";
+    const JSON_LOGIN_CALL: &str = r#"{"jsonrpc":"2.0","method":"call","params":{"service":"common","method":"login","args":["demo1","admin","wrong"]},"id":1}"#;
+    const JSON_EXECUTE_CALL: &str = r#"{"jsonrpc":"2.0","method":"call","params":{"service":"object","method":"execute_kw","args":["demo1",2,"pw","res.partner","search",[[]]]},"id":2}"#;
+    const JSON_FALSE: &str = r#"{"jsonrpc": "2.0", "id": 1, "result": false}"#;
+    const JSON_UID: &str = r#"{"jsonrpc": "2.0", "id": 1, "result": 2}"#;
+    const SESSION_DENIED: &str = r#"{"jsonrpc": "2.0", "id": null, "error": {"code": 200, "message": "Odoo Server Error", "data": {"name": "odoo.exceptions.AccessDenied", "debug": "Traceback ...", "message": "Access Denied", "arguments": ["Access Denied"], "context": {}}}}"#;
+    const SESSION_OK: &str = r#"{"jsonrpc": "2.0", "id": null, "result": {"uid": 2, "is_system": true, "is_admin": true, "user_context": {"lang": "en_US", "tz": "Europe/Brussels", "uid": 2}, "db": "demo1", "username": "admin", "partner_id": 3}}"#;
+
+    fn none() -> HeaderMap {
+        HeaderMap::new()
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            login_route(&Method::POST, "/web/login"),
+            Some(LoginRoute::WebLogin)
+        );
+        assert_eq!(
+            login_route(&Method::POST, "/web/login/"),
+            Some(LoginRoute::WebLogin)
+        );
+        assert_eq!(
+            login_route(&Method::POST, "/web/login?redirect=%2Fodoo"),
+            Some(LoginRoute::WebLogin)
+        );
+        assert_eq!(
+            login_route(&Method::GET, "/web/login"),
+            None,
+            "showing the form is not an attempt"
+        );
+        assert_eq!(
+            login_route(&Method::POST, "/web/session/authenticate"),
+            Some(LoginRoute::SessionAuthenticate)
+        );
+        assert_eq!(
+            login_route(&Method::POST, "/web/login/totp"),
+            Some(LoginRoute::WebLoginTotp)
+        );
+        // The RPC endpoints are logins only for some bodies (classify).
+        assert_eq!(login_route(&Method::POST, "/xmlrpc/2/common"), None);
+        assert_eq!(login_route(&Method::POST, "/jsonrpc"), None);
+        assert_eq!(login_route(&Method::POST, "/web/login_extra"), None);
+    }
+
+    #[test]
+    fn only_authentication_calls_are_logins() {
+        assert!(is_login_call(LoginRoute::WebLogin, b"login=a&password=b"));
+        assert!(is_login_call(
+            LoginRoute::XmlRpcCommon,
+            XML_AUTH_CALL.as_bytes()
+        ));
+        let login = XML_AUTH_CALL.replace(">authenticate<", ">login<");
+        assert!(is_login_call(LoginRoute::XmlRpcCommon, login.as_bytes()));
+        assert!(!is_login_call(
+            LoginRoute::XmlRpcCommon,
+            XML_VERSION_CALL.as_bytes()
+        ));
+        assert!(is_login_call(
+            LoginRoute::JsonRpc,
+            JSON_LOGIN_CALL.as_bytes()
+        ));
+        let auth = JSON_LOGIN_CALL.replace("\"login\"", "\"authenticate\"");
+        assert!(is_login_call(LoginRoute::JsonRpc, auth.as_bytes()));
+        assert!(!is_login_call(
+            LoginRoute::JsonRpc,
+            JSON_EXECUTE_CALL.as_bytes()
+        ));
+        // Unreadable: counted (fails closed).
+        assert!(is_login_call(LoginRoute::JsonRpc, b"{not json"));
+    }
+
+    #[test]
+    fn web_login_form_outcomes() {
+        let page = b"<html>... <p class=\"alert alert-danger\" role=\"alert\">Wrong login/password</p> ...";
+        assert_eq!(
+            login_outcome(LoginRoute::WebLogin, 200, &none(), page),
+            LoginOutcome::Failure
+        );
+        assert_eq!(
+            login_outcome(LoginRoute::WebLogin, 303, &none(), b""),
+            LoginOutcome::Success
+        );
+        assert_eq!(
+            login_outcome(LoginRoute::WebLogin, 400, &none(), b"Session expired"),
+            LoginOutcome::Unknown
+        );
+        // ensure_db's redirects come before any password check.
+        let location = |l: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::LOCATION, l.parse().unwrap());
+            h
+        };
+        assert_eq!(
+            login_outcome(
+                LoginRoute::WebLogin,
+                302,
+                &location("/web/login?db=demo1"),
+                b""
+            ),
+            LoginOutcome::Unknown
+        );
+        for selector in [
+            "/web/database/selector",
+            "https://erp.example.com/web/database/selector",
+        ] {
+            assert_eq!(
+                login_outcome(LoginRoute::WebLogin, 303, &location(selector), b""),
+                LoginOutcome::Unknown,
+                "{selector}"
+            );
+        }
+        assert_eq!(
+            login_outcome(LoginRoute::WebLogin, 303, &location("/odoo"), b""),
+            LoginOutcome::Success
+        );
+        assert_eq!(
+            login_outcome(LoginRoute::WebLogin, 502, &none(), b""),
+            LoginOutcome::Unknown
+        );
+    }
+
+    #[test]
+    fn session_authenticate_outcomes() {
+        let r = LoginRoute::SessionAuthenticate;
+        assert_eq!(
+            login_outcome(r, 200, &none(), SESSION_DENIED.as_bytes()),
+            LoginOutcome::Failure
+        );
+        assert_eq!(
+            login_outcome(r, 200, &none(), SESSION_OK.as_bytes()),
+            LoginOutcome::Success
+        );
+        assert_eq!(
+            login_outcome(r, 500, &none(), SESSION_DENIED.as_bytes()),
+            LoginOutcome::Unknown
+        );
+    }
+
+    #[test]
+    fn xmlrpc_outcomes() {
+        let r = LoginRoute::XmlRpcCommon;
+        assert_eq!(
+            login_outcome(r, 200, &none(), XML_FALSE.as_bytes()),
+            LoginOutcome::Failure
+        );
+        assert_eq!(
+            login_outcome(r, 200, &none(), XML_FAULT.as_bytes()),
+            LoginOutcome::Failure
+        );
+        assert_eq!(
+            login_outcome(r, 200, &none(), XML_UID.as_bytes()),
+            LoginOutcome::Success
+        );
+        assert_eq!(
+            login_outcome(r, 200, &none(), b"<html>proxy error</html>"),
+            LoginOutcome::Unknown
+        );
+        let mut gz = HeaderMap::new();
+        gz.insert(http::header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        assert_eq!(
+            login_outcome(r, 200, &gz, XML_FALSE.as_bytes()),
+            LoginOutcome::Unknown
+        );
+    }
+
+    #[test]
+    fn jsonrpc_outcomes() {
+        let r = LoginRoute::JsonRpc;
+        assert_eq!(
+            login_outcome(r, 200, &none(), JSON_FALSE.as_bytes()),
+            LoginOutcome::Failure
+        );
+        assert_eq!(
+            login_outcome(r, 200, &none(), SESSION_DENIED.as_bytes()),
+            LoginOutcome::Failure
+        );
+        assert_eq!(
+            login_outcome(r, 200, &none(), JSON_UID.as_bytes()),
+            LoginOutcome::Success
+        );
+        assert_eq!(
+            login_outcome(r, 200, &none(), b"garbage"),
+            LoginOutcome::Unknown
+        );
+    }
+}

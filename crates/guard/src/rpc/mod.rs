@@ -1,0 +1,156 @@
+//! The one reader of RPC request bodies: which service and method a body
+//! calls, as Odoo will read it (see ODOO-FACTS.md, "How Odoo reads the bytes").
+//!
+//! Every decision taken from an RPC body (is it a login, does it reach the
+//! `db` service, which credentials does an `object` call carry) comes from
+//! here. A shortcut of our own (a substring search, `params["service"]` on a
+//! JSON object only) reads different things than Odoo from the same bytes,
+//! and every difference is a bypass; so each reader follows Python's
+//! semantics, and where it cannot be sure it says [`Reading::Uncertain`] and
+//! the caller fails closed. `tests/rpc_differential.rs` checks agreement with
+//! the real `xmlrpc.client.loads` / `json.loads` + `dict()`.
+
+mod json;
+mod xml;
+
+use std::fmt;
+
+/// Where an RPC body was posted: XML-RPC names the service in the path
+/// (`/xmlrpc/2/<service>`), JSON-RPC (`/jsonrpc`) in the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    XmlRpc { service: String },
+    JsonRpc,
+}
+
+/// What Odoo will do with a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reading {
+    /// Odoo dispatches this call (or fails inside the service, past the
+    /// point where the service and method are chosen).
+    Call(Call),
+    /// Odoo certainly dispatches nothing (its parser or `dict()` raises
+    /// before any service is chosen).
+    NoCall,
+    /// Cannot be read with certainty (an encoding, a DOCTYPE, a number or
+    /// a string serde_json refuses but Python takes...): fail closed.
+    Uncertain,
+}
+
+/// A call as Odoo dispatches it. Values that are not strings in Python
+/// (a number as the service) are None: Odoo dispatches no service for them.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Call {
+    pub service: Option<String>,
+    pub method: Option<String>,
+    /// The second argument when it is a string: the login of
+    /// `common.login` / `common.authenticate`.
+    pub login: Option<String>,
+    /// `object` calls: the first three arguments (database, uid, password)
+    /// in one canonical byte string, for [`crate::Guard::proven`]. Never logged.
+    pub credential: Option<Credential>,
+}
+
+impl fmt::Debug for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call")
+            .field("service", &self.service)
+            .field("method", &self.method)
+            .field("login", &self.login)
+            .field("credential", &self.credential.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// The secret part of a call, only ever hashed (never logged or compared raw).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(pub(crate) Vec<u8>);
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credential(…)")
+    }
+}
+
+impl Credential {
+    /// A bearer token (Odoo 19's `/json/2` API keys): the Authorization value.
+    pub fn bearer(value: &[u8]) -> Credential {
+        let mut v = b"bearer\0".to_vec();
+        v.extend_from_slice(value);
+        Credential(v)
+    }
+}
+
+/// Service and method names are compared as Odoo would not: ignoring
+/// case and surrounding spaces. Odoo dispatches only the exact names, so
+/// the others are failed calls; treating them as the real thing costs
+/// nobody anything and leaves no near-miss spelling to argue about.
+fn names(v: &Option<String>, name: &str) -> bool {
+    v.as_deref().is_some_and(|s| s.trim().eq_ignore_ascii_case(name))
+}
+
+impl Call {
+    /// `common.login` / `common.authenticate`: a password check.
+    pub fn is_login(&self) -> bool {
+        names(&self.service, "common")
+            && (names(&self.method, "login") || names(&self.method, "authenticate"))
+    }
+
+    /// A call on the `db` service (any method).
+    pub fn is_db(&self) -> bool {
+        names(&self.service, "db")
+    }
+
+    /// A `db` call that checks the master password: every method but the
+    /// four Odoo's `db.dispatch` lets through without one.
+    pub fn checks_master_password(&self) -> bool {
+        self.is_db()
+            && !matches!(
+                self.method.as_deref(),
+                Some("db_exist" | "list" | "list_lang" | "server_version")
+            )
+    }
+
+    /// An `object` call: Odoo checks (db, uid, password) before the method.
+    pub fn is_object(&self) -> bool {
+        names(&self.service, "object")
+    }
+}
+
+/// Reads a request body posted to `endpoint`.
+pub fn read(endpoint: &Endpoint, body: &[u8]) -> Reading {
+    match endpoint {
+        Endpoint::XmlRpc { service } => xml::read(service, body),
+        Endpoint::JsonRpc => json::read(body),
+    }
+}
+
+/// The RPC endpoint a POST to `path` (canonical, lower-cased) reaches:
+/// `/jsonrpc`, `/xmlrpc/<service>`, `/xmlrpc/2/<service>` (werkzeug's
+/// default converter: one segment).
+pub fn endpoint(method: &http::Method, path: &str) -> Option<Endpoint> {
+    if method != http::Method::POST {
+        return None;
+    }
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    if path == "/jsonrpc" {
+        return Some(Endpoint::JsonRpc);
+    }
+    let service = path
+        .strip_prefix("/xmlrpc/2/")
+        .or_else(|| path.strip_prefix("/xmlrpc/"))?;
+    if service.is_empty() || service.contains('/') {
+        return None;
+    }
+    Some(Endpoint::XmlRpc {
+        service: service.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+//! The spellings that bypassed the substring reader against real Odoo 18
+//! (issue 9), each read as Python reads it. The differential test
+//! (`tests/rpc_differential.rs`) checks thousands more against python3.
+
+use super::*;
+
+fn common() -> Endpoint {
+    Endpoint::XmlRpc {
+        service: "common".into(),
+    }
+}
+
+fn xml_method(body: &[u8]) -> Option<String> {
+    match read(&common(), body) {
+        Reading::Call(c) => c.method,
+        other => panic!("{other:?} for {}", String::from_utf8_lossy(body)),
+    }
+}
+
+fn auth_call(method_element: &str) -> String {
+    format!(
+        "<?xml version='1.0'?>\n<methodCall>\n{method_element}\n<params>\n<param><value><string>demo1</string></value></param>\n<param><value><string>admin</string></value></param>\n<param><value><string>wrong</string></value></param>\n<param><value><struct></struct></value></param>\n</params>\n</methodCall>\n"
+    )
+}
+
+#[test]
+fn xml_bypass_spellings_read_as_authenticate() {
+    for element in [
+        "<methodName>authenticate</methodName>",
+        "<!-- <methodName>version</methodName> --><methodName>authenticate</methodName>",
+        "<methodName>&#97;uthenticate</methodName>",
+        "<methodName>&#x61;uthenticat&#101;</methodName>",
+        "<methodName><![CDATA[authenticate]]></methodName>",
+        "<methodName>auth<![CDATA[enti]]>cate</methodName>",
+        "<methodName >authenticate</methodName\n>",
+        "<methodName\t>authenticate</methodName >",
+        "<methodName>auth<!-- x -->enticate</methodName>",
+        "<methodName>auth<?pi x?>enticate</methodName>",
+        "<x:methodName xmlns:x='urn:x'>authenticate</x:methodName>",
+        "<methodName>version</methodName><methodName>authenticate</methodName>",
+    ] {
+        let body = auth_call(element);
+        let got = read(&common(), body.as_bytes());
+        let Reading::Call(c) = got else {
+            panic!("{element}: {got:?}")
+        };
+        assert_eq!(c.method.as_deref(), Some("authenticate"), "{element}");
+        assert!(c.is_login(), "{element}");
+        assert_eq!(c.login.as_deref(), Some("admin"), "{element}");
+    }
+}
+
+#[test]
+fn xml_encodings() {
+    let body = auth_call("<methodName>authenticate</methodName>");
+    let utf16 = |le: bool, bom: bool, decl: &str| {
+        let text = body.replace("<?xml version='1.0'?>", decl);
+        let mut out = Vec::new();
+        if bom {
+            out.extend_from_slice(if le { b"\xFF\xFE" } else { b"\xFE\xFF" });
+        }
+        for u in text.encode_utf16() {
+            out.extend_from_slice(&if le { u.to_le_bytes() } else { u.to_be_bytes() });
+        }
+        out
+    };
+    for (le, bom) in [(true, true), (false, true), (true, false), (false, false)] {
+        let b = utf16(le, bom, "<?xml version='1.0' encoding='UTF-16'?>");
+        assert_eq!(xml_method(&b).as_deref(), Some("authenticate"), "{le} {bom}");
+    }
+    let latin = body
+        .replace("<?xml version='1.0'?>", "<?xml version='1.0' encoding='ISO-8859-1'?>")
+        .replace("admin", "adm\u{e9}");
+    let bytes: Vec<u8> = latin.chars().map(|c| c as u32 as u8).collect();
+    match read(&common(), &bytes) {
+        Reading::Call(c) => assert_eq!(c.login.as_deref(), Some("adm\u{e9}")),
+        other => panic!("{other:?}"),
+    }
+    let mut bom8 = b"\xEF\xBB\xBF".to_vec();
+    bom8.extend_from_slice(body.as_bytes());
+    assert_eq!(xml_method(&bom8).as_deref(), Some("authenticate"));
+    // pyexpat takes any Python codec: not ours to guess.
+    let cp = body.replace("<?xml version='1.0'?>", "<?xml version='1.0' encoding='cp1252'?>");
+    assert_eq!(read(&common(), cp.as_bytes()), Reading::Uncertain);
+}
+
+#[test]
+fn xml_doctype_and_garbage_are_uncertain() {
+    let entity = auth_call("<methodName>&a;</methodName>").replace(
+        "<?xml version='1.0'?>",
+        "<?xml version='1.0'?><!DOCTYPE methodCall [<!ENTITY a \"authenticate\">]>",
+    );
+    assert_eq!(read(&common(), entity.as_bytes()), Reading::Uncertain);
+    assert_eq!(read(&common(), b"<methodCall><methodName>authenticate"), Reading::Uncertain);
+    assert_eq!(read(&common(), b"\xff\xfe\x00"), Reading::Uncertain);
+    let deep = "<a>".repeat(100_000);
+    assert_eq!(read(&common(), deep.as_bytes()), Reading::Uncertain);
+}
+
+#[test]
+fn xml_without_params_is_no_call() {
+    // loads() raises without a </params>, </methodName> or with a fault.
+    assert_eq!(read(&common(), b"<methodCall></methodCall>"), Reading::NoCall);
+    assert_eq!(
+        read(&common(), b"<methodCall><methodName>authenticate</methodName><fault/></methodCall>"),
+        Reading::NoCall
+    );
+    assert_eq!(
+        xml_method(b"<methodCall><methodName>authenticate</methodName></methodCall>").as_deref(),
+        Some("authenticate")
+    );
+    // The text since the last start tag, as the Unmarshaller keeps it.
+    let odd = auth_call("<methodName>auth<b/>enticate</methodName>");
+    assert_eq!(xml_method(odd.as_bytes()).as_deref(), Some("enticate"));
+    let odd = auth_call("<methodName><x>auth</x>enticate</methodName>");
+    assert_eq!(xml_method(odd.as_bytes()).as_deref(), Some("authenticate"));
+}
+
+#[test]
+fn xml_object_call_carries_its_credentials() {
+    let body = b"<?xml version='1.0'?><methodCall><methodName>execute_kw</methodName><params><param><value><string>demo1</string></value></param><param><value><int>2</int></value></param><param><value><string>pw</string></value></param><param><value><string>res.partner</string></value></param></params></methodCall>";
+    let object = Endpoint::XmlRpc {
+        service: "object".into(),
+    };
+    let Reading::Call(c) = read(&object, body) else {
+        panic!()
+    };
+    assert!(c.is_object());
+    let other = String::from_utf8_lossy(body).replace(">pw<", ">pw2<");
+    let Reading::Call(c2) = read(&object, other.as_bytes()) else {
+        panic!()
+    };
+    assert!(c.credential.is_some());
+    assert_ne!(c.credential, c2.credential);
+}
+
+fn json(body: &str) -> Reading {
+    read(&Endpoint::JsonRpc, body.as_bytes())
+}
+
+fn json_call(body: &str) -> Call {
+    match json(body) {
+        Reading::Call(c) => c,
+        other => panic!("{other:?} for {body}"),
+    }
+}
+
+#[test]
+fn json_params_as_python_dict_reads_them() {
+    let db = |b: &str| json_call(b).service.as_deref() == Some("db");
+    assert!(db(r#"{"params":{"service":"db","method":"list","args":[]}}"#));
+    assert!(db(r#"{"params":[["service","db"],["method","list"],["args",[]]]}"#));
+    assert!(db(r#"{"params":[["service","common"],["service","db"]]}"#));
+    assert!(db(r#"{"params":{"service":"common","service":"db"}}"#));
+    assert!(db(r#"{"params":[{"service":1,"db":2}]}"#));
+    assert!(db(r#"{"params":[["service","\u0064b"]]}"#));
+    assert!(!db(r#"{"params":{"service":"db","service":"common"}}"#));
+    // A 2-character string is a pair of its characters.
+    let c = json_call(r#"{"params":[["service","db"],"ab"]}"#);
+    assert!(c.is_db());
+    assert_eq!(json(r#"{"params":[["service","db"],"abc"]}"#), Reading::NoCall);
+    assert_eq!(json(r#"{"params":[[["x"],"db"]]}"#), Reading::NoCall);
+    assert_eq!(json(r#"{"params":"x"}"#), Reading::NoCall);
+    assert_eq!(json(r#"{"params":null}"#), Reading::NoCall);
+    assert_eq!(json(r#"[1]"#), Reading::NoCall);
+    assert_eq!(json_call(r#"{"params":""}"#).service, None);
+    let login = json_call(
+        r#"{"params":[["service","common"],["method","login"],["args",["demo1","admin","x"]]]}"#,
+    );
+    assert!(login.is_login());
+    assert_eq!(login.login.as_deref(), Some("admin"));
+}
+
+#[test]
+fn json_python_extensions_are_uncertain() {
+    for b in [
+        r#"{"params":{"service":"db","x":NaN}}"#,
+        r#"{"params":{"service":"db","x":Infinity}}"#,
+        r#"{"params":{"service":"db","x":1e400}}"#,
+        r#"{"params":{"service":"db","x":"\ud800"}}"#,
+        "\u{feff}{\"params\":{\"service\":\"db\"}}",
+        r#"{"params":{"service":"db""#,
+    ] {
+        assert_eq!(json(b), Reading::Uncertain, "{b}");
+    }
+    assert_eq!(read(&Endpoint::JsonRpc, b"{\"params\":\"\xff\"}"), Reading::Uncertain);
+}
+
+#[test]
+fn endpoints() {
+    let post = http::Method::POST;
+    assert_eq!(endpoint(&post, "/jsonrpc"), Some(Endpoint::JsonRpc));
+    assert_eq!(endpoint(&post, "/jsonrpc/"), Some(Endpoint::JsonRpc));
+    assert_eq!(endpoint(&post, "/xmlrpc/2/common"), Some(common()));
+    assert_eq!(endpoint(&post, "/xmlrpc/common"), Some(common()));
+    assert_eq!(
+        endpoint(&post, "/xmlrpc/2"),
+        Some(Endpoint::XmlRpc {
+            service: "2".into()
+        })
+    );
+    assert_eq!(endpoint(&post, "/xmlrpc/2/common/x"), None);
+    assert_eq!(endpoint(&http::Method::GET, "/jsonrpc"), None);
+}

@@ -1,0 +1,290 @@
+//! XML-RPC bodies as Odoo reads them: `xmlrpc.client.loads`, which feeds
+//! expat's events to its `Unmarshaller`.
+//!
+//! The XML is parsed by roxmltree (strict XML 1.0, no dependencies):
+//! comments, CDATA, character and entity references, whitespace inside
+//! tags, namespaces, all read as expat reads them. What expat does beyond
+//! it is refused as [`Reading::Uncertain`]: a DOCTYPE (expat expands
+//! internal entities, so `&a;` may spell `authenticate`), an encoding other
+//! than UTF-8, UTF-16, ISO-8859-1 or US-ASCII (pyexpat takes any Python
+//! codec). The tree is then walked as the event stream it came from and
+//! the Unmarshaller's state machine is replayed on it: the method name is
+//! the text since the last start tag when the last `methodName` element
+//! ends, wherever it is in the document.
+
+use super::{Call, Credential, Reading};
+
+/// The part of a value the guard needs.
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Str(String),
+    /// Any other type, by its tag and text (the uid of an object call).
+    Other(String),
+}
+
+pub fn read(service: &str, body: &[u8]) -> Reading {
+    let Some(text) = decode(body) else {
+        return Reading::Uncertain;
+    };
+    if text.contains("<!DOCTYPE") || text.contains("<!ENTITY") || too_deep(&text) {
+        return Reading::Uncertain;
+    }
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        ..Default::default()
+    };
+    let Ok(doc) = roxmltree::Document::parse_with_options(&text, opts) else {
+        return Reading::Uncertain;
+    };
+    let mut u = Unmarshaller::default();
+    match u.walk(doc.root(), 0) {
+        Err(Walk::TooDeep) => return Reading::Uncertain,
+        Err(Walk::Raised) => return Reading::NoCall,
+        Ok(()) => {}
+    }
+    if matches!(u.kind, None | Some(Kind::Fault)) || !u.marks.is_empty() {
+        // loads() raises: nothing is dispatched.
+        return Reading::NoCall;
+    }
+    let mut call = Call {
+        service: Some(service.to_string()),
+        method: u.method,
+        login: None,
+        credential: None,
+    };
+    if call.service.as_deref() == Some("common")
+        && matches!(call.method.as_deref(), Some("login" | "authenticate"))
+    {
+        call.login = match u.stack.get(1) {
+            Some(Val::Str(s)) => Some(s.clone()),
+            _ => None,
+        };
+    }
+    if call.is_object() && u.stack.len() >= 3 {
+        let mut c = b"xml\0".to_vec();
+        for v in &u.stack[..3] {
+            c.extend_from_slice(format!("{v:?}").as_bytes());
+            c.push(0);
+        }
+        call.credential = Some(Credential(c));
+    }
+    Reading::Call(call)
+}
+
+/// Whether elements may nest deeper than [`MAX_DEPTH`] (roxmltree
+/// recurses; an 8 MiB body of `<a>` would overflow the stack). Counts
+/// every `<` that may open an element, so it errs towards "too deep".
+fn too_deep(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut depth: usize = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'<' {
+            match b.get(i + 1) {
+                Some(b'/') => depth = depth.saturating_sub(1),
+                Some(b'!' | b'?') => {}
+                _ => depth += 1,
+            }
+        } else if c == b'>' && i > 0 && b[i - 1] == b'/' {
+            depth = depth.saturating_sub(1);
+        }
+        if depth > MAX_DEPTH {
+            return true;
+        }
+    }
+    false
+}
+
+/// The document as text, by expat's rules: a BOM, else the first bytes
+/// (`<\0` is UTF-16LE), else the declared encoding, else UTF-8.
+fn decode(body: &[u8]) -> Option<String> {
+    if let Some(rest) = body.strip_prefix(b"\xEF\xBB\xBF") {
+        let text = std::str::from_utf8(rest).ok()?;
+        return match declared(text.as_bytes()) {
+            None => Some(text.to_string()),
+            Some(e) if e.eq_ignore_ascii_case("utf-8") => Some(text.to_string()),
+            Some(_) => None,
+        };
+    }
+    if let Some(rest) = body.strip_prefix(b"\xFF\xFE") {
+        return utf16(rest, u16::from_le_bytes);
+    }
+    if let Some(rest) = body.strip_prefix(b"\xFE\xFF") {
+        return utf16(rest, u16::from_be_bytes);
+    }
+    if body.starts_with(b"<\0") {
+        return utf16(body, u16::from_le_bytes);
+    }
+    if body.starts_with(b"\0<") {
+        return utf16(body, u16::from_be_bytes);
+    }
+    match declared(body).map(|e| e.to_ascii_lowercase()).as_deref() {
+        None | Some("utf-8") => std::str::from_utf8(body).ok().map(str::to_string),
+        Some("us-ascii") if body.is_ascii() => Some(String::from_utf8_lossy(body).into_owned()),
+        Some("iso-8859-1") => Some(body.iter().map(|&b| char::from(b)).collect()),
+        _ => None,
+    }
+}
+
+fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Option<String> {
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    let units = bytes.chunks_exact(2).map(|c| unit([c[0], c[1]]));
+    let text: String = char::decode_utf16(units).collect::<Result<_, _>>().ok()?;
+    // A declaration, if any, must agree: expat refuses an 8-bit name here.
+    match declared(text.as_bytes()) {
+        None => Some(text),
+        Some(e) if e.eq_ignore_ascii_case("utf-16") => Some(text),
+        Some(_) => None,
+    }
+}
+
+/// The `encoding` of an XML declaration at the very start, if any.
+fn declared(body: &[u8]) -> Option<String> {
+    let head = body.strip_prefix(b"<?xml")?;
+    if !head.first().is_some_and(|b| b" \t\r\n".contains(b)) {
+        return None;
+    }
+    let end = head.windows(2).position(|w| w == b"?>")?;
+    let decl = std::str::from_utf8(&head[..end]).ok()?;
+    let at = decl.find("encoding")?;
+    let rest = decl[at + "encoding".len()..].trim_start();
+    let rest = rest.strip_prefix('=')?.trim_start();
+    let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let rest = &rest[1..];
+    let close = rest.find(quote)?;
+    Some(rest[..close].to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Params,
+    Fault,
+    /// `end_methodName` sets `_type` too ("no params").
+    MethodName,
+}
+
+/// `xmlrpc.client.Unmarshaller`'s state, replayed.
+#[derive(Default)]
+struct Unmarshaller {
+    stack: Vec<Val>,
+    marks: Vec<usize>,
+    data: String,
+    value: bool,
+    kind: Option<Kind>,
+    method: Option<String>,
+}
+
+/// The tags the Unmarshaller dispatches on.
+const DISPATCH: &[&str] = &[
+    "nil",
+    "boolean",
+    "i1",
+    "i2",
+    "i4",
+    "i8",
+    "int",
+    "biginteger",
+    "double",
+    "float",
+    "bigdecimal",
+    "string",
+    "name",
+    "array",
+    "struct",
+    "base64",
+    "dateTime.iso8601",
+    "value",
+    "params",
+    "fault",
+    "methodName",
+];
+
+/// loads() raised.
+struct Raised;
+
+enum Walk {
+    Raised,
+    /// Deeper than we follow (expat has no limit): uncertain.
+    TooDeep,
+}
+
+/// XML-RPC messages are a few levels deep; this bounds our recursion.
+const MAX_DEPTH: usize = 200;
+
+impl Unmarshaller {
+    fn walk(&mut self, node: roxmltree::Node, depth: usize) -> Result<(), Walk> {
+        if depth > MAX_DEPTH {
+            return Err(Walk::TooDeep);
+        }
+        for child in node.children() {
+            if child.is_element() {
+                // Python strips a prefix; roxmltree resolved it to a namespace.
+                let tag = child.tag_name().name();
+                self.start(tag).map_err(|_| Walk::Raised)?;
+                self.walk(child, depth + 1)?;
+                self.end(tag).map_err(|_| Walk::Raised)?;
+            } else if child.is_text() {
+                self.data.push_str(child.text().unwrap_or(""));
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, tag: &str) -> Result<(), Raised> {
+        if tag == "array" || tag == "struct" {
+            self.marks.push(self.stack.len());
+        }
+        self.data.clear();
+        if self.value && !DISPATCH.contains(&tag) {
+            return Err(Raised);
+        }
+        self.value = tag == "value";
+        Ok(())
+    }
+
+    fn end(&mut self, tag: &str) -> Result<(), Raised> {
+        let data = self.data.clone();
+        match tag {
+            "nil" => self.push(Val::Other("nil".into())),
+            "boolean" => match data.as_str() {
+                "0" | "1" => self.push(Val::Other(format!("boolean {data}"))),
+                _ => return Err(Raised),
+            },
+            "i1" | "i2" | "i4" | "i8" | "int" | "biginteger" => {
+                self.push(Val::Other(format!("int {data}")))
+            }
+            "double" | "float" | "bigdecimal" => self.push(Val::Other(format!("float {data}"))),
+            "string" | "name" => self.push(Val::Str(data)),
+            "array" | "struct" => {
+                let mark = self.marks.pop().ok_or(Raised)?;
+                let items = self.stack.split_off(mark.min(self.stack.len()));
+                if tag == "struct" && items.len() % 2 != 0 {
+                    return Err(Raised);
+                }
+                self.push(Val::Other(format!("{tag} {items:?}")));
+            }
+            "base64" => self.push(Val::Other(format!("base64 {data}"))),
+            // Python forgets to reset `_value` here; so do we.
+            "dateTime.iso8601" => self.stack.push(Val::Other(format!("date {data}"))),
+            "value" => {
+                if self.value {
+                    self.push(Val::Str(data));
+                }
+            }
+            "params" => self.kind = Some(Kind::Params),
+            "fault" => self.kind = Some(Kind::Fault),
+            "methodName" => {
+                self.method = Some(data);
+                self.kind = Some(Kind::MethodName);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, v: Val) {
+        self.stack.push(v);
+        self.value = false;
+    }
+}

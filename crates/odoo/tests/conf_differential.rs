@@ -1,0 +1,129 @@
+//! Differential test: Rampart's odoo.conf reader against Python's
+//! configparser as Odoo uses it (`oracle_conf.py`), on seeded random files
+//! built from the lines administrators write. Where both read a file, the
+//! `[options]` Odoo sees must be the ones Rampart sees (the audit and
+//! `rampart init` decide from them). Rampart may refuse a file Python
+//! reads (it names the line); it must not read one differently.
+//! `RAMPART_DIFF_CASES` sets the number of files (default 2000).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use rampart_odoo::conf::OdooConf;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+fn file(rng: &mut Rng) -> String {
+    let lines = [
+        "[options]",
+        "[options]",
+        "[ options ]",
+        "[DEFAULT]",
+        "[other]",
+        "",
+        "# a comment",
+        "; a comment",
+        "  # indented comment",
+        "admin_passwd = secret",
+        "list_db = False",
+        "LIST_DB: True",
+        "db_host=localhost",
+        "proxy_mode = True",
+        "  continued value",
+        "\tmore",
+        "workers = 4",
+        "data_dir = /var/lib/odoo",
+        "x = a = b",
+        "y : c : d",
+        "  indented_key = 1",
+        "empty =",
+    ];
+    let n = 1 + rng.next() % 10;
+    let mut out = String::new();
+    if rng.next() % 4 != 0 {
+        out.push_str("[options]\n");
+    }
+    for _ in 0..n {
+        out.push_str(rng.pick(&lines));
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn odoo_conf_is_read_as_configparser_reads_it() {
+    let n: usize = std::env::var("RAMPART_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let mut rng = Rng(0x0d00_c0f1);
+    let files: Vec<String> = (0..n).map(|_| file(&mut rng)).collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle_conf.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 is required for the odoo.conf differential test (the oracle is configparser); install python3");
+    let mut stdin = child.stdin.take().expect("piped");
+    let input: String = files
+        .iter()
+        .map(|f| f.bytes().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
+        .collect();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()).expect("write"));
+    let answers: Vec<serde_json::Value> = BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map(|l| serde_json::from_str(&l.expect("oracle output")).expect("oracle JSON"))
+        .collect();
+    writer.join().expect("writer");
+    assert!(child.wait().expect("oracle").success());
+    assert_eq!(answers.len(), files.len());
+    let (mut refused, mut refused_read, mut bad) = (0, 0, Vec::new());
+    for (text, py) in files.iter().zip(&answers) {
+        let ours = OdooConf::parse(Path::new("odoo.conf"), text);
+        match (ours, py["ok"].as_bool().expect("ok")) {
+            (Err(_), ok) => {
+                refused += 1;
+                refused_read += usize::from(ok);
+            }
+            (Ok(_), false) => bad.push(format!("{text:?}: Rampart reads it, configparser refuses it")),
+            (Ok(c), true) => {
+                let mut ours: Vec<(String, String)> =
+                    c.options().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                let mut theirs: Vec<(String, String)> = py["options"]
+                    .as_array()
+                    .expect("options")
+                    .iter()
+                    .map(|kv| (kv[0].as_str().unwrap().to_string(), kv[1].as_str().unwrap().to_string()))
+                    .collect();
+                ours.sort();
+                theirs.sort();
+                if ours != theirs {
+                    bad.push(format!("{text:?}:\n  rampart {ours:?}\n  python  {theirs:?}"));
+                }
+            }
+        }
+    }
+    eprintln!(
+        "odoo.conf differential: {} files, {} refused by Rampart ({} of them read by configparser), {} disagreements",
+        files.len(),
+        refused,
+        refused_read,
+        bad.len()
+    );
+    bad.truncate(10);
+    assert!(bad.is_empty(), "odoo.conf read differently:\n{}", bad.join("\n"));
+}
