@@ -63,6 +63,40 @@ fn form_post(path: &str, form: &str, extra: &str) -> String {
     )
 }
 
+/// What a browser holds after loading the login form: the session cookie the page set and the
+/// CSRF token rendered into it.
+async fn login_form(addr: SocketAddr) -> (String, String) {
+    let page = send(addr, "GET /web/login HTTP/1.1\r\n\r\n").await;
+    assert_eq!(page.status(), 200, "{}", page.text());
+    let sid = cookie_value(
+        page.header("Set-Cookie")
+            .expect("the login page sets a session"),
+    );
+    (sid, csrf_token_in(&page.text()))
+}
+
+fn csrf_token_in(html: &str) -> String {
+    html.split(r#"name="csrf_token" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no csrf_token field in the page:\n{html}"))
+        .to_string()
+}
+
+/// A login POST carrying the session cookie and the token, as a browser sends the form.
+async fn browser_login_post(addr: SocketAddr, form: &str, extra: &str) -> Answer {
+    let (sid, token) = login_form(addr).await;
+    send(
+        addr,
+        &form_post(
+            "/web/login",
+            &format!("csrf_token={token}&{form}"),
+            &format!("Cookie: session_id={sid}\r\n{extra}"),
+        ),
+    )
+    .await
+}
+
 fn cookie_value(set_cookie: &str) -> String {
     set_cookie
         .split(';')
@@ -200,13 +234,12 @@ async fn login_page_sets_session_cookie_and_html_security_headers() {
 #[tokio::test]
 async fn successful_login_rotates_session_and_opens_backend() {
     let odoo = OdooFixture::start().await;
-    let page = send(odoo.http_addr, "GET /web/login HTTP/1.1\r\n\r\n").await;
-    let anonymous = cookie_value(page.header("Set-Cookie").unwrap());
+    let (anonymous, token) = login_form(odoo.http_addr).await;
     let login = send(
         odoo.http_addr,
         &form_post(
             "/web/login",
-            "csrf_token=x&login=admin&password=admin&redirect=",
+            &format!("csrf_token={token}&login=admin&password=admin&redirect="),
             &format!("Cookie: session_id={anonymous}\r\n"),
         ),
     )
@@ -237,11 +270,7 @@ async fn successful_login_rotates_session_and_opens_backend() {
 #[tokio::test]
 async fn failed_login_shows_alert_without_cookie() {
     let odoo = OdooFixture::start().await;
-    let answer = send(
-        odoo.http_addr,
-        &form_post("/web/login", "login=admin&password=wrong", ""),
-    )
-    .await;
+    let answer = browser_login_post(odoo.http_addr, "login=admin&password=wrong", "").await;
     assert_eq!(answer.status(), 200);
     assert!(answer.header("Set-Cookie").is_none());
     assert!(
@@ -261,32 +290,23 @@ async fn login_log_lines_follow_proxyfix_address_rule() {
     })
     .await;
     // X-Forwarded-For without X-Forwarded-Host is ignored: the socket peer is logged.
-    send(
+    browser_login_post(
         odoo.http_addr,
-        &form_post(
-            "/web/login",
-            "login=admin&password=bad",
-            "X-Forwarded-For: 203.0.113.9\r\n",
-        ),
+        "login=admin&password=bad",
+        "X-Forwarded-For: 203.0.113.9\r\n",
     )
     .await;
     // With X-Forwarded-Host, the last X-Forwarded-For entry is the client (one trusted hop).
-    send(
+    browser_login_post(
         odoo.http_addr,
-        &form_post(
-            "/web/login",
-            "login=admin&password=bad",
-            "X-Forwarded-Host: erp.test\r\nX-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n",
-        ),
+        "login=admin&password=bad",
+        "X-Forwarded-Host: erp.test\r\nX-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n",
     )
     .await;
-    send(
+    browser_login_post(
         odoo.http_addr,
-        &form_post(
-            "/web/login",
-            "login=admin&password=admin",
-            "X-Forwarded-Host: erp.test\r\nX-Forwarded-For: 203.0.113.8\r\n",
-        ),
+        "login=admin&password=admin",
+        "X-Forwarded-Host: erp.test\r\nX-Forwarded-For: 203.0.113.8\r\n",
     )
     .await;
     let text = std::fs::read_to_string(&log).unwrap();
