@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests use (real parts, never mocks):
-# PostgreSQL for audit and backups, Pebble for ACME, sshd for SFTP targets.
+# PostgreSQL for audit and backups, Pebble for ACME, sshd for SFTP targets,
+# Chromium for the browser tests.
 need_pkgs=()
 command -v pebble >/dev/null 2>&1 || [ -x /usr/bin/pebble ] || need_pkgs+=(pebble)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
@@ -14,7 +15,11 @@ command -v pebble >/dev/null 2>&1 || [ -x /usr/bin/pebble ] || need_pkgs+=(pebbl
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)  # testkit: CA and leaf for the TLS client tests
 command -v fail2ban-regex >/dev/null 2>&1 || need_pkgs+=(fail2ban)  # guard: printed filters checked by fail2ban's own matcher
-# edge: paths are judged against Odoo's werkzeug, run by Debian's python (tests/paths_werkzeug.rs)
+# browser tests: headless Chromium through chromedriver (found on PATH or in /usr/bin, as the tests look)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
+# edge and testkit: paths and cookies are judged against Odoo's werkzeug, run by Debian's python
+# (tests/paths_werkzeug.rs, the fixture's wsgi differential test)
 /usr/bin/python3 -c 'import werkzeug' >/dev/null 2>&1 || need_pkgs+=(python3 python3-werkzeug)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing: ${need_pkgs[*]}"

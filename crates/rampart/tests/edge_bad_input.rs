@@ -465,7 +465,7 @@ async fn upgrade_requests_outside_websocket_are_not_tunnelled() {
     )
     .await;
     assert_eq!(raw_status(&raw), 200, "{}", String::from_utf8_lossy(&raw));
-    assert_eq!(fixture.count("/web/database"), 0);
+    assert_eq!(fixture.count_path("/web/database"), 0);
     assert!(
         fixture
             .requests()

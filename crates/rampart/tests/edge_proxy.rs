@@ -258,13 +258,17 @@ async fn cookies_hardened_and_security_headers_everywhere() {
     assert_security_headers(&res, "/web/login");
 
     // Login rotates the session: the new cookie is hardened too.
+    let (cookie, token) = r.login_form("erp.test").await;
     let res = r
         .client
         .request(
             "POST",
             &r.url("erp.test", "/web/login"),
-            &[("content-type", "application/x-www-form-urlencoded")],
-            b"login=admin&password=admin&redirect=%2Fodoo".to_vec(),
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("cookie", &cookie),
+            ],
+            format!("csrf_token={token}&login=admin&password=admin&redirect=%2Fodoo").into_bytes(),
         )
         .await;
     assert_eq!(res.status, 303);

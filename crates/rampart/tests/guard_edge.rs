@@ -86,13 +86,17 @@ impl Req {
         self
     }
 
-    /// The login form (admin/admin is the fixture's only good password).
-    fn form_login(password: &str) -> Req {
+    /// The login form (admin/admin is the fixture's only good password) as a browser posts it:
+    /// with the session cookie and the CSRF token of the form it loaded. The fixture mints that
+    /// pair: fetching the form is not what these tests are about, and a banned address could not.
+    fn form_login(fixture: &OdooFixture, password: &str) -> Req {
+        let (sid, token) = fixture.login_form_session();
         Req::post(
             "/web/login",
             "application/x-www-form-urlencoded",
-            format!("login=admin&password={password}&redirect=%2Fodoo"),
+            format!("csrf_token={token}&login=admin&password={password}&redirect=%2Fodoo"),
         )
+        .header("cookie", &format!("session_id={sid}"))
     }
 
     fn session_authenticate(password: &str) -> Req {
@@ -466,7 +470,7 @@ async fn spoofed_forwarded_for_is_ignored_without_trusted_proxies() {
         let res = c
             .send(
                 peer,
-                Req::form_login("wrong").header("x-forwarded-for", spoof),
+                Req::form_login(&fixture, "wrong").header("x-forwarded-for", spoof),
             )
             .await;
         assert_eq!(res.status, 200, "a failed login re-renders the form");
@@ -525,7 +529,7 @@ async fn trusted_proxy_forwarded_for_names_the_client() {
         let res = c
             .send(
                 proxy,
-                Req::form_login("wrong").header("x-forwarded-for", "203.0.113.9"),
+                Req::form_login(&fixture, "wrong").header("x-forwarded-for", "203.0.113.9"),
             )
             .await;
         assert_eq!(res.status, 200);
@@ -604,7 +608,12 @@ async fn proxy_protocol_source_is_the_client() {
 
     // Bans fall on the header's source, not on the balancer.
     for _ in 0..2 {
-        let res = via_proxy_header(&c, &proxy_v1("198.51.100.7"), Req::form_login("wrong")).await;
+        let res = via_proxy_header(
+            &c,
+            &proxy_v1("198.51.100.7"),
+            Req::form_login(&fixture, "wrong"),
+        )
+        .await;
         assert_eq!(res.status, 200);
     }
     let res = via_proxy_header(&c, &proxy_v1("198.51.100.7"), Req::get("/odoo")).await;
@@ -725,7 +734,11 @@ async fn login_rate_holds_logins_not_rpc_calls() {
     let form = ip("127.0.0.3");
     let mut got = Vec::new();
     for _ in 0..5 {
-        got.push(c.send(form, Req::form_login("wrong")).await.status);
+        got.push(
+            c.send(form, Req::form_login(&fixture, "wrong"))
+                .await
+                .status,
+        );
     }
     assert_eq!(&got[..3], &[200, 200, 200], "{got:?}");
     assert!(got[3..].contains(&429), "{got:?}");
@@ -744,9 +757,9 @@ enum Kind {
 }
 
 impl Kind {
-    fn req(self, password: &str) -> Req {
+    fn req(self, fixture: &OdooFixture, password: &str) -> Req {
         match self {
-            Kind::Form => Req::form_login(password),
+            Kind::Form => Req::form_login(fixture, password),
             Kind::SessionAuthenticate => Req::session_authenticate(password),
             Kind::XmlRpc => Req::xmlrpc_authenticate(password),
             Kind::JsonRpc => Req::jsonrpc_login(password),
@@ -779,7 +792,7 @@ impl Kind {
 async fn check_outcomes(c: Client, fixture: Arc<OdooFixture>, kind: Kind, src: &'static str) {
     let addr = ip(src);
     for (i, password) in ["x1", "x2", "admin", "x3", "x4"].into_iter().enumerate() {
-        let res = c.send(addr, kind.req(password)).await;
+        let res = c.send(addr, kind.req(&fixture, password)).await;
         assert!(
             res.status == 200 || res.status == 303,
             "{kind:?} #{i}: {res:?}"
@@ -796,9 +809,9 @@ async fn check_outcomes(c: Client, fixture: Arc<OdooFixture>, kind: Kind, src: &
         res.status, 200,
         "{kind:?}: a success reset the count (2 failures since)"
     );
-    let res = c.send(addr, kind.req("x5")).await;
+    let res = c.send(addr, kind.req(&fixture, "x5")).await;
     assert!(!kind.succeeded(&res), "{kind:?}: {res:?}");
-    let res = c.send(addr, kind.req("admin")).await;
+    let res = c.send(addr, kind.req(&fixture, "admin")).await;
     assert_eq!(
         res.status, 403,
         "{kind:?}: 3 failures since the success ban {src}"
@@ -868,8 +881,8 @@ async fn a_burst_of_failed_logins_lets_at_most_max_reach_odoo() {
     .await;
     let c = Client::new(&r);
     let (h1, h2) = (ip("127.0.0.2"), ip("127.0.0.3"));
-    let burst_h1 = h1_burst(&c, h1, Req::form_login("wrong"), BURST);
-    let burst_h2 = c.h2_burst(h2, vec![Req::form_login("wrong"); BURST]);
+    let burst_h1 = h1_burst(&c, h1, Req::form_login(&fixture, "wrong"), BURST);
+    let burst_h2 = c.h2_burst(h2, vec![Req::form_login(&fixture, "wrong"); BURST]);
     let (rs1, rs2) = tokio::join!(burst_h1, burst_h2);
 
     for (src, rs) in [("127.0.0.2", &rs1), ("127.0.0.3", &rs2)] {
@@ -884,7 +897,7 @@ async fn a_burst_of_failed_logins_lets_at_most_max_reach_odoo() {
     }
     // Bans are per address: a third address logs in and browses.
     let other = ip("127.0.0.4");
-    let res = c.send(other, Req::form_login("admin")).await;
+    let res = c.send(other, Req::form_login(&fixture, "admin")).await;
     assert_eq!(res.status, 303, "{}", res.text());
     assert_eq!(c.send(other, Req::get("/web/login")).await.status, 200);
 
@@ -918,7 +931,12 @@ async fn bans_survive_restart_and_cli_bans_apply_at_once_but_never_to_allow() {
     let config = r.config_path.to_str().unwrap().to_string();
     let attacker = ip("127.0.0.2");
     for _ in 0..2 {
-        assert_eq!(c.send(attacker, Req::form_login("wrong")).await.status, 200);
+        assert_eq!(
+            c.send(attacker, Req::form_login(&fixture, "wrong"))
+                .await
+                .status,
+            200
+        );
     }
     assert_eq!(c.send(attacker, Req::get("/odoo")).await.status, 403);
     let before = ban_of(&r, "127.0.0.2").expect("127.0.0.2 banned");
@@ -989,7 +1007,12 @@ async fn bans_survive_restart_and_cli_bans_apply_at_once_but_never_to_allow() {
     // `allow` is never banned: not by failures, not by an administrator.
     let allowed = ip("127.0.0.6");
     for _ in 0..6 {
-        assert_eq!(c.send(allowed, Req::form_login("wrong")).await.status, 200);
+        assert_eq!(
+            c.send(allowed, Req::form_login(&fixture, "wrong"))
+                .await
+                .status,
+            200
+        );
     }
     assert_eq!(c.send(allowed, Req::get("/odoo")).await.status, 303);
     let (code, _, err) = run_cli(&[
@@ -1033,7 +1056,10 @@ async fn bans_expire_repeat_offenders_wait_longer_and_fail2ban_reads_the_log() {
     let ban_log = r.state_dir.join("bans.log");
 
     for _ in 0..2 {
-        assert_eq!(c.send(src, Req::form_login("wrong")).await.status, 200);
+        assert_eq!(
+            c.send(src, Req::form_login(&fixture, "wrong")).await.status,
+            200
+        );
     }
     assert_eq!(c.send(src, Req::get("/odoo")).await.status, 403);
     assert_eq!(ban_of(&r, "127.0.0.7").unwrap()["count"], 1);
@@ -1062,7 +1088,10 @@ async fn bans_expire_repeat_offenders_wait_longer_and_fail2ban_reads_the_log() {
 
     // Again: the second ban is repeat_factor times longer.
     for _ in 0..2 {
-        assert_eq!(c.send(src, Req::form_login("wrong")).await.status, 200);
+        assert_eq!(
+            c.send(src, Req::form_login(&fixture, "wrong")).await.status,
+            200
+        );
     }
     assert_eq!(c.send(src, Req::get("/odoo")).await.status, 403);
     assert_eq!(ban_of(&r, "127.0.0.7").unwrap()["count"], 2);
@@ -1122,6 +1151,8 @@ fn has_program(name: &str) -> bool {
 /// A failed login sent to the fixture directly, as if through another
 /// front that Odoo (proxy_mode) believes: Odoo logs "from <client>".
 async fn direct_failure(fixture: &OdooFixture, client: &str) {
+    let (sid, token) = fixture.login_form_session();
+    let cookie = format!("session_id={sid}");
     let res = TestClient::new_plain()
         .request(
             "POST",
@@ -1130,8 +1161,9 @@ async fn direct_failure(fixture: &OdooFixture, client: &str) {
                 ("content-type", "application/x-www-form-urlencoded"),
                 ("x-forwarded-for", client),
                 ("x-forwarded-host", HOST),
+                ("cookie", &cookie),
             ],
-            b"login=admin&password=wrong".to_vec(),
+            format!("csrf_token={token}&login=admin&password=wrong").into_bytes(),
         )
         .await;
     assert_eq!(res.status, 200);
@@ -1162,7 +1194,12 @@ async fn failures_in_odoos_log_ban_too_across_rotation() {
     // counted once, so two of them stay under max = 3.
     let twice = ip("127.0.0.11");
     for _ in 0..2 {
-        assert_eq!(c.send(twice, Req::form_login("wrong")).await.status, 200);
+        assert_eq!(
+            c.send(twice, Req::form_login(&fixture, "wrong"))
+                .await
+                .status,
+            200
+        );
     }
 
     // Failures that bypass rampart.

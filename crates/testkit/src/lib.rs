@@ -5,16 +5,19 @@
 //!   websocket port split), recording every request so tests can assert what reached Odoo.
 //! - [`TestClient`], [`raw_exchange`], [`tls_handshake_info`], [`websocket_echo`]: clients that hit
 //!   Rampart by made-up host names on loopback, trusting exactly the CA a test created.
+//! - [`Browser`]: headless Chromium through chromedriver (W3C WebDriver), for the browser tests.
 
 mod client;
 mod fixture;
 mod util;
+mod webdriver;
 
 pub use client::{
     TestClient, TestResponse, free_port, raw_exchange, tls_handshake_info, wait_for_port,
     websocket_echo,
 };
 pub use fixture::{FixtureOptions, OdooFixture, Port, SeenRequest};
+pub use webdriver::{Browser, BrowserOptions};
 
 /// The text `/already-gzipped` serves gzip-encoded, so tests can check it arrives unchanged.
 pub const ALREADY_GZIPPED_TEXT: &str =

@@ -463,3 +463,58 @@ async fn upload_attachment_stores_the_file_for_a_logged_in_session_with_its_toke
         .join(sha1);
     assert_eq!(std::fs::read(&file).unwrap(), data);
 }
+
+#[tokio::test]
+async fn xmlrpc_bodies_are_read_by_python() {
+    let odoo = OdooFixture::start().await;
+    let call = |body: Vec<u8>| {
+        let addr = odoo.http_addr;
+        async move {
+            let mut request = format!(
+                "POST /xmlrpc/2/common HTTP/1.1\r\nHost: erp.test\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            request.extend_from_slice(&body);
+            send(addr, &request).await.body
+        }
+    };
+    let spellings = |password: &str| -> Vec<Vec<u8>> {
+        let params = format!(
+            "<params><param><value><string>demo1</string></value></param><param><value>admin</value></param><param><value><string>{password}</string></value></param><param><value><struct></struct></value></param></params>"
+        );
+        let utf16: Vec<u8> = std::iter::once(0xfeffu16)
+            .chain(
+                format!("<?xml version='1.0' encoding='UTF-16'?><methodCall><methodName>authenticate</methodName>{params}</methodCall>")
+                    .encode_utf16(),
+            )
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        vec![
+            format!("<?xml version='1.0'?><methodCall><!-- <methodName>version</methodName> --><methodName>authenticate</methodName>{params}</methodCall>").into_bytes(),
+            format!("<methodCall><methodName>&#97;uthenticate</methodName>{params}</methodCall>").into_bytes(),
+            format!("<methodCall><methodName><![CDATA[authenticate]]></methodName>{params}</methodCall>").into_bytes(),
+            format!("<methodCall ><methodName\n>authenticate</methodName >{params}</methodCall>").into_bytes(),
+            utf16,
+        ]
+    };
+    for (i, body) in spellings("admin").into_iter().enumerate() {
+        let answer = call(body).await;
+        assert!(
+            answer.contains("<int>2</int>"),
+            "spelling {i}, right password: {answer}"
+        );
+    }
+    for (i, body) in spellings("wrong").into_iter().enumerate() {
+        let answer = call(body).await;
+        assert!(
+            answer.contains("<boolean>0</boolean>"),
+            "spelling {i}, wrong password: {answer}"
+        );
+    }
+    let broken = call(b"<methodCall><methodName>authenticate</methodCall>".to_vec()).await;
+    assert!(
+        broken.contains("<name>faultCode</name>") && broken.contains("ExpatError"),
+        "{broken}"
+    );
+}

@@ -255,6 +255,29 @@ impl Rampart {
         self.client.get(&self.url(host, path)).await
     }
 
+    /// What a browser does before posting the login form: GET /web/login through Rampart and keep
+    /// the session cookie it sets and the CSRF token rendered into the form (Odoo refuses a login
+    /// POST without both). Returns (`session_id=...` for a Cookie header, token).
+    pub async fn login_form(&self, host: &str) -> (String, String) {
+        let page = self.get(host, "/web/login").await;
+        assert_eq!(page.status, 200, "GET /web/login: {}", page.text());
+        let cookie = page
+            .header_all("set-cookie")
+            .into_iter()
+            .find(|c| c.starts_with("session_id="))
+            .and_then(|c| c.split(';').next())
+            .unwrap_or_else(|| panic!("the login page set no session cookie: {:?}", page.headers))
+            .to_string();
+        let html = page.text();
+        let token = html
+            .split(r#"name="csrf_token" value=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no csrf_token in the login form:\n{html}"))
+            .to_string();
+        (cookie, token)
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
