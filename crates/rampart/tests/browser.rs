@@ -44,14 +44,14 @@ impl Run {
             )
             .await;
         panic!(
-            "{}: {what}\n{saved}\nurl: {url}\npage text: {}\naccess log:\n{}\nrampart stderr (tail):\n{}",
+            "{}: {what}\n{saved}\nurl: {url}\npage text: {}\naccess log (tail):\n{}\nrampart stderr (tail):\n{}",
             self.name,
             page.as_str()
                 .unwrap_or_default()
                 .chars()
                 .take(600)
                 .collect::<String>(),
-            self.rampart.access_log_text(),
+            tail(&self.rampart.access_log_text(), 12),
             tail(&self.rampart.stderr(), 20)
         );
     }

@@ -20,7 +20,7 @@ use crate::client::{free_port, wait_for_port};
 use crate::util;
 
 /// The element key of W3C WebDriver's element references.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long one WebDriver command may take (a 20 MB upload runs inside one script call).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -167,34 +167,72 @@ impl Browser {
             tcp.write_all(request.as_bytes())
                 .await
                 .map_err(|e| e.to_string())?;
+            // chromedriver keeps the connection open after its answer whatever Connection says:
+            // read the head, then exactly the body it announces.
             let mut raw = Vec::new();
-            tcp.read_to_end(&mut raw).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(raw)
+            let mut buf = vec![0u8; 64 * 1024];
+            let end = loop {
+                if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break end;
+                }
+                let n = tcp.read(&mut buf).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err(format!(
+                        "EOF before the head: {}",
+                        String::from_utf8_lossy(&raw)
+                    ));
+                }
+                raw.extend_from_slice(&buf[..n]);
+            };
+            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+            let mut body = raw[end + 4..].to_vec();
+            let length = head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())
+                    .flatten()
+            });
+            let chunked = head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked");
+            loop {
+                let complete = match length {
+                    Some(len) => body.len() >= len,
+                    None if chunked => body.ends_with(b"0\r\n\r\n"),
+                    None => false,
+                };
+                if complete {
+                    break;
+                }
+                let n = tcp.read(&mut buf).await.map_err(|e| e.to_string())?;
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&buf[..n]);
+            }
+            if chunked {
+                body = dechunk(&body);
+            }
+            Ok::<_, String>((head, body))
         };
-        let raw = tokio::time::timeout(COMMAND_TIMEOUT, exchange)
+        let (head, body) = tokio::time::timeout(COMMAND_TIMEOUT, exchange)
             .await
             .map_err(|_| format!("no answer within {COMMAND_TIMEOUT:?}"))??;
-        let end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| format!("no HTTP head: {}", String::from_utf8_lossy(&raw)))?;
-        let head = String::from_utf8_lossy(&raw[..end]);
         let status: u16 = head
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format!("bad status line: {head}"))?;
-        let mut body = raw[end + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = dechunk(&body);
-        }
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| format!("not JSON ({e}): {}", String::from_utf8_lossy(&body)))?;
         if status != 200 {
-            return Err(format!("HTTP {status}: {}", value["value"]));
+            // The message says what went wrong; chromedriver's stack trace does not.
+            let message = value["value"]["message"]
+                .as_str()
+                .map(|m| m.lines().next().unwrap_or(m).to_string())
+                .unwrap_or_else(|| value["value"].to_string());
+            return Err(format!("HTTP {status}: {message}"));
         }
         Ok(value.get("value").cloned().unwrap_or(value))
     }
@@ -213,29 +251,32 @@ impl Browser {
         v.as_str().unwrap_or_default().to_string()
     }
 
-    /// The first element matching a CSS selector, or None.
-    pub async fn find(&self, css: &str) -> Option<String> {
+    /// The first element matching a CSS selector, or why not.
+    pub async fn find(&self, css: &str) -> Result<String, String> {
         let v = self
             .try_call(
                 "POST",
                 &self.at("/element"),
                 Some(json!({"using": "css selector", "value": css})),
             )
-            .await
-            .ok()?;
-        v[ELEMENT_KEY].as_str().map(str::to_string)
+            .await?;
+        v[ELEMENT_KEY]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("not an element reference: {v}"))
     }
 
     /// Like [`Browser::find`], but waits up to `limit` for the element to appear.
     pub async fn wait_for(&self, css: &str, limit: Duration) -> Result<String, String> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if let Some(el) = self.find(css).await {
-                return Ok(el);
-            }
+            let error = match self.find(css).await {
+                Ok(el) => return Ok(el),
+                Err(e) => e,
+            };
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!(
-                    "no element `{css}` after {limit:?} on {}",
+                    "no element `{css}` after {limit:?} on {} ({error})",
                     self.current_url().await
                 ));
             }
@@ -328,11 +369,12 @@ impl Drop for Browser {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
                     let _ = s.write_all(
                         format!(
-                            "DELETE {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                            "DELETE {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"
                         )
                         .as_bytes(),
                     );
-                    let _ = s.read_to_end(&mut Vec::new());
+                    // The answer comes once Chromium has closed; the connection stays open.
+                    let _ = s.read(&mut [0u8; 4096]);
                 }
             })
             .join();
