@@ -154,6 +154,7 @@ async fn odoo_logs_the_real_client_address_on_failed_login() {
     })
     .await;
     let r = Rampart::start(Setup::site(Site::new("erp.test", &fixture))).await;
+    let (cookie, token) = r.login_form("erp.test").await;
     let res = r
         .client
         .request(
@@ -162,8 +163,9 @@ async fn odoo_logs_the_real_client_address_on_failed_login() {
             &[
                 ("content-type", "application/x-www-form-urlencoded"),
                 ("x-forwarded-for", "203.0.113.9"),
+                ("cookie", &cookie),
             ],
-            b"login=admin&password=wrong&redirect=".to_vec(),
+            format!("csrf_token={token}&login=admin&password=wrong&redirect=").into_bytes(),
         )
         .await;
     assert_eq!(res.status, 200);
