@@ -221,6 +221,7 @@ async fn routes_match_the_percent_decoded_path() {
         200,
         "strict_slashes=False"
     );
+    // `..` is not resolved after decoding: Odoo 18 answers 404 here (ODOO-FACTS).
     assert_eq!(
         get(
             odoo.http_addr,
@@ -229,7 +230,7 @@ async fn routes_match_the_percent_decoded_path() {
         )
         .await
         .status,
-        200
+        404
     );
     let seen = odoo.requests();
     assert_eq!(seen[0].target, "/web/%64atabase/manager");
@@ -517,4 +518,24 @@ async fn xmlrpc_bodies_are_read_by_python() {
         broken.contains("<name>faultCode</name>") && broken.contains("ExpatError"),
         "{broken}"
     );
+}
+
+#[tokio::test]
+async fn database_manager_routes_are_exact_as_in_odoo() {
+    let odoo = OdooFixture::start().await;
+    // Answers a real Odoo 18.0 gave to the same paths.
+    for (path, status) in [
+        ("/web/database/manager", 200),
+        ("/web/database/manager/", 200),
+        ("/web/database/selector", 200),
+        ("/web/database/", 404),
+        ("/web/database", 404),
+        ("/web/database/foo", 404),
+        ("/web/database/manager/x", 404),
+        ("/web/database/manager;x", 404),
+        ("/web/database/manager/..%2fx", 404),
+        ("/web/database/backup", 405),
+    ] {
+        assert_eq!(get(odoo.http_addr, path, "").await.status, status, "{path}");
+    }
 }
