@@ -402,6 +402,9 @@ async fn jsonrpc_params_are_read_with_dict_semantics() {
         r#"{"service": "db", "method": "list", "args": []}"#,
         r#"[["service", "db"], ["method", "list"], ["args", []]]"#,
         r#"{"service": "common", "service": "db", "method": "l\u0069st"}"#,
+        // Python's json accepts what strict JSON parsers refuse.
+        r#"{"service": "db", "method": "list", "x": NaN, "y": -Infinity, "z": 1e400}"#,
+        r#"{"service": "db", "method": "list", "x": "\udc00"}"#,
     ] {
         let body =
             format!(r#"{{"jsonrpc": "2.0", "method": "call", "id": 1, "params": {params}}}"#);
