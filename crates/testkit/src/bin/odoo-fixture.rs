@@ -1,5 +1,5 @@
 //! Runs the Odoo-like test upstream on fixed ports, for manual tries and benchmarks:
-//! `odoo-fixture --http 127.0.0.1:8069 --ws 127.0.0.1:8072 [--filestore DIR] [--log FILE] [--db NAME] [--password PW]`
+//! `odoo-fixture --http 127.0.0.1:8069 --ws 127.0.0.1:8072 [--filestore DIR] [--log FILE] [--db NAME] [--password PW] [--totp-secret TEXT] [--api-key KEY]`
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use rampart_testkit::{FixtureOptions, OdooFixture};
 
-const USAGE: &str = "usage: odoo-fixture --http ADDR:PORT --ws ADDR:PORT [--filestore DIR] [--log FILE] [--db NAME] [--password PW]";
+const USAGE: &str = "usage: odoo-fixture --http ADDR:PORT --ws ADDR:PORT [--filestore DIR] [--log FILE] [--db NAME] [--password PW] [--totp-secret TEXT] [--api-key KEY]";
 
 fn parse_args() -> Result<FixtureOptions, String> {
     let mut opts = FixtureOptions::default();
@@ -30,6 +30,9 @@ fn parse_args() -> Result<FixtureOptions, String> {
             "--log" => opts.log_file = Some(PathBuf::from(value)),
             "--db" => opts.db = value,
             "--password" => opts.password = value,
+            // The TOTP key's raw bytes (an authenticator takes their base32).
+            "--totp-secret" => opts.totp_secret = Some(value.into_bytes()),
+            "--api-key" => opts.api_key = value,
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
