@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 
+use crate::Core;
 use crate::classify::LoginRoute;
 use crate::outcome::LoginOutcome;
 use crate::proven::Digest;
-use crate::Core;
 
 /// Why [`crate::Guard::begin_check`] refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

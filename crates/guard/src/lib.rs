@@ -67,16 +67,15 @@ use ipnet::IpNet;
 use rampart_config::rfc3339;
 
 pub use addr::canonical_ip;
+pub use attempt::{LoginAttempt, Refused};
 pub use ban_log::BAN_LOG_FILE;
 pub use bans::{BanInfo, MAX_BAN};
-pub use attempt::{LoginAttempt, Refused};
 pub use classify::{
-    AnswerRead, Decision, LoginRoute, answer_read, classify, is_login_call, login_route,
-    reads_body,
+    AnswerRead, Decision, LoginRoute, answer_read, classify, is_login_call, login_route, reads_body,
 };
-pub use outcome::{LoginOutcome, login_outcome, rpc_access_denied};
 pub use config::{GuardConfig, LoginFailuresConfig, LoginRateConfig, RateConfig};
 pub use follow::login_failure_addr;
+pub use outcome::{LoginOutcome, login_outcome, rpc_access_denied};
 pub use proxy_protocol::{ProxyHeader, parse_proxy_header};
 
 use addr::{client_key, display_net, host_net};
@@ -308,7 +307,9 @@ impl Guard {
         let key = client_key(client);
         let digest = proof.map(|p| self.core.proven.digest(key, &p));
         if is_allowed(&cfg, client) {
-            return Ok(LoginAttempt::new(&self.core, client, None, false, route, digest));
+            return Ok(LoginAttempt::new(
+                &self.core, client, None, false, route, digest,
+            ));
         }
         if self.core.banned_until(client).is_some() {
             self.core.metrics.logins_refused.inc();
@@ -318,7 +319,14 @@ impl Guard {
         if let Some(d) = &digest
             && self.core.proven.contains(d, now)
         {
-            return Ok(LoginAttempt::new(&self.core, client, Some(key), false, route, digest));
+            return Ok(LoginAttempt::new(
+                &self.core,
+                client,
+                Some(key),
+                false,
+                route,
+                digest,
+            ));
         }
         let lf = &cfg.login_failures;
         match self
@@ -326,7 +334,14 @@ impl Guard {
             .failures
             .begin(key, now, lf.max.get(), lf.within.get())
         {
-            Begin::Go => Ok(LoginAttempt::new(&self.core, client, Some(key), true, route, digest)),
+            Begin::Go => Ok(LoginAttempt::new(
+                &self.core,
+                client,
+                Some(key),
+                true,
+                route,
+                digest,
+            )),
             Begin::Refuse { failures } => {
                 self.core.metrics.logins_refused.inc();
                 if failures >= lf.max.get() {

@@ -231,7 +231,10 @@ fn xml_answer(body: &[u8]) -> Option<XmlAnswer> {
     if let Some(r) = rest.strip_prefix("<?xml") {
         rest = &r[r.find("?>")? + 2..];
     }
-    let rest = rest.trim_start().strip_prefix("<methodResponse>")?.trim_start();
+    let rest = rest
+        .trim_start()
+        .strip_prefix("<methodResponse>")?
+        .trim_start();
     if rest.starts_with("<params>") {
         Some(XmlAnswer::Params)
     } else if rest.starts_with("<fault>") {
@@ -244,7 +247,9 @@ fn xml_answer(body: &[u8]) -> Option<XmlAnswer> {
 #[derive(Debug, PartialEq)]
 enum JsonAnswer {
     /// `"result"`; `falsy` when it is false or null (a refused login).
-    Result { falsy: bool },
+    Result {
+        falsy: bool,
+    },
     Error,
 }
 

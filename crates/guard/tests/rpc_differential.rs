@@ -138,7 +138,8 @@ fn mutate_text(rng: &mut Rng, s: &mut String) {
     let text: Vec<char> = s[start..start + len].chars().collect();
     let i = rng.below(text.len());
     let c = text[i];
-    let (before, after): (String, String) = (text[..i].iter().collect(), text[i + 1..].iter().collect());
+    let (before, after): (String, String) =
+        (text[..i].iter().collect(), text[i + 1..].iter().collect());
     let piece = match rng.below(7) {
         0 => format!("&#{};", c as u32),
         1 => format!("&#x{:x};", c as u32),
@@ -164,7 +165,11 @@ fn mutate_xml(rng: &mut Rng, seed: &str) -> Vec<u8> {
             1 => s = s.replacen("<methodName>", "<methodName >", 1),
             2 => s = s.replacen("</methodName>", "</methodName\n>", 1),
             3 | 4 => mutate_text(rng, &mut s),
-            5 => s = s.replacen("<methodName>", "<methodName><![CDATA[", 1).replacen("</methodName>", "]]></methodName>", 1),
+            5 => {
+                s = s
+                    .replacen("<methodName>", "<methodName><![CDATA[", 1)
+                    .replacen("</methodName>", "]]></methodName>", 1)
+            }
             6 => {
                 let m = *rng.pick(XML_METHODS);
                 let extra = format!("<methodName>{m}</methodName>");
@@ -180,7 +185,11 @@ fn mutate_xml(rng: &mut Rng, seed: &str) -> Vec<u8> {
             10 => insert_at_gap(rng, &mut s, "<b/>"),
             11 => s = s.replacen("<methodName>", "<methodName>\t", 1),
             12 => s = s.replacen("<params>", "<params/><params>", 1),
-            13 => s = s.replace("<string>", "<value>").replace("</string>", "</value>"),
+            13 => {
+                s = s
+                    .replace("<string>", "<value>")
+                    .replace("</string>", "</value>")
+            }
             14 => insert_at_gap(rng, &mut s, "  \n"),
             _ => {
                 let cut = rng.below(s.len() + 1);
@@ -224,17 +233,34 @@ fn encode_xml(rng: &mut Rng, s: &str) -> Vec<u8> {
             out
         }
         3 => {
-            let enc = *rng.pick(&["ISO-8859-1", "iso-8859-1", "US-ASCII", "latin-1", "cp1252", "utf-8", "UTF8"]);
+            let enc = *rng.pick(&[
+                "ISO-8859-1",
+                "iso-8859-1",
+                "US-ASCII",
+                "latin-1",
+                "cp1252",
+                "utf-8",
+                "UTF8",
+            ]);
             let text = format!("<?xml version='1.0' encoding='{enc}'?>{}", strip_decl(s));
             if enc.eq_ignore_ascii_case("utf-8") || enc == "UTF8" {
                 text.into_bytes()
             } else {
-                text.chars().map(|c| if (c as u32) < 256 { c as u32 as u8 } else { b'?' }).collect()
+                text.chars()
+                    .map(|c| {
+                        if (c as u32) < 256 {
+                            c as u32 as u8
+                        } else {
+                            b'?'
+                        }
+                    })
+                    .collect()
             }
         }
         4 => {
             let body = strip_decl(s).replacen("<methodName>", "<methodName>&m;", 1);
-            format!("<?xml version='1.0'?><!DOCTYPE methodCall [<!ENTITY m \"auth\">]>{body}").into_bytes()
+            format!("<?xml version='1.0'?><!DOCTYPE methodCall [<!ENTITY m \"auth\">]>{body}")
+                .into_bytes()
         }
         5 => {
             let mut b = s.as_bytes().to_vec();
@@ -249,7 +275,15 @@ fn encode_xml(rng: &mut Rng, s: &str) -> Vec<u8> {
 }
 
 const JSON_SERVICES: &[&str] = &["db", "common", "object", "DB", " db", "d\u{0}b", "obj"];
-const JSON_METHODS: &[&str] = &["list", "login", "authenticate", "execute_kw", "drop", "version", "Login"];
+const JSON_METHODS: &[&str] = &[
+    "list",
+    "login",
+    "authenticate",
+    "execute_kw",
+    "drop",
+    "version",
+    "Login",
+];
 
 fn json_string(rng: &mut Rng, s: &str) -> String {
     let mut out = String::from("\"");
@@ -281,9 +315,16 @@ fn json_seed(rng: &mut Rng) -> String {
     let login = *rng.pick(LOGINS);
     let args = match rng.below(6) {
         0 => json_string(rng, "ab"),
-        1 => format!("{{{}:1,{}:2}}", json_string(rng, "demo1"), json_string(rng, login)),
+        1 => format!(
+            "{{{}:1,{}:2}}",
+            json_string(rng, "demo1"),
+            json_string(rng, login)
+        ),
         2 => "5".to_string(),
-        _ => format!("[\"demo1\",{},\"pw\",\"res.partner\"]", json_string(rng, login)),
+        _ => format!(
+            "[\"demo1\",{},\"pw\",\"res.partner\"]",
+            json_string(rng, login)
+        ),
     };
     let mut entries: Vec<(String, String)> = vec![
         ("service".into(), json_string(rng, service)),
@@ -330,7 +371,18 @@ fn json_seed(rng: &mut Rng) -> String {
             }
             format!("[{}]", inner.join(","))
         }
-        _ => rng.pick(&["\"\"", "null", "[]", "{}", "\"ab\"", "[[1,2]]", "[[[1],2]]", "5"]).to_string(),
+        _ => rng
+            .pick(&[
+                "\"\"",
+                "null",
+                "[]",
+                "{}",
+                "\"ab\"",
+                "[[1,2]]",
+                "[[[1],2]]",
+                "5",
+            ])
+            .to_string(),
     };
     let mut top = vec![
         "\"jsonrpc\":\"2.0\"".to_string(),
@@ -360,7 +412,13 @@ fn mutate_json(rng: &mut Rng, seed: &str) -> Vec<u8> {
                 }
             }
             6 => s = format!("[{s}]"),
-            7 => s = s.replacen("\"id\":", "\"x\":[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]],\"id\":", 1),
+            7 => {
+                s = s.replacen(
+                    "\"id\":",
+                    "\"x\":[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]],\"id\":",
+                    1,
+                )
+            }
             _ => s = format!(" {s}\n"),
         }
     }
@@ -396,22 +454,33 @@ fn hand_written() -> Vec<Case> {
         body: body.as_bytes().to_vec(),
     };
     let auth = |m: &str| {
-        format!("<?xml version='1.0'?>\n<methodCall>\n{m}\n<params>\n<param><value><string>demo1</string></value></param>\n<param><value><string>admin</string></value></param>\n<param><value><string>x</string></value></param>\n<param><value><struct></struct></value></param>\n</params>\n</methodCall>\n")
+        format!(
+            "<?xml version='1.0'?>\n<methodCall>\n{m}\n<params>\n<param><value><string>demo1</string></value></param>\n<param><value><string>admin</string></value></param>\n<param><value><string>x</string></value></param>\n<param><value><struct></struct></value></param>\n</params>\n</methodCall>\n"
+        )
     };
     let mut cases = vec![
         xml(&auth("<methodName>authenticate</methodName>")),
-        xml(&auth("<!-- <methodName>version</methodName> --><methodName>authenticate</methodName>")),
+        xml(&auth(
+            "<!-- <methodName>version</methodName> --><methodName>authenticate</methodName>",
+        )),
         xml(&auth("<methodName>&#97;uthenticate</methodName>")),
         xml(&auth("<methodName><![CDATA[authenticate]]></methodName>")),
         xml(&auth("<methodName >authenticate</methodName\n>")),
         xml(&auth("<methodName>login</methodName>")),
-        json(r#"{"jsonrpc":"2.0","method":"call","params":[["service","db"],["method","list"],["args",[]]],"id":1}"#),
-        json(r#"{"jsonrpc":"2.0","method":"call","params":[["service","common"],["method","login"],["args",["demo1","admin","x"]]],"id":1}"#),
+        json(
+            r#"{"jsonrpc":"2.0","method":"call","params":[["service","db"],["method","list"],["args",[]]],"id":1}"#,
+        ),
+        json(
+            r#"{"jsonrpc":"2.0","method":"call","params":[["service","common"],["method","login"],["args",["demo1","admin","x"]]],"id":1}"#,
+        ),
         json(r#"{"params":[{"service":1,"db":2},{"method":1,"list":2}]}"#),
         json(r#"{"params":{"service":"common","service":"db","method":"list","args":[]}}"#),
     ];
     let utf16: Vec<u8> = auth("<methodName>authenticate</methodName>")
-        .replace("<?xml version='1.0'?>", "<?xml version='1.0' encoding='UTF-16'?>")
+        .replace(
+            "<?xml version='1.0'?>",
+            "<?xml version='1.0' encoding='UTF-16'?>",
+        )
         .encode_utf16()
         .flat_map(|u| u.to_le_bytes())
         .collect();
@@ -432,12 +501,28 @@ fn corpus(n: usize, seed: u64) -> Vec<Case> {
         if i % 2 == 0 {
             let s = xml_seed(&mut rng);
             let service = rng.pick(&["common", "object", "db"]).to_string();
-            let body = if rng.chance(8) { s.into_bytes() } else { mutate_xml(&mut rng, &s) };
-            cases.push(Case { kind: "xml", service, body });
+            let body = if rng.chance(8) {
+                s.into_bytes()
+            } else {
+                mutate_xml(&mut rng, &s)
+            };
+            cases.push(Case {
+                kind: "xml",
+                service,
+                body,
+            });
         } else {
             let s = json_seed(&mut rng);
-            let body = if rng.chance(8) { s.into_bytes() } else { mutate_json(&mut rng, &s) };
-            cases.push(Case { kind: "json", service: "-".into(), body });
+            let body = if rng.chance(8) {
+                s.into_bytes()
+            } else {
+                mutate_json(&mut rng, &s)
+            };
+            cases.push(Case {
+                kind: "json",
+                service: "-".into(),
+                body,
+            });
         }
     }
     cases
@@ -471,7 +556,8 @@ fn oracle(cases: &[Case]) -> Vec<Oracle> {
     let out = BufReader::new(child.stdout.take().expect("piped"));
     let mut answers = Vec::with_capacity(cases.len());
     for line in out.lines() {
-        let v: serde_json::Value = serde_json::from_str(&line.expect("oracle output")).expect("oracle JSON");
+        let v: serde_json::Value =
+            serde_json::from_str(&line.expect("oracle output")).expect("oracle JSON");
         let s = |k: &str| v[k].as_str().map(str::to_string);
         answers.push(Oracle {
             call: v["call"].as_bool().expect("call"),
@@ -481,15 +567,24 @@ fn oracle(cases: &[Case]) -> Vec<Oracle> {
         });
     }
     writer.join().expect("writer");
-    assert!(child.wait().expect("oracle exit").success(), "the oracle failed");
+    assert!(
+        child.wait().expect("oracle exit").success(),
+        "the oracle failed"
+    );
     assert_eq!(answers.len(), cases.len(), "the oracle answered every case");
     answers
 }
 
 #[test]
 fn rampart_reads_rpc_bodies_as_python_does() {
-    let n: usize = std::env::var("RAMPART_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
-    let seed: u64 = std::env::var("RAMPART_DIFF_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0x5eed_0009);
+    let n: usize = std::env::var("RAMPART_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let seed: u64 = std::env::var("RAMPART_DIFF_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_0009);
     let mut total = (0usize, 0usize, 0usize, 0usize); // cases, uncertain, extra, python calls
     let mut uncertain_but_read = 0usize;
     let mut samples = Vec::new();
@@ -504,7 +599,9 @@ fn rampart_reads_rpc_bodies_as_python_does() {
             total.0 += 1;
             total.3 += py.call as usize;
             let endpoint = if case.kind == "xml" {
-                Endpoint::XmlRpc { service: case.service.clone() }
+                Endpoint::XmlRpc {
+                    service: case.service.clone(),
+                }
             } else {
                 Endpoint::JsonRpc
             };
@@ -541,16 +638,18 @@ fn rampart_reads_rpc_bodies_as_python_does() {
     }
     eprintln!(
         "rpc differential: {} cases ({} dispatched by Python), {} uncertain (fail closed; {} of them dispatched by Python), {} read as calls Python refuses, {} disagreements",
-        total.0,
-        total.3,
-        total.1,
-        uncertain_but_read,
-        total.2,
-        disagreements
+        total.0, total.3, total.1, uncertain_but_read, total.2, disagreements
     );
     for s in &samples {
         eprintln!("uncertain, Python reads it: {s}");
     }
-    assert!(bad.is_empty(), "Rampart and Python disagree:\n{}", bad.join("\n"));
-    assert!(total.3 > total.0 / 5, "the corpus exercises dispatched calls");
+    assert!(
+        bad.is_empty(),
+        "Rampart and Python disagree:\n{}",
+        bad.join("\n")
+    );
+    assert!(
+        total.3 > total.0 / 5,
+        "the corpus exercises dispatched calls"
+    );
 }

@@ -99,20 +99,31 @@ fn odoo_conf_is_read_as_configparser_reads_it() {
                 refused += 1;
                 refused_read += usize::from(ok);
             }
-            (Ok(_), false) => bad.push(format!("{text:?}: Rampart reads it, configparser refuses it")),
+            (Ok(_), false) => bad.push(format!(
+                "{text:?}: Rampart reads it, configparser refuses it"
+            )),
             (Ok(c), true) => {
-                let mut ours: Vec<(String, String)> =
-                    c.options().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                let mut ours: Vec<(String, String)> = c
+                    .options()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
                 let mut theirs: Vec<(String, String)> = py["options"]
                     .as_array()
                     .expect("options")
                     .iter()
-                    .map(|kv| (kv[0].as_str().unwrap().to_string(), kv[1].as_str().unwrap().to_string()))
+                    .map(|kv| {
+                        (
+                            kv[0].as_str().unwrap().to_string(),
+                            kv[1].as_str().unwrap().to_string(),
+                        )
+                    })
                     .collect();
                 ours.sort();
                 theirs.sort();
                 if ours != theirs {
-                    bad.push(format!("{text:?}:\n  rampart {ours:?}\n  python  {theirs:?}"));
+                    bad.push(format!(
+                        "{text:?}:\n  rampart {ours:?}\n  python  {theirs:?}"
+                    ));
                 }
             }
         }
@@ -125,5 +136,9 @@ fn odoo_conf_is_read_as_configparser_reads_it() {
         bad.len()
     );
     bad.truncate(10);
-    assert!(bad.is_empty(), "odoo.conf read differently:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "odoo.conf read differently:\n{}",
+        bad.join("\n")
+    );
 }

@@ -24,14 +24,19 @@ fn line() -> impl Strategy<Value = String> {
 }
 
 fn text() -> impl Strategy<Value = String> {
-    (proptest::collection::vec(line(), 0..12), any::<bool>(), any::<bool>()).prop_map(|(lines, crlf, end)| {
-        let nl = if crlf { "\r\n" } else { "\n" };
-        let mut t = lines.join(nl);
-        if end {
-            t.push_str(nl);
-        }
-        t
-    })
+    (
+        proptest::collection::vec(line(), 0..12),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(lines, crlf, end)| {
+            let nl = if crlf { "\r\n" } else { "\n" };
+            let mut t = lines.join(nl);
+            if end {
+                t.push_str(nl);
+            }
+            t
+        })
 }
 
 proptest! {

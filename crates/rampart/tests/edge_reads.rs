@@ -42,15 +42,20 @@ fn odoo_saw(fixture: &OdooFixture) -> Vec<String> {
         .collect()
 }
 
-/// Logs in over HTTP/1.1; the session id.
+/// Logs in over HTTP/1.1 as a browser does (the form's session and CSRF token first); the
+/// session id.
 async fn login(r: &Rampart) -> String {
+    let (cookie, token) = r.login_form("erp.test").await;
     let res = r
         .client
         .request(
             "POST",
             &r.url("erp.test", "/web/login"),
-            &[("content-type", "application/x-www-form-urlencoded")],
-            b"login=admin&password=admin&redirect=%2Fodoo".to_vec(),
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("cookie", &cookie),
+            ],
+            format!("csrf_token={token}&login=admin&password=admin&redirect=%2Fodoo").into_bytes(),
         )
         .await;
     assert_eq!(res.status, 303, "login: {}", res.text());

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Rampart, Setup, Site};
-use rampart_testkit::OdooFixture;
+use rampart_testkit::{FixtureOptions, OdooFixture};
 
 const HOST: &str = "erp.rpc.test";
 
@@ -160,19 +160,32 @@ async fn login_spellings_python_reads_are_counted_and_banned() {
     let max = spellings.len() as u32;
     let r = start_with(&fixture, max, "").await;
     for (i, (what, path, body)) in spellings.into_iter().enumerate() {
-        let ct = if path == "/jsonrpc" { "application/json" } else { "text/xml" };
+        let ct = if path == "/jsonrpc" {
+            "application/json"
+        } else {
+            "text/xml"
+        };
         let res = r
             .client
             .request("POST", &r.url(HOST, path), &[("content-type", ct)], body)
             .await;
         assert_eq!(res.status, 200, "{what}: {}", res.text());
         let failures = metric(&r.metrics().await, "rampart_guard_login_failures_total");
-        assert_eq!(failures, (i + 1) as f64, "{what} was not counted as a failed login");
+        assert_eq!(
+            failures,
+            (i + 1) as f64,
+            "{what} was not counted as a failed login"
+        );
     }
     let seen = fixture.count("/xmlrpc") + fixture.count("/jsonrpc");
     let res = r
         .client
-        .request("POST", &r.url(HOST, "/xmlrpc/2/common"), &[("content-type", "text/xml")], xml_authenticate("<methodName>authenticate</methodName>", "g8").into_bytes())
+        .request(
+            "POST",
+            &r.url(HOST, "/xmlrpc/2/common"),
+            &[("content-type", "text/xml")],
+            xml_authenticate("<methodName>authenticate</methodName>", "g8").into_bytes(),
+        )
         .await;
     assert_eq!(res.status, 403, "banned after {max} failures");
     assert_eq!(fixture.count("/xmlrpc") + fixture.count("/jsonrpc"), seen);
@@ -196,7 +209,12 @@ async fn db_service_in_any_params_shape_never_reaches_odoo() {
     ] {
         let res = r
             .client
-            .request("POST", &r.url(HOST, "/jsonrpc"), &[("content-type", "application/json")], body.as_bytes().to_vec())
+            .request(
+                "POST",
+                &r.url(HOST, "/jsonrpc"),
+                &[("content-type", "application/json")],
+                body.as_bytes().to_vec(),
+            )
             .await;
         assert_eq!(res.status, 403, "{body}: {}", res.text());
     }
@@ -205,7 +223,12 @@ async fn db_service_in_any_params_shape_never_reaches_odoo() {
     let version = r#"{"jsonrpc":"2.0","method":"call","id":1,"params":[["service","common"],["method","version"],["args",[]]]}"#;
     let res = r
         .client
-        .request("POST", &r.url(HOST, "/jsonrpc"), &[("content-type", "application/json")], version.as_bytes().to_vec())
+        .request(
+            "POST",
+            &r.url(HOST, "/jsonrpc"),
+            &[("content-type", "application/json")],
+            version.as_bytes().to_vec(),
+        )
         .await;
     assert_eq!(res.status, 200, "{}", res.text());
 }
@@ -223,9 +246,15 @@ async fn concurrent_wrong_execute_kw_put_at_most_max_checks_before_odoo() {
     let url = r.url(HOST, "/xmlrpc/2/object");
 
     // An integration: one call proves the password, then a burst passes.
-    assert_eq!(post(&r, "/xmlrpc/2/object", "text/xml", xml_execute_kw("admin")).await, 200);
+    assert_eq!(
+        post(&r, "/xmlrpc/2/object", "text/xml", xml_execute_kw("admin")).await,
+        200
+    );
     let good = burst(&client, &url, xml_execute_kw("admin"), BURST).await;
-    assert!(good.iter().all(|s| *s == 200), "good password throttled: {good:?}");
+    assert!(
+        good.iter().all(|s| *s == 200),
+        "good password throttled: {good:?}"
+    );
     let before = fixture.count("/xmlrpc/2/object");
 
     let statuses = burst(&client, &url, xml_execute_kw("guess"), BURST).await;
@@ -235,7 +264,10 @@ async fn concurrent_wrong_execute_kw_put_at_most_max_checks_before_odoo() {
         "{reached} password checks reached Odoo (max {MAX}); answers {statuses:?}"
     );
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), reached);
-    assert!(statuses.iter().all(|s| [200, 403, 429].contains(s)), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [200, 403, 429].contains(s)),
+        "{statuses:?}"
+    );
     let bans = r.admin_get("/v1/bans").await.text();
     assert!(bans.contains("127.0.0.1"), "{bans}");
 }
@@ -264,23 +296,73 @@ async fn burst(
     out
 }
 
-/// 2FA codes on /web/login/totp are login attempts.
+/// 2FA codes on /web/login/totp are login attempts. The codes go where a browser sends them:
+/// after the password step, with that session's cookie and the CSRF token of the code form.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn totp_codes_are_counted_and_banned() {
-    let fixture = OdooFixture::start().await;
+    let fixture = OdooFixture::start_with(FixtureOptions {
+        totp_secret: Some(b"12345678901234567890".to_vec()),
+        ..FixtureOptions::default()
+    })
+    .await;
     let r = start_with(&fixture, 3, "").await;
-    let form = [("content-type", "application/x-www-form-urlencoded")];
-    for code in ["000000", "111111", "222222"] {
+    let (cookie, token) = r.login_form(HOST).await;
+    let headers = [
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("cookie", cookie.as_str()),
+    ];
+    let res = r
+        .client
+        .request(
+            "POST",
+            &r.url(HOST, "/web/login"),
+            &headers,
+            format!("csrf_token={token}&login=admin&password=admin").into_bytes(),
+        )
+        .await;
+    assert_eq!(res.status, 303, "{}", res.text());
+    assert_eq!(res.header("location"), Some("/web/login/totp"));
+    let page = r
+        .client
+        .request(
+            "GET",
+            &r.url(HOST, "/web/login/totp"),
+            &headers[1..],
+            vec![],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    let token = html
+        .split(r#"name="csrf_token" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token in the code form");
+    // Three codes that are not the current one (nor its neighbours, but for a 1e-5 chance).
+    let right: u32 = fixture.totp_code().parse().unwrap();
+    for offset in [111_111, 222_222, 333_333] {
+        let code = format!("{:06}", (right + offset) % 1_000_000);
         let res = r
             .client
-            .request("POST", &r.url(HOST, "/web/login/totp"), &form, format!("totp_token={code}").into_bytes())
+            .request(
+                "POST",
+                &r.url(HOST, "/web/login/totp"),
+                &headers,
+                format!("csrf_token={token}&totp_token={code}").into_bytes(),
+            )
             .await;
         assert_eq!(res.status, 200, "{}", res.text());
+        assert!(res.text().contains("Verification failed"), "{}", res.text());
     }
     let seen = fixture.count("/web/login/totp");
     let res = r
         .client
-        .request("POST", &r.url(HOST, "/web/login/totp"), &form, b"totp_token=424242".to_vec())
+        .request(
+            "POST",
+            &r.url(HOST, "/web/login/totp"),
+            &headers,
+            format!("csrf_token={token}&totp_token={}", fixture.totp_code()).into_bytes(),
+        )
         .await;
     assert_eq!(res.status, 403, "banned after three wrong codes");
     assert_eq!(fixture.count("/web/login/totp"), seen);
@@ -292,7 +374,12 @@ async fn totp_codes_are_counted_and_banned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_password_and_api_key_guesses_are_counted() {
     let fixture = OdooFixture::start().await;
-    let r = start_with(&fixture, 3, "[site.database_manager]\nallow = [\"127.0.0.1/32\"]").await;
+    let r = start_with(
+        &fixture,
+        3,
+        "[site.database_manager]\nallow = [\"127.0.0.1/32\"]",
+    )
+    .await;
     let res = r
         .client
         .request(
@@ -307,19 +394,37 @@ async fn master_password_and_api_key_guesses_are_counted() {
     let body = r#"{"jsonrpc":"2.0","method":"call","id":1,"params":{"service":"db","method":"dump","args":["guess2","demo1","zip"]}}"#;
     let res = r
         .client
-        .request("POST", &r.url(HOST, "/jsonrpc"), &[("content-type", "application/json")], body.as_bytes().to_vec())
+        .request(
+            "POST",
+            &r.url(HOST, "/jsonrpc"),
+            &[("content-type", "application/json")],
+            body.as_bytes().to_vec(),
+        )
         .await;
     assert_eq!(res.status, 200);
     let res = r
         .client
-        .request("POST", &r.url(HOST, "/json/2/res.partner/search"), &[("content-type", "application/json"), ("authorization", "bearer guess3")], b"{}".to_vec())
+        .request(
+            "POST",
+            &r.url(HOST, "/json/2/res.partner/search"),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", "bearer guess3"),
+            ],
+            b"{}".to_vec(),
+        )
         .await;
     assert_eq!(res.status, 401);
     let failures = metric(&r.metrics().await, "rampart_guard_login_failures_total");
     assert_eq!(failures, 3.0);
     let res = r
         .client
-        .request("POST", &r.url(HOST, "/web/database/drop"), &[("content-type", "application/x-www-form-urlencoded")], b"master_pwd=guess4&name=demo1".to_vec())
+        .request(
+            "POST",
+            &r.url(HOST, "/web/database/drop"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"master_pwd=guess4&name=demo1".to_vec(),
+        )
         .await;
     assert_eq!(res.status, 403, "banned after three guesses");
 }

@@ -86,7 +86,8 @@ impl Credential {
 /// the others are failed calls; treating them as the real thing costs
 /// nobody anything and leaves no near-miss spelling to argue about.
 fn names(v: &Option<String>, name: &str) -> bool {
-    v.as_deref().is_some_and(|s| s.trim().eq_ignore_ascii_case(name))
+    v.as_deref()
+        .is_some_and(|s| s.trim().eq_ignore_ascii_case(name))
 }
 
 impl Call {

@@ -66,10 +66,17 @@ fn xml_encodings() {
     };
     for (le, bom) in [(true, true), (false, true), (true, false), (false, false)] {
         let b = utf16(le, bom, "<?xml version='1.0' encoding='UTF-16'?>");
-        assert_eq!(xml_method(&b).as_deref(), Some("authenticate"), "{le} {bom}");
+        assert_eq!(
+            xml_method(&b).as_deref(),
+            Some("authenticate"),
+            "{le} {bom}"
+        );
     }
     let latin = body
-        .replace("<?xml version='1.0'?>", "<?xml version='1.0' encoding='ISO-8859-1'?>")
+        .replace(
+            "<?xml version='1.0'?>",
+            "<?xml version='1.0' encoding='ISO-8859-1'?>",
+        )
         .replace("admin", "adm\u{e9}");
     let bytes: Vec<u8> = latin.chars().map(|c| c as u32 as u8).collect();
     match read(&common(), &bytes) {
@@ -80,7 +87,10 @@ fn xml_encodings() {
     bom8.extend_from_slice(body.as_bytes());
     assert_eq!(xml_method(&bom8).as_deref(), Some("authenticate"));
     // pyexpat takes any Python codec: not ours to guess.
-    let cp = body.replace("<?xml version='1.0'?>", "<?xml version='1.0' encoding='cp1252'?>");
+    let cp = body.replace(
+        "<?xml version='1.0'?>",
+        "<?xml version='1.0' encoding='cp1252'?>",
+    );
     assert_eq!(read(&common(), cp.as_bytes()), Reading::Uncertain);
 }
 
@@ -91,7 +101,10 @@ fn xml_doctype_and_garbage_are_uncertain() {
         "<?xml version='1.0'?><!DOCTYPE methodCall [<!ENTITY a \"authenticate\">]>",
     );
     assert_eq!(read(&common(), entity.as_bytes()), Reading::Uncertain);
-    assert_eq!(read(&common(), b"<methodCall><methodName>authenticate"), Reading::Uncertain);
+    assert_eq!(
+        read(&common(), b"<methodCall><methodName>authenticate"),
+        Reading::Uncertain
+    );
     assert_eq!(read(&common(), b"\xff\xfe\x00"), Reading::Uncertain);
     let deep = "<a>".repeat(100_000);
     assert_eq!(read(&common(), deep.as_bytes()), Reading::Uncertain);
@@ -100,9 +113,15 @@ fn xml_doctype_and_garbage_are_uncertain() {
 #[test]
 fn xml_without_params_is_no_call() {
     // loads() raises without a </params>, </methodName> or with a fault.
-    assert_eq!(read(&common(), b"<methodCall></methodCall>"), Reading::NoCall);
     assert_eq!(
-        read(&common(), b"<methodCall><methodName>authenticate</methodName><fault/></methodCall>"),
+        read(&common(), b"<methodCall></methodCall>"),
+        Reading::NoCall
+    );
+    assert_eq!(
+        read(
+            &common(),
+            b"<methodCall><methodName>authenticate</methodName><fault/></methodCall>"
+        ),
         Reading::NoCall
     );
     assert_eq!(
@@ -148,8 +167,12 @@ fn json_call(body: &str) -> Call {
 #[test]
 fn json_params_as_python_dict_reads_them() {
     let db = |b: &str| json_call(b).service.as_deref() == Some("db");
-    assert!(db(r#"{"params":{"service":"db","method":"list","args":[]}}"#));
-    assert!(db(r#"{"params":[["service","db"],["method","list"],["args",[]]]}"#));
+    assert!(db(
+        r#"{"params":{"service":"db","method":"list","args":[]}}"#
+    ));
+    assert!(db(
+        r#"{"params":[["service","db"],["method","list"],["args",[]]]}"#
+    ));
     assert!(db(r#"{"params":[["service","common"],["service","db"]]}"#));
     assert!(db(r#"{"params":{"service":"common","service":"db"}}"#));
     assert!(db(r#"{"params":[{"service":1,"db":2}]}"#));
@@ -158,7 +181,10 @@ fn json_params_as_python_dict_reads_them() {
     // A 2-character string is a pair of its characters.
     let c = json_call(r#"{"params":[["service","db"],"ab"]}"#);
     assert!(c.is_db());
-    assert_eq!(json(r#"{"params":[["service","db"],"abc"]}"#), Reading::NoCall);
+    assert_eq!(
+        json(r#"{"params":[["service","db"],"abc"]}"#),
+        Reading::NoCall
+    );
     assert_eq!(json(r#"{"params":[[["x"],"db"]]}"#), Reading::NoCall);
     assert_eq!(json(r#"{"params":"x"}"#), Reading::NoCall);
     assert_eq!(json(r#"{"params":null}"#), Reading::NoCall);
@@ -183,7 +209,10 @@ fn json_python_extensions_are_uncertain() {
     ] {
         assert_eq!(json(b), Reading::Uncertain, "{b}");
     }
-    assert_eq!(read(&Endpoint::JsonRpc, b"{\"params\":\"\xff\"}"), Reading::Uncertain);
+    assert_eq!(
+        read(&Endpoint::JsonRpc, b"{\"params\":\"\xff\"}"),
+        Reading::Uncertain
+    );
 }
 
 #[test]
