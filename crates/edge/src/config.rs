@@ -8,18 +8,22 @@ use std::path::PathBuf;
 
 use rampart_certs::TlsSource;
 use rampart_config::{ByteSize, Cidr, Duration};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[listen]`: where Rampart accepts connections.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenConfig {
     /// Plain HTTP: ACME HTTP-01 answers and the redirect to https.
     pub http: Option<SocketAddr>,
     /// HTTPS (HTTP/1.1 and HTTP/2).
     pub https: SocketAddr,
-    /// `/metrics` and `/healthz`. Keep it on loopback.
-    pub admin: Option<SocketAddr>,
+    /// The status page, `/metrics`, `/healthz` and the admin API: an
+    /// address (keep it on loopback) or `unix:/run/rampart/admin.sock`.
+    pub admin: Option<crate::admin::AdminAddr>,
+    /// A file holding a token that the admin listener then requires
+    /// (`Authorization: Bearer`; the status page asks for it once).
+    pub admin_token_file: Option<PathBuf>,
     /// Open client connections at most, over all listeners; more wait in
     /// the kernel's backlog.
     pub max_connections: usize,
@@ -40,7 +44,11 @@ impl Default for ListenConfig {
         ListenConfig {
             http: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             https: SocketAddr::from(([127, 0, 0, 1], 8443)),
-            admin: Some(SocketAddr::from(([127, 0, 0, 1], 9180))),
+            admin: Some(crate::admin::AdminAddr::Tcp(SocketAddr::from((
+                [127, 0, 0, 1],
+                9180,
+            )))),
+            admin_token_file: None,
             max_connections: 10_000,
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(15),
@@ -52,7 +60,7 @@ impl Default for ListenConfig {
 }
 
 /// `[log]`: the access log.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A file path, or "-" for standard output, or "off".
@@ -69,7 +77,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Apache/nginx "combined", which fail2ban and log tools read, with the
@@ -80,7 +88,7 @@ pub enum LogFormat {
 }
 
 /// `[[site]]`: one Odoo deployment behind one set of host names.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
     /// Host names this site answers: exact (`erp.example.com`), a wildcard
@@ -190,7 +198,7 @@ fn default_true() -> bool {
 
 /// `[site.headers]`: security headers added to every response. An empty
 /// string turns one off.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityHeaders {
     pub strict_transport_security: String,
@@ -221,7 +229,7 @@ impl Default for SecurityHeaders {
 }
 
 /// `[site.health_check]`: the active check on each upstream.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheck {
     /// Odoo 16+ answers `/web/health`; set "" to turn checks off.
@@ -247,7 +255,7 @@ impl Default for HealthCheck {
 }
 
 /// `[site.database_manager]`: who may reach `/web/database/*`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseManager {
     /// Client address ranges allowed; empty blocks everyone.

@@ -15,6 +15,7 @@ pub mod io;
 pub mod metrics;
 pub mod pages;
 pub mod pipeline;
+pub mod preflight;
 pub mod server;
 pub mod stage;
 pub mod upstream;

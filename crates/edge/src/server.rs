@@ -61,6 +61,8 @@ pub struct Runtime {
     pub sites: Vec<Arc<SiteRuntime>>,
     pub matcher: SiteMatcher,
     pub listen: ListenConfig,
+    /// From `listen.admin_token_file`, re-read on reload.
+    pub admin_token: Option<Arc<admin::AdminToken>>,
     _checks: DropGuard,
 }
 
@@ -103,7 +105,7 @@ pub struct Edge {
     shared: Arc<Shared>,
     https: TcpListener,
     http: Option<TcpListener>,
-    admin: Option<TcpListener>,
+    admin: Option<admin::AdminListener>,
 }
 
 fn site_name(c: &SiteConfig) -> String {
@@ -179,15 +181,20 @@ fn build_runtime(cfg: &EdgeConfig, metrics: &Metrics) -> Result<Runtime, EdgeErr
         sites.push(Arc::new(site));
     }
     let matcher = SiteMatcher::new(cfg.sites.iter().map(|s| s.hosts.as_slice()));
+    let admin_token = match &cfg.listen.admin_token_file {
+        Some(p) => Some(Arc::new(admin::AdminToken::load(p).map_err(EdgeError)?)),
+        None => None,
+    };
     Ok(Runtime {
         sites,
         matcher,
         listen: cfg.listen.clone(),
+        admin_token,
         _checks: stop.drop_guard(),
     })
 }
 
-async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
+pub(crate) async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
     let sock = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
@@ -218,13 +225,14 @@ impl Edge {
         )
         .map_err(|e| EdgeError(format!("log.access = {:?}: {e}", cfg.log.access)))?;
         let runtime = build_runtime(&cfg, &metrics)?;
+        admin::status::mark_started();
         let https = bind("https", cfg.listen.https).await?;
         let http = match cfg.listen.http {
             Some(a) => Some(bind("http", a).await?),
             None => None,
         };
-        let admin = match cfg.listen.admin {
-            Some(a) => Some(bind("admin", a).await?),
+        let admin = match &cfg.listen.admin {
+            Some(a) => Some(admin::AdminListener::bind(a).await?),
             None => None,
         };
         let shared = Arc::new(Shared {
@@ -340,7 +348,7 @@ impl EdgeHandle {
         let mut runtime = build_runtime(&cfg, &self.shared.metrics)?;
         runtime.listen.https = old.listen.https;
         runtime.listen.http = old.listen.http;
-        runtime.listen.admin = old.listen.admin;
+        runtime.listen.admin = old.listen.admin.clone();
         self.shared.runtime.store(Arc::new(runtime));
         Ok(())
     }

@@ -55,6 +55,7 @@ mod metrics;
 mod outcome;
 mod proven;
 mod proxy_protocol;
+pub mod refusals;
 pub mod rpc;
 
 use std::future::Future;
@@ -162,6 +163,7 @@ pub struct Guard {
     core: Arc<Core>,
     rate: Limiter,
     login_rate: Limiter,
+    refusals: refusals::Refusals,
 }
 
 impl Guard {
@@ -199,6 +201,7 @@ impl Guard {
                 limits::per_minute(cfg.login_rate.per_minute, cfg.login_rate.burst),
                 caps.rate_keys,
             ),
+            refusals: refusals::Refusals::default(),
         }))
     }
 
@@ -240,6 +243,7 @@ impl Guard {
             return Admission::Admitted;
         }
         if let Some(until) = self.core.banned_until(client) {
+            self.refusals.record(client, "banned");
             return Admission::Banned { until };
         }
         let key = client_key(client);
@@ -251,6 +255,7 @@ impl Guard {
             Ok(()) => Admission::Admitted,
             Err(retry_after) => {
                 self.core.metrics.rate_limited.inc();
+                self.refusals.record(client, "rate limited");
                 Admission::Limited { retry_after }
             }
         }
@@ -270,6 +275,7 @@ impl Guard {
             Ok(()) => Admission::Admitted,
             Err(retry_after) => {
                 self.core.metrics.rate_limited.inc();
+                self.refusals.record(client, "rate limited");
                 Admission::Limited { retry_after }
             }
         }
@@ -377,6 +383,11 @@ impl Guard {
     }
 
     /// Active bans, soonest to end first.
+    /// Recent refusals and the addresses refused most, for the status page.
+    pub fn refusals(&self) -> &refusals::Refusals {
+        &self.refusals
+    }
+
     pub fn bans(&self) -> Vec<BanInfo> {
         self.core.bans.list(SystemTime::now())
     }

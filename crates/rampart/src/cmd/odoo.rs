@@ -406,7 +406,7 @@ pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
             file: path.display().to_string(),
             http: cfg.listen.http,
             https: cfg.listen.https,
-            admin: cfg.listen.admin,
+            admin: cfg.listen.admin.as_ref().and_then(|a| a.tcp()),
             sites: cfg
                 .site
                 .iter()

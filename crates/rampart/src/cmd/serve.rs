@@ -1,4 +1,4 @@
-//! `rampart serve`, `rampart check`, `rampart reload`.
+//! `rampart serve`, `rampart reload`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,17 +11,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::notify::notify;
+use crate::notify::{self, notify};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {}
-
-#[derive(clap::Args)]
-pub struct CheckArgs {
-    /// The file to check (same as the global --config).
-    #[arg(value_name = "FILE")]
-    file: Option<PathBuf>,
-}
 
 #[derive(clap::Args)]
 pub struct ReloadArgs {}
@@ -43,7 +36,7 @@ pub fn init_tracing() {
     }
 }
 
-fn edge_config(c: &Config) -> EdgeConfig {
+pub(crate) fn edge_config(c: &Config) -> EdgeConfig {
     EdgeConfig {
         listen: c.listen.clone(),
         log: c.log.clone(),
@@ -66,6 +59,7 @@ pub fn serve(config_path: Option<&Path>, _a: ServeArgs) -> ExitCode {
 }
 
 async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
+    let _ = rampart_edge::admin::status::VERSION.set(crate::VERSION.to_string());
     let certs = match CertStore::open(&config.state_dir, config.acme.as_ref(), &config.site_tls()) {
         Ok(c) => c,
         Err(e) => {
@@ -97,14 +91,27 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
                 return None;
             }
             let edge = slot.get()?;
-            Some(match apply_reload(path.as_deref(), edge, &certs, &guard) {
-                Ok(()) => (200, r#"{"status":"reloaded"}"#.to_string()),
-                Err(e) => (409, serde_json::json!({ "error": e }).to_string()),
+            notify::reloading();
+            let r = apply_reload(path.as_deref(), edge, &certs, &guard);
+            notify("READY=1");
+            Some(match r {
+                Ok(()) => {
+                    notify::status("config reloaded");
+                    (200, r#"{"status":"reloaded"}"#.to_string())
+                }
+                Err(e) => {
+                    notify::status(&e);
+                    (409, serde_json::json!({ "error": e }).to_string())
+                }
             })
         }
     };
     let guard_hook = guard.clone();
+    let backups_hook = backups_status(&config);
     let hooks: Vec<AdminHook> = vec![
+        Arc::new(move |m, p, _| {
+            ((m, p) == ("GET", "/v1/status/backups")).then(|| (200, backups_hook.clone()))
+        }),
         Arc::new(move |m, p, b| certs_hook.admin(m, p, b)),
         Arc::new(move |m, p, b| guard_hook.admin(m, p, b)),
         Arc::new(reload_hook),
@@ -141,7 +148,7 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
     tracing::info!(
         https = %config.listen.https,
         http = ?config.listen.http,
-        admin = ?config.listen.admin,
+        admin = ?config.listen.admin.as_ref().map(ToString::to_string),
         sites = config.site.len(),
         local_ca = %certs.local_ca_cert_path().display(),
         "rampart serving"
@@ -153,7 +160,24 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
         guard.clone(),
         shutdown.clone(),
     ));
+    if let Some(every) = notify::watchdog_interval() {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => notify("WATCHDOG=1"),
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+    }
     notify("READY=1");
+    notify::status(&format!(
+        "serving {} site(s) on {}",
+        config.site.len(),
+        config.listen.https
+    ));
     edge.run(shutdown).await;
     signals.abort();
     if let Err(e) = guard.flush() {
@@ -161,6 +185,26 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// What the status page says about backups. Listing a target's snapshots
+/// means reaching it (SFTP, S3), too slow for a page refreshed every 10 s,
+/// so the page says what is configured and where to look.
+fn backups_status(config: &Config) -> String {
+    let note = match &config.backup {
+        None => "no [backup] section: nothing is backed up by rampart".to_string(),
+        Some(b) => format!(
+            "{} target(s) ({}), schedule {}; `rampart backups` lists the snapshots",
+            b.targets.len(),
+            b.targets
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            b.schedule.as_deref().unwrap_or("none (run by hand or cron)")
+        ),
+    };
+    serde_json::json!({ "note": note }).to_string()
 }
 
 /// Expired bans, idle rate-limiter keys, old failure windows.
@@ -194,9 +238,13 @@ async fn signal_loop(
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                notify("RELOADING=1");
-                let _ = apply_reload(config_path.as_deref(), &edge, &certs, &guard);
+                notify::reloading();
+                let r = apply_reload(config_path.as_deref(), &edge, &certs, &guard);
                 notify("READY=1");
+                notify::status(&match r {
+                    Ok(()) => "config reloaded".to_string(),
+                    Err(e) => e,
+                });
             }
             _ = usr1.recv() => {
                 tracing::info!("SIGUSR1: reopening log files");
@@ -207,6 +255,7 @@ async fn signal_loop(
         }
     }
     notify("STOPPING=1");
+    notify::status("draining requests and websocket tunnels");
     tracing::info!("shutting down: draining requests and websocket tunnels");
     shutdown.cancel();
 }
@@ -236,20 +285,6 @@ fn apply_reload(
 fn refused(e: impl std::fmt::Display) -> String {
     tracing::error!("reload refused, still serving the previous config: {e}");
     format!("reload refused, still serving the previous config: {e}")
-}
-
-pub fn check(config: Option<&Path>, a: CheckArgs) -> ExitCode {
-    let Some(path) = a.file.as_deref().or(config) else {
-        eprintln!("error: name the file to check: rampart check --config rampart.toml");
-        return ExitCode::from(super::EXIT_USAGE);
-    };
-    match super::load_config(Some(path)) {
-        Ok(c) => {
-            println!("{}: ok ({} site(s))", path.display(), c.site.len());
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
-    }
 }
 
 /// Like SIGHUP, through the admin listener (no pid file needed), and

@@ -107,6 +107,9 @@ pub struct Setup {
     pub listen: String,
     /// "combined" (default) or "json".
     pub log_format: Option<String>,
+    /// `listen.admin` instead of a free loopback port (e.g. "unix:/path");
+    /// the harness then does not wait for the admin port.
+    pub admin: Option<String>,
 }
 
 impl Setup {
@@ -175,7 +178,7 @@ impl Rampart {
             self.state_dir.display().to_string(),
             self.http,
             self.https,
-            self.admin,
+            setup.admin.clone().unwrap_or_else(|| self.admin.to_string()),
             setup.listen,
             self.access_log.display().to_string(),
             setup.log_format.as_deref().unwrap_or("combined"),
@@ -213,7 +216,11 @@ impl Rampart {
             .expect("cannot start the rampart binary");
         self.pid = child.id();
         self.child = Some(child);
-        for addr in [self.https, self.http, self.admin] {
+        let mut addrs = vec![self.https, self.http];
+        if self.setup.admin.is_none() {
+            addrs.push(self.admin);
+        }
+        for addr in addrs {
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
             loop {
                 if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {

@@ -1,0 +1,188 @@
+//! Where the admin listener listens: a TCP address (loopback by default)
+//! or a Unix socket (`admin = "unix:/run/rampart/admin.sock"`), which no
+//! web page can reach at all and whose file mode (0600) says who may talk
+//! to it.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::server::EdgeError;
+
+/// `listen.admin`: `"127.0.0.1:9180"` or `"unix:/run/rampart/admin.sock"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl AdminAddr {
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            AdminAddr::Tcp(a) => Some(*a),
+            AdminAddr::Unix(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AdminAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminAddr::Tcp(a) => write!(f, "{a}"),
+            AdminAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for AdminAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            let path = PathBuf::from(p);
+            if !path.is_absolute() || path.file_name().is_none() {
+                return Err(format!(
+                    "{s:?}: a Unix socket needs an absolute path, e.g. \"unix:/run/rampart/admin.sock\""
+                ));
+            }
+            return Ok(AdminAddr::Unix(path));
+        }
+        s.parse().map(AdminAddr::Tcp).map_err(|_| {
+            format!(
+                "{s:?} is neither an address with a port (\"127.0.0.1:9180\", \"[::1]:9180\") nor \"unix:/path/to/admin.sock\""
+            )
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for AdminAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A bound admin listener.
+pub enum AdminListener {
+    Tcp(TcpListener),
+    /// The socket, its path, and its inode (so shutdown removes only its own).
+    Unix(UnixListener, PathBuf, u64),
+}
+
+impl AdminListener {
+    pub async fn bind(addr: &AdminAddr) -> Result<AdminListener, EdgeError> {
+        match addr {
+            AdminAddr::Tcp(a) => crate::server::bind("admin", *a).await.map(AdminListener::Tcp),
+            AdminAddr::Unix(p) => bind_unix(p),
+        }
+    }
+
+    /// Removes the socket file at shutdown, unless another process has
+    /// replaced it since.
+    pub fn cleanup(&self) {
+        if let AdminListener::Unix(_, path, ino) = self
+            && std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == *ino)
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn err(path: &Path, msg: impl std::fmt::Display) -> EdgeError {
+    EdgeError(format!("listen.admin = \"unix:{}\": {msg}", path.display()))
+}
+
+/// Binds the socket inside a private (0700) directory next to `path`,
+/// makes it 0600 there, then renames it into place: nobody can connect
+/// before the mode is set, and a stale socket left by a crash is replaced
+/// in one step. A live socket (another rampart answers on it) and anything
+/// that is not a socket are never replaced.
+fn bind_unix(path: &Path) -> Result<AdminListener, EdgeError> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| err(path, "no parent directory"))?;
+    if !parent.is_dir() {
+        return Err(err(
+            path,
+            format!(
+                "the directory {} does not exist (systemd: RuntimeDirectory=rampart)",
+                parent.display()
+            ),
+        ));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(err(
+                        path,
+                        "another process answers on this socket (is rampart already running?)",
+                    ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    // Stale, left by a process that died: replaced below.
+                }
+                Err(e) => return Err(err(path, format!("cannot check the existing socket: {e}"))),
+            }
+        }
+        Ok(_) => {
+            return Err(err(
+                path,
+                "exists and is not a socket; refusing to replace it",
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(path, e)),
+    }
+    let private = parent.join(format!(".rampart-admin.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(|e| err(path, format!("cannot create {}: {e}", private.display())))?;
+    let result = (|| -> Result<AdminListener, EdgeError> {
+        let tmp = private.join("admin.sock");
+        let l = std::os::unix::net::UnixListener::bind(&tmp)
+            .map_err(|e| err(path, format!("cannot bind: {e}")))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| err(path, format!("cannot set mode 0600: {e}")))?;
+        std::fs::rename(&tmp, path).map_err(|e| err(path, format!("cannot move into place: {e}")))?;
+        l.set_nonblocking(true).map_err(|e| err(path, e))?;
+        let ino = std::fs::symlink_metadata(path)
+            .map_err(|e| err(path, e))?
+            .ino();
+        let l = UnixListener::from_std(l).map_err(|e| err(path, e))?;
+        Ok(AdminListener::Unix(l, path.to_path_buf(), ino))
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tcp_and_unix() {
+        assert_eq!(
+            "127.0.0.1:9180".parse::<AdminAddr>().unwrap(),
+            AdminAddr::Tcp("127.0.0.1:9180".parse().unwrap())
+        );
+        assert_eq!(
+            "unix:/run/rampart/admin.sock".parse::<AdminAddr>().unwrap(),
+            AdminAddr::Unix("/run/rampart/admin.sock".into())
+        );
+        for bad in ["unix:admin.sock", "unix:", "localhost:9180", "9180", "unix:/"] {
+            assert!(bad.parse::<AdminAddr>().is_err(), "{bad} accepted");
+        }
+    }
+}
