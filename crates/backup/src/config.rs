@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[backup]` in rampart.toml.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BackupConfig {
     /// Databases to snapshot; empty means every Odoo database on the server
@@ -17,7 +17,7 @@ pub struct BackupConfig {
     pub data_dir: PathBuf,
     /// libpq connection string or URI, without a database name (one is
     /// added per database); empty means the PG* environment.
-    #[serde(default)]
+    #[serde(default, serialize_with = "rampart_config::secret::mask_password_in")]
     pub pg: String,
     /// Directory holding pg_dump, pg_restore and psql; by default the
     /// Debian directory matching the server's major version, else PATH.
@@ -47,7 +47,7 @@ pub struct BackupConfig {
 }
 
 /// `[[backup.target]]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     pub name: String,
@@ -69,7 +69,7 @@ pub struct TargetConfig {
     #[serde(default)]
     pub access_key_id: Option<String>,
     /// S3: secret key; default AWS_SECRET_ACCESS_KEY.
-    #[serde(default)]
+    #[serde(default, serialize_with = "rampart_config::secret::mask_opt")]
     pub secret_access_key: Option<String>,
 }
 

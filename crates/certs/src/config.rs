@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 
 use rampart_config::Duration;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Let's Encrypt production, the default CA.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AcmeConfig {
     /// Contact address for the ACME account (expiry warnings, policy mail).
@@ -49,7 +49,7 @@ fn default_directory() -> String {
 }
 
 /// Which ACME challenge proves control of a name.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub enum Challenge {
     /// TLS-ALPN-01 when the CA offers it, else HTTP-01.
     #[default]
@@ -65,9 +65,10 @@ pub enum Challenge {
 
 /// `eab = { kid = "...", hmac_key = "..." }`: the key id and the
 /// base64url HMAC key the CA gave you.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Eab {
     pub kid: String,
+    #[serde(serialize_with = "rampart_config::secret::mask")]
     pub hmac_key: String,
 }

@@ -21,6 +21,7 @@ mod local_ca;
 mod metrics;
 mod names;
 mod pem;
+mod preflight;
 mod source;
 mod store;
 mod table;
@@ -28,5 +29,6 @@ mod tls;
 
 pub use config::{AcmeConfig, Challenge, Eab};
 pub use error::CertError;
+pub use preflight::{Problem, preflight};
 pub use source::TlsSource;
 pub use store::{CertInfo, CertStore, SiteTls};

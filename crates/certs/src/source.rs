@@ -18,6 +18,22 @@ pub enum TlsSource {
     Files { cert: PathBuf, key: PathBuf },
 }
 
+impl serde::Serialize for TlsSource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            TlsSource::Local => s.serialize_str("local"),
+            TlsSource::Acme => s.serialize_str("acme"),
+            TlsSource::Files { cert, key } => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("cert", cert)?;
+                m.serialize_entry("key", key)?;
+                m.end()
+            }
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for TlsSource {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;

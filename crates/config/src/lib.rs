@@ -8,6 +8,7 @@
 
 mod load;
 pub mod rfc3339;
+pub mod secret;
 mod values;
 
 pub use load::{ConfigError, from_str, load};

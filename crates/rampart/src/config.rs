@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use rampart_config::ConfigError;
 use rampart_edge::config::{ListenConfig, LogConfig, SiteConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// ACME account, certificates, local CA, ban table, backup catalog.

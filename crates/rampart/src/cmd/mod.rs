@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod backup;
 pub mod certs;
+pub mod check;
+pub mod docs;
 pub mod guard;
 pub mod odoo;
 pub mod serve;
