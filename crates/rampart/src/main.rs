@@ -10,10 +10,23 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `rampart --version`: the commit, build date and target come from
+/// build.rs; the TLS stack is fixed at build time.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RAMPART_COMMIT"),
+    ", built ",
+    env!("RAMPART_BUILD_DATE"),
+    ", ",
+    env!("RAMPART_TARGET"),
+    ", TLS: rustls with ring)"
+);
+
 /// Puts an Odoo server into production safely: the HTTPS front,
 /// certificates, brute-force guard, hardened odoo.conf, audits, backups.
 #[derive(Parser)]
-#[command(name = "rampart", version, about)]
+#[command(name = "rampart", version = VERSION, about)]
 struct Cli {
     /// rampart.toml; without it, the embedded defaults.
     #[arg(
@@ -33,7 +46,7 @@ enum Command {
     /// Run the HTTPS front (certificates renewed in process).
     Serve(cmd::serve::ServeArgs),
     /// Validate a config file; errors name the file, line and key.
-    Check(cmd::serve::CheckArgs),
+    Check(cmd::check::CheckArgs),
     /// Ask the running server to re-read its config (like SIGHUP).
     Reload(cmd::serve::ReloadArgs),
     /// List certificates, or ask the running server to renew.
@@ -62,6 +75,10 @@ enum Command {
     Restore(cmd::backup::RestoreArgs),
     /// Delete old snapshots by generations (run where the writer cannot).
     Prune(cmd::backup::PruneArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(cmd::docs::CompletionsArgs),
+    /// Print the manual page (roff), or write one per command to a directory.
+    Man(cmd::docs::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,7 +86,7 @@ fn main() -> ExitCode {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Serve(a) => cmd::serve::serve(config, a),
-        Command::Check(a) => cmd::serve::check(config, a),
+        Command::Check(a) => cmd::check::check(config, a),
         Command::Reload(a) => cmd::serve::reload(config, a),
         Command::Certs(a) => cmd::certs::run(config, a),
         Command::Bans(a) => cmd::guard::bans(config, a),
@@ -84,5 +101,7 @@ fn main() -> ExitCode {
         Command::Backups(a) => cmd::backup::backups(config, a),
         Command::Restore(a) => cmd::backup::restore(config, a),
         Command::Prune(a) => cmd::backup::prune(config, a),
+        Command::Completions(a) => cmd::docs::completions(a),
+        Command::Man(a) => cmd::docs::man(a),
     }
 }

@@ -1,0 +1,108 @@
+//! `rampart serve` under systemd's notify protocol: READY and STATUS
+//! lines, WATCHDOG=1 when WatchdogSec asks for it, RELOADING=1 with
+//! MONOTONIC_USEC (Type=notify-reload) on SIGHUP. A datagram socket in a
+//! temp dir plays systemd.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TempDir, bin};
+use rampart_testkit::free_port;
+
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
+/// Reads datagrams until one satisfies `want`, up to 20 s.
+fn wait_for(sock: &UnixDatagram, seen: &mut Vec<String>, want: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(Instant::now() < deadline, "no such notification; got {seen:?}");
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            seen.push(msg.clone());
+            if want(&msg) {
+                return msg;
+            }
+        }
+    }
+}
+
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_speaks_sd_notify_with_watchdog_and_reload() {
+    let dir = TempDir::new("sd-notify");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let cfg = dir.path().join("rampart.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\n[listen]\nhttps = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\nadmin = \"127.0.0.1:{}\"\n[log]\naccess = \"off\"\n[[site]]\nhosts = [\"erp.test\"]\nodoo = [\"127.0.0.1:{}\"]\n",
+            dir.path().join("state").display().to_string(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env_remove("WATCHDOG_PID")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start the rampart binary");
+    let pid = child.id();
+    let _child = Killed(child);
+    let mut seen = Vec::new();
+    wait_for(&sock, &mut seen, |m| m == "READY=1");
+    let status = wait_for(&sock, &mut seen, |m| m.starts_with("STATUS="));
+    assert!(status.contains("serving 1 site"), "{status}");
+    wait_for(&sock, &mut seen, |m| m == "WATCHDOG=1");
+    wait_for(&sock, &mut seen, |m| m == "WATCHDOG=1");
+
+    let before = monotonic_usec();
+    let ok = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let reloading = wait_for(&sock, &mut seen, |m| m.starts_with("RELOADING=1"));
+    let usec: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC in {reloading:?}"))
+        .parse()
+        .unwrap();
+    assert!(
+        usec >= before && usec <= monotonic_usec(),
+        "MONOTONIC_USEC={usec} is not between SIGHUP ({before}) and now"
+    );
+    wait_for(&sock, &mut seen, |m| m == "READY=1");
+    wait_for(&sock, &mut seen, |m| m == "STATUS=config reloaded");
+}
