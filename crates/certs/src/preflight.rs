@@ -98,10 +98,8 @@ fn covers(names: &[String], host: &str) -> bool {
         let n = n.to_ascii_lowercase();
         n == host
             || n.strip_prefix("*.").is_some_and(|suffix| {
-                host.split_once('.')
-                    .is_some_and(|(_, rest)| rest == suffix)
+                host.split_once('.').is_some_and(|(_, rest)| rest == suffix)
                     || host.strip_prefix("*.") == Some(suffix)
             })
     })
 }
-

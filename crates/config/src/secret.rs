@@ -77,6 +77,9 @@ mod tests {
             masked_conninfo("postgres://db/?password=hunter2&sslmode=require"),
             "postgres://db/?password=********&sslmode=require"
         );
-        assert_eq!(masked_conninfo("host=/run/postgresql"), "host=/run/postgresql");
+        assert_eq!(
+            masked_conninfo("host=/run/postgresql"),
+            "host=/run/postgresql"
+        );
     }
 }

@@ -52,7 +52,11 @@ pub fn preflight(cfg: &EdgeConfig) -> Vec<Problem> {
     }
     for (i, s) in cfg.sites.iter().enumerate() {
         if let Err(e) = HeaderSet::new(&s.headers) {
-            out.push(problem(format!("site[{i}].{e}"), "invalid header value", true));
+            out.push(problem(
+                format!("site[{i}].{e}"),
+                "invalid header value",
+                true,
+            ));
         }
         for (field, list) in [("odoo", &s.odoo), ("websocket", &s.websocket)] {
             for a in list {
@@ -62,7 +66,11 @@ pub fn preflight(cfg: &EdgeConfig) -> Vec<Problem> {
                     Err(e) => Some(format!("does not resolve: {e}")),
                 };
                 if let Some(why) = found {
-                    out.push(problem(format!("site[{i}].{field}"), format!("{a:?} {why}"), true));
+                    out.push(problem(
+                        format!("site[{i}].{field}"),
+                        format!("{a:?} {why}"),
+                        true,
+                    ));
                 }
             }
         }
@@ -70,7 +78,10 @@ pub fn preflight(cfg: &EdgeConfig) -> Vec<Problem> {
             if !p.is_dir() {
                 out.push(problem(
                     format!("site[{i}].addons_path[{j}]"),
-                    format!("{} is not a directory: static files go to Odoo instead", p.display()),
+                    format!(
+                        "{} is not a directory: static files go to Odoo instead",
+                        p.display()
+                    ),
                     false,
                 ));
             }

@@ -73,7 +73,13 @@ async fn cross_origin_simple_post_cannot_ban() {
     // Without an Origin (an older browser), text/plain is still refused.
     let (status, _, body) = raw(
         r.admin,
-        &request("POST", "/v1/bans", &host, &["Content-Type: text/plain"], BAN),
+        &request(
+            "POST",
+            "/v1/bans",
+            &host,
+            &["Content-Type: text/plain"],
+            BAN,
+        ),
     );
     assert_eq!(status, 415, "text/plain POST: {body}");
     let (status, _, body) = raw(
@@ -82,7 +88,10 @@ async fn cross_origin_simple_post_cannot_ban() {
             "DELETE",
             "/v1/bans/203.0.113.77",
             &host,
-            &["Sec-Fetch-Site: cross-site", "Content-Type: application/json"],
+            &[
+                "Sec-Fetch-Site: cross-site",
+                "Content-Type: application/json",
+            ],
             "",
         ),
     );
@@ -144,14 +153,23 @@ async fn token_is_required_when_set() {
     for path in ["/v1/bans", "/metrics", "/v1/status", "/v1/certs"] {
         let (status, head, _) = raw(r.admin, &request("GET", path, &host, &[], ""));
         assert_eq!(status, 401, "GET {path} without the token");
-        assert!(head.to_ascii_lowercase().contains("www-authenticate: bearer"));
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: bearer")
+        );
         let wrong = format!("Authorization: Bearer {}x", &TOKEN[..TOKEN.len() - 1]);
         let (status, _, _) = raw(r.admin, &request("GET", path, &host, &[&wrong], ""));
         assert_eq!(status, 401, "GET {path} with a wrong token");
     }
     let (status, _, body) = raw(
         r.admin,
-        &request("POST", "/v1/bans", &host, &["Content-Type: application/json"], BAN),
+        &request(
+            "POST",
+            "/v1/bans",
+            &host,
+            &["Content-Type: application/json"],
+            BAN,
+        ),
     );
     assert_eq!(status, 401, "POST without the token: {body}");
     // Liveness stays open, without details.
@@ -159,7 +177,15 @@ async fn token_is_required_when_set() {
     assert_eq!((status, body.trim()), (200, r#"{"status":"ok"}"#));
     // The CLI reads admin_token_file from the same config.
     let cfg = r.config_path.to_str().unwrap();
-    let (code, out, err) = run_cli(&["bans", "--config", cfg, "ban", "203.0.113.78", "--for", "1h"]);
+    let (code, out, err) = run_cli(&[
+        "bans",
+        "--config",
+        cfg,
+        "ban",
+        "203.0.113.78",
+        "--for",
+        "1h",
+    ]);
     assert_eq!(code, 0, "rampart bans ban: {out}{err}");
     assert!(bans(&r).contains("203.0.113.78"));
     let (code, out, err) = run_cli(&["bans", "--config", cfg, "list"]);
@@ -169,7 +195,10 @@ async fn token_is_required_when_set() {
     // The status page asks once, then a cookie (not the token) lets it read.
     let (status, _, body) = raw(r.admin, &request("GET", "/", &host, &[], ""));
     assert_eq!(status, 401);
-    assert!(body.contains("<form") && body.contains("name=\"token\""), "{body}");
+    assert!(
+        body.contains("<form") && body.contains("name=\"token\""),
+        "{body}"
+    );
     let (status, head, _) = raw(
         r.admin,
         &request(
@@ -205,7 +234,10 @@ async fn token_is_required_when_set() {
         .expect("a Set-Cookie after the right token")
         .to_string();
     assert!(cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict"));
-    assert!(!cookie_line.contains(TOKEN), "the cookie holds the token itself");
+    assert!(
+        !cookie_line.contains(TOKEN),
+        "the cookie holds the token itself"
+    );
     let cookie = cookie_line
         .split_once(':')
         .unwrap()
@@ -255,7 +287,10 @@ async fn token_file_readable_by_all_is_refused() {
     std::fs::write(&cfg, text).unwrap();
     let (code, out, err) = run_cli(&["serve", "--config", cfg.to_str().unwrap()]);
     assert_ne!(code, 0, "serve started with a world-readable token: {out}");
-    assert!(err.contains("admin_token_file") && err.contains("chmod 600"), "{err}");
+    assert!(
+        err.contains("admin_token_file") && err.contains("chmod 600"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -282,7 +317,15 @@ async fn unix_socket_serves_the_cli_and_is_private() {
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "socket mode {mode:o}");
     let cfg = r.config_path.to_str().unwrap();
-    let (code, out, err) = run_cli(&["bans", "--config", cfg, "ban", "203.0.113.79", "--for", "1h"]);
+    let (code, out, err) = run_cli(&[
+        "bans",
+        "--config",
+        cfg,
+        "ban",
+        "203.0.113.79",
+        "--for",
+        "1h",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = run_cli(&["bans", "--config", cfg, "list"]);
     assert_eq!(code, 0, "rampart bans list over the socket: {out}{err}");
@@ -307,7 +350,10 @@ async fn unix_socket_serves_the_cli_and_is_private() {
     let (code, _, err) = run_cli(&["serve", "--config", second.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(err.contains("another process answers"), "{err}");
-    assert!(UnixStream::connect(&sock).is_ok(), "the live socket was taken");
+    assert!(
+        UnixStream::connect(&sock).is_ok(),
+        "the live socket was taken"
+    );
 }
 
 #[tokio::test]

@@ -18,7 +18,10 @@ fn version_names_commit_date_target_and_tls() {
     let (code, out, err) = run_cli(&["--version"]);
     assert_eq!(code, 0, "{err}");
     let line = out.trim();
-    assert!(line.starts_with(&format!("rampart {}", env!("CARGO_PKG_VERSION"))), "{line}");
+    assert!(
+        line.starts_with(&format!("rampart {}", env!("CARGO_PKG_VERSION"))),
+        "{line}"
+    );
     assert!(line.contains("commit "), "{line}");
     assert!(line.contains("rustls with ring"), "{line}");
     let built = line.split("built ").nth(1).expect("a build date");
@@ -28,21 +31,37 @@ fn version_names_commit_date_target_and_tls() {
         "{line}"
     );
     let arch = std::env::consts::ARCH;
-    assert!(line.contains(&format!("{arch}-")), "no target triple in {line}");
+    assert!(
+        line.contains(&format!("{arch}-")),
+        "no target triple in {line}"
+    );
     // Built from a git checkout here: the commit is a real one.
     if let Ok(o) = Command::new("git")
-        .args(["-C", repo().to_str().unwrap(), "rev-parse", "--short=12", "HEAD"])
+        .args([
+            "-C",
+            repo().to_str().unwrap(),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
         .output()
         && o.status.success()
     {
         let head = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        assert!(line.contains(&format!("commit {head}")), "{line} vs HEAD {head}");
+        assert!(
+            line.contains(&format!("commit {head}")),
+            "{line} vs HEAD {head}"
+        );
     }
 }
 
 #[test]
 fn completions_for_each_shell() {
-    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef rampart"), ("fish", "complete -c rampart")] {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef rampart"),
+        ("fish", "complete -c rampart"),
+    ] {
         let (code, out, err) = run_cli(&["completions", shell]);
         assert_eq!(code, 0, "{shell}: {err}");
         assert!(out.contains(marker), "{shell}: no {marker:?}");
@@ -68,13 +87,22 @@ fn completions_for_each_shell() {
 fn man_pages_render() {
     let (code, out, err) = run_cli(&["man"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains(".TH rampart 1"), "{}", &out[..out.len().min(300)]);
+    assert!(
+        out.contains(".TH rampart 1"),
+        "{}",
+        &out[..out.len().min(300)]
+    );
     assert!(out.contains("completions") && out.contains("serve"));
     let dir = TempDir::new("man");
     let man1 = dir.path().join("man1");
     let (code, _, err) = run_cli(&["man", "--dir", man1.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    for page in ["rampart.1", "rampart-serve.1", "rampart-check.1", "rampart-bans.1"] {
+    for page in [
+        "rampart.1",
+        "rampart-serve.1",
+        "rampart-check.1",
+        "rampart-bans.1",
+    ] {
         assert!(man1.join(page).is_file(), "{page} not written");
     }
 }
@@ -101,7 +129,10 @@ fn packaged_unit_passes_systemd_analyze_verify() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && text.trim().is_empty(), "systemd-analyze verify:\n{text}");
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify:\n{text}"
+    );
 }
 
 #[test]
@@ -111,5 +142,8 @@ fn packaged_config_parses() {
     // Paths such as /run/rampart may be missing on a build machine (exit
     // 1); the file itself must parse (never 2).
     assert_ne!(code, 2, "{out}{err}");
-    assert!(out.contains("admin = \"unix:/run/rampart/admin.sock\""), "{out}");
+    assert!(
+        out.contains("admin = \"unix:/run/rampart/admin.sock\""),
+        "{out}"
+    );
 }

@@ -27,7 +27,10 @@ fn wait_for(sock: &UnixDatagram, seen: &mut Vec<String>, want: impl Fn(&str) -> 
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut buf = [0u8; 4096];
     loop {
-        assert!(Instant::now() < deadline, "no such notification; got {seen:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no such notification; got {seen:?}"
+        );
         if let Ok(n) = sock.recv(&mut buf) {
             let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
             seen.push(msg.clone());

@@ -49,16 +49,15 @@ impl AdminToken {
     pub fn load(path: &Path) -> Result<AdminToken, String> {
         use std::os::unix::fs::PermissionsExt;
         let shown = path.display();
-        let meta =
-            std::fs::metadata(path).map_err(|e| format!("admin_token_file {shown}: {e}"))?;
+        let meta = std::fs::metadata(path).map_err(|e| format!("admin_token_file {shown}: {e}"))?;
         if meta.permissions().mode() & 0o004 != 0 {
             return Err(format!(
                 "admin_token_file {shown} is readable by every user (mode {:o}): chmod 600 it",
                 meta.permissions().mode() & 0o777
             ));
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("admin_token_file {shown}: {e}"))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("admin_token_file {shown}: {e}"))?;
         let token = text.trim();
         if token.len() < 16 || token.contains(char::is_whitespace) {
             return Err(format!(
@@ -303,7 +302,10 @@ mod tests {
             ("host", "127.0.0.1:9180"),
             ("sec-fetch-site", "same-site"),
         ])));
-        assert!(is_json(&h(&[("content-type", "application/json; charset=utf-8")])));
+        assert!(is_json(&h(&[(
+            "content-type",
+            "application/json; charset=utf-8"
+        )])));
         assert!(!is_json(&h(&[("content-type", "text/plain")])));
         assert!(!is_json(&h(&[("content-type", "application/jsonx")])));
         assert!(!is_json(&h(&[])));
@@ -316,11 +318,19 @@ mod tests {
         assert_eq!(auth(&h(&[]), Some(&t), via), Auth::None);
         assert_eq!(auth(&h(&[]), None, via), Auth::Full);
         assert_eq!(
-            auth(&h(&[("authorization", "Bearer 0123456789abcdef0123")]), Some(&t), via),
+            auth(
+                &h(&[("authorization", "Bearer 0123456789abcdef0123")]),
+                Some(&t),
+                via
+            ),
             Auth::Full
         );
         assert_eq!(
-            auth(&h(&[("authorization", "Bearer 0123456789abcdef012")]), Some(&t), via),
+            auth(
+                &h(&[("authorization", "Bearer 0123456789abcdef012")]),
+                Some(&t),
+                via
+            ),
             Auth::None
         );
         let c = format!("a=b; rampart_admin_9180={}", t.cookie_value());

@@ -80,7 +80,9 @@ pub enum AdminListener {
 impl AdminListener {
     pub async fn bind(addr: &AdminAddr) -> Result<AdminListener, EdgeError> {
         match addr {
-            AdminAddr::Tcp(a) => crate::server::bind("admin", *a).await.map(AdminListener::Tcp),
+            AdminAddr::Tcp(a) => crate::server::bind("admin", *a)
+                .await
+                .map(AdminListener::Tcp),
             AdminAddr::Unix(p) => bind_unix(p),
         }
     }
@@ -155,7 +157,8 @@ fn bind_unix(path: &Path) -> Result<AdminListener, EdgeError> {
             .map_err(|e| err(path, format!("cannot bind: {e}")))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| err(path, format!("cannot set mode 0600: {e}")))?;
-        std::fs::rename(&tmp, path).map_err(|e| err(path, format!("cannot move into place: {e}")))?;
+        std::fs::rename(&tmp, path)
+            .map_err(|e| err(path, format!("cannot move into place: {e}")))?;
         l.set_nonblocking(true).map_err(|e| err(path, e))?;
         let ino = std::fs::symlink_metadata(path)
             .map_err(|e| err(path, e))?
@@ -181,7 +184,13 @@ mod tests {
             "unix:/run/rampart/admin.sock".parse::<AdminAddr>().unwrap(),
             AdminAddr::Unix("/run/rampart/admin.sock".into())
         );
-        for bad in ["unix:admin.sock", "unix:", "localhost:9180", "9180", "unix:/"] {
+        for bad in [
+            "unix:admin.sock",
+            "unix:",
+            "localhost:9180",
+            "9180",
+            "unix:/",
+        ] {
             assert!(bad.parse::<AdminAddr>().is_err(), "{bad} accepted");
         }
     }

@@ -20,7 +20,12 @@ table{border-collapse:collapse;margin:.4em 0}td,th{padding:.2em .7em;text-align:
 svg{background:#f6f6f6;vertical-align:middle}figure{display:inline-block;margin:.3em 1.5em .3em 0}\
 figcaption{font-size:.85em;color:#555}";
 
-fn html_response(status: StatusCode, title: &str, body_html: &str, refresh: bool) -> Response<Body> {
+fn html_response(
+    status: StatusCode,
+    title: &str,
+    body_html: &str,
+    refresh: bool,
+) -> Response<Body> {
     let meta = if refresh {
         "<meta http-equiv=\"refresh\" content=\"10\">"
     } else {
@@ -79,7 +84,12 @@ pub fn login_form(error: Option<&str>) -> Response<Body> {
          <form method=\"post\" action=\"/login\"><label>Token <input type=\"password\" name=\"token\" \
          autocomplete=\"current-password\" required autofocus></label> <button>Open</button></form>"
     );
-    html_response(StatusCode::UNAUTHORIZED, "Rampart status: token", &body, false)
+    html_response(
+        StatusCode::UNAUTHORIZED,
+        "Rampart status: token",
+        &body,
+        false,
+    )
 }
 
 /// `POST /login` (form field `token`) and `POST /logout`. The cookie holds
@@ -143,7 +153,11 @@ fn url_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        match (b[i], b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c))) {
+        match (
+            b[i],
+            b.get(i + 1).and_then(|&c| hex(c)),
+            b.get(i + 2).and_then(|&c| hex(c)),
+        ) {
             (b'%', Some(hi), Some(lo)) => {
                 out.push(hi << 4 | lo);
                 i += 3;
@@ -207,7 +221,9 @@ pub fn status(s: &Status, logout: bool) -> Response<Body> {
             esc(&site.name),
             esc(&site.hosts.join(", "))
         );
-        b.push_str("<table><tr><th>Upstream</th><th>Role</th><th>Health</th><th>In flight</th></tr>");
+        b.push_str(
+            "<table><tr><th>Upstream</th><th>Role</th><th>Health</th><th>In flight</th></tr>",
+        );
         for u in &site.upstreams {
             let (class, word) = if u.healthy {
                 ("ok", "healthy")
@@ -256,9 +272,15 @@ pub fn status(s: &Status, logout: bool) -> Response<Body> {
     }
     b.push_str("</table>");
     let g = &s.guard;
-    let _ = write!(b, "<h2>Guard</h2><h3>Active bans: {}</h3>", g.active_bans.len());
+    let _ = write!(
+        b,
+        "<h2>Guard</h2><h3>Active bans: {}</h3>",
+        g.active_bans.len()
+    );
     if !g.active_bans.is_empty() {
-        b.push_str("<table><tr><th>Address</th><th>Until (UTC)</th><th>Count</th><th>Reason</th></tr>");
+        b.push_str(
+            "<table><tr><th>Address</th><th>Until (UTC)</th><th>Count</th><th>Reason</th></tr>",
+        );
         for ban in &g.active_bans {
             let _ = write!(
                 b,
@@ -300,9 +322,13 @@ pub fn status(s: &Status, logout: bool) -> Response<Body> {
     b.push_str("<h2>Backups</h2>");
     backups(&mut b, &s.backups);
     if logout {
-        b.push_str("<form method=\"post\" action=\"/logout\"><button>Forget the token</button></form>");
+        b.push_str(
+            "<form method=\"post\" action=\"/logout\"><button>Forget the token</button></form>",
+        );
     }
-    b.push_str("<p class=\"muted\">The same data as JSON: <a href=\"/v1/status\">/v1/status</a></p>");
+    b.push_str(
+        "<p class=\"muted\">The same data as JSON: <a href=\"/v1/status\">/v1/status</a></p>",
+    );
     html_response(StatusCode::OK, "Rampart status", &b, true)
 }
 
@@ -347,7 +373,10 @@ mod tests {
             Some("ab+c d")
         );
         assert_eq!(form_field(b"a=1", "token"), None);
-        assert_eq!(esc("<a href='x'>&\""), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;");
+        assert_eq!(
+            esc("<a href='x'>&\""),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
+        );
         let c = chart(&[1.0, 2.0], 2.0, "x<", "#000");
         assert!(c.contains("points=\"") && c.contains("x&lt;"));
     }

@@ -105,7 +105,9 @@ pub fn check(config: Option<&Path>, a: CheckArgs) -> ExitCode {
         let summary = match (errors, findings.len() - errors) {
             (0, 0) => format!("ok ({} site(s))", cfg.site.len()),
             (0, w) => format!("ok ({} site(s)), {w} warning(s)", cfg.site.len()),
-            (e, w) => format!("{e} error(s), {w} warning(s): `rampart serve` would not run with this"),
+            (e, w) => {
+                format!("{e} error(s), {w} warning(s): `rampart serve` would not run with this")
+            }
         };
         // With --print, stdout is the TOML alone.
         if a.print {
@@ -130,17 +132,19 @@ fn findings(cfg: &Config) -> Vec<Problem> {
     {
         out.push(problem("state_dir", e.to_string(), true));
     }
-    out.extend(rampart_certs::preflight(
-        cfg.acme.as_ref(),
-        &cfg.site_tls(),
+    out.extend(rampart_certs::preflight(cfg.acme.as_ref(), &cfg.site_tls()));
+    out.extend(rampart_edge::preflight::preflight(
+        &super::serve::edge_config(cfg),
     ));
-    out.extend(rampart_edge::preflight::preflight(&super::serve::edge_config(cfg)));
     if let Some(log) = &cfg.guard.odoo_log
         && let Err(e) = std::fs::File::open(log)
     {
         out.push(problem(
             "guard.odoo_log",
-            format!("{}: {e}: login failures in Odoo's log will not be counted", log.display()),
+            format!(
+                "{}: {e}: login failures in Odoo's log will not be counted",
+                log.display()
+            ),
             false,
         ));
     }

@@ -201,7 +201,9 @@ fn backups_status(config: &Config) -> String {
                 .map(|t| t.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
-            b.schedule.as_deref().unwrap_or("none (run by hand or cron)")
+            b.schedule
+                .as_deref()
+                .unwrap_or("none (run by hand or cron)")
         ),
     };
     serde_json::json!({ "note": note }).to_string()

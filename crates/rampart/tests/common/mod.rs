@@ -178,7 +178,10 @@ impl Rampart {
             self.state_dir.display().to_string(),
             self.http,
             self.https,
-            setup.admin.clone().unwrap_or_else(|| self.admin.to_string()),
+            setup
+                .admin
+                .clone()
+                .unwrap_or_else(|| self.admin.to_string()),
             setup.listen,
             self.access_log.display().to_string(),
             setup.log_format.as_deref().unwrap_or("combined"),
