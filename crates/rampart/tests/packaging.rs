@@ -107,17 +107,17 @@ fn man_pages_render() {
     }
 }
 
-#[test]
-fn packaged_unit_passes_systemd_analyze_verify() {
+/// `systemd-analyze verify` on `unit` (`installed_as` replaced by the
+/// built binary), with the generated man page on MANPATH.
+fn verify_unit(unit: &str, installed_as: &str) {
     let dir = TempDir::new("unit");
     let man1 = dir.path().join("man").join("man1");
     let (code, _, err) = run_cli(&["man", "--dir", man1.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    // The unit names /usr/bin/rampart; verify runs against the built binary.
-    let unit = std::fs::read_to_string(repo().join("packaging/rampart.service")).unwrap();
     assert!(unit.contains("Documentation=man:rampart(1)"));
+    assert!(unit.contains("WatchdogSec=") && unit.contains("RuntimeDirectory=rampart"));
     let path = dir.path().join("rampart.service");
-    std::fs::write(&path, unit.replace("/usr/bin/rampart", bin())).unwrap();
+    std::fs::write(&path, unit.replace(installed_as, bin())).unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
@@ -133,6 +133,30 @@ fn packaged_unit_passes_systemd_analyze_verify() {
         out.status.success() && text.trim().is_empty(),
         "systemd-analyze verify:\n{text}"
     );
+}
+
+#[test]
+fn packaged_unit_passes_systemd_analyze_verify() {
+    let unit = std::fs::read_to_string(repo().join("packaging/rampart.service")).unwrap();
+    verify_unit(&unit, "/usr/bin/rampart");
+}
+
+#[test]
+fn init_unit_passes_systemd_analyze_verify() {
+    let dir = TempDir::new("init-unit");
+    let (code, o, err) = run_cli(&[
+        "init",
+        "--domain",
+        "erp.example.com",
+        "--email",
+        "ops@example.com",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{o}{err}");
+    let unit = std::fs::read_to_string(dir.path().join("rampart.service"))
+        .expect("rampart init writes rampart.service");
+    verify_unit(&unit, "/usr/local/bin/rampart");
 }
 
 #[test]
