@@ -35,6 +35,18 @@ pub struct ListenConfig {
     pub idle_timeout: Duration,
     /// The longest silence inside a request body (slow uploads).
     pub client_body_timeout: Duration,
+    /// Bytes per second a request body must average once
+    /// `client_body_grace` is over ("0" turns the check off): an upload
+    /// that crawls gets 408.
+    pub client_body_min_rate: ByteSize,
+    pub client_body_grace: Duration,
+    /// A response stream whose client accepts no bytes for this long is
+    /// dropped (its spool and memory freed; on HTTP/1.1 the connection
+    /// closed).
+    pub send_timeout: Duration,
+    /// Bytes all spool files (buffered request and response bodies) may
+    /// hold on disk together, under `<state_dir>/spool`.
+    pub spool_max: ByteSize,
     /// SIGTERM waits this long for in-flight requests and tunnels.
     pub shutdown_grace: Duration,
 }
@@ -54,6 +66,10 @@ impl Default for ListenConfig {
             header_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(75),
             client_body_timeout: Duration::from_secs(60),
+            client_body_min_rate: ByteSize::kib(1),
+            client_body_grace: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(60),
+            spool_max: ByteSize::mib(4096),
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -118,11 +134,28 @@ pub struct SiteConfig {
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Duration,
     /// Requests in flight to one upstream at most (Odoo has a fixed number
-    /// of workers); more wait up to `queue_timeout`, then get 503.
-    #[serde(default = "default_max_conns")]
+    /// of workers; `workers` is the same key); more wait up to
+    /// `queue_timeout` in per-client queues served round-robin, then 503.
+    #[serde(default = "default_max_conns", alias = "workers")]
     pub max_conns: usize,
     #[serde(default = "default_queue_timeout")]
     pub queue_timeout: Duration,
+    /// Upstream slots one client address may hold or wait for at once
+    /// (default: a quarter of `max_conns`); more get 503 + Retry-After.
+    #[serde(default)]
+    pub max_conns_per_client: Option<usize>,
+    /// Websocket tunnels one client address may hold (default: a quarter
+    /// of `max_conns`).
+    #[serde(default)]
+    pub max_websockets_per_client: Option<usize>,
+    /// Receive a request body whole (memory, then a spool file) before an
+    /// Odoo worker is taken, so a slow upload never holds one.
+    #[serde(default = "default_true")]
+    pub request_buffering: bool,
+    /// Path prefixes whose bodies stream to Odoo as they arrive even with
+    /// `request_buffering` (matched on the canonical path).
+    #[serde(default)]
+    pub request_streaming: Vec<String>,
     /// A websocket tunnel with no traffic either way is closed after this.
     #[serde(default = "default_websocket_idle")]
     pub websocket_idle: Duration,
@@ -141,6 +174,30 @@ pub struct SiteConfig {
 }
 
 impl SiteConfig {
+    /// Upstream slots one client may hold or wait for.
+    pub fn conns_per_client(&self) -> usize {
+        self.max_conns_per_client
+            .unwrap_or(self.max_conns.div_ceil(4))
+            .max(1)
+    }
+
+    /// Websocket tunnels one client may hold.
+    pub fn websockets_per_client(&self) -> usize {
+        self.max_websockets_per_client
+            .unwrap_or(self.max_conns.div_ceil(4))
+            .max(1)
+    }
+
+    /// Whether a request body on `lower` (the canonical path, lowercased)
+    /// is received whole before Odoo is asked.
+    pub fn buffers_request(&self, lower: &str) -> bool {
+        self.request_buffering
+            && !self
+                .request_streaming
+                .iter()
+                .any(|p| lower.starts_with(&p.to_ascii_lowercase()))
+    }
+
     /// The embedded default site: any host, local CA, Odoo on loopback.
     pub fn embedded() -> Self {
         SiteConfig {
@@ -155,6 +212,10 @@ impl SiteConfig {
             connect_timeout: default_connect_timeout(),
             max_conns: default_max_conns(),
             queue_timeout: default_queue_timeout(),
+            max_conns_per_client: None,
+            max_websockets_per_client: None,
+            request_buffering: true,
+            request_streaming: Vec::new(),
             websocket_idle: default_websocket_idle(),
             session_cookies: default_session_cookies(),
             compression: true,
@@ -302,6 +363,22 @@ pub fn validate_sites(sites: &[SiteConfig]) -> Result<(), (String, String)> {
         }
         if site.max_conns == 0 {
             return Err((key("max_conns"), "must be at least 1".into()));
+        }
+        for (field, v) in [
+            ("max_conns_per_client", site.max_conns_per_client),
+            ("max_websockets_per_client", site.max_websockets_per_client),
+        ] {
+            if v == Some(0) {
+                return Err((key(field), "must be at least 1".into()));
+            }
+        }
+        for p in &site.request_streaming {
+            if !p.starts_with('/') {
+                return Err((
+                    key("request_streaming"),
+                    format!("{p:?} is not a path prefix: write e.g. \"/web/binary/upload\""),
+                ));
+            }
         }
         if site.health_check.fall == 0 || site.health_check.rise == 0 {
             return Err((

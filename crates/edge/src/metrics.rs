@@ -30,6 +30,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub upstream_seconds: Family<SiteLabels, Histogram>,
     pub upstream_healthy: Family<UpstreamLabels, Gauge>,
+    pub queue_seconds: Family<SiteLabels, Histogram>,
+    pub client_cap_refusals: Family<SiteLabels, Counter>,
     pub websocket_tunnels: Gauge,
     pub connections: Gauge,
     pub tls_failures: Counter,
@@ -47,6 +49,12 @@ impl Metrics {
                 ])
             }),
             upstream_healthy: Family::default(),
+            queue_seconds: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ])
+            }),
+            client_cap_refusals: Family::default(),
             websocket_tunnels: Gauge::default(),
             connections: Gauge::default(),
             tls_failures: Counter::default(),
@@ -66,6 +74,16 @@ impl Metrics {
             "rampart_upstream_healthy",
             "1 when the upstream passes its health check",
             m.upstream_healthy.clone(),
+        );
+        registry.register(
+            "rampart_upstream_queue_seconds",
+            "Time a request waited for an Odoo worker slot",
+            m.queue_seconds.clone(),
+        );
+        registry.register(
+            "rampart_client_cap_refusals",
+            "Requests refused because their client already held its share of the pool",
+            m.client_cap_refusals.clone(),
         );
         registry.register(
             "rampart_websocket_tunnels_open",

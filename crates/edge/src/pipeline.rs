@@ -27,16 +27,16 @@ use hyper::body::Incoming;
 use rampart_guard::{self as guard, Admission, LoginAttempt};
 
 use crate::access_log::Entry;
-use crate::body::{self, Body, Guarded, Observed};
+use crate::body::{self, Body, Observed};
 use crate::headers::{forwarded, hop, request as request_fields};
 use crate::metrics::{RequestLabels, SiteLabels};
 use crate::server::{ConnInfo, Runtime, Shared, SiteRuntime};
 use crate::stage::normalize;
-use crate::stage::request_body::{self, BodyError, Prepared};
+use crate::stage::request_body::{self, BodyError, Prepared, Received};
 use crate::stage::route::{self, Route};
 use crate::stage::{accel, compress, plain_http, respond, site};
-use crate::upstream::{Lease, Pool};
-use crate::{files, pages, websocket};
+use crate::upstream::{Lease, Pool, Refused};
+use crate::{files, pages, response_buffer, websocket};
 
 /// What the access log and metrics need, filled in as the stages run.
 struct Ctx {
@@ -168,6 +168,7 @@ async fn phases(
         https,
         rt,
         shared,
+        conn: &conn,
     };
 
     // 3 plain HTTP
@@ -496,6 +497,7 @@ struct Target<'a> {
     https: bool,
     rt: &'a Runtime,
     shared: &'a Arc<Shared>,
+    conn: &'a Arc<ConnInfo>,
 }
 
 /// The request body as the route left it.
@@ -518,29 +520,60 @@ async fn proxy(
         https,
         rt,
         shared,
+        ..
     } = *to;
     let cfg = &site.config;
     // The body first: a slow client must not hold an Odoo slot.
     let body = match body {
-        ReqBody::Read(p) => p,
+        ReqBody::Read(Prepared::Whole(b)) => Outgoing::Whole(Received::Memory(b)),
+        ReqBody::Read(Prepared::Streaming(b)) => Outgoing::Streaming(b),
         ReqBody::Unread(inc) => {
-            match request_body::prepare(
-                inc,
-                &parts.headers,
-                cfg.max_body.get(),
-                rt.listen.client_body_timeout.get(),
-                request_body::PREBUFFER,
-            )
-            .await
-            {
-                Ok(p) => p,
+            let lower = normalize::canonical_path(parts.uri.path())
+                .map(|p| p.lower)
+                .unwrap_or_default();
+            let listen = &rt.listen;
+            let got = if cfg.buffers_request(&lower) {
+                let limits = request_body::Limits {
+                    max_body: cfg.max_body.get(),
+                    idle: listen.client_body_timeout.get(),
+                    min_rate: listen.client_body_min_rate.get(),
+                    grace: listen.client_body_grace.get(),
+                };
+                request_body::receive(inc, &parts.headers, limits, &shared.spool)
+                    .await
+                    .map(Outgoing::Whole)
+            } else {
+                request_body::prepare(
+                    inc,
+                    &parts.headers,
+                    cfg.max_body.get(),
+                    listen.client_body_timeout.get(),
+                    request_body::PREBUFFER,
+                )
+                .await
+                .map(|p| match p {
+                    Prepared::Whole(b) => Outgoing::Whole(Received::Memory(b)),
+                    Prepared::Streaming(b) => Outgoing::Streaming(b),
+                })
+            };
+            match got {
+                Ok(o) => o,
                 Err(e) => return body_error_page(e),
             }
         }
     };
-    let mut lease = match pool.acquire().await {
+    let queued = Instant::now();
+    let acquired = pool.acquire(ctx.client).await;
+    shared
+        .metrics
+        .queue_seconds
+        .get_or_create(&SiteLabels {
+            site: site.name.clone(),
+        })
+        .observe(queued.elapsed().as_secs_f64());
+    let mut lease = match acquired {
         Ok(l) => l,
-        Err(_) => return busy(),
+        Err(r) => return refused_slot(r, shared, site),
     };
     let file_req = file_request_headers(&parts.headers);
     let mut up = match upstream_request(&mut parts, &lease.upstream.addr, ctx.client, https, false)
@@ -548,33 +581,33 @@ async fn proxy(
         Ok(u) => u,
         Err(r) => return r,
     };
-    let whole = match &body {
-        Prepared::Whole(b) => {
-            up.headers_mut().remove(header::TRANSFER_ENCODING);
-            if !b.is_empty()
-                || parts.method == Method::POST
-                || parts.method == Method::PUT
-                || parts.method == Method::PATCH
-            {
-                up.headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
-            } else {
-                up.headers_mut().remove(header::CONTENT_LENGTH);
-            }
-            Some(b.clone())
-        }
-        Prepared::Streaming(_) => None,
+    let (whole, streaming) = match body {
+        Outgoing::Whole(b) => (Some(b), None),
+        Outgoing::Streaming(b) => (None, Some(b)),
     };
+    if let Some(b) = &whole {
+        up.headers_mut().remove(header::TRANSFER_ENCODING);
+        if !b.is_empty()
+            || parts.method == Method::POST
+            || parts.method == Method::PUT
+            || parts.method == Method::PATCH
+        {
+            up.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+        } else {
+            up.headers_mut().remove(header::CONTENT_LENGTH);
+        }
+    }
     // A refused connection means nothing was sent: the request may go to
     // another upstream once, whatever its method, if its body is in hand.
     let spare = match &whole {
         Some(_) if pool.upstreams.len() > 1 => Some(up.headers().clone()),
         _ => None,
     };
-    let mut body = Some(match body {
-        Prepared::Whole(b) => body::full(b),
-        Prepared::Streaming(b) => b,
-    });
+    let mut body = match (&whole, streaming) {
+        (Some(b), _) => Some(b.body()),
+        (None, b) => b,
+    };
     let mut tried_other = false;
     let (res, sent) = loop {
         let addr = lease.upstream.addr.clone();
@@ -600,16 +633,18 @@ async fn proxy(
                     let hc = &cfg.health_check;
                     lease.upstream.record(false, hc.fall, hc.rise);
                     if !tried_other
-                        && let (Some(headers), Some(bytes)) = (&spare, &whole)
-                        && let Some(next) = pool.acquire_avoiding(Some(&lease.upstream)).await
+                        && let (Some(headers), Some(received)) = (&spare, &whole)
+                        && let Some(next) = pool
+                            .acquire_avoiding(ctx.client, Some(&lease.upstream))
+                            .await
                     {
                         tracing::warn!(site = %site.name, upstream = %addr, error = %error_chain(&e), "Odoo refused the connection: trying another upstream");
                         lease = match next {
                             Ok(l) => l,
-                            Err(_) => return busy(),
+                            Err(r) => return refused_slot(r, shared, site),
                         };
                         up = retarget(&parts, headers.clone(), &lease.upstream.addr);
-                        body = Some(body::full(bytes.clone()));
+                        body = Some(received.body());
                         tried_other = true;
                         continue;
                     }
@@ -641,9 +676,53 @@ async fn proxy(
         return accel_file(target, cfg, &parts.method, &file_req, rparts.headers).await;
     }
     respond::strip_upstream(&mut rparts.headers);
-    let rbody = body::boxed(Guarded::new(rbody, u64::MAX, cfg.timeout.get()));
-    ctx.lease = Some(lease);
+    // Odoo's answer is read as fast as Odoo writes it; the lease goes with
+    // it and is dropped when Odoo's body is complete.
+    let settings = response_buffer::Settings {
+        upstream_idle: cfg.timeout.get(),
+        send_timeout: rt.listen.send_timeout.get(),
+    };
+    let on_stall: Box<dyn FnOnce() + Send> = if parts.version == Version::HTTP_2 {
+        Box::new(|| {})
+    } else {
+        // An HTTP/1.1 connection is stuck behind its one stalled answer.
+        let stalled = to.conn.stalled.clone();
+        Box::new(move || stalled.cancel())
+    };
+    let rbody = response_buffer::buffer(rbody, lease, shared.spool.clone(), settings, on_stall);
     Response::from_parts(rparts, rbody)
+}
+
+/// The body as it will go to Odoo.
+enum Outgoing {
+    /// Received whole (memory or spool file): sent with Content-Length.
+    Whole(Received),
+    /// A route allowed to stream: sent as it arrives.
+    Streaming(Body),
+}
+
+/// 503 + Retry-After when no slot is given: the queue timed out, or the
+/// client already holds its share of the pool.
+fn refused_slot(r: Refused, shared: &Shared, site: &SiteRuntime) -> Response<Body> {
+    match r {
+        Refused::QueueTimeout => busy(),
+        Refused::ClientCap => {
+            shared
+                .metrics
+                .client_cap_refusals
+                .get_or_create(&SiteLabels {
+                    site: site.name.clone(),
+                })
+                .inc();
+            let mut r = pages::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many requests from your address are already in progress. Please try again in a moment.",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+    }
 }
 
 /// 503 when every upstream slot stays taken for `queue_timeout`.
@@ -720,10 +799,17 @@ async fn tunnel(req: Request<Incoming>, to: &Target<'_>, ctx: &mut Ctx) -> Respo
         ..
     } = *to;
     let cfg = &site.config;
-    let lease = match site.websocket.acquire().await {
+    let lease = match site.websocket.acquire(ctx.client).await {
         Ok(l) => l,
-        Err(_) => {
-            return pages::error(StatusCode::SERVICE_UNAVAILABLE, "Too many open websockets.");
+        Err(r) => {
+            let why = match r {
+                Refused::ClientCap => "Too many open websockets from your address.",
+                Refused::QueueTimeout => "Too many open websockets.",
+            };
+            let mut res = pages::error(StatusCode::SERVICE_UNAVAILABLE, why);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return res;
         }
     };
     ctx.upstream = Some(lease.upstream.addr.clone());
@@ -773,6 +859,23 @@ fn body_error_page(e: BodyError) -> Response<Body> {
             StatusCode::BAD_REQUEST,
             &format!("Bad request body: {why}."),
         ),
+        BodyError::TooSlow => pages::error(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request body arrived too slowly.",
+        ),
+        BodyError::Spool { full: true, .. } => pages::error(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "The request body could not be stored: the server's spool is full. Nothing was sent to Odoo.",
+        ),
+        BodyError::Spool { full: false, .. } => {
+            let mut r = pages::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The request body could not be stored (spool error). Nothing was sent to Odoo.",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            r
+        }
     }
 }
 

@@ -27,6 +27,7 @@ use crate::config::{ListenConfig, LogConfig, SiteConfig};
 use crate::headers::security::HeaderSet;
 use crate::io::{Activity, Tracked, idle};
 use crate::metrics::{Metrics, UpstreamLabels};
+use crate::spool::Spool;
 use crate::stage::framing::{Marks, Watched};
 use crate::stage::site::SiteMatcher;
 use crate::upstream::{Check, CheckSettings, HealthObserver, Pool, spawn_checks};
@@ -35,6 +36,8 @@ use crate::{admin, pipeline};
 /// What the edge runs on; `reload` swaps it in whole.
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
+    /// Spool files live in `<state_dir>/spool`.
+    pub state_dir: std::path::PathBuf,
     pub listen: ListenConfig,
     pub log: LogConfig,
     pub sites: Vec<SiteConfig>,
@@ -79,6 +82,8 @@ pub struct Shared {
     pub tunnels: TaskTracker,
     /// Cancelled when the shutdown grace period is over.
     pub force_close: CancellationToken,
+    /// Request and response bodies too large for memory.
+    pub spool: Arc<Spool>,
 }
 
 /// What a request knows about its connection.
@@ -89,6 +94,9 @@ pub struct ConnInfo {
     pub activity: Arc<Activity>,
     /// HTTP/1 requests to refuse for their framing (stage/framing.rs).
     pub framing: Arc<Marks>,
+    /// Cancelled when an HTTP/1.1 answer missed its send deadline: the
+    /// connection is closed.
+    pub stalled: CancellationToken,
 }
 
 #[derive(Debug)]
@@ -134,8 +142,18 @@ fn build_runtime(cfg: &EdgeConfig, metrics: &Metrics) -> Result<Runtime, EdgeErr
             name: site_name(c),
             config: c.clone(),
             headers,
-            odoo: Pool::new(&c.odoo, c.max_conns, c.queue_timeout.get()),
-            websocket: Pool::new(&c.websocket, c.max_conns, c.queue_timeout.get()),
+            odoo: Pool::new(
+                &c.odoo,
+                c.max_conns,
+                c.conns_per_client(),
+                c.queue_timeout.get(),
+            ),
+            websocket: Pool::new(
+                &c.websocket,
+                c.max_conns,
+                c.websockets_per_client(),
+                c.queue_timeout.get(),
+            ),
             client,
         };
         let healthy = metrics.upstream_healthy.clone();
@@ -226,6 +244,17 @@ impl Edge {
         .map_err(|e| EdgeError(format!("log.access = {:?}: {e}", cfg.log.access)))?;
         let runtime = build_runtime(&cfg, &metrics)?;
         admin::status::mark_started();
+        let spool = Spool::open(&cfg.state_dir, cfg.listen.spool_max.get()).map_err(|e| {
+            EdgeError(format!(
+                "state_dir {:?}: cannot prepare the spool directory: {e}",
+                cfg.state_dir.join("spool").display().to_string()
+            ))
+        })?;
+        registry.register(
+            "rampart_spooled_bytes",
+            "Bytes of request and response bodies written to spool files",
+            spool.written.clone(),
+        );
         let https = bind("https", cfg.listen.https).await?;
         let http = match cfg.listen.http {
             Some(a) => Some(bind("http", a).await?),
@@ -245,6 +274,7 @@ impl Edge {
             admin_hooks,
             tunnels: TaskTracker::new(),
             force_close: CancellationToken::new(),
+            spool,
         });
         Ok(Edge {
             shared,
@@ -458,6 +488,7 @@ async fn serve_connection(
                 sni: session.server_name().map(str::to_ascii_lowercase),
                 activity: activity.clone(),
                 framing: marks.clone(),
+                stalled: CancellationToken::new(),
             });
             if alpn.as_deref() != Some(b"h2") {
                 let io = TokioIo::new(Watched::new(tls_stream, marks));
@@ -482,6 +513,7 @@ async fn serve_connection(
                 sni: None,
                 activity: activity.clone(),
                 framing: marks.clone(),
+                stalled: CancellationToken::new(),
             });
             let io = TokioIo::new(Watched::new(io, marks));
             drive(io, info, false, shared, &listen, shutdown).await;
@@ -531,6 +563,7 @@ async fn drive<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let activity = info.activity.clone();
+    let stalled = info.stalled.clone();
     let svc_shared = shared.clone();
     let service = service_fn(move |req| {
         let info = info.clone();
@@ -585,6 +618,8 @@ async fn drive<I>(
         tokio::pin!(conn);
         tokio::select! {
             _ = conn.as_mut() => return,
+            // A client that takes no bytes of its answer: close at once.
+            _ = stalled.cancelled() => return,
             _ = &mut watchdog => conn.as_mut().graceful_shutdown(),
             _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
         }

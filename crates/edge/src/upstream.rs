@@ -1,18 +1,26 @@
 //! Upstream pools: Odoo's HTTP workers and its evented worker(s).
 //!
 //! Odoo runs a fixed number of worker processes, so each upstream has a
-//! concurrency cap; requests over it wait (up to `queue_timeout`, then
-//! 503) instead of piling onto a server that can only queue them anyway.
-//! Among healthy upstreams the one with the fewest requests in flight is
-//! chosen. An active check takes a failing upstream out after `fall`
-//! failures and puts it back after `rise` successes; when every upstream
-//! is out, requests still try them (a fresh 502 beats a guess).
+//! concurrency cap (`max_conns`, alias `workers`); requests over it wait
+//! in Rampart (up to `queue_timeout`, then 503) instead of piling onto a
+//! server that can only queue them anyway. Waiting requests sit in one
+//! queue per client address, and a freed slot goes to the next client in
+//! round-robin order: one client with sixty requests in the queue delays
+//! another's single request by at most one of its own. A client may hold
+//! or wait for at most `per_client` slots; more are refused at once, so
+//! two addresses can never fill a pool. Among healthy upstreams the one
+//! with the fewest requests in flight is chosen. An active check takes a
+//! failing upstream out after `fall` failures and puts it back after
+//! `rise` successes; when every upstream is out, requests still try them
+//! (a fresh 502 beats a guess).
 
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 pub struct Upstream {
@@ -22,7 +30,6 @@ pub struct Upstream {
     healthy: AtomicBool,
     fails: AtomicU32,
     oks: AtomicU32,
-    permits: Arc<Semaphore>,
 }
 
 impl Upstream {
@@ -54,88 +61,221 @@ impl Upstream {
     }
 }
 
-/// One request's claim on an upstream: counts as in flight until dropped
-/// (which happens when the response body is done).
+/// One request's claim on an upstream slot, until dropped.
 pub struct Lease {
     pub upstream: Arc<Upstream>,
-    _permit: OwnedSemaphorePermit,
+    /// None once disarmed (a lease that never reached its waiter).
+    owner: Option<(Arc<Sched>, IpAddr)>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.upstream.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-#[derive(Debug)]
-pub struct QueueTimeout;
-
-pub struct Pool {
-    pub upstreams: Vec<Arc<Upstream>>,
-    next: AtomicUsize,
-    queue_timeout: Duration,
-}
-
-impl Pool {
-    pub fn new(addrs: &[String], max_conns: usize, queue_timeout: Duration) -> Pool {
-        Pool {
-            upstreams: addrs
-                .iter()
-                .map(|a| {
-                    Arc::new(Upstream {
-                        addr: a.clone(),
-                        active: AtomicUsize::new(0),
-                        healthy: AtomicBool::new(true),
-                        fails: AtomicU32::new(0),
-                        oks: AtomicU32::new(0),
-                        permits: Arc::new(Semaphore::new(max_conns)),
-                    })
-                })
-                .collect(),
-            next: AtomicUsize::new(0),
-            queue_timeout,
+        if let Some((sched, client)) = self.owner.take() {
+            sched.release(&self.upstream, client);
         }
     }
+}
 
-    /// Least connections among healthy upstreams (round-robin on ties),
-    /// waiting for a slot when all are at their cap.
-    pub async fn acquire(&self) -> Result<Lease, QueueTimeout> {
-        self.acquire_avoiding(None).await.ok_or(QueueTimeout)?
+/// Why no slot was given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Every slot stayed taken for `queue_timeout`.
+    QueueTimeout,
+    /// This client already holds or waits for its share.
+    ClientCap,
+}
+
+struct Waiter {
+    tx: oneshot::Sender<Lease>,
+    avoid: Option<Arc<Upstream>>,
+}
+
+#[derive(Default)]
+struct Queues {
+    /// Slots held or waited for, per client.
+    held: HashMap<IpAddr, usize>,
+    /// Waiting requests, per client, and the clients in serving order.
+    waiting: HashMap<IpAddr, VecDeque<Waiter>>,
+    ring: VecDeque<IpAddr>,
+}
+
+struct Sched {
+    upstreams: Vec<Arc<Upstream>>,
+    cap: usize,
+    per_client: usize,
+    queues: Mutex<Queues>,
+}
+
+impl Sched {
+    /// A slot on `up` was freed by `client`'s lease: hand it to the next
+    /// waiting client in turn, else let it go.
+    fn release(self: &Arc<Self>, up: &Arc<Upstream>, client: IpAddr) {
+        let mut q = self.queues.lock().expect("pool lock");
+        forget_one(&mut q.held, client);
+        for _ in 0..q.ring.len() {
+            let Some(next) = q.ring.pop_front() else {
+                break;
+            };
+            let mut keep = true;
+            let mut given = None;
+            if let Some(list) = q.waiting.get_mut(&next) {
+                list.retain(|w| !w.tx.is_closed());
+                if let Some(i) = list
+                    .iter()
+                    .position(|w| w.avoid.as_ref().is_none_or(|a| !Arc::ptr_eq(a, up)))
+                {
+                    given = list.remove(i);
+                }
+                keep = !list.is_empty();
+                if !keep {
+                    q.waiting.remove(&next);
+                }
+            }
+            if keep {
+                q.ring.push_back(next);
+            }
+            if let Some(w) = given {
+                let lease = Lease {
+                    upstream: up.clone(),
+                    owner: Some((self.clone(), next)),
+                };
+                match w.tx.send(lease) {
+                    // The slot moves on: `active` is unchanged.
+                    Ok(()) => return,
+                    Err(mut back) => {
+                        back.owner = None;
+                    }
+                }
+            }
+        }
+        up.active.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// The same, never choosing `avoid` (the upstream that just refused a
-    /// connection). `None` when no other upstream exists.
-    pub async fn acquire_avoiding(
-        &self,
-        avoid: Option<&Arc<Upstream>>,
-    ) -> Option<Result<Lease, QueueTimeout>> {
+    /// The least-busy usable upstream with a free slot, counted as taken.
+    fn take_free(&self, avoid: Option<&Arc<Upstream>>, start: usize) -> Option<Arc<Upstream>> {
         let n = self.upstreams.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
         let usable = |u: &&Arc<Upstream>| avoid.is_none_or(|a| !Arc::ptr_eq(a, u));
         let any_healthy = self.upstreams.iter().filter(usable).any(|u| u.is_healthy());
         let chosen = (0..n)
             .map(|i| &self.upstreams[(start + i) % n])
             .filter(usable)
             .filter(|u| u.is_healthy() || !any_healthy)
-            .min_by_key(|u| (u.permits.available_permits() == 0, u.active()))?
+            .filter(|u| u.active() < self.cap)
+            .min_by_key(|u| u.active())?
             .clone();
-        let permit = match chosen.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => match tokio::time::timeout(
-                self.queue_timeout,
-                chosen.permits.clone().acquire_owned(),
-            )
-            .await
-            {
-                Ok(p) => p.expect("semaphores are never closed"),
-                Err(_) => return Some(Err(QueueTimeout)),
-            },
-        };
         chosen.active.fetch_add(1, Ordering::Relaxed);
-        Some(Ok(Lease {
-            upstream: chosen,
-            _permit: permit,
-        }))
+        Some(chosen)
+    }
+}
+
+fn forget_one(held: &mut HashMap<IpAddr, usize>, client: IpAddr) {
+    if let Some(n) = held.get_mut(&client) {
+        *n -= 1;
+        if *n == 0 {
+            held.remove(&client);
+        }
+    }
+}
+
+pub struct Pool {
+    pub upstreams: Vec<Arc<Upstream>>,
+    sched: Arc<Sched>,
+    next: AtomicUsize,
+    queue_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(
+        addrs: &[String],
+        max_conns: usize,
+        per_client: usize,
+        queue_timeout: Duration,
+    ) -> Pool {
+        let upstreams: Vec<Arc<Upstream>> = addrs
+            .iter()
+            .map(|a| {
+                Arc::new(Upstream {
+                    addr: a.clone(),
+                    active: AtomicUsize::new(0),
+                    healthy: AtomicBool::new(true),
+                    fails: AtomicU32::new(0),
+                    oks: AtomicU32::new(0),
+                })
+            })
+            .collect();
+        Pool {
+            sched: Arc::new(Sched {
+                upstreams: upstreams.clone(),
+                cap: max_conns,
+                per_client,
+                queues: Mutex::default(),
+            }),
+            upstreams,
+            next: AtomicUsize::new(0),
+            queue_timeout,
+        }
+    }
+
+    /// A slot for `client`: least connections among healthy upstreams
+    /// (round-robin on ties), else a turn in the fair queue.
+    pub async fn acquire(&self, client: IpAddr) -> Result<Lease, Refused> {
+        self.acquire_avoiding(client, None)
+            .await
+            .ok_or(Refused::QueueTimeout)?
+    }
+
+    /// The same, never choosing `avoid` (the upstream that just refused a
+    /// connection). `None` when no other upstream exists.
+    pub async fn acquire_avoiding(
+        &self,
+        client: IpAddr,
+        avoid: Option<&Arc<Upstream>>,
+    ) -> Option<Result<Lease, Refused>> {
+        if let Some(a) = avoid
+            && self.upstreams.iter().all(|u| Arc::ptr_eq(u, a))
+        {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut rx = {
+            let mut q = self.sched.queues.lock().expect("pool lock");
+            let held = q.held.entry(client).or_insert(0);
+            if *held >= self.sched.per_client {
+                return Some(Err(Refused::ClientCap));
+            }
+            *held += 1;
+            if let Some(up) = self.sched.take_free(avoid, start) {
+                return Some(Ok(Lease {
+                    upstream: up,
+                    owner: Some((self.sched.clone(), client)),
+                }));
+            }
+            let (tx, rx) = oneshot::channel();
+            let waiter = Waiter {
+                tx,
+                avoid: avoid.cloned(),
+            };
+            match q.waiting.get_mut(&client) {
+                Some(list) => list.push_back(waiter),
+                None => {
+                    q.waiting.insert(client, VecDeque::from([waiter]));
+                    q.ring.push_back(client);
+                }
+            }
+            rx
+        };
+        tokio::select! {
+            got = &mut rx => return Some(got.map_err(|_| Refused::QueueTimeout)),
+            _ = tokio::time::sleep(self.queue_timeout) => {}
+        }
+        // Timed out: close first, so a slot handed over meanwhile is seen.
+        rx.close();
+        if let Ok(lease) = rx.try_recv() {
+            return Some(Ok(lease));
+        }
+        let mut q = self.sched.queues.lock().expect("pool lock");
+        forget_one(&mut q.held, client);
+        Some(Err(Refused::QueueTimeout))
     }
 }
 
@@ -228,45 +368,125 @@ async fn check_once(addr: &str, s: &CheckSettings) -> bool {
 mod tests {
     use super::*;
 
+    const C: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
     #[tokio::test]
     async fn least_connections_and_health() {
-        let pool = Pool::new(&["a:1".into(), "b:1".into()], 2, Duration::from_millis(50));
-        let l1 = pool.acquire().await.unwrap();
-        let l2 = pool.acquire().await.unwrap();
+        let pool = Pool::new(
+            &["a:1".into(), "b:1".into()],
+            2,
+            99,
+            Duration::from_millis(50),
+        );
+        let l1 = pool.acquire(C).await.unwrap();
+        let l2 = pool.acquire(C).await.unwrap();
         assert_ne!(l1.upstream.addr, l2.upstream.addr, "spread over both");
         // Take b out: everything goes to a.
         let b = pool.upstreams[1].clone();
         assert_eq!(b.record(false, 2, 1), None);
         assert_eq!(b.record(false, 2, 1), Some(false));
         drop((l1, l2));
-        let l3 = pool.acquire().await.unwrap();
+        let l3 = pool.acquire(C).await.unwrap();
         assert_eq!(l3.upstream.addr, "a:1");
-        let l4 = pool.acquire().await.unwrap();
+        let l4 = pool.acquire(C).await.unwrap();
         assert_eq!(l4.upstream.addr, "a:1");
         // a is at its cap of 2: the queue times out.
-        assert!(pool.acquire().await.is_err());
+        assert!(pool.acquire(C).await.is_err());
         drop(l3);
-        assert!(pool.acquire().await.is_ok());
+        assert!(pool.acquire(C).await.is_ok());
         assert_eq!(b.record(true, 2, 1), Some(true));
     }
 
     #[tokio::test]
     async fn avoiding_picks_another_or_none() {
-        let pool = Pool::new(&["a:1".into(), "b:1".into()], 4, Duration::from_millis(50));
+        let pool = Pool::new(
+            &["a:1".into(), "b:1".into()],
+            4,
+            99,
+            Duration::from_millis(50),
+        );
         let a = pool.upstreams[0].clone();
         for _ in 0..4 {
-            let l = pool.acquire_avoiding(Some(&a)).await.unwrap().unwrap();
+            let l = pool.acquire_avoiding(C, Some(&a)).await.unwrap().unwrap();
             assert_eq!(l.upstream.addr, "b:1");
         }
-        let single = Pool::new(&["a:1".into()], 4, Duration::from_millis(50));
+        let single = Pool::new(&["a:1".into()], 4, 99, Duration::from_millis(50));
         let only = single.upstreams[0].clone();
-        assert!(single.acquire_avoiding(Some(&only)).await.is_none());
+        assert!(single.acquire_avoiding(C, Some(&only)).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn one_client_cannot_take_more_than_its_share() {
+        let pool = Pool::new(&["a:1".into()], 8, 2, Duration::from_millis(50));
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+        let (l1, l2) = (
+            pool.acquire(C).await.unwrap(),
+            pool.acquire(C).await.unwrap(),
+        );
+        assert_eq!(pool.acquire(C).await.err(), Some(Refused::ClientCap));
+        assert!(pool.acquire(other).await.is_ok());
+        drop(l1);
+        let l3 = pool.acquire(C).await.unwrap();
+        drop((l2, l3));
+        // A timed-out wait gives its share back.
+        let full = Pool::new(&["a:1".into()], 1, 2, Duration::from_millis(20));
+        let held = full.acquire(other).await.unwrap();
+        assert_eq!(full.acquire(C).await.err(), Some(Refused::QueueTimeout));
+        assert_eq!(full.acquire(C).await.err(), Some(Refused::QueueTimeout));
+        assert_eq!(full.acquire(C).await.err(), Some(Refused::QueueTimeout));
+        drop(held);
+        assert_eq!(full.upstreams[0].active(), 0);
+    }
+
+    #[tokio::test]
+    async fn freed_slots_go_round_robin_between_clients() {
+        let pool = Arc::new(Pool::new(&["a:1".into()], 1, 100, Duration::from_secs(10)));
+        let heavy = C;
+        let light = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+        let first = pool.acquire(heavy).await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (i, who) in (0..20).map(|i| (i, heavy)).chain([(99, light)]) {
+            let (p, order) = (pool.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let l = p.acquire(who).await.unwrap();
+                order.lock().unwrap().push(i);
+                tokio::task::yield_now().await;
+                drop(l);
+            }));
+            // Queue in this order.
+            while pool
+                .sched
+                .queues
+                .lock()
+                .unwrap()
+                .waiting
+                .values()
+                .map(VecDeque::len)
+                .sum::<usize>()
+                < tasks.len()
+            {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(first);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        let light_at = order.iter().position(|&i| i == 99).unwrap();
+        assert!(
+            light_at <= 1,
+            "the light client's request waited behind {light_at}: {order:?}"
+        );
+        assert_eq!(pool.upstreams[0].active(), 0);
+        assert!(pool.sched.queues.lock().unwrap().held.is_empty());
     }
 
     #[tokio::test]
     async fn all_down_still_tries() {
-        let pool = Pool::new(&["a:1".into()], 4, Duration::from_millis(50));
+        let pool = Pool::new(&["a:1".into()], 4, 99, Duration::from_millis(50));
         pool.upstreams[0].record(false, 1, 1);
-        assert!(pool.acquire().await.is_ok());
+        assert!(pool.acquire(C).await.is_ok());
     }
 }

@@ -1,13 +1,18 @@
 //! The request body on its way to Odoo.
 //!
-//! Small bodies (most form posts and RPC calls) are read whole before
-//! Odoo is contacted: a malformed chunked body is then refused with 400
-//! before any upstream sees a byte, a slow client cannot hold an Odoo
-//! worker while it trickles, and Odoo gets a Content-Length. Larger bodies
-//! stream with the size limit and an idle timeout enforced frame by frame;
-//! if they break mid-way the upstream request is aborted, so Odoo never
-//! acts on a partial body.
+//! A body is received whole before an Odoo worker is taken (`receive`):
+//! in memory up to `MEMORY`, then in a private spool file, up to
+//! `max_body`. Odoo's prefork workers read the body themselves, so a body
+//! streamed to Odoo at the client's pace would hold a worker for as long
+//! as the client likes. A malformed chunked body is refused with 400
+//! before any upstream sees a byte, a body that crawls below the minimum
+//! rate gets 408, and Odoo gets a Content-Length. Paths a site lists in
+//! `request_streaming` keep the old way (`prepare`): the first 64 KiB read
+//! whole, the rest streamed with the limits enforced frame by frame; if
+//! such a body breaks mid-way the upstream request is aborted, so Odoo
+//! never acts on a partial body.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -17,6 +22,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::{self, Body, BodyTimeout, BodyTooLarge, Guarded};
+use crate::spool::{self, Spool, SpoolFile, SpoolReader};
 
 /// Bodies up to this size are read whole first.
 pub const PREBUFFER: usize = 64 * 1024;
@@ -34,6 +40,155 @@ pub enum BodyError {
     Timeout,
     /// Broken framing or the client went away.
     Malformed(String),
+    /// The body arrived slower than the minimum rate.
+    TooSlow,
+    /// It could not be stored (spool budget or disk full, IO error).
+    Spool {
+        full: bool,
+        why: String,
+    },
+}
+
+/// Bodies up to this size are kept in memory; larger ones are spooled.
+pub const MEMORY: usize = 64 * 1024;
+
+/// How a request body is received.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_body: u64,
+    /// The longest silence between two pieces.
+    pub idle: Duration,
+    /// Bytes per second the body must average once `grace` is over (0: off).
+    pub min_rate: u64,
+    pub grace: Duration,
+}
+
+/// A request body received whole.
+pub enum Received {
+    Memory(Bytes),
+    Spooled(SpoolFile),
+}
+
+impl Received {
+    pub fn len(&self) -> u64 {
+        match self {
+            Received::Memory(b) => b.len() as u64,
+            Received::Spooled(f) => f.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A body to send; may be called again for a retry.
+    pub fn body(&self) -> Body {
+        match self {
+            Received::Memory(b) => body::full(b.clone()),
+            Received::Spooled(f) => file_body(f.reader(), f.len()),
+        }
+    }
+}
+
+/// Reads the whole body, spooling past `MEMORY`.
+pub async fn receive(
+    mut incoming: Incoming,
+    headers: &HeaderMap,
+    limits: Limits,
+    spool: &Arc<Spool>,
+) -> Result<Received, BodyError> {
+    if let Some(len) = declared_length(headers)
+        && len > limits.max_body
+    {
+        linger(incoming);
+        return Err(BodyError::TooLarge(limits.max_body));
+    }
+    let start = tokio::time::Instant::now();
+    let mut buf = BytesMut::new();
+    let mut file: Option<SpoolFile> = None;
+    let mut seen = 0u64;
+    while !incoming.is_end_stream() {
+        // By when `seen` bytes must have arrived, at the minimum rate.
+        let earned = (limits.min_rate > 0).then(|| {
+            start + limits.grace + Duration::from_secs_f64(seen as f64 / limits.min_rate as f64)
+        });
+        let now = tokio::time::Instant::now();
+        let wait = match earned {
+            Some(e) if e <= now => return Err(BodyError::TooSlow),
+            Some(e) => limits.idle.min(e - now),
+            None => limits.idle,
+        };
+        let frame = match tokio::time::timeout(wait, incoming.frame()).await {
+            Err(_) if earned.is_some_and(|e| e <= tokio::time::Instant::now()) => {
+                return Err(BodyError::TooSlow);
+            }
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(BodyError::Malformed(e.to_string())),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen > limits.max_body {
+            return Err(BodyError::TooLarge(limits.max_body));
+        }
+        match &mut file {
+            Some(f) => f.append(data).await.map_err(spool_error)?,
+            None if buf.len() + data.len() <= MEMORY => buf.extend_from_slice(&data),
+            None => {
+                let mut f = spool.create().await.map_err(spool_error)?;
+                f.append(buf.split().freeze()).await.map_err(spool_error)?;
+                f.append(data).await.map_err(spool_error)?;
+                file = Some(f);
+            }
+        }
+    }
+    Ok(match file {
+        Some(f) => Received::Spooled(f),
+        None => Received::Memory(buf.freeze()),
+    })
+}
+
+fn spool_error(e: std::io::Error) -> BodyError {
+    let full = spool::is_full(&e);
+    tracing::error!(error = %e, full, "a request body could not be spooled");
+    BodyError::Spool {
+        full,
+        why: e.to_string(),
+    }
+}
+
+/// Pieces read from a spool file at a time.
+const FILE_CHUNK: usize = 64 * 1024;
+
+/// The first `len` bytes of a spool file as a body.
+pub fn file_body(reader: SpoolReader, len: u64) -> Body {
+    let stream = futures_util::stream::unfold(0u64, move |at| {
+        let reader = reader.clone();
+        async move {
+            if at >= len {
+                return None;
+            }
+            let want = (len - at).min(FILE_CHUNK as u64) as usize;
+            match reader.read_at(at, want).await {
+                Ok(b) if b.is_empty() => Some((
+                    Err(
+                        Box::new(std::io::Error::from(std::io::ErrorKind::UnexpectedEof))
+                            as body::BoxError,
+                    ),
+                    len,
+                )),
+                Ok(b) => {
+                    let next = at + b.len() as u64;
+                    Some((Ok(http_body::Frame::data(b)), next))
+                }
+                Err(e) => Some((Err(Box::new(e) as body::BoxError), len)),
+            }
+        }
+    });
+    body::boxed(http_body_util::StreamBody::new(stream))
 }
 
 pub fn declared_length(headers: &HeaderMap) -> Option<u64> {

@@ -38,6 +38,7 @@ pub fn init_tracing() {
 
 pub(crate) fn edge_config(c: &Config) -> EdgeConfig {
     EdgeConfig {
+        state_dir: c.state_dir.clone(),
         listen: c.listen.clone(),
         log: c.log.clone(),
         sites: c.site.clone(),

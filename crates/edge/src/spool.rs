@@ -1,0 +1,269 @@
+//! Private spool files for bodies too large to keep in memory: request
+//! bodies received whole before Odoo is asked, and Odoo's answers read as
+//! fast as Odoo writes them while a slow client takes its time.
+//!
+//! Files live in `<state_dir>/spool` (a 0700 directory), are created 0600
+//! with `O_EXCL` and unlinked the moment they are open, so nothing is left
+//! behind when the body is done or the process is killed; whatever a crash
+//! between create and unlink left is removed at start. The bytes on disk
+//! are bounded by one budget for the process (`spool_max`): a write that
+//! would go over it fails like a full disk.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
+
+pub struct Spool {
+    dir: PathBuf,
+    budget: u64,
+    used: AtomicU64,
+    next: AtomicU64,
+    /// Bytes written to spool files, for metrics.
+    pub written: Counter,
+}
+
+/// The spool budget is spent, or the disk is full.
+#[derive(Debug)]
+pub struct SpoolFull;
+
+impl std::fmt::Display for SpoolFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the spool is full (spool_max or the disk)")
+    }
+}
+impl std::error::Error for SpoolFull {}
+
+impl Spool {
+    /// Creates `<state_dir>/spool` (0700) and removes what a killed
+    /// process left in it.
+    pub fn open(state_dir: &Path, budget: u64) -> io::Result<Arc<Spool>> {
+        let dir = state_dir.join("spool");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        let mut stale = 0;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let removed = if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => stale += 1,
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot remove a stale spool file")
+                }
+            }
+        }
+        if stale > 0 {
+            tracing::info!(dir = %dir.display(), files = stale, "removed stale spool files");
+        }
+        Ok(Arc::new(Spool {
+            dir,
+            budget,
+            used: AtomicU64::new(0),
+            next: AtomicU64::new(0),
+            written: Counter::default(),
+        }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes the spool files hold now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// A new, already unlinked, spool file.
+    pub async fn create(self: &Arc<Self>) -> io::Result<SpoolFile> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("{}-{n}", std::process::id()));
+        let file = tokio::task::spawn_blocking(move || {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc_o_nofollow())
+                .open(&path)?;
+            std::fs::remove_file(&path)?;
+            Ok::<_, io::Error>(f)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(SpoolFile {
+            file: Arc::new(file),
+            len: 0,
+            spool: self.clone(),
+        })
+    }
+
+    fn reserve(&self, n: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|t| *t <= self.budget)
+            })
+            .is_ok()
+    }
+}
+
+/// O_NOFOLLOW on Linux; the name is fresh and the directory private, so
+/// this is belt and braces.
+fn libc_o_nofollow() -> i32 {
+    0o400000
+}
+
+/// One spool file: appended to by one writer, read at any offset below
+/// `len` by readers. Its budget is given back when it is dropped.
+pub struct SpoolFile {
+    file: Arc<File>,
+    len: u64,
+    spool: Arc<Spool>,
+}
+
+impl SpoolFile {
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `data`; `SpoolFull` (as the error's inner) when the budget
+    /// or the disk is full.
+    pub async fn append(&mut self, data: Bytes) -> io::Result<()> {
+        let n = data.len() as u64;
+        if !self.spool.reserve(n) {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, SpoolFull));
+        }
+        let file = self.file.clone();
+        let at = self.len;
+        let r = tokio::task::spawn_blocking(move || file.write_all_at(&data, at))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r);
+        match r {
+            Ok(()) => {
+                self.len += n;
+                self.spool.written.inc_by(n);
+                Ok(())
+            }
+            Err(e) => {
+                self.spool.used.fetch_sub(n, Ordering::AcqRel);
+                Err(e)
+            }
+        }
+    }
+
+    /// A handle for reading what was written so far.
+    pub fn reader(&self) -> SpoolReader {
+        SpoolReader {
+            file: self.file.clone(),
+        }
+    }
+}
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        self.spool.used.fetch_sub(self.len, Ordering::AcqRel);
+    }
+}
+
+#[derive(Clone)]
+pub struct SpoolReader {
+    file: Arc<File>,
+}
+
+impl SpoolReader {
+    /// Up to `max` bytes from `at`.
+    pub async fn read_at(&self, at: u64, max: usize) -> io::Result<Bytes> {
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; max];
+            let mut filled = 0;
+            while filled < max {
+                match file.read_at(&mut buf[filled..], at + filled as u64) {
+                    Ok(0) => break,
+                    Ok(k) => filled += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            buf.truncate(filled);
+            Ok(Bytes::from(buf))
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}
+
+/// Whether an IO error means "no room" (the budget or the disk).
+pub fn is_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || e.raw_os_error() == Some(28)
+        || e.get_ref().is_some_and(|i| i.is::<SpoolFull>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "rampart-spool-test-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn files_are_private_unlinked_and_budgeted() {
+        let state = temp();
+        std::fs::create_dir_all(state.join("spool")).unwrap();
+        std::fs::write(state.join("spool").join("123-4"), b"left by a kill -9").unwrap();
+        let spool = Spool::open(&state, 10).unwrap();
+        assert_eq!(
+            std::fs::read_dir(spool.dir()).unwrap().count(),
+            0,
+            "stale file removed"
+        );
+        let mode = std::fs::metadata(spool.dir()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let mut f = spool.create().await.unwrap();
+        assert_eq!(
+            std::fs::read_dir(spool.dir()).unwrap().count(),
+            0,
+            "unlinked at once"
+        );
+        f.append(Bytes::from_static(b"hello")).await.unwrap();
+        f.append(Bytes::from_static(b"world")).await.unwrap();
+        let e = f.append(Bytes::from_static(b"!")).await.unwrap_err();
+        assert!(is_full(&e), "{e}");
+        assert_eq!(f.len(), 10);
+        let r = f.reader();
+        assert_eq!(&r.read_at(3, 4).await.unwrap()[..], b"lowo");
+        assert_eq!(&r.read_at(8, 100).await.unwrap()[..], b"ld");
+        drop(f);
+        let mut g = spool.create().await.unwrap();
+        g.append(Bytes::from_static(b"0123456789")).await.unwrap();
+        std::fs::remove_dir_all(&state).unwrap();
+    }
+}

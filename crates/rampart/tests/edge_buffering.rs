@@ -1,0 +1,354 @@
+//! Issue 10 §1-2 and issue 9 finding 4: Odoo's few workers are never held
+//! by a slow client. Request bodies are received whole (memory, then a
+//! private spool file) before Odoo is asked; Odoo's answers are read as
+//! fast as Odoo writes them and the slot is freed then; a client that
+//! takes no bytes loses its stream after `send_timeout`.
+
+mod common;
+mod slots_common;
+
+use std::time::Duration;
+
+use common::{Rampart, Setup, Site};
+use rampart_testkit::{FixtureOptions, OdooFixture};
+use slots_common::{CALL_LIMIT, Client, HOST, Upload, ip, metric};
+use tokio::io::AsyncReadExt;
+
+fn site(fixture: &OdooFixture, extra: &str) -> Setup {
+    Setup::site(Site::new(HOST, fixture).extra(extra))
+}
+
+fn spool_entries(r: &Rampart) -> Vec<String> {
+    match std::fs::read_dir(r.state_dir.join("spool")) {
+        Ok(d) => d
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) => panic!("no spool directory in state_dir: {e}"),
+    }
+}
+
+/// The spool files rampart has open (unlinked, so only /proc shows them).
+fn open_spool_files(r: &Rampart) -> usize {
+    let spool = r.state_dir.join("spool");
+    std::fs::read_dir(format!("/proc/{}/fd", r.pid))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| t.starts_with(&spool))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_uploads_do_not_hold_odoo_workers() {
+    let fixture = OdooFixture::start_with(FixtureOptions {
+        workers: Some(2),
+        ..FixtureOptions::default()
+    })
+    .await;
+    let r = Rampart::start(site(&fixture, "")).await;
+    let c = Client::new(&r);
+    const LEN: usize = 200 * 1024;
+    // Three uploads from three addresses: the first 70 KiB at once, then
+    // 10 bytes a second.
+    let mut uploads = Vec::new();
+    for src in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        uploads.push(Upload::start(&c, ip(src), "/upload", LEN, &vec![b'u'; 70 * 1024]).await);
+    }
+    let trickle = async {
+        for _ in 0..15 {
+            for u in uploads.iter_mut() {
+                u.send(&[b'u'; 10]).await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        }
+    };
+    let login = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        c.try_send(ip("127.0.0.5"), "GET", "/web/login", vec![])
+            .await
+    };
+    let ((), login) = tokio::join!(trickle, login);
+    let login = login.unwrap_or_else(|e| {
+        panic!("another client's login was not answered while slow uploads ran: {e}")
+    });
+    assert_eq!(login.status, 200, "{}", login.text());
+    assert_eq!(
+        fixture.count("/upload"),
+        0,
+        "Odoo saw an upload before its body was complete: {:?}",
+        fixture.requests()
+    );
+    // The uploads complete and reach Odoo whole.
+    for u in uploads.iter_mut() {
+        u.send(&vec![b'u'; LEN - 70 * 1024 - 150]).await.unwrap();
+    }
+    for u in uploads.iter_mut() {
+        let (status, text) = u.answer().await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.ends_with(&format!("{{\"received\":{LEN}}}")), "{text}");
+    }
+    let seen: Vec<_> = fixture
+        .requests()
+        .into_iter()
+        .filter(|s| s.target == "/upload")
+        .collect();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|s| s.body_len == LEN as u64), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|s| s.header("content-length") == Some("204800")),
+        "{seen:?}"
+    );
+    assert!(metric(&r.metrics().await, "rampart_spooled_bytes") >= 3.0 * LEN as f64);
+    assert!(spool_entries(&r).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crawling_upload_gets_408_and_never_reaches_odoo() {
+    let fixture = OdooFixture::start().await;
+    let mut setup = site(&fixture, "");
+    setup.listen = "client_body_min_rate = \"1KiB\"\nclient_body_grace = \"1s\"".into();
+    let r = Rampart::start(setup).await;
+    let c = Client::new(&r);
+    // Small body (kept in memory): 10 bytes every 100 ms, never silent long
+    // enough for client_body_timeout.
+    let mut u = Upload::start(&c, ip("127.0.0.2"), "/web/login", 4096, b"login=").await;
+    let crawl = async {
+        for _ in 0..100 {
+            if u.send(&[b'a'; 10]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(8), crawl)
+        .await
+        .ok();
+    let (status, text) = u.answer().await;
+    assert_eq!(status, 408, "{text}");
+    assert!(text.contains("too slowly"), "{text}");
+    assert_eq!(fixture.count("/web/login"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn spool_files_are_private_unlinked_and_cleaned_after_kill_9() {
+    let fixture = OdooFixture::start().await;
+    let mut r = Rampart::start(site(&fixture, "")).await;
+    let c = Client::new(&r);
+    let spool = r.state_dir.join("spool");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&spool).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "spool dir mode {mode:o}");
+    // A 1 MiB upload, half sent: spooled, open, and already unlinked.
+    const LEN: usize = 1024 * 1024;
+    let mut u = Upload::start(&c, ip("127.0.0.2"), "/upload", LEN, &vec![b's'; LEN / 2]).await;
+    let deadline = tokio::time::Instant::now() + CALL_LIMIT;
+    while open_spool_files(&r) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no spool file opened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(spool_entries(&r).is_empty(), "{:?}", spool_entries(&r));
+    u.send(&vec![b's'; LEN / 2]).await.unwrap();
+    let (status, text) = u.answer().await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with(&format!("{{\"received\":{LEN}}}")), "{text}");
+    assert!(spool_entries(&r).is_empty());
+    let deadline = tokio::time::Instant::now() + CALL_LIMIT;
+    while open_spool_files(&r) != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spool file still open"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // kill -9 mid-upload, with a file a crash left between create and
+    // unlink: the restarted process starts with an empty spool.
+    let mut u = Upload::start(&c, ip("127.0.0.2"), "/upload", LEN, &vec![b's'; LEN / 2]).await;
+    while open_spool_files(&r) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    r.signal("KILL");
+    r.wait_exit(Duration::from_secs(10)).expect("killed");
+    drop(u.send(b"x").await);
+    std::fs::write(spool.join("4242-7"), b"left by a crash").unwrap();
+    restart(&mut r).await;
+    assert!(spool_entries(&r).is_empty(), "{:?}", spool_entries(&r));
+    assert_eq!(
+        fixture.count("/upload"),
+        1,
+        "the killed upload never reached Odoo"
+    );
+}
+
+async fn restart(r: &mut Rampart) {
+    let stderr = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&r.stderr_path)
+        .unwrap();
+    let child = std::process::Command::new(common::bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(&r.config_path)
+        .env("RAMPART_LOG", "info")
+        .env_remove("RAMPART_CONFIG")
+        .current_dir(r.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("cannot start rampart again");
+    r.pid = child.id();
+    r.child = Some(child);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(r.https).await.is_err() {
+        if let Some(s) = r.child.as_mut().unwrap().try_wait().unwrap() {
+            panic!("rampart exited ({s}) on restart:\n{}", r.stderr());
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_spool_is_507_and_a_broken_one_503_and_odoo_sees_nothing() {
+    let fixture = OdooFixture::start().await;
+    let mut setup = site(&fixture, "");
+    setup.listen = "spool_max = \"256KiB\"".into();
+    let r = Rampart::start(setup).await;
+    let c = Client::new(&r);
+    let res = c
+        .send(ip("127.0.0.2"), "POST", "/upload", vec![b'f'; 1024 * 1024])
+        .await;
+    assert_eq!(res.status, 507, "{}", res.text());
+    assert!(res.text().contains("spool is full"), "{}", res.text());
+    // Under the budget passes.
+    let res = c
+        .send(ip("127.0.0.2"), "POST", "/upload", vec![b'f'; 200 * 1024])
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(fixture.count("/upload"), 1);
+    // The spool directory replaced by a file: every create fails.
+    let spool = r.state_dir.join("spool");
+    std::fs::remove_dir_all(&spool).unwrap();
+    std::fs::write(&spool, b"not a directory").unwrap();
+    let res = c
+        .send(ip("127.0.0.2"), "POST", "/upload", vec![b'f'; 100 * 1024])
+        .await;
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert!(res.headers.contains_key("retry-after"));
+    assert!(res.text().contains("could not be stored"), "{}", res.text());
+    assert_eq!(
+        fixture.count("/upload"),
+        1,
+        "no half-sent body reached Odoo"
+    );
+    // Small bodies never touch the spool.
+    let res = c
+        .send(ip("127.0.0.2"), "POST", "/upload", vec![b'f'; 1000])
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listed_paths_still_stream_their_bodies() {
+    let fixture = OdooFixture::start().await;
+    let r = Rampart::start(site(&fixture, "request_streaming = [\"/upload\"]")).await;
+    let c = Client::new(&r);
+    const LEN: usize = 200 * 1024;
+    let mut u = Upload::start(&c, ip("127.0.0.2"), "/upload", LEN, &vec![b'u'; 100 * 1024]).await;
+    let deadline = tokio::time::Instant::now() + CALL_LIMIT;
+    while fixture.count("/upload") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a request_streaming path did not stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    u.send(&vec![b'u'; LEN - 100 * 1024]).await.unwrap();
+    let (status, text) = u.answer().await;
+    assert_eq!(status, 200, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zero_window_http2_clients_do_not_hold_odoo_slots() {
+    let fixture = OdooFixture::start().await;
+    // The pool and each address's share as large as the attack: only
+    // response buffering can keep a slot free here.
+    let r = Rampart::start(site(
+        &fixture,
+        "max_conns = 256\nmax_conns_per_client = 256\nqueue_timeout = \"3s\"",
+    ))
+    .await;
+    let c = Client::new(&r);
+    let path = "/download?bytes=1048576";
+    let (a, b) = tokio::join!(
+        c.zero_window_h2(ip("127.0.0.2"), path, 128),
+        c.zero_window_h2(ip("127.0.0.3"), path, 128)
+    );
+    let held: Vec<_> = a.0.iter().chain(b.0.iter()).map(|r| r.status()).collect();
+    assert_eq!(held.len(), 256);
+    assert!(held.iter().all(|s| *s == 200), "{held:?}");
+    let login = c
+        .try_send(ip("127.0.0.4"), "GET", "/web/login", vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        login.status,
+        200,
+        "with 256 downloads never read, another client got: {}",
+        login.text()
+    );
+    assert!(metric(&r.metrics().await, "rampart_spooled_bytes") > 0.0);
+    drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_takes_no_bytes_loses_its_stream_after_send_timeout() {
+    let fixture = OdooFixture::start().await;
+    let mut setup = site(&fixture, "");
+    setup.listen = "send_timeout = \"1s\"".into();
+    let r = Rampart::start(setup).await;
+    let c = Client::new(&r);
+    const LEN: usize = 64 * 1024 * 1024;
+    let mut s = c.tls(ip("127.0.0.2"), false).await;
+    let head = format!(
+        "GET /download?bytes={LEN} HTTP/1.1\r\nHost: {HOST}:{}\r\n\r\n",
+        r.https.port()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut s, head.as_bytes())
+        .await
+        .unwrap();
+    // Read nothing for a while: the socket buffers fill and rampart waits.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    let read_all = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    };
+    tokio::time::timeout(CALL_LIMIT, read_all)
+        .await
+        .expect("rampart closed the stalled connection");
+    assert!(
+        got < LEN,
+        "the whole {LEN}-byte answer arrived after a 4 s stall with send_timeout 1s ({got} bytes)"
+    );
+    // The spool is freed with it.
+    let deadline = tokio::time::Instant::now() + CALL_LIMIT;
+    while open_spool_files(&r) != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spool file still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stderr = r.stderr();
+    assert!(stderr.contains("send_timeout"), "{stderr}");
+}
