@@ -111,7 +111,7 @@ async fn a_crawling_upload_gets_408_and_never_reaches_odoo() {
     let c = Client::new(&r);
     // Small body (kept in memory): 10 bytes every 100 ms, never silent long
     // enough for client_body_timeout.
-    let mut u = Upload::start(&c, ip("127.0.0.2"), "/web/login", 4096, b"login=").await;
+    let mut u = Upload::start(&c, ip("127.0.0.2"), "/upload", 4096, b"x").await;
     let crawl = async {
         for _ in 0..100 {
             if u.send(&[b'a'; 10]).await.is_err() {
@@ -126,7 +126,7 @@ async fn a_crawling_upload_gets_408_and_never_reaches_odoo() {
     let (status, text) = u.answer().await;
     assert_eq!(status, 408, "{text}");
     assert!(text.contains("too slowly"), "{text}");
-    assert_eq!(fixture.count("/web/login"), 0);
+    assert_eq!(fixture.count("/upload"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
