@@ -177,3 +177,57 @@ async fn a_heavy_client_cannot_push_a_light_one_behind_its_queue() {
         "{m}"
     );
 }
+
+#[test]
+fn slot_and_buffering_keys_are_checked_with_file_and_line() {
+    let dir = common::TempDir::new("slots-check");
+    let path = dir.path().join("rampart.toml");
+    let p = path.to_str().unwrap();
+    let cases = [
+        (
+            "[[site]]\nhosts = [\"erp.test\"]\nmax_conns_per_client = 0\n",
+            3,
+            "max_conns_per_client",
+        ),
+        (
+            "[[site]]\nhosts = [\"erp.test\"]\n\nmax_websockets_per_client = 0\n",
+            4,
+            "max_websockets_per_client",
+        ),
+        (
+            "[[site]]\nhosts = [\"erp.test\"]\nrequest_streaming = [\"upload\"]\n",
+            3,
+            "request_streaming",
+        ),
+        (
+            // `workers` is another name for max_conns: both is a duplicate
+            // (serde reports it at the table's line).
+            "[[site]]\nhosts = [\"erp.test\"]\nworkers = 2\nmax_conns = 4\n",
+            1,
+            "duplicate field `max_conns`",
+        ),
+        (
+            "[listen]\nclient_body_min_rate = \"fast\"\n[[site]]\nhosts = [\"erp.test\"]\n",
+            2,
+            "client_body_min_rate",
+        ),
+        (
+            "[listen]\nsend_timeout = \"soon\"\n[[site]]\nhosts = [\"erp.test\"]\n",
+            2,
+            "send_timeout",
+        ),
+    ];
+    for (text, line, key) in cases {
+        std::fs::write(&path, text).unwrap();
+        let (code, out, err) = common::run_cli(&["check", "--config", p]);
+        assert_eq!(code, 2, "{text}: {out}{err}");
+        assert!(
+            err.contains(&format!("{p}:{line}")) && err.contains(key),
+            "{text}: {err}"
+        );
+    }
+    let good = "[listen]\nclient_body_min_rate = \"512\"\nclient_body_grace = \"5s\"\nsend_timeout = \"30s\"\nspool_max = \"1GiB\"\n\n[[site]]\nhosts = [\"erp.test\"]\nworkers = 4\nmax_conns_per_client = 2\nmax_websockets_per_client = 8\nrequest_buffering = true\nrequest_streaming = [\"/web/binary/upload\"]\n";
+    std::fs::write(&path, good).unwrap();
+    let (code, out, err) = common::run_cli(&["check", "--config", p]);
+    assert_eq!(code, 0, "{out}{err}");
+}
