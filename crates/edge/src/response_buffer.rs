@@ -176,7 +176,9 @@ where
             }
             if s.mem + n <= MEMORY || !spool_ok {
                 s.mem += n;
-                s.segs.push_back(Seg::Mem(data));
+                // A copy: the piece may share a much larger read buffer,
+                // which `mem` would not count.
+                s.segs.push_back(Seg::Mem(Bytes::copy_from_slice(&data)));
                 drop(s);
                 shared.to_reader.notify_one();
                 continue;
