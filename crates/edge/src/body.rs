@@ -1,5 +1,6 @@
-//! Body types and adapters. Bodies are streamed end to end, never
-//! buffered whole: every adapter here works frame by frame.
+//! Body types and adapters. Every adapter here works frame by frame;
+//! bodies are never held whole in memory (`response_buffer` and
+//! `request_body` spool what does not fit).
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -137,14 +138,12 @@ where
 pin_project! {
     /// Counts the bytes that pass and runs `on_end` once, when the body
     /// ends or is dropped (a client that hangs up mid-download is still
-    /// logged). Also keeps alive whatever must live as long as the
-    /// response (the upstream lease).
+    /// logged).
     pub struct Observed<B, F: FnOnce(u64, bool)> {
         #[pin]
         inner: B,
         bytes: u64,
         on_end: Option<F>,
-        _keep: Option<Box<dyn Send>>,
     }
 
     impl<B, F: FnOnce(u64, bool)> PinnedDrop for Observed<B, F> {
@@ -158,12 +157,11 @@ pin_project! {
 }
 
 impl<B, F: FnOnce(u64, bool)> Observed<B, F> {
-    pub fn new(inner: B, on_end: F, keep: Option<Box<dyn Send>>) -> Self {
+    pub fn new(inner: B, on_end: F) -> Self {
         Observed {
             inner,
             bytes: 0,
             on_end: Some(on_end),
-            _keep: keep,
         }
     }
 }

@@ -9,8 +9,8 @@
 //!  3 plain    HTTP listener: ACME HTTP-01 token, else 308 to https
 //!  4 guard    bans, rate limits, login budget
 //!  5 route    database manager (blocked unless allowed) · websocket · static · internal · Odoo
-//!  6 upstream hop-by-hop stripped, X-Forwarded-* set, body size/idle limits, lease on a capped pool
-//!  7 response X-Accel-Redirect, hop-by-hop, cookies, security headers, Server, compression
+//!  6 upstream body received whole, hop-by-hop stripped, X-Forwarded-* set, a fair-queued slot on a capped pool
+//!  7 response Odoo's answer read at Odoo's pace (slot freed then), X-Accel-Redirect, hop-by-hop, cookies, security headers, Server, compression
 //!  8 login    outcome of login attempts fed back to the guard
 //!  9 log      access log line and metrics when the body is done
 //! ```
@@ -35,7 +35,7 @@ use crate::stage::normalize;
 use crate::stage::request_body::{self, BodyError, Prepared, Received};
 use crate::stage::route::{self, Route};
 use crate::stage::{accel, compress, plain_http, respond, site};
-use crate::upstream::{Lease, Pool, Refused};
+use crate::upstream::{Pool, Refused};
 use crate::{files, pages, response_buffer, websocket};
 
 /// What the access log and metrics need, filled in as the stages run.
@@ -44,7 +44,6 @@ struct Ctx {
     site: Option<Arc<SiteRuntime>>,
     upstream: Option<String>,
     upstream_time: Option<std::time::Duration>,
-    lease: Option<Lease>,
 }
 
 pub async fn handle(
@@ -63,7 +62,6 @@ pub async fn handle(
         site: None,
         upstream: None,
         upstream_time: None,
-        lease: None,
     };
     let line = RequestLine::of(&req);
     let encoding = compress::negotiate(req.headers().get(header::ACCEPT_ENCODING));
@@ -682,13 +680,16 @@ async fn proxy(
         upstream_idle: cfg.timeout.get(),
         send_timeout: rt.listen.send_timeout.get(),
     };
-    let on_stall: Box<dyn FnOnce() + Send> = if parts.version == Version::HTTP_2 {
-        Box::new(|| {})
-    } else {
-        // An HTTP/1.1 connection is stuck behind its one stalled answer.
-        let stalled = to.conn.stalled.clone();
-        Box::new(move || stalled.cancel())
-    };
+    let conn = to.conn.clone();
+    let h2 = parts.version == Version::HTTP_2;
+    let on_stall: Box<dyn FnOnce() + Send> = Box::new(move || {
+        // HTTP/1.1 is stuck behind its one stalled answer; an HTTP/2
+        // connection once every stream in flight on it is stalled.
+        let stalled = conn.stalled_streams.fetch_add(1, Ordering::Relaxed) + 1;
+        if !h2 || stalled >= conn.activity.in_flight.load(Ordering::Relaxed) {
+            conn.stalled.cancel();
+        }
+    });
     let rbody = response_buffer::buffer(rbody, lease, shared.spool.clone(), settings, on_stall);
     Response::from_parts(rparts, rbody)
 }
@@ -928,8 +929,8 @@ impl RequestLine {
     }
 }
 
-/// 9: logs and counts when the body is done, releasing the upstream lease
-/// and the connection's in-flight mark at the same moment.
+/// 9: logs and counts when the body is done, releasing the connection's
+/// in-flight mark at the same moment.
 fn finish(
     res: Response<Body>,
     ctx: Ctx,
@@ -956,7 +957,6 @@ fn finish(
     let client = ctx.client;
     let upstream = ctx.upstream.unwrap_or_default();
     let upstream_time = ctx.upstream_time;
-    let keep: Option<Box<dyn Send>> = ctx.lease.map(|l| Box::new(l) as Box<dyn Send>);
     let (parts, body) = res.into_parts();
     let on_end = move |bytes: u64, _complete: bool| {
         conn.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -977,5 +977,5 @@ fn finish(
             upstream_duration: upstream_time,
         });
     };
-    Response::from_parts(parts, body::boxed(Observed::new(body, on_end, keep)))
+    Response::from_parts(parts, body::boxed(Observed::new(body, on_end)))
 }

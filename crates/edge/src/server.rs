@@ -94,9 +94,12 @@ pub struct ConnInfo {
     pub activity: Arc<Activity>,
     /// HTTP/1 requests to refuse for their framing (stage/framing.rs).
     pub framing: Arc<Marks>,
-    /// Cancelled when an HTTP/1.1 answer missed its send deadline: the
-    /// connection is closed.
+    /// Cancelled when the connection is stuck behind answers its client
+    /// does not take (an HTTP/1.1 answer, or every HTTP/2 stream in flight,
+    /// missed its send deadline): the connection is closed.
     pub stalled: CancellationToken,
+    /// HTTP/2 streams of this connection that missed their send deadline.
+    pub stalled_streams: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -489,6 +492,7 @@ async fn serve_connection(
                 activity: activity.clone(),
                 framing: marks.clone(),
                 stalled: CancellationToken::new(),
+                stalled_streams: std::sync::atomic::AtomicU64::new(0),
             });
             if alpn.as_deref() != Some(b"h2") {
                 let io = TokioIo::new(Watched::new(tls_stream, marks));
@@ -514,6 +518,7 @@ async fn serve_connection(
                 activity: activity.clone(),
                 framing: marks.clone(),
                 stalled: CancellationToken::new(),
+                stalled_streams: std::sync::atomic::AtomicU64::new(0),
             });
             let io = TokioIo::new(Watched::new(io, marks));
             drive(io, info, false, shared, &listen, shutdown).await;
@@ -599,6 +604,7 @@ async fn drive<I>(
         tokio::pin!(conn);
         tokio::select! {
             _ = conn.as_mut() => return,
+            _ = stalled.cancelled() => return,
             _ = &mut watchdog => conn.as_mut().graceful_shutdown(),
             _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
         }

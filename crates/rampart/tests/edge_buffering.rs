@@ -352,3 +352,29 @@ async fn a_client_that_takes_no_bytes_loses_its_stream_after_send_timeout() {
     let stderr = r.stderr();
     assert!(stderr.contains("send_timeout"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_http2_connection_whose_streams_all_stall_is_closed() {
+    let fixture = OdooFixture::start().await;
+    let mut setup = site(&fixture, "");
+    setup.listen = "send_timeout = \"1s\"".into();
+    let r = Rampart::start(setup).await;
+    let c = Client::new(&r);
+    let (held, conn) = c
+        .zero_window_h2(ip("127.0.0.2"), "/download?bytes=1048576", 16)
+        .await;
+    assert!(held.iter().all(|r| r.status() == 200));
+    tokio::time::timeout(CALL_LIMIT, conn)
+        .await
+        .expect("rampart closed the HTTP/2 connection whose every stream stalled")
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + CALL_LIMIT;
+    while open_spool_files(&r) != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spool files still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
+}
