@@ -47,6 +47,9 @@ pub struct ListenConfig {
     /// Bytes all spool files (buffered request and response bodies) may
     /// hold on disk together, under `<state_dir>/spool`.
     pub spool_max: ByteSize,
+    /// What one client address's bodies may hold of it (default: a
+    /// quarter of `spool_max`, at least the largest site's `max_body`).
+    pub spool_per_client: Option<ByteSize>,
     /// SIGTERM waits this long for in-flight requests and tunnels.
     pub shutdown_grace: Duration,
 }
@@ -70,6 +73,7 @@ impl Default for ListenConfig {
             client_body_grace: Duration::from_secs(10),
             send_timeout: Duration::from_secs(60),
             spool_max: ByteSize::mib(4096),
+            spool_per_client: None,
             shutdown_grace: Duration::from_secs(30),
         }
     }

@@ -537,7 +537,7 @@ async fn proxy(
                     min_rate: listen.client_body_min_rate.get(),
                     grace: listen.client_body_grace.get(),
                 };
-                request_body::receive(inc, &parts.headers, limits, &shared.spool)
+                request_body::receive(inc, &parts.headers, limits, &shared.spool, ctx.client)
                     .await
                     .map(Outgoing::Whole)
             } else {
@@ -677,6 +677,7 @@ async fn proxy(
     // Odoo's answer is read as fast as Odoo writes it; the lease goes with
     // it and is dropped when Odoo's body is complete.
     let settings = response_buffer::Settings {
+        client: ctx.client,
         upstream_idle: cfg.timeout.get(),
         send_timeout: rt.listen.send_timeout.get(),
     };

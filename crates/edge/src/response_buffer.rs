@@ -39,6 +39,8 @@ pub const FILE_MAX: u64 = 1024 * 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 
 pub struct Settings {
+    /// Whose share of the spool the answer uses.
+    pub client: std::net::IpAddr,
     /// The longest silence inside Odoo's body.
     pub upstream_idle: Duration,
     pub send_timeout: Duration,
@@ -111,7 +113,7 @@ where
     });
     let task = shared.clone();
     tokio::spawn(async move {
-        let drain = drain(upstream, lease, &task, spool, settings.upstream_idle);
+        let drain = drain(upstream, lease, &task, spool, &settings);
         let watch = watch(&task, settings.send_timeout, on_stall);
         tokio::join!(drain, watch);
     });
@@ -122,11 +124,17 @@ where
     })
 }
 
-async fn drain<B>(mut upstream: B, lease: Lease, shared: &Shared, spool: Arc<Spool>, idle: Duration)
-where
+async fn drain<B>(
+    mut upstream: B,
+    lease: Lease,
+    shared: &Shared,
+    spool: Arc<Spool>,
+    settings: &Settings,
+) where
     B: HttpBody<Data = Bytes> + Unpin,
     B::Error: Into<BoxError> + Send,
 {
+    let idle = settings.upstream_idle;
     let mut file: Option<SpoolFile> = None;
     let mut spool_ok = true;
     let end = loop {
@@ -185,7 +193,7 @@ where
             }
         }
         if file.is_none() {
-            match spool.create().await {
+            match spool.create(settings.client).await {
                 Ok(f) => file = Some(f),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot spool Odoo's answer: the client is served at its own pace");
@@ -410,7 +418,7 @@ mod tests {
                 .unwrap()
                 .as_nanos()
         ));
-        (Spool::open(&d, 1 << 30).unwrap(), d)
+        (Spool::open(&d, 1 << 30, 1 << 30).unwrap(), d)
     }
 
     fn odoo(
@@ -440,6 +448,7 @@ mod tests {
         let lease = pool.acquire(C).await.unwrap();
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let settings = Settings {
+            client: C,
             upstream_idle: Duration::from_secs(5),
             send_timeout: Duration::from_secs(60),
         };
@@ -461,6 +470,7 @@ mod tests {
         let stalled = Arc::new(AtomicBool::new(false));
         let flag = stalled.clone();
         let settings = Settings {
+            client: C,
             upstream_idle: Duration::from_secs(5),
             send_timeout: Duration::from_millis(200),
         };
@@ -486,6 +496,7 @@ mod tests {
         let flag = Arc::new(AtomicBool::new(false));
         let f2 = flag.clone();
         let settings = Settings {
+            client: C,
             upstream_idle: Duration::from_secs(5),
             send_timeout: Duration::from_millis(100),
         };

@@ -247,12 +247,19 @@ impl Edge {
         .map_err(|e| EdgeError(format!("log.access = {:?}: {e}", cfg.log.access)))?;
         let runtime = build_runtime(&cfg, &metrics)?;
         admin::status::mark_started();
-        let spool = Spool::open(&cfg.state_dir, cfg.listen.spool_max.get()).map_err(|e| {
-            EdgeError(format!(
-                "state_dir {:?}: cannot prepare the spool directory: {e}",
-                cfg.state_dir.join("spool").display().to_string()
-            ))
-        })?;
+        let largest_body = cfg.sites.iter().map(|s| s.max_body.get()).max();
+        let per_client = cfg
+            .listen
+            .spool_per_client
+            .map(|b| b.get())
+            .unwrap_or((cfg.listen.spool_max.get() / 4).max(largest_body.unwrap_or(0)));
+        let spool =
+            Spool::open(&cfg.state_dir, cfg.listen.spool_max.get(), per_client).map_err(|e| {
+                EdgeError(format!(
+                    "state_dir {:?}: cannot prepare the spool directory: {e}",
+                    cfg.state_dir.join("spool").display().to_string()
+                ))
+            })?;
         registry.register(
             "rampart_spooled_bytes",
             "Bytes of request and response bodies written to spool files",

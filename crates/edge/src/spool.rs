@@ -6,15 +6,19 @@
 //! with `O_EXCL` and unlinked the moment they are open, so nothing is left
 //! behind when the body is done or the process is killed; whatever a crash
 //! between create and unlink left is removed at start. The bytes on disk
-//! are bounded by one budget for the process (`spool_max`): a write that
-//! would go over it fails like a full disk.
+//! are bounded by one budget for the process (`spool_max`) and a share of
+//! it per client address (`spool_per_client`), so one client cannot fill
+//! the spool for everyone: a write that would go over either fails like a
+//! full disk.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
+use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
@@ -23,6 +27,8 @@ pub struct Spool {
     dir: PathBuf,
     budget: u64,
     used: AtomicU64,
+    per_client: u64,
+    clients: Mutex<HashMap<IpAddr, u64>>,
     next: AtomicU64,
     /// Bytes written to spool files, for metrics.
     pub written: Counter,
@@ -42,7 +48,7 @@ impl std::error::Error for SpoolFull {}
 impl Spool {
     /// Creates `<state_dir>/spool` (0700) and removes what a killed
     /// process left in it.
-    pub fn open(state_dir: &Path, budget: u64) -> io::Result<Arc<Spool>> {
+    pub fn open(state_dir: &Path, budget: u64, per_client: u64) -> io::Result<Arc<Spool>> {
         let dir = state_dir.join("spool");
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -72,6 +78,8 @@ impl Spool {
             dir,
             budget,
             used: AtomicU64::new(0),
+            per_client,
+            clients: Mutex::default(),
             next: AtomicU64::new(0),
             written: Counter::default(),
         }))
@@ -86,8 +94,8 @@ impl Spool {
         self.used.load(Ordering::Acquire)
     }
 
-    /// A new, already unlinked, spool file.
-    pub async fn create(self: &Arc<Self>) -> io::Result<SpoolFile> {
+    /// A new, already unlinked, spool file, counted against `owner`'s share.
+    pub async fn create(self: &Arc<Self>, owner: IpAddr) -> io::Result<SpoolFile> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{}-{n}", std::process::id()));
         let file = tokio::task::spawn_blocking(move || {
@@ -106,16 +114,41 @@ impl Spool {
         Ok(SpoolFile {
             file: Arc::new(file),
             len: 0,
+            owner,
             spool: self.clone(),
         })
     }
 
-    fn reserve(&self, n: u64) -> bool {
-        self.used
+    fn reserve(&self, owner: IpAddr, n: u64) -> bool {
+        let mut clients = self.clients.lock().expect("spool lock");
+        let mine = clients.get(&owner).copied().unwrap_or(0);
+        if mine.saturating_add(n) > self.per_client {
+            return false;
+        }
+        let global = self
+            .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
                 u.checked_add(n).filter(|t| *t <= self.budget)
-            })
-            .is_ok()
+            });
+        if global.is_err() {
+            return false;
+        }
+        clients.insert(owner, mine + n);
+        true
+    }
+
+    fn give_back(&self, owner: IpAddr, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.used.fetch_sub(n, Ordering::AcqRel);
+        let mut clients = self.clients.lock().expect("spool lock");
+        if let Some(mine) = clients.get_mut(&owner) {
+            *mine = mine.saturating_sub(n);
+            if *mine == 0 {
+                clients.remove(&owner);
+            }
+        }
     }
 }
 
@@ -130,6 +163,7 @@ fn libc_o_nofollow() -> i32 {
 pub struct SpoolFile {
     file: Arc<File>,
     len: u64,
+    owner: IpAddr,
     spool: Arc<Spool>,
 }
 
@@ -146,7 +180,7 @@ impl SpoolFile {
     /// or the disk is full.
     pub async fn append(&mut self, data: Bytes) -> io::Result<()> {
         let n = data.len() as u64;
-        if !self.spool.reserve(n) {
+        if !self.spool.reserve(self.owner, n) {
             return Err(io::Error::new(io::ErrorKind::StorageFull, SpoolFull));
         }
         let file = self.file.clone();
@@ -162,7 +196,7 @@ impl SpoolFile {
                 Ok(())
             }
             Err(e) => {
-                self.spool.used.fetch_sub(n, Ordering::AcqRel);
+                self.spool.give_back(self.owner, n);
                 Err(e)
             }
         }
@@ -178,7 +212,7 @@ impl SpoolFile {
 
 impl Drop for SpoolFile {
     fn drop(&mut self) {
-        self.spool.used.fetch_sub(self.len, Ordering::AcqRel);
+        self.spool.give_back(self.owner, self.len);
     }
 }
 
@@ -239,7 +273,8 @@ mod tests {
         let state = temp();
         std::fs::create_dir_all(state.join("spool")).unwrap();
         std::fs::write(state.join("spool").join("123-4"), b"left by a kill -9").unwrap();
-        let spool = Spool::open(&state, 10).unwrap();
+        let spool = Spool::open(&state, 16, 10).unwrap();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         assert_eq!(
             std::fs::read_dir(spool.dir()).unwrap().count(),
             0,
@@ -247,7 +282,7 @@ mod tests {
         );
         let mode = std::fs::metadata(spool.dir()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
-        let mut f = spool.create().await.unwrap();
+        let mut f = spool.create(a).await.unwrap();
         assert_eq!(
             std::fs::read_dir(spool.dir()).unwrap().count(),
             0,
@@ -261,8 +296,14 @@ mod tests {
         let r = f.reader();
         assert_eq!(&r.read_at(3, 4).await.unwrap()[..], b"lowo");
         assert_eq!(&r.read_at(8, 100).await.unwrap()[..], b"ld");
+        // The global budget has room left, another client's share too.
+        let mut other = spool.create(b).await.unwrap();
+        other.append(Bytes::from_static(b"012345")).await.unwrap();
+        let e = other.append(Bytes::from_static(b"!")).await.unwrap_err();
+        assert!(is_full(&e), "the global budget: {e}");
         drop(f);
-        let mut g = spool.create().await.unwrap();
+        assert_eq!(spool.used(), 6);
+        let mut g = spool.create(a).await.unwrap();
         g.append(Bytes::from_static(b"0123456789")).await.unwrap();
         std::fs::remove_dir_all(&state).unwrap();
     }

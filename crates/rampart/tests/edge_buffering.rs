@@ -378,3 +378,32 @@ async fn an_http2_connection_whose_streams_all_stall_is_closed() {
     }
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_address_cannot_fill_the_spool_for_everyone() {
+    let fixture = OdooFixture::start().await;
+    let mut setup = site(&fixture, "");
+    setup.listen = "spool_max = \"1MiB\"\nspool_per_client = \"256KiB\"".into();
+    let r = Rampart::start(setup).await;
+    let c = Client::new(&r);
+    let (a, b) = (ip("127.0.0.2"), ip("127.0.0.3"));
+    const LEN: usize = 200 * 1024;
+    // A's first upload, nearly complete, holds 190 KiB of A's share.
+    let mut first = Upload::start(&c, a, "/upload", LEN, &vec![b'a'; 190 * 1024]).await;
+    let deadline = tokio::time::Instant::now() + CALL_LIMIT;
+    while open_spool_files(&r) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no spool file opened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let res = c.send(a, "POST", "/upload", vec![b'a'; LEN]).await;
+    assert_eq!(res.status, 507, "A's second upload: {}", res.text());
+    let res = c.send(b, "POST", "/upload", vec![b'b'; LEN]).await;
+    assert_eq!(res.status, 200, "another address: {}", res.text());
+    first.send(&vec![b'a'; 10 * 1024]).await.unwrap();
+    let (status, text) = first.answer().await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(fixture.count("/upload"), 2);
+}

@@ -96,6 +96,7 @@ pub async fn receive(
     headers: &HeaderMap,
     limits: Limits,
     spool: &Arc<Spool>,
+    client: std::net::IpAddr,
 ) -> Result<Received, BodyError> {
     if let Some(len) = declared_length(headers)
         && len > limits.max_body
@@ -138,7 +139,7 @@ pub async fn receive(
             Some(f) => f.append(data).await.map_err(spool_error)?,
             None if buf.len() + data.len() <= MEMORY => buf.extend_from_slice(&data),
             None => {
-                let mut f = spool.create().await.map_err(spool_error)?;
+                let mut f = spool.create(client).await.map_err(spool_error)?;
                 f.append(buf.split().freeze()).await.map_err(spool_error)?;
                 f.append(data).await.map_err(spool_error)?;
                 file = Some(f);
