@@ -288,7 +288,12 @@ async fn zero_window_http2_clients_do_not_hold_odoo_slots() {
         c.zero_window_h2(ip("127.0.0.2"), path, 128),
         c.zero_window_h2(ip("127.0.0.3"), path, 128)
     );
-    let held: Vec<_> = a.0.iter().chain(b.0.iter()).map(|r| r.status()).collect();
+    let held: Vec<_> = a
+        .responses
+        .iter()
+        .chain(b.responses.iter())
+        .map(|r| r.status())
+        .collect();
     assert_eq!(held.len(), 256);
     assert!(held.iter().all(|s| *s == 200), "{held:?}");
     let login = c
@@ -360,11 +365,11 @@ async fn an_http2_connection_whose_streams_all_stall_is_closed() {
     setup.listen = "send_timeout = \"1s\"".into();
     let r = Rampart::start(setup).await;
     let c = Client::new(&r);
-    let (held, conn) = c
+    let held = c
         .zero_window_h2(ip("127.0.0.2"), "/download?bytes=1048576", 16)
         .await;
-    assert!(held.iter().all(|r| r.status() == 200));
-    tokio::time::timeout(CALL_LIMIT, conn)
+    assert!(held.responses.iter().all(|r| r.status() == 200));
+    tokio::time::timeout(CALL_LIMIT, held.conn)
         .await
         .expect("rampart closed the HTTP/2 connection whose every stream stalled")
         .unwrap();
@@ -376,7 +381,7 @@ async fn an_http2_connection_whose_streams_all_stall_is_closed() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    drop(held);
+    drop((held.responses, held.sender));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

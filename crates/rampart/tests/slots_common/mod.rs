@@ -136,16 +136,10 @@ impl Client {
 
     /// An HTTP/2 connection from `src` that never opens its receive
     /// window: `n` GETs of `path` get their heads, never a body byte.
-    /// The responses are returned unread (keep them to keep the streams).
-    pub async fn zero_window_h2(
-        &self,
-        src: IpAddr,
-        path: &str,
-        n: usize,
-    ) -> (
-        Vec<http::Response<hyper::body::Incoming>>,
-        tokio::task::JoinHandle<()>,
-    ) {
+    /// The responses are returned unread (keep them to keep the streams),
+    /// with the connection's sender (keep it, or hyper closes the
+    /// connection itself) and its task, which ends when the connection does.
+    pub async fn zero_window_h2(&self, src: IpAddr, path: &str, n: usize) -> ZeroWindow {
         let tls = self.tls(src, true).await;
         let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         b.initial_stream_window_size(0).adaptive_window(false);
@@ -170,8 +164,18 @@ impl Client {
         for c in calls.collect::<Vec<_>>() {
             out.push(c.await.unwrap());
         }
-        (out, task)
+        ZeroWindow {
+            responses: out,
+            sender,
+            conn: task,
+        }
     }
+}
+
+pub struct ZeroWindow {
+    pub responses: Vec<http::Response<hyper::body::Incoming>>,
+    pub sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    pub conn: tokio::task::JoinHandle<()>,
 }
 
 /// A raw HTTP/1.1 upload on its own TLS connection, sent at the test's pace.
