@@ -145,11 +145,17 @@ pub struct SiteConfig {
     #[serde(default = "default_queue_timeout")]
     pub queue_timeout: Duration,
     /// Upstream slots one client address may hold or wait for at once
-    /// (default: a quarter of `max_conns`); more get 503 + Retry-After.
+    /// (default: a quarter of `max_conns`, at least 64, so an office behind
+    /// one address can still queue a few page loads); more get 503 +
+    /// Retry-After.
     #[serde(default)]
     pub max_conns_per_client: Option<usize>,
+    /// Open websocket tunnels (and long-polling requests) per websocket
+    /// upstream; outside `max_conns`, which counts Odoo's HTTP workers.
+    #[serde(default = "default_max_websockets")]
+    pub max_websockets: usize,
     /// Websocket tunnels one client address may hold (default: a quarter
-    /// of `max_conns`).
+    /// of `max_websockets`).
     #[serde(default)]
     pub max_websockets_per_client: Option<usize>,
     /// Receive a request body whole (memory, then a spool file) before an
@@ -181,14 +187,14 @@ impl SiteConfig {
     /// Upstream slots one client may hold or wait for.
     pub fn conns_per_client(&self) -> usize {
         self.max_conns_per_client
-            .unwrap_or(self.max_conns.div_ceil(4))
+            .unwrap_or(self.max_conns.div_ceil(4).max(64))
             .max(1)
     }
 
     /// Websocket tunnels one client may hold.
     pub fn websockets_per_client(&self) -> usize {
         self.max_websockets_per_client
-            .unwrap_or(self.max_conns.div_ceil(4))
+            .unwrap_or(self.max_websockets.div_ceil(4))
             .max(1)
     }
 
@@ -217,6 +223,7 @@ impl SiteConfig {
             max_conns: default_max_conns(),
             queue_timeout: default_queue_timeout(),
             max_conns_per_client: None,
+            max_websockets: default_max_websockets(),
             max_websockets_per_client: None,
             request_buffering: true,
             request_streaming: Vec::new(),
@@ -246,6 +253,9 @@ fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
 }
 fn default_max_conns() -> usize {
+    256
+}
+fn default_max_websockets() -> usize {
     256
 }
 fn default_queue_timeout() -> Duration {
@@ -367,6 +377,9 @@ pub fn validate_sites(sites: &[SiteConfig]) -> Result<(), (String, String)> {
         }
         if site.max_conns == 0 {
             return Err((key("max_conns"), "must be at least 1".into()));
+        }
+        if site.max_websockets == 0 {
+            return Err((key("max_websockets"), "must be at least 1".into()));
         }
         for (field, v) in [
             ("max_conns_per_client", site.max_conns_per_client),

@@ -153,7 +153,7 @@ fn build_runtime(cfg: &EdgeConfig, metrics: &Metrics) -> Result<Runtime, EdgeErr
             ),
             websocket: Pool::new(
                 &c.websocket,
-                c.max_conns,
+                c.max_websockets,
                 c.websockets_per_client(),
                 c.queue_timeout.get(),
             ),
