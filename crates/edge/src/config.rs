@@ -144,10 +144,9 @@ pub struct SiteConfig {
     pub max_conns: usize,
     #[serde(default = "default_queue_timeout")]
     pub queue_timeout: Duration,
-    /// Upstream slots one client address may hold or wait for at once
-    /// (default: a quarter of `max_conns`, at least 64, so an office behind
-    /// one address can still queue a few page loads); more get 503 +
-    /// Retry-After.
+    /// Upstream slots one client address may hold while other clients
+    /// wait (default: a quarter of `max_conns`); its further requests wait
+    /// for their turn (an idle pool is used in full by whoever comes).
     #[serde(default)]
     pub max_conns_per_client: Option<usize>,
     /// Open websocket tunnels (and long-polling requests) per websocket
@@ -187,7 +186,7 @@ impl SiteConfig {
     /// Upstream slots one client may hold or wait for.
     pub fn conns_per_client(&self) -> usize {
         self.max_conns_per_client
-            .unwrap_or(self.max_conns.div_ceil(4).max(64))
+            .unwrap_or(self.max_conns.div_ceil(4))
             .max(1)
     }
 

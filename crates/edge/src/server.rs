@@ -156,7 +156,8 @@ fn build_runtime(cfg: &EdgeConfig, metrics: &Metrics) -> Result<Runtime, EdgeErr
                 c.max_websockets,
                 c.websockets_per_client(),
                 c.queue_timeout.get(),
-            ),
+            )
+            .hard_per_client(),
             client,
         };
         let healthy = metrics.upstream_healthy.clone();

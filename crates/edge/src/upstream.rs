@@ -6,9 +6,12 @@
 //! server that can only queue them anyway. Waiting requests sit in one
 //! queue per client address, and a freed slot goes to the next client in
 //! round-robin order: one client with sixty requests in the queue delays
-//! another's single request by at most one of its own. A client may hold
-//! or wait for at most `per_client` slots; more are refused at once, so
-//! two addresses can never fill a pool. Among healthy upstreams the one
+//! another's single request by at most one of its own. A client holding
+//! its share (`per_client` slots) gets no more while others wait, so two
+//! addresses cannot fill a busy pool; when nobody else waits it may use
+//! what is free (an idle Odoo serves one user's page load at full speed).
+//! A client with `WAITING_PER_CLIENT` requests waiting is refused at once.
+//! Among healthy upstreams the one
 //! with the fewest requests in flight is chosen. An active check takes a
 //! failing upstream out after `fall` failures and puts it back after
 //! `rise` successes; when every upstream is out, requests still try them
@@ -103,47 +106,56 @@ struct Sched {
     upstreams: Vec<Arc<Upstream>>,
     cap: usize,
     per_client: usize,
+    /// `per_client` is a hard limit (websocket tunnels live for hours):
+    /// beyond it, refused at once even when slots are free.
+    hard: bool,
     queues: Mutex<Queues>,
 }
 
 impl Sched {
     /// A slot on `up` was freed by `client`'s lease: hand it to the next
-    /// waiting client in turn, else let it go.
+    /// waiting client in turn (clients under their share first), else let
+    /// it go.
     fn release(self: &Arc<Self>, up: &Arc<Upstream>, client: IpAddr) {
-        let mut q = self.queues.lock().expect("pool lock");
+        let mut guard = self.queues.lock().expect("pool lock");
+        let q = &mut *guard;
         forget_one(&mut q.held, client);
-        for _ in 0..q.ring.len() {
-            let Some(next) = q.ring.pop_front() else {
-                break;
-            };
-            let mut keep = true;
-            let mut given = None;
-            if let Some(list) = q.waiting.get_mut(&next) {
-                list.retain(|w| !w.tx.is_closed());
-                if let Some(i) = list
-                    .iter()
-                    .position(|w| w.avoid.as_ref().is_none_or(|a| !Arc::ptr_eq(a, up)))
-                {
-                    given = list.remove(i);
-                }
-                keep = !list.is_empty();
-                if !keep {
-                    q.waiting.remove(&next);
-                }
-            }
-            if keep {
-                q.ring.push_back(next);
-            }
-            if let Some(w) = given {
-                let lease = Lease {
-                    upstream: up.clone(),
-                    owner: Some((self.clone(), next)),
+        for under_share_only in [true, false] {
+            for _ in 0..q.ring.len() {
+                let Some(next) = q.ring.pop_front() else {
+                    break;
                 };
-                match w.tx.send(lease) {
-                    // The slot moves on: `active` is unchanged.
-                    Ok(()) => return,
-                    Err(mut back) => {
-                        back.owner = None;
+                let held = q.held.get(&next).copied().unwrap_or(0);
+                let mut given = None;
+                if let Some(list) = q.waiting.get_mut(&next) {
+                    list.retain(|w| !w.tx.is_closed());
+                    if !under_share_only || held < self.per_client {
+                        if let Some(i) = list
+                            .iter()
+                            .position(|w| w.avoid.as_ref().is_none_or(|a| !Arc::ptr_eq(a, up)))
+                        {
+                            given = list.remove(i);
+                        }
+                    }
+                    if list.is_empty() {
+                        q.waiting.remove(&next);
+                    } else {
+                        q.ring.push_back(next);
+                    }
+                }
+                if let Some(w) = given {
+                    *q.held.entry(next).or_insert(0) += 1;
+                    let lease = Lease {
+                        upstream: up.clone(),
+                        owner: Some((self.clone(), next)),
+                    };
+                    match w.tx.send(lease) {
+                        // The slot moves on: `active` is unchanged.
+                        Ok(()) => return,
+                        Err(mut back) => {
+                            back.owner = None;
+                            forget_one(&mut q.held, next);
+                        }
                     }
                 }
             }
@@ -167,6 +179,9 @@ impl Sched {
         Some(chosen)
     }
 }
+
+/// Requests one client may have waiting; more are refused at once.
+const WAITING_PER_CLIENT: usize = 1024;
 
 fn forget_one(held: &mut HashMap<IpAddr, usize>, client: IpAddr) {
     if let Some(n) = held.get_mut(&client) {
@@ -208,12 +223,19 @@ impl Pool {
                 upstreams: upstreams.clone(),
                 cap: max_conns,
                 per_client,
+                hard: false,
                 queues: Mutex::default(),
             }),
             upstreams,
             next: AtomicUsize::new(0),
             queue_timeout,
         }
+    }
+
+    /// The same pool, where `per_client` is a hard limit.
+    pub fn hard_per_client(mut self) -> Pool {
+        Arc::get_mut(&mut self.sched).expect("not shared yet").hard = true;
+        self
     }
 
     /// A slot for `client`: least connections among healthy upstreams
@@ -238,29 +260,35 @@ impl Pool {
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut rx = {
-            let mut q = self.sched.queues.lock().expect("pool lock");
-            let held = q.held.entry(client).or_insert(0);
-            if *held >= self.sched.per_client {
+            let mut guard = self.sched.queues.lock().expect("pool lock");
+            let q = &mut *guard;
+            let held = q.held.get(&client).copied().unwrap_or(0);
+            if self.sched.hard && held >= self.sched.per_client {
                 return Some(Err(Refused::ClientCap));
             }
-            *held += 1;
-            if let Some(up) = self.sched.take_free(avoid, start) {
+            // Over its share, a client takes a free slot only when nobody
+            // else waits; otherwise it queues behind the others' turns.
+            if (held < self.sched.per_client || q.waiting.is_empty())
+                && let Some(up) = self.sched.take_free(avoid, start)
+            {
+                *q.held.entry(client).or_insert(0) += 1;
                 return Some(Ok(Lease {
                     upstream: up,
                     owner: Some((self.sched.clone(), client)),
                 }));
             }
+            let list = q.waiting.entry(client).or_default();
+            list.retain(|w| !w.tx.is_closed());
+            if list.len() >= WAITING_PER_CLIENT {
+                return Some(Err(Refused::ClientCap));
+            }
             let (tx, rx) = oneshot::channel();
-            let waiter = Waiter {
+            list.push_back(Waiter {
                 tx,
                 avoid: avoid.cloned(),
-            };
-            match q.waiting.get_mut(&client) {
-                Some(list) => list.push_back(waiter),
-                None => {
-                    q.waiting.insert(client, VecDeque::from([waiter]));
-                    q.ring.push_back(client);
-                }
+            });
+            if list.len() == 1 && !q.ring.contains(&client) {
+                q.ring.push_back(client);
             }
             rx
         };
@@ -274,7 +302,12 @@ impl Pool {
             return Some(Ok(lease));
         }
         let mut q = self.sched.queues.lock().expect("pool lock");
-        forget_one(&mut q.held, client);
+        if let Some(list) = q.waiting.get_mut(&client) {
+            list.retain(|w| !w.tx.is_closed());
+            if list.is_empty() {
+                q.waiting.remove(&client);
+            }
+        }
         Some(Err(Refused::QueueTimeout))
     }
 }
@@ -416,26 +449,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_client_cannot_take_more_than_its_share() {
-        let pool = Pool::new(&["a:1".into()], 8, 2, Duration::from_millis(50));
+    async fn over_its_share_a_client_waits_while_others_are_served() {
+        let pool = Arc::new(Pool::new(&["a:1".into()], 2, 1, Duration::from_secs(5)));
         let other = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
-        let (l1, l2) = (
-            pool.acquire(C).await.unwrap(),
-            pool.acquire(C).await.unwrap(),
-        );
-        assert_eq!(pool.acquire(C).await.err(), Some(Refused::ClientCap));
-        assert!(pool.acquire(other).await.is_ok());
+        // Nobody else waits: the client may use the whole idle pool.
+        let l1 = pool.acquire(C).await.unwrap();
+        let l2 = pool.acquire(C).await.unwrap();
+        // Both wait; C queued first, but C is over its share.
+        let p = pool.clone();
+        let mine = tokio::spawn(async move { p.acquire(C).await.map(|l| l.upstream.addr.clone()) });
+        while pool.sched.queues.lock().unwrap().waiting.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let p = pool.clone();
+        let theirs = tokio::spawn(async move { p.acquire(other).await });
+        while pool.sched.queues.lock().unwrap().waiting.len() < 2 {
+            tokio::task::yield_now().await;
+        }
         drop(l1);
-        let l3 = pool.acquire(C).await.unwrap();
-        drop((l2, l3));
-        // A timed-out wait gives its share back.
-        let full = Pool::new(&["a:1".into()], 1, 2, Duration::from_millis(20));
+        let l3 = theirs
+            .await
+            .unwrap()
+            .expect("the other client gets the freed slot");
+        assert!(!mine.is_finished());
+        drop(l2);
+        assert!(mine.await.unwrap().is_ok());
+        drop(l3);
+        // A timed-out wait leaves nothing behind.
+        let full = Pool::new(&["a:1".into()], 1, 1, Duration::from_millis(20));
         let held = full.acquire(other).await.unwrap();
-        assert_eq!(full.acquire(C).await.err(), Some(Refused::QueueTimeout));
-        assert_eq!(full.acquire(C).await.err(), Some(Refused::QueueTimeout));
         assert_eq!(full.acquire(C).await.err(), Some(Refused::QueueTimeout));
         drop(held);
         assert_eq!(full.upstreams[0].active(), 0);
+        assert!(full.sched.queues.lock().unwrap().waiting.is_empty());
+        assert!(full.sched.queues.lock().unwrap().held.is_empty());
     }
 
     #[tokio::test]

@@ -19,36 +19,39 @@ fn site(fixture: &OdooFixture, extra: &str) -> Setup {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_address_holds_at_most_its_share_of_odoo_slots() {
+async fn over_its_share_an_address_waits_while_others_get_the_freed_slots() {
     let fixture = OdooFixture::start().await;
-    let r = Rampart::start(site(&fixture, "max_conns = 8\nmax_conns_per_client = 2")).await;
+    let r = Rampart::start(site(&fixture, "workers = 2\nmax_conns_per_client = 1")).await;
     let c = Client::new(&r);
-    let a = ip("127.0.0.2");
-    let calls: Vec<_> = (0..3)
-        .map(|_| {
-            let c = c.clone();
-            tokio::spawn(async move { c.send(a, "GET", "/slow?secs=3", vec![]).await })
-        })
-        .collect();
-    // While the three are in flight, another address is served at once.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let other = c.send(ip("127.0.0.3"), "GET", "/web/login", vec![]).await;
-    assert_eq!(other.status, 200);
-    let mut statuses = Vec::new();
-    for t in calls {
-        let res = t.await.unwrap();
-        if res.status == 503 {
-            assert!(res.headers.contains_key("retry-after"));
-            assert!(res.text().contains("from your address"), "{}", res.text());
-        }
-        statuses.push(res.status);
+    let (a, b) = (ip("127.0.0.2"), ip("127.0.0.3"));
+    let call = |src, path: &str| {
+        let (c, path) = (c.clone(), path.to_string());
+        tokio::spawn(async move { c.send(src, "GET", &path, vec![]).await })
+    };
+    // An idle pool is A's to use in full.
+    let first = [call(a, "/slow?secs=1.5&a=1"), call(a, "/slow?secs=4&a=2")];
+    let deadline = tokio::time::Instant::now() + CALL_LIMIT;
+    while fixture.count("/slow") < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A's two requests never ran together"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    statuses.sort();
-    assert_eq!(statuses, vec![200, 200, 503]);
-    assert_eq!(fixture.count("/slow"), 2);
-    assert_eq!(
-        metric(&r.metrics().await, "rampart_client_cap_refusals"),
-        1.0
+    // Both slots taken: A's third queues first, then B's.
+    let third = call(a, "/slow?secs=0.1&a=3");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // B's request holds the slot freed at 1.5 s for a second, so A's third
+    // cannot reach Odoo in the same instant.
+    let other = call(b, "/slow?secs=1&b=1");
+    for t in first.into_iter().chain([third, other]) {
+        assert_eq!(t.await.unwrap().status, 200);
+    }
+    let order: Vec<String> = fixture.requests().into_iter().map(|s| s.target).collect();
+    let pos = |needle: &str| order.iter().position(|t| t.contains(needle)).unwrap();
+    assert!(
+        pos("b=1") < pos("a=3"),
+        "A holds its share, so B gets the first freed slot although A queued first: {order:?}"
     );
 }
 

@@ -133,17 +133,31 @@ pub async fn receive(
         };
         seen += data.len() as u64;
         if seen > limits.max_body {
+            linger(incoming);
             return Err(BodyError::TooLarge(limits.max_body));
         }
-        match &mut file {
-            Some(f) => f.append(data).await.map_err(spool_error)?,
-            None if buf.len() + data.len() <= MEMORY => buf.extend_from_slice(&data),
-            None => {
-                let mut f = spool.create(client).await.map_err(spool_error)?;
-                f.append(buf.split().freeze()).await.map_err(spool_error)?;
-                f.append(data).await.map_err(spool_error)?;
-                file = Some(f);
+        let stored = match &mut file {
+            Some(f) => f.append(data).await,
+            None if buf.len() + data.len() <= MEMORY => {
+                buf.extend_from_slice(&data);
+                Ok(())
             }
+            None => match spool.create(client).await {
+                Ok(mut f) => {
+                    let r = match f.append(buf.split().freeze()).await {
+                        Ok(()) => f.append(data).await,
+                        Err(e) => Err(e),
+                    };
+                    file = Some(f);
+                    r
+                }
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = stored {
+            // Read the rest away for a while, so the client sees the answer.
+            linger(incoming);
+            return Err(spool_error(e));
         }
     }
     Ok(match file {
