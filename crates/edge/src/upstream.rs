@@ -129,13 +129,12 @@ impl Sched {
                 let mut given = None;
                 if let Some(list) = q.waiting.get_mut(&next) {
                     list.retain(|w| !w.tx.is_closed());
-                    if !under_share_only || held < self.per_client {
-                        if let Some(i) = list
+                    if (!under_share_only || held < self.per_client)
+                        && let Some(i) = list
                             .iter()
                             .position(|w| w.avoid.as_ref().is_none_or(|a| !Arc::ptr_eq(a, up)))
-                        {
-                            given = list.remove(i);
-                        }
+                    {
+                        given = list.remove(i);
                     }
                     if list.is_empty() {
                         q.waiting.remove(&next);
