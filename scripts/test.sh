@@ -1,27 +1,41 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a used one:
 # installs what the tests need when it is missing, then runs every test.
+#
+# Every test that needs a program finds it the way this script checks for it
+# (on PATH, as `command -v` does; sshd and PostgreSQL at Debian's paths) and
+# fails, naming it, when it is missing: nothing in the suite is optional or
+# skipped, under CI or not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the integration tests use (real parts, never mocks):
-# PostgreSQL for audit and backups, Pebble for ACME, sshd for SFTP targets,
-# Chromium for the browser tests.
+# Debian packages the integration tests use (real parts, never mocks).
 need_pkgs=()
-command -v pebble >/dev/null 2>&1 || [ -x /usr/bin/pebble ] || need_pkgs+=(pebble)
-[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
-[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
-[ -x /usr/bin/ssh ] || need_pkgs+=(openssh-client)  # backup: the SFTP target drives the system ssh
-command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
-command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)  # testkit: CA and leaf for the TLS client tests
-command -v fail2ban-regex >/dev/null 2>&1 || need_pkgs+=(fail2ban)  # guard: printed filters checked by fail2ban's own matcher
-# browser tests: headless Chromium through chromedriver (found on PATH or in /usr/bin, as the tests look)
-command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
+need() { # need PROGRAM PACKAGE: PROGRAM must be on PATH
+  command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2")
+}
+need pebble pebble                       # ACME: Debian's pebble, a real ACME CA ...
+need pebble-challtestsrv pebble          # ... and its DNS
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)  # audit and backups
+[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)  # backup: the SFTP receiver
+need ssh openssh-client                  # backup: the SFTP target drives the system ssh
+need sftp openssh-client
+need ssh-keygen openssh-client
+need curl curl                           # edge: multi-gigabyte transfers
+need openssl openssl                     # edge, verify, testkit: forced TLS versions, test CAs
+need fail2ban-regex fail2ban             # guard: printed filters checked by fail2ban's own matcher
+need fail2ban-client fail2ban
+need unshare util-linux                  # edge: the default-ports test runs in its own network namespace
+need ip iproute2
+need runuser util-linux                  # PostgreSQL runs as an unprivileged user
+need useradd passwd
+need chromium chromium                   # browser tests: headless Chromium through chromedriver
+need chromedriver chromium-driver
 # edge and testkit: paths and cookies are judged against Odoo's werkzeug, run by Debian's python
 # (tests/paths_werkzeug.rs, the fixture's wsgi differential test)
 /usr/bin/python3 -c 'import werkzeug' >/dev/null 2>&1 || need_pkgs+=(python3 python3-werkzeug)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
+  mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
   echo "installing: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -32,6 +46,16 @@ fi
 python3 -c 'import passlib' 2>/dev/null || python3 -m pip install -q passlib
 # backup: an S3-compatible server on loopback for the S3 target tests.
 command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
+
+# Checked again after installing: a package that did not provide its program
+# stops the run here, with its name, rather than in the middle of the tests.
+for p in pebble pebble-challtestsrv ssh sftp ssh-keygen curl openssl fail2ban-regex \
+  fail2ban-client unshare ip runuser useradd chromium chromedriver moto_server python3; do
+  command -v "$p" >/dev/null 2>&1 || { echo "missing after install: $p" >&2; exit 1; }
+done
+[ -x /usr/sbin/sshd ] || { echo "missing after install: /usr/sbin/sshd" >&2; exit 1; }
+python3 -c 'import passlib' || { echo "missing after install: passlib" >&2; exit 1; }
+/usr/bin/python3 -c 'import werkzeug' || { echo "missing after install: python3-werkzeug" >&2; exit 1; }
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

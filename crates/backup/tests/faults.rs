@@ -12,13 +12,10 @@ use rampart_backup::{BackupConfig, BackupOptions, Progress, RestoreOptions, Targ
 
 const CHILD_ENV: &str = "RAMPART_BACKUP_TEST_CHILD_CONFIG";
 
-/// Not a test on its own: the child process the kill test starts (this
-/// same test binary, re-run with `--ignored --exact`), which runs one backup.
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "started by killed_mid_run_lists_no_partial_snapshot"]
-async fn child_runs_one_backup() {
-    let text = std::env::var(CHILD_ENV).expect("run by the kill test");
-    let cfg: BackupConfig = serde_json::from_str(&text).unwrap();
+/// In the child this test starts (this same test binary, re-run on this
+/// test with the config in `CHILD_ENV`): one backup, to be killed halfway.
+async fn child_runs_one_backup(text: &str) {
+    let cfg: BackupConfig = serde_json::from_str(text).unwrap();
     rampart_backup::backup(&cfg, &BackupOptions::default(), &Progress::quiet())
         .await
         .unwrap();
@@ -26,6 +23,9 @@ async fn child_runs_one_backup() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_mid_run_lists_no_partial_snapshot() {
+    if let Ok(text) = std::env::var(CHILD_ENV) {
+        return child_runs_one_backup(&text).await;
+    }
     let pg = PgCluster::start();
     let data = tempfile::tempdir().unwrap();
     let store = tempfile::tempdir().unwrap();
@@ -70,9 +70,8 @@ async fn killed_mid_run_lists_no_partial_snapshot() {
     });
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "--ignored",
             "--exact",
-            "child_runs_one_backup",
+            "killed_mid_run_lists_no_partial_snapshot",
             "--test-threads",
             "1",
         ])

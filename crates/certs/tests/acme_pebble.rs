@@ -102,9 +102,7 @@ async fn wait_issued(store: &Arc<CertStore>, p: &Pebble) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http01_issue_renew_under_load_restart_and_ca_down() {
-    if !pebble::available() {
-        return;
-    }
+    pebble::require();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tls = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut p = Pebble::start("pebble-http01", http.local_addr().unwrap().port(), 1, false);
@@ -220,9 +218,7 @@ async fn http01_issue_renew_under_load_restart_and_ca_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn01_issue() {
-    if !pebble::available() {
-        return;
-    }
+    pebble::require();
     let tls = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let p = Pebble::start("pebble-alpn", 1, tls.local_addr().unwrap().port(), false);
     let state = TempDir::new("state-alpn");
@@ -252,9 +248,7 @@ async fn tls_alpn01_issue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_account_binding() {
-    if !pebble::available() {
-        return;
-    }
+    pebble::require();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let p = Pebble::start("pebble-eab", http.local_addr().unwrap().port(), 1, true);
     let host = "eab.rampart.test";

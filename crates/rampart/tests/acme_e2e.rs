@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TempDir, bin, run_cli, wait_line};
+use common::{TempDir, bin, require_program, run_cli, wait_line};
 use rampart_testkit::{OdooFixture, TestClient, free_port, tls_handshake_info, wait_for_port};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -34,15 +34,11 @@ const HOST: &str = "erp.test";
 /// Every wait in these tests is bounded; this is the longest one (an order).
 const ISSUE_WAIT: Duration = Duration::from_secs(90);
 
-fn pebble_installed() -> bool {
-    let ok =
-        Path::new("/usr/bin/pebble").exists() && Path::new("/usr/bin/pebble-challtestsrv").exists();
-    if !ok {
-        eprintln!(
-            "SKIPPED: Debian's pebble is not installed (scripts/test.sh installs it: apt-get install pebble)"
-        );
-    }
-    ok
+/// Debian's pebble and its DNS, found on PATH; a missing one fails the test.
+fn require_pebble() {
+    require_program("pebble", "pebble");
+    require_program("pebble-challtestsrv", "pebble");
+    require_program("openssl", "openssl");
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -732,9 +728,7 @@ async fn issue_renew_restart(via: Via) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn http01_through_rampart() {
-    if !pebble_installed() {
-        return;
-    }
+    require_pebble();
     tokio::time::timeout(Duration::from_secs(300), issue_renew_restart(Via::Http01))
         .await
         .expect("the test did not finish within 300 s");
@@ -742,9 +736,7 @@ async fn http01_through_rampart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tls_alpn01_through_rampart() {
-    if !pebble_installed() {
-        return;
-    }
+    require_pebble();
     tokio::time::timeout(
         Duration::from_secs(300),
         issue_renew_restart(Via::TlsAlpn01),
@@ -846,9 +838,7 @@ async fn failed_validation_is_reported_and_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn domain_not_pointing_here_is_reported_and_retried() {
-    if !pebble_installed() {
-        return;
-    }
+    require_pebble();
     tokio::time::timeout(
         Duration::from_secs(300),
         failed_validation_is_reported_and_retried(),

@@ -3,8 +3,10 @@
 //! certificate, HTTP 8080 redirecting, admin 9180, Odoo at 8069/8072),
 //! shows a clear 502 page while Odoo is absent and proxies once it is up.
 //!
-//! Those ports are fixed, so this is one test, serialised across test
-//! processes with a lock file, and skipped when a port is taken.
+//! Those ports are fixed, so the test re-runs itself in a network namespace
+//! of its own (`unshare --net`, loopback brought up with `ip`): there the
+//! ports are free by construction, whatever else runs on the machine, and
+//! it never skips.
 
 mod common;
 
@@ -12,10 +14,11 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::TempDir;
+use common::{TempDir, require_program};
 use rampart_testkit::{FixtureOptions, OdooFixture, TestClient, wait_for_port};
 
-const PORTS: [u16; 5] = [8069, 8072, 8443, 8080, 9180];
+/// Set in the re-run inside the private network namespace.
+const IN_NETNS: &str = "RAMPART_TEST_IN_NETNS";
 
 /// Kills the child on drop, whatever the test's outcome.
 struct Proc(std::process::Child);
@@ -39,15 +42,35 @@ impl Drop for Proc {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_without_config_uses_the_embedded_defaults() {
-    let lock_path = std::env::temp_dir().join("rampart-edge-fixed-ports.lock");
-    let lock = std::fs::File::create(&lock_path).unwrap();
-    tokio::task::block_in_place(|| lock.lock()).expect("lock the fixed-ports lock file");
-
-    for port in PORTS {
-        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            println!("SKIPPED: 127.0.0.1:{port} is taken ({e}); the embedded defaults need it");
-            return;
-        }
+    if std::env::var_os(IN_NETNS).is_none() {
+        let unshare = require_program("unshare", "util-linux");
+        let ip = require_program("ip", "iproute2");
+        let test = std::env::current_exe().expect("the test binary's path");
+        let out = Command::new(unshare)
+            .args(["--net", "--", "sh", "-c", "\"$0\" link set lo up && exec \"$@\""])
+            .arg(ip)
+            .arg(test)
+            .args([
+                "serve_without_config_uses_the_embedded_defaults",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(IN_NETNS, "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the test again in a private network namespace");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Passed, and really ran (a renamed test would match nothing).
+        assert!(
+            out.status.success() && text.contains("test result: ok. 1 passed"),
+            "the test failed in its network namespace ({}):\n{text}",
+            out.status
+        );
+        return;
     }
     let dir = TempDir::new("defaults");
     let state = dir.path().join("state");
@@ -140,5 +163,4 @@ async fn serve_without_config_uses_the_embedded_defaults() {
         out.contains("\"GET /web/login HTTP/1.1\" 200"),
         "stdout: {out}"
     );
-    drop(lock);
 }

@@ -65,8 +65,87 @@ async fn access_log_combined_names_client_site_upstream_status_bytes() {
     let line = r.wait_access_line(&["/web/database/manager"]).await;
     assert!(line.contains("\" 303 "), "{line}");
     assert!(line.contains("upstream=-"), "{line}");
-    // A quote in the target cannot forge fields.
-    let _ = r.get("erp.test", "/x%22y\"\\z").await;
+    // Quotes and backslashes in the target, Referer and User-Agent cannot
+    // forge fields: the line still splits into exactly what was sent.
+    let raw = raw_exchange(
+        r.https,
+        Some((&r.ca_path(), "erp.test")),
+        b"GET /x%22y\"\\z HTTP/1.1\r\nHost: erp.test\r\nReferer: ref\"erer\r\n\
+          User-Agent: ua\" 200 1 \"-\" \"forged\\\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    let status = common::raw_status(&raw);
+    assert_ne!(status, 0, "{}", String::from_utf8_lossy(&raw));
+    let line = r.wait_access_line(&["/x%22y"]).await;
+    let f = CombinedLine::parse(&line);
+    assert_eq!(f.client, "127.0.0.1", "{line}");
+    assert_eq!(f.request, "GET /x%22y\"\\z HTTP/1.1", "{line}");
+    assert_eq!(f.status, status.to_string(), "{line}");
+    assert_eq!(f.referer, "ref\"erer", "{line}");
+    assert_eq!(f.user_agent, "ua\" 200 1 \"-\" \"forged\\", "{line}");
+    let keys: Vec<&str> = f
+        .rest
+        .split(' ')
+        .map(|kv| kv.split_once('=').map_or(kv, |(k, _)| k))
+        .collect();
+    assert_eq!(keys, ["site", "upstream", "rt", "urt"], "{line}");
+    assert!(f.rest.starts_with("site=erp.test upstream="), "{line}");
+    let lines = r.access_log_text();
+    assert_eq!(
+        lines.lines().filter(|l| l.contains("/x%22y")).count(),
+        1,
+        "{lines}"
+    );
+}
+
+/// A `combined` access-log line split the way log tools read it:
+/// backslash-escaped quoted fields, the rest as written.
+#[derive(Debug)]
+struct CombinedLine {
+    client: String,
+    request: String,
+    status: String,
+    referer: String,
+    user_agent: String,
+    rest: String,
+}
+
+impl CombinedLine {
+    fn parse(line: &str) -> CombinedLine {
+        fn quoted(s: &str, line: &str) -> (String, String) {
+            let mut chars = s
+                .strip_prefix('"')
+                .unwrap_or_else(|| panic!("no quoted field at {s:?} in {line}"))
+                .chars();
+            let mut out = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.push(chars.next().expect("escape at the end")),
+                    '"' => return (out, chars.as_str().to_string()),
+                    c => out.push(c),
+                }
+            }
+            panic!("unterminated quoted field in {line}");
+        }
+        let (client, s) = line.split_once(" - - [").expect("client - - [");
+        let (_, s) = s.split_once("] ").expect("time ]");
+        let (request, s) = quoted(s, line);
+        let mut it = s.trim_start().splitn(3, ' ');
+        let status = it.next().unwrap().to_string();
+        let _bytes = it.next().unwrap();
+        let s = it.next().unwrap();
+        let (referer, s) = quoted(s, line);
+        let (user_agent, s) = quoted(s.trim_start(), line);
+        CombinedLine {
+            client: client.to_string(),
+            request,
+            status,
+            referer,
+            user_agent,
+            rest: s.trim().to_string(),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -271,6 +271,69 @@ async fn database_manager_is_proxied_for_allowed_clients() {
     assert!(res.text().contains("demo1"), "{}", res.text());
 }
 
+/// A non-empty allow list is a list, not a switch: a client outside it
+/// (127.0.0.1, allowed is only 192.0.2.0/24) is refused on every db route
+/// (the manager, XML-RPC `db`, JSON-RPC `db`), over HTTP/1.1 and HTTP/2,
+/// and none of those requests reaches Odoo; the rest of /jsonrpc still does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_routes_are_refused_to_clients_outside_a_non_empty_allow_list() {
+    let fixture = OdooFixture::start().await;
+    let site = Site::new("erp.test", &fixture)
+        .extra("[site.database_manager]\nallow = [\"192.0.2.0/24\", \"2001:db8::/32\"]");
+    let r = Rampart::start(Setup::site(site)).await;
+    let db_list = br#"{"jsonrpc":"2.0","method":"call","params":{"service":"db","method":"list","args":[]},"id":1}"#;
+    let xml_list = b"<?xml version='1.0'?><methodCall><methodName>list</methodName><params></params></methodCall>";
+    for h2 in [false, true] {
+        let send = |method: &'static str, path: &'static str, ctype: &'static str, body: &[u8]| {
+            let body = body.to_vec();
+            let url = r.url("erp.test", path);
+            let client = &r.client;
+            async move {
+                let headers = [("content-type", ctype)];
+                if h2 {
+                    client.request_h2(method, &url, &headers, body).await
+                } else {
+                    client.request(method, &url, &headers, body).await
+                }
+            }
+        };
+        let proto = if h2 { "h2" } else { "h1" };
+        let res = send("GET", "/web/database/manager", "text/plain", b"").await;
+        assert_eq!(res.status, 303, "{proto} manager: {}", res.text());
+        assert_eq!(res.header("location"), Some("/web/login"), "{proto}");
+        let res = send(
+            "POST",
+            "/web/database/drop",
+            "application/x-www-form-urlencoded",
+            b"master_pwd=admin&name=demo1",
+        )
+        .await;
+        assert_eq!(res.status, 303, "{proto} drop: {}", res.text());
+        let res = send("POST", "/xmlrpc/2/db", "text/xml", xml_list).await;
+        assert_eq!(res.status, 403, "{proto} xmlrpc db: {}", res.text());
+        let res = send("POST", "/xmlrpc/db", "text/xml", xml_list).await;
+        assert_eq!(res.status, 403, "{proto} xmlrpc db: {}", res.text());
+        let res = send("POST", "/jsonrpc", "application/json", db_list).await;
+        assert_eq!(res.status, 403, "{proto} jsonrpc db: {}", res.text());
+        assert!(!res.text().contains("demo1"), "{proto}: {}", res.text());
+    }
+    assert_eq!(fixture.count("/web/database"), 0, "{:?}", fixture.requests());
+    assert_eq!(fixture.count("/xmlrpc"), 0, "{:?}", fixture.requests());
+    assert_eq!(fixture.count("/jsonrpc"), 0, "{:?}", fixture.requests());
+    // Not a blanket block: other services on /jsonrpc still reach Odoo.
+    let res = r
+        .client
+        .request(
+            "POST",
+            &r.url("erp.test", "/jsonrpc"),
+            &[("content-type", "application/json")],
+            br#"{"jsonrpc":"2.0","method":"call","params":{"service":"common","method":"version","args":[]},"id":1}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(fixture.count("/jsonrpc"), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_and_longpolling_go_to_the_evented_port() {
     let fixture = OdooFixture::start().await;
@@ -437,6 +500,110 @@ async fn a_dropped_upstream_is_taken_out() {
         );
     }
     assert_eq!(one.count("/web/login"), 6);
+}
+
+/// `(addr, healthy)` of every upstream of the first site, from /healthz.
+async fn healthz_upstreams(r: &Rampart) -> Vec<(String, bool)> {
+    let h = r.admin_get("/healthz").await;
+    assert_eq!(h.status, 200, "{}", h.text());
+    let v: serde_json::Value = serde_json::from_slice(&h.body).unwrap();
+    assert_eq!(v["status"], "ok", "{v}");
+    assert_eq!(v["sites"][0]["site"], "erp.test", "{v}");
+    v["sites"][0]["upstreams"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no upstreams in /healthz: {v}"))
+        .iter()
+        .map(|u| {
+            (
+                u["addr"].as_str().unwrap().to_string(),
+                u["healthy"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Waits (up to 15 s) until /healthz shows exactly `want`; panics with what it shows.
+async fn wait_health(r: &Rampart, want: &[(String, bool)]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = healthz_upstreams(r).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/healthz shows {got:?}, expected {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The active check alone (no request is sent, so no retry or passive
+/// failure can stand in for it) takes out a closed HTTP port and a closed
+/// websocket port, and takes out and puts back an upstream whose
+/// /web/health fails; /healthz and `rampart_upstream_healthy` show each
+/// upstream's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_check_alone_takes_out_a_closed_port_and_a_failing_upstream() {
+    let good = OdooFixture::start().await;
+    let sick = OdooFixture::start().await;
+    let closed = format!("127.0.0.1:{}", rampart_testkit::free_port());
+    let closed_ws = format!("127.0.0.1:{}", rampart_testkit::free_port());
+    let mut site = Site::new("erp.test", &good);
+    site.odoo = vec![
+        good.http_addr.to_string(),
+        closed.clone(),
+        sick.http_addr.to_string(),
+    ];
+    site.websocket = vec![good.ws_addr.to_string(), closed_ws.clone()];
+    let site = site.extra(
+        "[site.health_check]\ninterval = \"200ms\"\ntimeout = \"1s\"\nfall = 2\nrise = 2",
+    );
+    let r = Rampart::start(Setup::site(site)).await;
+    let (g, s, gw) = (
+        good.http_addr.to_string(),
+        sick.http_addr.to_string(),
+        good.ws_addr.to_string(),
+    );
+    wait_health(
+        &r,
+        &[
+            (g.clone(), true),
+            (closed.clone(), false),
+            (s.clone(), true),
+            (gw.clone(), true),
+            (closed_ws.clone(), false),
+        ],
+    )
+    .await;
+    let m = r.metrics().await;
+    for (up, want) in [(&g, 1.0), (&closed, 0.0), (&closed_ws, 0.0)] {
+        let line = m
+            .lines()
+            .find(|l| {
+                l.starts_with("rampart_upstream_healthy{")
+                    && l.contains(&format!("upstream=\"{up}\""))
+            })
+            .unwrap_or_else(|| panic!("no rampart_upstream_healthy for {up}:\n{m}"));
+        assert!(line.contains("site=\"erp.test\""), "{line}");
+        assert_eq!(line.rsplit(' ').next(), Some(if want == 1.0 { "1" } else { "0" }), "{line}");
+    }
+
+    // /web/health failing: out after `fall` checks, back after `rise`.
+    sick.set_healthy(false);
+    let mut want = vec![
+        (g.clone(), true),
+        (closed.clone(), false),
+        (s.clone(), false),
+        (gw.clone(), true),
+        (closed_ws.clone(), false),
+    ];
+    wait_health(&r, &want).await;
+    sick.set_healthy(true);
+    want[2].1 = true;
+    wait_health(&r, &want).await;
+    assert_eq!(good.count("/web/login") + sick.count("/web/login"), 0);
+    assert!(good.count("/web/health") > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

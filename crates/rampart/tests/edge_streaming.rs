@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Rampart, Setup, Site};
+use common::{Rampart, Setup, Site, require_program};
 use rampart_testkit::OdooFixture;
 
 const DOWNLOAD_BYTES: u64 = 2 * 1024 * 1024 * 1024;
@@ -32,19 +32,14 @@ fn curl(r: &Rampart, args: &[&str]) -> (String, String) {
     )
 }
 
-fn have_curl() -> bool {
-    Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// curl, required: a missing one fails the test by name.
+fn need_curl() {
+    require_program("curl", "curl");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gigabyte_download_streams_with_flat_memory() {
-    if !have_curl() {
-        println!("SKIPPED: curl is not installed");
-        return;
-    }
+    need_curl();
     let fixture = OdooFixture::start().await;
     let r = Rampart::start(Setup::site(Site::new("erp.test", &fixture))).await;
     // Warm up: the first TLS connection and pools allocate once.
@@ -80,10 +75,7 @@ async fn two_gigabyte_download_streams_with_flat_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_megabyte_upload_streams_with_flat_memory() {
-    if !have_curl() {
-        println!("SKIPPED: curl is not installed");
-        return;
-    }
+    need_curl();
     let fixture = OdooFixture::start().await;
     let site = Site::new("erp.test", &fixture).extra("max_body = \"1GiB\"");
     let r = Rampart::start(Setup::site(site)).await;
@@ -223,10 +215,7 @@ async fn body_over_max_body_gets_413_before_odoo_sees_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gigabyte_http2_download_streams_with_flat_memory() {
-    if !have_curl() {
-        println!("SKIPPED: curl is not installed");
-        return;
-    }
+    need_curl();
     let bytes: u64 = 1024 * 1024 * 1024;
     let fixture = OdooFixture::start().await;
     let r = Rampart::start(Setup::site(Site::new("erp.test", &fixture))).await;

@@ -8,12 +8,11 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Rampart, Setup, Site, TempDir, bin, run_cli, wait_line};
+use common::{Rampart, Setup, Site, TempDir, bin, require_program, run_cli, wait_line};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rampart_testkit::{FixtureOptions, OdooFixture, SeenRequest, TestClient};
@@ -1111,16 +1110,11 @@ async fn bans_expire_repeat_offenders_wait_longer_and_fail2ban_reads_the_log() {
     }
 
     // fail2ban's own matcher finds both bans with the printed filter.
-    if !has_program("fail2ban-regex") {
-        eprintln!(
-            "SKIPPED the fail2ban-regex check: fail2ban-regex is not installed (scripts/test.sh installs it)"
-        );
-        return;
-    }
+    let fail2ban_regex = require_program("fail2ban-regex", "fail2ban");
     let dir = TempDir::new("guard-f2b");
     let filter = dir.path().join("rampart-guard.conf");
     std::fs::write(&filter, rampart_filter(r.config_path.to_str().unwrap())).unwrap();
-    let out = std::process::Command::new("fail2ban-regex")
+    let out = std::process::Command::new(fail2ban_regex)
         .arg("--print-all-matched")
         .arg(&ban_log)
         .arg(&filter)
@@ -1138,12 +1132,6 @@ async fn bans_expire_repeat_offenders_wait_longer_and_fail2ban_reads_the_log() {
         "fail2ban-regex on\n{text}\n{report}"
     );
     assert!(report.contains("127.0.0.7"), "{report}");
-}
-
-fn has_program(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| Path::new(&d).join(name).is_file())
-    })
 }
 
 // ---- 6 Odoo's log ---------------------------------------------------------

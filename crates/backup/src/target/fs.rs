@@ -48,11 +48,9 @@ impl FsTarget {
         Ok(out)
     }
 
-    pub async fn put(&self, name: &str, payload: Payload<'_>) -> Result<bool> {
+    /// Link-if-absent; `Target::put` checks for the name first.
+    pub async fn write_if_absent(&self, name: &str, payload: Payload<'_>) -> Result<bool> {
         let dest = self.path(name);
-        if dest.exists() {
-            return Ok(false);
-        }
         let tmp_dir = self.root.join("tmp");
         std::fs::create_dir_all(&tmp_dir)
             .with_context(|| format!("creating {}", tmp_dir.display()))?;
@@ -128,16 +126,16 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn put_never_replaces_and_leaves_read_only_files() {
+    async fn write_never_replaces_and_leaves_read_only_files() {
         let dir = tempfile::tempdir().unwrap();
         let t = FsTarget::open(dir.path().to_path_buf()).unwrap();
         assert!(
-            t.put("index/a.json", Payload::Bytes(b"first"))
+            t.write_if_absent("index/a.json", Payload::Bytes(b"first"))
                 .await
                 .unwrap()
         );
         assert!(
-            !t.put("index/a.json", Payload::Bytes(b"second"))
+            !t.write_if_absent("index/a.json", Payload::Bytes(b"second"))
                 .await
                 .unwrap()
         );

@@ -4,7 +4,11 @@
 //! `data/…`, `index/…`). `put` is write-if-absent: it never replaces an
 //! object that exists, so a compromised or confused writer cannot destroy
 //! what is already stored (with the receiver-side settings below it could
-//! not even if it tried).
+//! not even if it tried). Its existence check first only saves uploading
+//! what is there; the guarantee is each target's conditional write
+//! ([`Target::write_if_absent`]: link-if-absent, SFTP's exclusive hard link,
+//! S3's `If-None-Match: *`), which also holds when two writers race past
+//! the check together.
 
 mod fs;
 mod s3;
@@ -189,7 +193,19 @@ impl Target {
 
     /// Writes `path` unless it exists; true when this call wrote it.
     pub async fn put(&self, path: &str, payload: Payload<'_>) -> Result<bool> {
-        each!(self, t => t.put(path, payload).await)
+        // Only an optimisation (no upload of a blob already stored): the
+        // conditional write below is what never overwrites.
+        if self.exists(path).await? {
+            return Ok(false);
+        }
+        self.write_if_absent(path, payload).await
+    }
+
+    /// The conditional write alone, without `put`'s existence check: the
+    /// object appears whole under `path` only if no other writer's did
+    /// first, even when both started together. True when this call wrote it.
+    pub async fn write_if_absent(&self, path: &str, payload: Payload<'_>) -> Result<bool> {
+        each!(self, t => t.write_if_absent(path, payload).await)
             .map_err(|e| crate::Error::new(format!("writing {path}: {e}")))
             .with_target(&self.name)
     }

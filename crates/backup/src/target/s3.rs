@@ -1,8 +1,8 @@
 //! An S3 bucket (AWS or any S3-compatible store), through opendal.
 //!
-//! Write-if-absent: a HEAD first (cheap skip of blobs already there), then a
-//! PUT with `If-None-Match: *`, which the store refuses when the key
-//! appeared in between. Protection against a writer that ignores that rule
+//! Write-if-absent: a PUT (or the completion of a multipart upload) with
+//! `If-None-Match: *`, which the store refuses when the key exists, even if
+//! it appeared after `Target::put`'s HEAD. Protection against a writer that ignores that rule
 //! comes from the bucket: Object Lock and a key without delete rights (see
 //! [`super::s3_object_lock_advice`]).
 
@@ -81,10 +81,7 @@ impl S3Target {
             .collect())
     }
 
-    pub async fn put(&self, name: &str, payload: Payload<'_>) -> Result<bool> {
-        if self.exists(name).await? {
-            return Ok(false);
-        }
+    pub async fn write_if_absent(&self, name: &str, payload: Payload<'_>) -> Result<bool> {
         let written = match payload {
             Payload::Bytes(b) => self
                 .op

@@ -119,12 +119,10 @@ impl SftpTarget {
         Ok(out)
     }
 
-    pub async fn put(&self, name: &str, payload: Payload<'_>) -> Result<bool> {
+    /// Exclusive temp file, then hard link; `Target::put` checks for the name first.
+    pub async fn write_if_absent(&self, name: &str, payload: Payload<'_>) -> Result<bool> {
         let dest = self.path(name);
         let mut fs = self.sftp.fs();
-        if fs.metadata(&dest).await.is_ok() {
-            return Ok(false);
-        }
         let tmp = self.path(&tmp_name());
         let mut f = self
             .sftp

@@ -110,6 +110,10 @@ pub struct Setup {
     /// `listen.admin` instead of a free loopback port (e.g. "unix:/path");
     /// the harness then does not wait for the admin port.
     pub admin: Option<String>,
+    /// Top-level tables appended after the sites (`[backup]`, ...).
+    pub extra: String,
+    /// Extra environment for the `rampart serve` process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -189,6 +193,7 @@ impl Rampart {
         for s in &setup.sites {
             text.push_str(&s.to_toml());
         }
+        text.push_str(&setup.extra);
         text
     }
 
@@ -211,6 +216,7 @@ impl Rampart {
             .arg(&self.config_path)
             .env("RAMPART_LOG", "info")
             .env_remove("RAMPART_CONFIG")
+            .envs(self.setup.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -415,4 +421,25 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The program `name` as `command -v` finds it on PATH (scripts/test.sh
+/// checks and installs the same way); a missing one fails the test, naming
+/// the Debian package that provides it. Nothing in the suite is optional.
+pub fn require_program(name: &str, package: &str) -> PathBuf {
+    find_program(name).unwrap_or_else(|| {
+        panic!(
+            "{name} is not on PATH: install the Debian package {package} (scripts/test.sh installs it)"
+        )
+    })
+}
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
