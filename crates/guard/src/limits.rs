@@ -215,6 +215,27 @@ mod tests {
     }
 
     #[test]
+    fn reaching_the_cap_drops_idle_keys_and_keeps_busy_ones_up_to_three_quarters() {
+        let clock = FakeRelativeClock::default();
+        let l = Limiter::with_clock(per_second(nz(1), nz(1)), 8, clock.clone());
+        for n in 0..2 {
+            l.check(&key(n)).unwrap();
+        }
+        clock.advance(Duration::from_secs(5)); // keys 0 and 1 are idle again
+        for n in 10..16 {
+            l.check(&key(n)).unwrap(); // six busy keys: exactly three quarters of 8
+        }
+        assert_eq!(l.len(), 8);
+        l.check(&key(100)).unwrap();
+        // The idle keys went; the busy ones kept their state (no fresh table).
+        assert_eq!(l.len(), 7);
+        assert_eq!(l.resets(), 0);
+        for n in 10..16 {
+            assert!(l.check(&key(n)).is_err(), "key {n} lost its rate state");
+        }
+    }
+
+    #[test]
     fn changed_quota_applies_unchanged_keeps_state() {
         let clock = FakeRelativeClock::default();
         let l = Limiter::with_clock(per_second(nz(1), nz(1)), 100, clock.clone());
