@@ -65,7 +65,11 @@ async fn one_writer_wins(t: &Target, spool: &std::path::Path) {
                 .then_some(i)
         })
         .collect();
-    assert_eq!(won.len(), 1, "writers {won:?} all think they wrote blobs/bb");
+    assert_eq!(
+        won.len(),
+        1,
+        "writers {won:?} all think they wrote blobs/bb"
+    );
     assert_eq!(t.get("blobs/bb").await.unwrap(), bodies[won[0]]);
     assert!(!t.put("blobs/bb", Payload::Bytes(b"late")).await.unwrap());
     assert_eq!(t.get("blobs/bb").await.unwrap(), bodies[won[0]]);

@@ -39,8 +39,7 @@ fn cli(config: &Path, args: &[&str]) -> (i32, String) {
 fn listed(config: &Path) -> Vec<(String, String)> {
     let (code, out) = cli(config, &["backups", "list", "--json"]);
     assert_eq!(code, 0, "{out}");
-    let v: serde_json::Value =
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     v.as_array()
         .unwrap()
         .iter()
@@ -85,7 +84,15 @@ async fn backup_cli_covers_every_odoo_database_then_lists_verifies_and_restores(
     let identity = keys.identity.to_str().unwrap();
     let (code, out) = cli(
         &config,
-        &["backup", "verify", "latest", "--db", "erp", "--identity", identity],
+        &[
+            "backup",
+            "verify",
+            "latest",
+            "--db",
+            "erp",
+            "--identity",
+            identity,
+        ],
     );
     assert_eq!(code, 0, "{out}");
     let id = &snaps.iter().find(|(_, db)| db == "erp").unwrap().0;

@@ -47,7 +47,13 @@ async fn serve_without_config_uses_the_embedded_defaults() {
         let ip = require_program("ip", "iproute2");
         let test = std::env::current_exe().expect("the test binary's path");
         let out = Command::new(unshare)
-            .args(["--net", "--", "sh", "-c", "\"$0\" link set lo up && exec \"$@\""])
+            .args([
+                "--net",
+                "--",
+                "sh",
+                "-c",
+                "\"$0\" link set lo up && exec \"$@\"",
+            ])
             .arg(ip)
             .arg(test)
             .args([

@@ -317,7 +317,12 @@ async fn database_routes_are_refused_to_clients_outside_a_non_empty_allow_list()
         assert_eq!(res.status, 403, "{proto} jsonrpc db: {}", res.text());
         assert!(!res.text().contains("demo1"), "{proto}: {}", res.text());
     }
-    assert_eq!(fixture.count("/web/database"), 0, "{:?}", fixture.requests());
+    assert_eq!(
+        fixture.count("/web/database"),
+        0,
+        "{:?}",
+        fixture.requests()
+    );
     assert_eq!(fixture.count("/xmlrpc"), 0, "{:?}", fixture.requests());
     assert_eq!(fixture.count("/jsonrpc"), 0, "{:?}", fixture.requests());
     // Not a blanket block: other services on /jsonrpc still reach Odoo.
@@ -556,9 +561,8 @@ async fn the_health_check_alone_takes_out_a_closed_port_and_a_failing_upstream()
         sick.http_addr.to_string(),
     ];
     site.websocket = vec![good.ws_addr.to_string(), closed_ws.clone()];
-    let site = site.extra(
-        "[site.health_check]\ninterval = \"200ms\"\ntimeout = \"1s\"\nfall = 2\nrise = 2",
-    );
+    let site = site
+        .extra("[site.health_check]\ninterval = \"200ms\"\ntimeout = \"1s\"\nfall = 2\nrise = 2");
     let r = Rampart::start(Setup::site(site)).await;
     let (g, s, gw) = (
         good.http_addr.to_string(),
@@ -586,7 +590,11 @@ async fn the_health_check_alone_takes_out_a_closed_port_and_a_failing_upstream()
             })
             .unwrap_or_else(|| panic!("no rampart_upstream_healthy for {up}:\n{m}"));
         assert!(line.contains("site=\"erp.test\""), "{line}");
-        assert_eq!(line.rsplit(' ').next(), Some(if want == 1.0 { "1" } else { "0" }), "{line}");
+        assert_eq!(
+            line.rsplit(' ').next(),
+            Some(if want == 1.0 { "1" } else { "0" }),
+            "{line}"
+        );
     }
 
     // /web/health failing: out after `fall` checks, back after `rise`.

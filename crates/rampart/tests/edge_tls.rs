@@ -35,7 +35,6 @@ async fn s_client(r: &Rampart, sni: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-
 async fn two_sites() -> (OdooFixture, OdooFixture, Rampart) {
     let a = OdooFixture::start().await;
     let b = OdooFixture::start().await;

@@ -80,7 +80,10 @@ fn cert_pem(host: &str, from: (i32, u8, u8), until: (i32, u8, u8)) -> (String, S
 
 /// `rampart certs --config` on sites with these certificate files.
 fn certs_exit(dir: &TempDir, files: &[(&str, Option<(String, String)>)]) -> (i32, String) {
-    let mut config = format!("state_dir = {:?}\n", dir.path().join("state").display().to_string());
+    let mut config = format!(
+        "state_dir = {:?}\n",
+        dir.path().join("state").display().to_string()
+    );
     for (host, pem) in files {
         let cert = dir.path().join(format!("{host}.crt"));
         let key = dir.path().join(format!("{host}.key"));
