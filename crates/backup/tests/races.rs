@@ -17,6 +17,10 @@ use rampart_backup::target::Payload;
 const WRITERS: usize = 6;
 
 async fn one_writer_wins(t: &Target, spool: &std::path::Path) {
+    // put: writes what is absent, then leaves it alone.
+    assert!(t.put("blobs/cc", Payload::Bytes(b"put")).await.unwrap());
+    assert!(!t.put("blobs/cc", Payload::Bytes(b"again")).await.unwrap());
+    assert_eq!(t.get("blobs/cc").await.unwrap(), b"put");
     // In turn: the second writer's check said "absent" before the first landed.
     assert!(
         t.write_if_absent("blobs/aa", Payload::Bytes(b"first"))
