@@ -21,6 +21,17 @@ async fn one_writer_wins(t: &Target, spool: &std::path::Path) {
     assert!(t.put("blobs/cc", Payload::Bytes(b"put")).await.unwrap());
     assert!(!t.put("blobs/cc", Payload::Bytes(b"again")).await.unwrap());
     assert_eq!(t.get("blobs/cc").await.unwrap(), b"put");
+    // A spooled upload (the dump's path) arrives whole.
+    let dump = spool.join("dump");
+    let bytes = format!("{:?}", (0..20_000).collect::<Vec<u32>>()).into_bytes();
+    std::fs::write(&dump, &bytes).unwrap();
+    assert!(
+        t.write_if_absent("data/d.dump", Payload::File(&dump))
+            .await
+            .unwrap()
+    );
+    assert_eq!(t.get("data/d.dump").await.unwrap(), bytes);
+
     // In turn: the second writer's check said "absent" before the first landed.
     assert!(
         t.write_if_absent("blobs/aa", Payload::Bytes(b"first"))
@@ -103,4 +114,28 @@ async fn racing_writers_on_an_s3_target_store_one_object() {
     let spool = tempfile::tempdir().unwrap();
     let t = Target::open(&s3.target("s3", "rampart")).await.unwrap();
     one_writer_wins(&t, spool.path()).await;
+}
+
+/// A write that fails for any other reason than "already there" is an
+/// error, never a quiet "someone else stored it" (the snapshot would then
+/// list a blob that is not on the target).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_write_is_an_error_not_a_lost_race() {
+    // File: the name's directory is on another filesystem, so link(2)
+    // fails with EXDEV (tmp/ is under the target's root).
+    let store = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir_in("/dev/shm").unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), store.path().join("blobs")).unwrap();
+    let t = Target::open(&file_target("local", store.path()))
+        .await
+        .unwrap();
+    let r = t.write_if_absent("blobs/aa", Payload::Bytes(b"x")).await;
+    assert!(r.is_err(), "{r:?}");
+    // S3: a bucket that does not exist.
+    let s3 = S3Server::start("present");
+    let mut cfg = s3.target("s3", "rampart");
+    cfg.url = "s3://absent/rampart".into();
+    let t = Target::open(&cfg).await.unwrap();
+    let r = t.write_if_absent("blobs/aa", Payload::Bytes(b"x")).await;
+    assert!(r.is_err(), "{r:?}");
 }
