@@ -340,7 +340,7 @@ fn json_seed(rng: &mut Rng) -> String {
         entries.insert(at, (k, v));
     }
     let params = match rng.below(7) {
-        0 | 1 | 2 => {
+        0..=2 => {
             let inner: Vec<String> = entries
                 .iter()
                 .map(|(k, v)| format!("{}:{v}", json_string(rng, k)))

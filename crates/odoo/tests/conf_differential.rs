@@ -53,7 +53,7 @@ fn file(rng: &mut Rng) -> String {
     ];
     let n = 1 + rng.next() % 10;
     let mut out = String::new();
-    if rng.next() % 4 != 0 {
+    if !rng.next().is_multiple_of(4) {
         out.push_str("[options]\n");
     }
     for _ in 0..n {

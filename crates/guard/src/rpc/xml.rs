@@ -36,7 +36,12 @@ pub fn read(service: &str, body: &[u8]) -> Reading {
     let Ok(doc) = roxmltree::Document::parse_with_options(&text, opts) else {
         return Reading::Uncertain;
     };
-    let mut u = Unmarshaller::default();
+    let mut u = Unmarshaller {
+        // Text copied out of the tree (nested elements copy the same text
+        // once per level) is bounded by a few times the body.
+        budget: 4 * text.len() + 4096,
+        ..Unmarshaller::default()
+    };
     match u.walk(doc.root(), 0) {
         Err(Walk::TooDeep) => return Reading::Uncertain,
         Err(Walk::Raised) => return Reading::NoCall,
@@ -126,7 +131,7 @@ fn decode(body: &[u8]) -> Option<String> {
 }
 
 fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16) -> Option<String> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let units = bytes.chunks_exact(2).map(|c| unit([c[0], c[1]]));
@@ -173,6 +178,7 @@ struct Unmarshaller {
     value: bool,
     kind: Option<Kind>,
     method: Option<String>,
+    budget: usize,
 }
 
 /// The tags the Unmarshaller dispatches on.
@@ -205,7 +211,7 @@ struct Raised;
 
 enum Walk {
     Raised,
-    /// Deeper than we follow (expat has no limit): uncertain.
+    /// Deeper or larger than we follow (expat has no limit): uncertain.
     TooDeep,
 }
 
@@ -223,6 +229,10 @@ impl Unmarshaller {
                 let tag = child.tag_name().name();
                 self.start(tag).map_err(|_| Walk::Raised)?;
                 self.walk(child, depth + 1)?;
+                if self.data.len() > self.budget {
+                    return Err(Walk::TooDeep);
+                }
+                self.budget -= self.data.len();
                 self.end(tag).map_err(|_| Walk::Raised)?;
             } else if child.is_text() {
                 self.data.push_str(child.text().unwrap_or(""));
@@ -259,19 +269,17 @@ impl Unmarshaller {
             "array" | "struct" => {
                 let mark = self.marks.pop().ok_or(Raised)?;
                 let items = self.stack.split_off(mark.min(self.stack.len()));
-                if tag == "struct" && items.len() % 2 != 0 {
+                if tag == "struct" && !items.len().is_multiple_of(2) {
                     return Err(Raised);
                 }
-                self.push(Val::Other(format!("{tag} {items:?}")));
+                // Not its content: nested levels would copy it again each
+                // (and no array is ever a database, uid or password).
+                self.push(Val::Other(tag.to_string()));
             }
             "base64" => self.push(Val::Other(format!("base64 {data}"))),
             // Python forgets to reset `_value` here; so do we.
             "dateTime.iso8601" => self.stack.push(Val::Other(format!("date {data}"))),
-            "value" => {
-                if self.value {
-                    self.push(Val::Str(data));
-                }
-            }
+            "value" if self.value => self.push(Val::Str(data)),
             "params" => self.kind = Some(Kind::Params),
             "fault" => self.kind = Some(Kind::Fault),
             "methodName" => {
