@@ -379,6 +379,30 @@ fn check_names_file_line_and_key_and_exits_2() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// Issue 9: an overflowing duration made `rampart check` panic, and a
+/// huge number of days wrapped to a short time; both are errors naming
+/// the key and the value.
+#[test]
+fn check_refuses_overflowing_durations() {
+    let dir = TempDir::new("check-overflow");
+    let path = dir.path().join("rampart.toml");
+    let p = path.to_str().unwrap();
+    for value in [
+        "18446744073709551615s18446744073709551615s",
+        "999999999999999999d",
+    ] {
+        let text = format!("[[site]]\nhosts = [\"erp.test\"]\ntimeout = \"{value}\"\n");
+        std::fs::write(&path, text).unwrap();
+        let (code, out, err) = run_cli(&["check", "--config", p]);
+        assert_eq!(code, 2, "{value}: {out}{err}");
+        assert!(!err.contains("panicked"), "{value}: {err}");
+        assert!(
+            err.contains(&format!("{p}:3")) && err.contains("too large"),
+            "{value}: {err}"
+        );
+    }
+}
+
 fn metric_value(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
     metrics
         .lines()
