@@ -235,21 +235,24 @@ async fn phases(
             let (body, decision) = if guard::reads_body(&parts.method, &path.lower) {
                 let limit = site.config.max_body.get();
                 let idle = rt.listen.client_body_timeout.get();
-                let bytes =
-                    match request_body::prepare(incoming, &parts.headers, limit, idle, INSPECT)
-                        .await
-                    {
-                        Ok(Prepared::Whole(b)) => b,
-                        Ok(Prepared::Streaming(_)) => {
-                            return pages::error(
-                                StatusCode::PAYLOAD_TOO_LARGE,
-                                "RPC requests over 8 MiB are refused.",
-                            );
-                        }
-                        Err(e) => return body_error_page(e),
-                    };
-                let d = guard::classify(&parts.method, &path.lower, &parts.headers, Some(&bytes));
-                (ReqBody::Read(Prepared::Whole(bytes)), d)
+                match request_body::prepare(incoming, &parts.headers, limit, idle, INSPECT).await {
+                    Ok(Prepared::Whole(bytes)) => {
+                        let d = guard::classify(
+                            &parts.method,
+                            &path.lower,
+                            &parts.headers,
+                            Some(&bytes),
+                        );
+                        (ReqBody::Read(Prepared::Whole(bytes)), d)
+                    }
+                    // Too large to read here (an attachment sent through
+                    // execute_kw): judged unreadable, so it fails closed.
+                    Ok(Prepared::Streaming(b)) => {
+                        let d = guard::classify(&parts.method, &path.lower, &parts.headers, None);
+                        (ReqBody::Read(Prepared::Streaming(b)), d)
+                    }
+                    Err(e) => return body_error_page(e),
+                }
             } else {
                 let d = guard::classify(&parts.method, &path.lower, &parts.headers, None);
                 (ReqBody::Unread(incoming), d)

@@ -107,7 +107,8 @@ pub fn reads_body(method: &http::Method, path: &str) -> bool {
 
 /// Everything the guard needs to know about a request before it is
 /// forwarded. `path` is the canonical lower-cased path; `body` is the
-/// whole body when [`reads_body`] said so.
+/// whole body when [`reads_body`] said so (None when it was too large to
+/// read whole: an RPC body is then uncertain).
 pub fn classify(
     method: &http::Method,
     path: &str,
@@ -143,7 +144,13 @@ pub fn classify(
         }
         Endpoint::JsonRpc => true,
     };
-    match rpc::read(&endpoint, body.unwrap_or(b"")) {
+    // No body in hand on an RPC endpoint (too large to read whole):
+    // unreadable, so it fails closed like any uncertain body.
+    let reading = match body {
+        Some(b) => rpc::read(&endpoint, b),
+        None => Reading::Uncertain,
+    };
+    match reading {
         Reading::NoCall => {}
         Reading::Uncertain => {
             if !xml {

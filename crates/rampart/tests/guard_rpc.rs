@@ -428,3 +428,21 @@ async fn master_password_and_api_key_guesses_are_counted() {
         .await;
     assert_eq!(res.status, 403, "banned after three guesses");
 }
+
+/// An object call too large to read whole (an attachment through
+/// execute_kw) still goes through, counted as a password check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_call_larger_than_the_inspection_limit_passes_and_counts() {
+    let fixture = OdooFixture::start().await;
+    let r = start_with(&fixture, 10, "max_body = \"64MiB\"").await;
+    let mut body = String::from_utf8(xml_execute_kw("guess")).unwrap();
+    body = body.replace(
+        "<string>search</string>",
+        &format!("<string>{}</string>", "A".repeat(9 * 1024 * 1024)),
+    );
+    let status = post(&r, "/xmlrpc/2/object", "text/xml", body.into_bytes()).await;
+    assert_eq!(status, 200);
+    assert_eq!(fixture.count("/xmlrpc/2/object"), 1);
+    let failures = metric(&r.metrics().await, "rampart_guard_login_failures_total");
+    assert_eq!(failures, 1.0, "the refusal was counted");
+}
