@@ -306,9 +306,12 @@ impl OdooConf {
         );
         if let Some(i) = existing {
             if let Line::Entry { raw, value: v, .. } = &mut self.lines[i] {
+                // Same indentation: a line after it that was not a
+                // continuation must not become one.
                 let first = raw[0].trim_start();
+                let indent = &raw[0][..raw[0].len() - first.len()];
                 let spelt = first[..first.find(['=', ':']).unwrap_or(first.len())].trim_end();
-                *raw = vec![format!("{spelt} = {value}")];
+                *raw = vec![format!("{indent}{spelt} = {value}")];
                 *v = value.to_string();
             }
             return;
@@ -332,6 +335,19 @@ impl OdooConf {
                         Line::Entry { .. } => at = i + 1,
                         Line::Other(_) => {}
                     }
+                }
+                // Indented like the next line with content, so that line
+                // does not read as a continuation of the new key.
+                let mut entry = entry;
+                if let Line::Entry { raw, .. } = &mut entry
+                    && let Some(next) = self.lines[at..].iter().find_map(|l| match l {
+                        Line::Other(r) if r.trim().is_empty() || is_comment(r) => None,
+                        Line::Other(r) | Line::Section { raw: r, .. } => Some(r.as_str()),
+                        Line::Entry { raw, .. } => Some(raw[0].as_str()),
+                    })
+                {
+                    let indent = &next[..next.len() - next.trim_start().len()];
+                    raw[0] = format!("{indent}{}", raw[0]);
                 }
                 self.lines.insert(at, entry);
             }
@@ -400,6 +416,11 @@ impl OdooConf {
         }
         out
     }
+}
+
+fn is_comment(line: &str) -> bool {
+    let t = line.trim();
+    t.starts_with('#') || t.starts_with(';')
 }
 
 /// Odoo's config reads `True`/`true` and `False`/`false`; anything else
