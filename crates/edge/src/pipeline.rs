@@ -257,6 +257,9 @@ async fn phases(
                 let d = guard::classify(&parts.method, &path.lower, &parts.headers, None);
                 (ReqBody::Unread(incoming), d)
             };
+            if let Some(why) = decision.refuse {
+                return pages::error(StatusCode::BAD_REQUEST, &format!("Bad request: {why}."));
+            }
             if decision.db_service && !allowed_db {
                 tracing::info!(client = %ctx.client, path = %parts.uri.path(), "database service blocked");
                 return pages::error(

@@ -68,8 +68,10 @@ impl LoginAttempt {
         self.slot && self.key.is_some()
     }
 
-    /// Reports how the check ended. A login's success clears the client's
-    /// failures; any success marks its credentials as proven.
+    /// Reports how the check ended. A success marks its credentials as
+    /// proven and frees the slot; it never forgets the address's failures
+    /// (one working account, a portal user's, would otherwise reset the
+    /// count between guesses at another).
     pub fn finish(mut self, outcome: LoginOutcome) {
         let core = self.core.clone();
         let now = Instant::now();
@@ -86,7 +88,6 @@ impl LoginAttempt {
             return;
         }
         match outcome {
-            LoginOutcome::Success if self.route.is_login() => core.failures.finish_success(key),
             LoginOutcome::Success | LoginOutcome::Unknown => core.failures.release(key),
             LoginOutcome::Failure => {
                 let within = core.cfg().login_failures.within.get();

@@ -41,8 +41,13 @@ pub enum LoginRoute {
     /// clients only reach it): 303 when right, the manager page with
     /// "Access Denied" when wrong.
     DatabaseForm,
-    /// Odoo 19's `/json/2/...` with `Authorization: bearer <API key>`: 401 when wrong.
+    /// An `auth='bearer'` route with an `Authorization` header: Odoo 18's
+    /// `/json/1/...`, Odoo 19's `/json/2/...`. 401 when the API key is wrong.
     Json2,
+    /// `POST /base_import_module/login_upload` (a login and password in a
+    /// form, `session.authenticate`): 200 only when right and an
+    /// administrator; Odoo answers 500 with the error text otherwise.
+    LoginUpload,
 }
 
 impl LoginRoute {
@@ -57,6 +62,7 @@ impl LoginRoute {
                 | LoginRoute::SessionAuthenticate
                 | LoginRoute::XmlRpcCommon
                 | LoginRoute::JsonRpc
+                | LoginRoute::LoginUpload
         )
     }
 }
@@ -83,27 +89,40 @@ pub struct Decision {
     /// The credentials an `object` call or an API call carries, to skip
     /// the slot when they were proven right recently.
     pub proof: Option<Credential>,
+    /// Refused before Odoo sees it (400), and why: a JSON-RPC `id` that
+    /// would push Odoo's verdict out of sight.
+    pub refuse: Option<&'static str>,
 }
 
 /// The login route for a normalised path and method, known without the
 /// body (the form, the 2FA form, /web/session/authenticate), or None.
+/// `/web/session/authenticate` is a `type='json'` route: Odoo 18 runs it
+/// whatever the method. The forms check a password on POST only (the
+/// method as werkzeug upper-cases it; stage 1 refuses other spellings).
 pub fn login_route(method: &http::Method, path: &str) -> Option<LoginRoute> {
+    let p = trimmed(path);
+    if p == "/web/session/authenticate" {
+        return Some(LoginRoute::SessionAuthenticate);
+    }
     if method != http::Method::POST {
         return None;
     }
-    match trimmed(path) {
+    match p {
         "/web/login" => Some(LoginRoute::WebLogin),
         "/web/login/totp" => Some(LoginRoute::WebLoginTotp),
-        "/web/session/authenticate" => Some(LoginRoute::SessionAuthenticate),
+        "/base_import_module/login_upload" => Some(LoginRoute::LoginUpload),
         _ => None,
     }
 }
 
 /// Whether the edge must read the body to decide ([`classify`]): the RPC
-/// endpoints, where the body names the service and method.
+/// endpoints, where the body names the service and method, and
+/// /web/session/authenticate, whose JSON-RPC `id` is checked.
 pub fn reads_body(method: &http::Method, path: &str) -> bool {
-    rpc::endpoint(method, path).is_some()
+    rpc::endpoint(method, path).is_some() || trimmed(path) == "/web/session/authenticate"
 }
+
+const BAD_ID: &str = "the JSON-RPC id must be null, a number or a string of at most 128 bytes";
 
 /// Everything the guard needs to know about a request before it is
 /// forwarded. `path` is the canonical lower-cased path; `body` is the
@@ -118,6 +137,13 @@ pub fn classify(
     let mut d = Decision::default();
     if let Some(route) = login_route(method, path) {
         d.check = Some(route);
+        if route == LoginRoute::SessionAuthenticate {
+            // The web client sends plain JSON with a small id; anything
+            // else could make Odoo's answer unreadable.
+            if body.and_then(rpc::json_id_acceptable) != Some(true) {
+                d.refuse = Some(BAD_ID);
+            }
+        }
         return d;
     }
     let p = trimmed(path);
@@ -126,7 +152,7 @@ pub fn classify(
         d.check = Some(LoginRoute::DatabaseForm);
         return d;
     }
-    if p.starts_with("/json/2/")
+    if (p.starts_with("/json/2/") || p.starts_with("/json/1/"))
         && let Some(auth) = headers.get(http::header::AUTHORIZATION)
     {
         d.check = Some(LoginRoute::Json2);
@@ -146,6 +172,10 @@ pub fn classify(
     };
     // No body in hand on an RPC endpoint (too large to read whole):
     // unreadable, so it fails closed like any uncertain body.
+    if !xml && body.and_then(rpc::json_id_acceptable) == Some(false) {
+        d.refuse = Some(BAD_ID);
+        return d;
+    }
     let reading = match body {
         Some(b) => rpc::read(&endpoint, b),
         None => Reading::Uncertain,
@@ -204,7 +234,10 @@ pub fn is_login_call(route: LoginRoute, request_body: &[u8]) -> bool {
 /// How the edge reads the verdict of a check of this kind.
 pub fn answer_read(route: LoginRoute) -> AnswerRead {
     match route {
-        LoginRoute::WebLogin | LoginRoute::WebLoginTotp | LoginRoute::Json2 => AnswerRead::Status,
+        LoginRoute::WebLogin
+        | LoginRoute::WebLoginTotp
+        | LoginRoute::Json2
+        | LoginRoute::LoginUpload => AnswerRead::Status,
         LoginRoute::SessionAuthenticate | LoginRoute::XmlRpcCommon | LoginRoute::JsonRpc => {
             AnswerRead::Body
         }

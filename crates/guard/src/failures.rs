@@ -95,17 +95,6 @@ impl Failures {
         Some(c.failures.len() as u32)
     }
 
-    /// A success forgets the client's failures.
-    pub fn finish_success(&self, key: IpNet) {
-        let mut clients = self.lock();
-        if let Some(c) = clients.get_mut(&key) {
-            c.in_flight = c.in_flight.saturating_sub(1);
-            c.failures.clear();
-            c.edge_only.clear();
-            c.log_only.clear();
-        }
-    }
-
     /// Outcome unknown (error page, dropped connection): release the slot only.
     pub fn release(&self, key: IpNet) {
         let mut clients = self.lock();
@@ -246,12 +235,12 @@ mod tests {
         );
         f.finish_failure(k, t0 + W, W);
         f.begin(k, t0 + W, 2, W);
-        f.finish_success(k);
+        f.release(k);
         assert_eq!(f.begin(k, t0 + W, 2, W), Begin::Go);
         assert_eq!(
             f.finish_failure(k, t0 + W, W),
-            Some(1),
-            "success cleared the count"
+            Some(2),
+            "a released slot forgets nothing"
         );
     }
 

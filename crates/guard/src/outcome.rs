@@ -116,6 +116,14 @@ pub fn login_outcome(
                 _ => LoginOutcome::Unknown,
             };
         }
+        LoginRoute::LoginUpload => {
+            // 200 is the import's result; every error is a 500.
+            return match status {
+                200 => LoginOutcome::Success,
+                500 => LoginOutcome::Failure,
+                _ => LoginOutcome::Unknown,
+            };
+        }
         LoginRoute::Json2 => {
             return match status {
                 401 => LoginOutcome::Failure,
@@ -127,13 +135,10 @@ pub fn login_outcome(
             return match status {
                 303 => LoginOutcome::Success,
                 200 if is_html(headers) => {
-                    if identity_encoded(headers)
-                        && String::from_utf8_lossy(body).contains("Access Denied")
-                    {
-                        LoginOutcome::Failure
-                    } else {
-                        LoginOutcome::Unknown
-                    }
+                    // The manager page again: whatever it says (a client's
+                    // text may push "Access Denied" out of the prefix), the
+                    // master password was not proven right.
+                    LoginOutcome::Failure
                 }
                 // A backup's download.
                 200 => LoginOutcome::Success,
@@ -142,29 +147,36 @@ pub fn login_outcome(
         }
         _ => {}
     }
-    if status != 200 || !identity_encoded(headers) {
+    if status != 200 {
         return LoginOutcome::Unknown;
+    }
+    // A 200 answer to a secret check is a verdict: only a success read as
+    // one is believed, an answer that cannot be read is a failure (else a
+    // client that makes it unreadable guesses uncounted).
+    if !identity_encoded(headers) {
+        return LoginOutcome::Failure;
     }
     match route {
         LoginRoute::SessionAuthenticate | LoginRoute::JsonRpc => {
             let Ok(v) = serde_json::from_slice::<Value>(body) else {
-                return LoginOutcome::Unknown;
+                return LoginOutcome::Failure;
             };
             if v.get("error").is_some_and(|e| !e.is_null()) {
                 return LoginOutcome::Failure;
             }
             match v.get("result") {
-                None => LoginOutcome::Unknown,
-                Some(Value::Bool(false)) | Some(Value::Null) => LoginOutcome::Failure,
                 Some(Value::Number(_)) => LoginOutcome::Success,
                 // /web/session/authenticate returns the session info object.
                 Some(Value::Object(_)) if route == LoginRoute::SessionAuthenticate => {
                     LoginOutcome::Success
                 }
-                Some(_) => LoginOutcome::Unknown,
+                _ => LoginOutcome::Failure,
             }
         }
-        LoginRoute::XmlRpcCommon => xml_login_outcome(body),
+        LoginRoute::XmlRpcCommon => match xml_login_outcome(body) {
+            LoginOutcome::Success => LoginOutcome::Success,
+            _ => LoginOutcome::Failure,
+        },
         LoginRoute::XmlRpcCall | LoginRoute::XmlRpcUncertain => match xml_answer(body) {
             Some(XmlAnswer::Params) if route == LoginRoute::XmlRpcCall => LoginOutcome::Success,
             Some(XmlAnswer::Params) => match xml_login_outcome(body) {
@@ -172,7 +184,10 @@ pub fn login_outcome(
                 _ => LoginOutcome::Unknown,
             },
             Some(XmlAnswer::Fault) if rpc_access_denied(body) => LoginOutcome::Failure,
-            _ => LoginOutcome::Unknown,
+            // Another fault, read whole from Odoo's fixed shape: the
+            // password passed, the method failed.
+            Some(XmlAnswer::Fault) => LoginOutcome::Unknown,
+            None => LoginOutcome::Failure,
         },
         LoginRoute::JsonRpcCall | LoginRoute::JsonRpcUncertain => match json_answer(body) {
             Some(JsonAnswer::Result { falsy }) => match route {
@@ -180,12 +195,17 @@ pub fn login_outcome(
                 _ if falsy => LoginOutcome::Failure,
                 _ => LoginOutcome::Unknown,
             },
-            Some(JsonAnswer::Error) if rpc_access_denied(body) => LoginOutcome::Failure,
-            _ => LoginOutcome::Unknown,
+            // The error's name read by the parser: only another exception
+            // than AccessDenied is a password that passed.
+            Some(JsonAnswer::Error { name: Some(n) }) if !n.contains("AccessDenied") => {
+                LoginOutcome::Unknown
+            }
+            _ => LoginOutcome::Failure,
         },
         LoginRoute::WebLogin
         | LoginRoute::WebLoginTotp
         | LoginRoute::Json2
+        | LoginRoute::LoginUpload
         | LoginRoute::DatabaseForm => unreachable!("handled above"),
     }
 }
@@ -247,10 +267,9 @@ fn xml_answer(body: &[u8]) -> Option<XmlAnswer> {
 #[derive(Debug, PartialEq)]
 enum JsonAnswer {
     /// `"result"`; `falsy` when it is false or null (a refused login).
-    Result {
-        falsy: bool,
-    },
-    Error,
+    Result { falsy: bool },
+    /// `"error"`, with `data.name` (the exception) when the prefix holds it.
+    Error { name: Option<String> },
 }
 
 /// The first of `"result"` / `"error"` among the top-level keys of a
@@ -284,7 +303,11 @@ impl<'de> Visitor<'de> for FirstKey<'_> {
                     return Err(de::Error::custom("found"));
                 }
                 "error" => {
-                    self.0.set(Some(JsonAnswer::Error));
+                    let name = Cell::new(None);
+                    let _cut_or_read = map.next_value_seed(ErrorName(&name, 0));
+                    self.0.set(Some(JsonAnswer::Error {
+                        name: name.into_inner(),
+                    }));
                     return Err(de::Error::custom("found"));
                 }
                 _ => {
@@ -292,6 +315,62 @@ impl<'de> Visitor<'de> for FirstKey<'_> {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+/// Reads `data.name` of a JSON-RPC error (depth 0: the error, 1: its data).
+struct ErrorName<'a>(&'a Cell<Option<String>>, u8);
+
+impl<'de> de::DeserializeSeed<'de> for ErrorName<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ErrorName<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON-RPC error")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            match (self.1, key.as_str()) {
+                (0, "data") => map.next_value_seed(ErrorName(self.0, 1))?,
+                (1, "name") => {
+                    if let Value::String(n) = map.next_value::<Value>()? {
+                        self.0.set(Some(n));
+                    }
+                    return Err(de::Error::custom("found"));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
         Ok(())
     }
 }
@@ -497,14 +576,20 @@ mod tests {
             login_outcome(r, 200, &none(), XML_UID.as_bytes()),
             LoginOutcome::Success
         );
+        // A 200 whose verdict cannot be read is a failure: only a success
+        // read as one is believed (red team 2, 3).
         assert_eq!(
             login_outcome(r, 200, &none(), b"<html>proxy error</html>"),
-            LoginOutcome::Unknown
+            LoginOutcome::Failure
         );
         let mut gz = HeaderMap::new();
         gz.insert(http::header::CONTENT_ENCODING, "gzip".parse().unwrap());
         assert_eq!(
-            login_outcome(r, 200, &gz, XML_FALSE.as_bytes()),
+            login_outcome(r, 200, &gz, XML_UID.as_bytes()),
+            LoginOutcome::Failure
+        );
+        assert_eq!(
+            login_outcome(r, 502, &none(), b"<html>proxy error</html>"),
             LoginOutcome::Unknown
         );
     }
@@ -526,7 +611,115 @@ mod tests {
         );
         assert_eq!(
             login_outcome(r, 200, &none(), b"garbage"),
+            LoginOutcome::Failure
+        );
+        // Odoo echoes `"id": NaN`: not JSON to us, so a failure.
+        let nan = br#"{"jsonrpc": "2.0", "id": NaN, "result": 2}"#;
+        assert_eq!(login_outcome(r, 200, &none(), nan), LoginOutcome::Failure);
+        assert_eq!(
+            login_outcome(LoginRoute::SessionAuthenticate, 200, &none(), nan),
+            LoginOutcome::Failure
+        );
+    }
+
+    #[test]
+    fn object_call_verdicts_past_the_prefix_are_failures() {
+        let prefix = |s: String| s.as_bytes()[..4096.min(s.len())].to_vec();
+        let denied = |id: &str| {
+            format!(
+                r#"{{"jsonrpc": "2.0", "id": "{id}", "error": {{"code": 200, "message": "Odoo Server Error", "data": {{"name": "odoo.exceptions.AccessDenied", "debug": "Traceback", "message": "Access Denied"}}}}}}"#
+            )
+        };
+        for r in [LoginRoute::JsonRpcCall, LoginRoute::JsonRpcUncertain] {
+            // A 5000-byte id pushes the error out of the 4 KiB read.
+            let long = prefix(denied(&"x".repeat(5000)));
+            assert_eq!(login_outcome(r, 200, &none(), &long), LoginOutcome::Failure);
+            // The error key seen, its name cut off: still a failure.
+            let cut = prefix(denied(&"x".repeat(4000)));
+            assert_eq!(login_outcome(r, 200, &none(), &cut), LoginOutcome::Failure);
+            assert_eq!(
+                login_outcome(r, 200, &none(), denied("1").as_bytes()),
+                LoginOutcome::Failure
+            );
+            // Another exception, read: the password passed.
+            let other = denied("1").replace("odoo.exceptions.AccessDenied", "builtins.ValueError");
+            assert_eq!(
+                login_outcome(r, 200, &none(), other.as_bytes()),
+                LoginOutcome::Unknown
+            );
+        }
+        assert_eq!(
+            login_outcome(LoginRoute::XmlRpcCall, 200, &none(), b"<html>?</html>"),
+            LoginOutcome::Failure
+        );
+        assert_eq!(
+            login_outcome(LoginRoute::XmlRpcCall, 200, &none(), XML_FAULT.as_bytes()),
             LoginOutcome::Unknown
         );
+    }
+
+    #[test]
+    fn login_upload_and_bearer_routes() {
+        let r = LoginRoute::LoginUpload;
+        assert_eq!(
+            login_outcome(r, 500, &none(), b"Access Denied"),
+            LoginOutcome::Failure
+        );
+        assert_eq!(login_outcome(r, 200, &none(), b""), LoginOutcome::Success);
+        assert_eq!(
+            login_route(&Method::POST, "/base_import_module/login_upload"),
+            Some(r)
+        );
+        assert_eq!(
+            login_route(&Method::GET, "/base_import_module/login_upload"),
+            None
+        );
+        // /web/session/authenticate is type='json': any method.
+        for m in ["GET", "PUT", "DELETE", "OPTIONS", "FOO"] {
+            let m = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(
+                login_route(&m, "/web/session/authenticate"),
+                Some(LoginRoute::SessionAuthenticate)
+            );
+        }
+        let mut h = HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, "bearer k".parse().unwrap());
+        for p in ["/json/1/action-1", "/json/2/res.partner/search"] {
+            let d = crate::classify::classify(&Method::GET, p, &h, None);
+            assert_eq!(d.check, Some(LoginRoute::Json2), "{p}");
+        }
+    }
+
+    #[test]
+    fn bad_json_ids_are_refused_on_rpc_and_session_routes() {
+        use crate::classify::classify;
+        let long = format!(
+            r#"{{"id":"{}","params":{{"service":"object","method":"execute_kw","args":["d",2,"pw"]}}}}"#,
+            "x".repeat(5000)
+        );
+        let h = none();
+        assert!(
+            classify(&Method::POST, "/jsonrpc", &h, Some(long.as_bytes()))
+                .refuse
+                .is_some()
+        );
+        let auth = |id: &str| {
+            format!(r#"{{"id":{id},"params":{{"db":"d","login":"admin","password":"x"}}}}"#)
+        };
+        let p = "/web/session/authenticate";
+        assert!(
+            classify(&Method::POST, p, &h, Some(auth("NaN").as_bytes()))
+                .refuse
+                .is_some()
+        );
+        assert!(classify(&Method::POST, p, &h, None).refuse.is_some());
+        let ok = classify(&Method::POST, p, &h, Some(auth("7").as_bytes()));
+        assert_eq!(ok.refuse, None);
+        assert_eq!(ok.check, Some(LoginRoute::SessionAuthenticate));
+        assert!(reads_body_for(p));
+    }
+
+    fn reads_body_for(p: &str) -> bool {
+        crate::classify::reads_body(&Method::GET, p)
     }
 }

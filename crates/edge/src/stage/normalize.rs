@@ -192,6 +192,14 @@ pub fn check_framing(
     if method == Method::CONNECT {
         return Err(Reject::BadPath("CONNECT is not proxied"));
     }
+    // werkzeug upper-cases the method, so `post` is a POST to Odoo: a
+    // method judged as written must be the one Odoo acts on (nginx
+    // refuses these too).
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(Reject::BadPath(
+            "the method must be written in capital letters",
+        ));
+    }
     Ok(())
 }
 
@@ -304,6 +312,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_LENGTH, "5".parse().unwrap());
         assert!(check_framing(&Method::POST, http::Version::HTTP_11, &h).is_ok());
+        for m in ["post", "Post", "get", "pOST", "foo"] {
+            let m = Method::from_bytes(m.as_bytes()).unwrap();
+            assert!(
+                check_framing(&m, http::Version::HTTP_11, &h).is_err(),
+                "{m}"
+            );
+        }
+        let foo = Method::from_bytes(b"FOO").unwrap();
+        assert!(check_framing(&foo, http::Version::HTTP_11, &h).is_ok());
         h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
         assert!(check_framing(&Method::POST, http::Version::HTTP_11, &h).is_err());
         let mut h = HeaderMap::new();

@@ -126,13 +126,19 @@ pub fn read(endpoint: &Endpoint, body: &[u8]) -> Reading {
     }
 }
 
-/// The RPC endpoint a POST to `path` (canonical, lower-cased) reaches:
-/// `/jsonrpc`, `/xmlrpc/<service>`, `/xmlrpc/2/<service>` (werkzeug's
-/// default converter: one segment).
+pub use json::MAX_ID_LEN;
+
+/// Whether a JSON-RPC body's `id` is one Odoo's answer can carry without
+/// hiding its verdict ([`MAX_ID_LEN`]); None when the body is not strict JSON.
+pub fn json_id_acceptable(body: &[u8]) -> Option<bool> {
+    json::id_acceptable(body)
+}
+
+/// The RPC endpoint a request to `path` (canonical, lower-cased) reaches:
+/// `/jsonrpc` whatever the method (a `type='json'` route in Odoo 18 takes
+/// any), `/xmlrpc/<service>` and `/xmlrpc/2/<service>` on POST only
+/// (`methods=["POST"]`; werkzeug's default converter: one segment).
 pub fn endpoint(method: &http::Method, path: &str) -> Option<Endpoint> {
-    if method != http::Method::POST {
-        return None;
-    }
     let path = path.split(['?', '#']).next().unwrap_or(path);
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
@@ -141,6 +147,9 @@ pub fn endpoint(method: &http::Method, path: &str) -> Option<Endpoint> {
     };
     if path == "/jsonrpc" {
         return Some(Endpoint::JsonRpc);
+    }
+    if method != http::Method::POST {
+        return None;
     }
     let service = path
         .strip_prefix("/xmlrpc/2/")

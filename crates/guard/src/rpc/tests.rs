@@ -229,5 +229,81 @@ fn endpoints() {
         })
     );
     assert_eq!(endpoint(&post, "/xmlrpc/2/common/x"), None);
-    assert_eq!(endpoint(&http::Method::GET, "/jsonrpc"), None);
+    // /jsonrpc is type='json': Odoo 18 runs it whatever the method (red
+    // team 1); the XML-RPC routes are methods=["POST"].
+    for m in ["GET", "PUT", "PATCH", "DELETE", "OPTIONS", "FOO"] {
+        let m = http::Method::from_bytes(m.as_bytes()).unwrap();
+        assert_eq!(endpoint(&m, "/jsonrpc"), Some(Endpoint::JsonRpc), "{m}");
+        assert_eq!(endpoint(&m, "/xmlrpc/2/common"), None, "{m}");
+    }
+}
+
+#[test]
+fn json_ids_that_would_hide_the_verdict_are_flagged() {
+    let with_id = |id: &str| format!(r#"{{"id":{id},"params":{{"service":"common"}}}}"#);
+    for ok in [
+        "null",
+        "1",
+        "-3.5e2",
+        "\"abc\"",
+        &format!("\"{}\"", "a".repeat(128)),
+    ] {
+        assert_eq!(
+            json_id_acceptable(with_id(ok).as_bytes()),
+            Some(true),
+            "{ok}"
+        );
+    }
+    assert_eq!(json_id_acceptable(br#"{"params":{}}"#), Some(true));
+    for bad in [
+        format!("\"{}\"", "a".repeat(129)),
+        format!("\"{}\"", "a".repeat(5000)),
+        "[1]".into(),
+        "{}".into(),
+        "true".into(),
+    ] {
+        assert_eq!(
+            json_id_acceptable(with_id(&bad).as_bytes()),
+            Some(false),
+            "{bad}"
+        );
+    }
+    // The last id is the one Python keeps.
+    let twice = format!(r#"{{"id":1,"id":"{}"}}"#, "x".repeat(200));
+    assert_eq!(json_id_acceptable(twice.as_bytes()), Some(false));
+    let escaped = format!(r#"{{"\u0069d":"{}"}}"#, "x".repeat(200));
+    assert_eq!(json_id_acceptable(escaped.as_bytes()), Some(false));
+    // Not strict JSON: unknown (NaN is echoed by Odoo, unreadable here).
+    assert_eq!(json_id_acceptable(br#"{"id":NaN}"#), None);
+    assert_eq!(json_id_acceptable(br#"{"id":1} x"#), None);
+}
+
+#[test]
+fn many_attributes_are_uncertain_and_cheap() {
+    let many: String = (0..100_000).map(|i| format!(" a{i}=\"x\"")).collect();
+    let body = format!("<methodCall{many}><methodName>login</methodName></methodCall>");
+    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
+    // '>' inside values and quotes from a comment do not hide them.
+    let tricky: String = (0..300).map(|i| format!(" a{i}=\">\"")).collect();
+    let body =
+        format!("<!-- \" --><methodCall{tricky}><methodName>login</methodName></methodCall>");
+    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
+    // A few are read as before.
+    let body = auth_call("<methodName a=\"1\" b='2'>authenticate</methodName>");
+    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+}
+
+#[test]
+fn a_long_string_as_args_costs_no_more_than_its_bytes() {
+    let body = format!(
+        r#"{{"params":{{"service":"object","method":"execute_kw","args":"{}"}}}}"#,
+        "x".repeat(1 << 20)
+    );
+    match read(&Endpoint::JsonRpc, body.as_bytes()) {
+        Reading::Call(c) => assert!(c.credential.is_some()),
+        other => panic!("{other:?}"),
+    }
+    // dict() of a list of long strings: not pairs.
+    let body = format!(r#"{{"params":["{}"]}}"#, "x".repeat(1 << 20));
+    assert_eq!(read(&Endpoint::JsonRpc, body.as_bytes()), Reading::NoCall);
 }

@@ -26,7 +26,11 @@ pub fn read(service: &str, body: &[u8]) -> Reading {
     let Some(text) = decode(body) else {
         return Reading::Uncertain;
     };
-    if text.contains("<!DOCTYPE") || text.contains("<!ENTITY") || too_deep(&text) {
+    if text.contains("<!DOCTYPE")
+        || text.contains("<!ENTITY")
+        || too_deep(&text)
+        || too_many_attributes(&text)
+    {
         return Reading::Uncertain;
     }
     let opts = roxmltree::ParsingOptions {
@@ -74,6 +78,47 @@ pub fn read(service: &str, body: &[u8]) -> Reading {
         call.credential = Some(Credential(c));
     }
     Reading::Call(call)
+}
+
+/// Most attributes on one element before the body is uncertain: roxmltree
+/// checks each new attribute against the element's others (quadratic: a
+/// 1 MB start tag of 100,000 attributes took minutes), and no XML-RPC
+/// element has any.
+pub const MAX_ATTRIBUTES: usize = 256;
+
+/// Whether a start tag may carry more than [`MAX_ATTRIBUTES`] attributes.
+/// A start tag lies between a `<` and the next (`<` is not allowed in an
+/// attribute value), so each `<` starts a fresh count of the `=` outside
+/// quotes before the tag's `>`.
+fn too_many_attributes(text: &str) -> bool {
+    let mut in_tag = false;
+    let mut quote = 0u8;
+    let mut count = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'<' => {
+                in_tag = true;
+                quote = 0;
+                count = 0;
+            }
+            _ if !in_tag => {}
+            b'"' | b'\'' if quote == 0 => quote = b,
+            _ if quote != 0 => {
+                if b == quote {
+                    quote = 0;
+                }
+            }
+            b'>' => in_tag = false,
+            b'=' => {
+                count += 1;
+                if count > MAX_ATTRIBUTES {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Whether elements may nest deeper than [`MAX_DEPTH`] (roxmltree
