@@ -1,0 +1,357 @@
+//! The red team's attacks on the guard in front of a real Odoo 18, each
+//! replayed through the binary against the fixture: every one of them was
+//! an unlimited, uncounted password guess (or a `db` call from outside the
+//! allow list) before its fix.
+
+mod common;
+
+use common::{Rampart, Setup, Site};
+use rampart_testkit::OdooFixture;
+
+const HOST: &str = "erp.redteam.test";
+
+async fn start(fixture: &OdooFixture, max: u32) -> Rampart {
+    start_with(fixture, max, "").await
+}
+
+async fn start_with(fixture: &OdooFixture, max: u32, site_extra: &str) -> Rampart {
+    Rampart::start(Setup {
+        sites: vec![Site::new(HOST, fixture).extra(site_extra)],
+        listen: format!(
+            "\n[guard]\nrate = {{ per_second = 5000, burst = 5000 }}\n\
+             login_rate = {{ per_minute = 60000, burst = 5000 }}\n\
+             login_failures = {{ max = {max}, within = \"60s\", ban = \"15m\" }}\n"
+        ),
+        ..Setup::default()
+    })
+    .await
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+}
+
+async fn failures(r: &Rampart) -> f64 {
+    metric(&r.metrics().await, "rampart_guard_login_failures_total")
+}
+
+async fn send(r: &Rampart, method: &str, path: &str, ct: &str, body: &[u8]) -> (u16, String) {
+    let res = r
+        .client
+        .request(
+            method,
+            &r.url(HOST, path),
+            &[("content-type", ct)],
+            body.to_vec(),
+        )
+        .await;
+    (res.status, res.text())
+}
+
+const DB_LIST: &[u8] = br#"{"jsonrpc":"2.0","method":"call","id":1,"params":{"service":"db","method":"list","args":[]}}"#;
+
+fn session_auth(id: &str, password: &str) -> Vec<u8> {
+    format!(
+        r#"{{"jsonrpc":"2.0","method":"call","id":{id},"params":{{"db":"demo1","login":"admin","password":"{password}"}}}}"#
+    )
+    .into_bytes()
+}
+
+fn json_execute_kw(id: &str, password: &str) -> Vec<u8> {
+    format!(
+        r#"{{"jsonrpc":"2.0","method":"call","id":{id},"params":{{"service":"object","method":"execute_kw","args":["demo1",2,"{password}","res.partner","search",[[]]]}}}}"#
+    )
+    .into_bytes()
+}
+
+/// Red team 1: werkzeug upper-cases the method and `type='json'` routes
+/// take any: `post /jsonrpc` reached the db service from outside the allow
+/// list, and lower-case or GET logins were never counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_in_any_spelling_are_judged_or_refused() {
+    let fixture = OdooFixture::start().await;
+    let r = start(&fixture, 3).await;
+    for m in ["post", "Post", "get", "pOsT"] {
+        let (status, text) = send(&r, m, "/jsonrpc", "application/json", DB_LIST).await;
+        assert_eq!(status, 400, "{m} /jsonrpc: {text}");
+    }
+    for m in ["GET", "PUT", "PATCH", "DELETE", "OPTIONS", "FOO"] {
+        let (status, text) = send(&r, m, "/jsonrpc", "application/json", DB_LIST).await;
+        assert_eq!(status, 403, "{m} /jsonrpc reached the db service: {text}");
+    }
+    assert_eq!(fixture.count("/jsonrpc"), 0, "no db call reached Odoo");
+    let (status, _) = send(&r, "post", "/xmlrpc/2/common", "text/xml", b"<x/>").await;
+    assert_eq!(status, 400);
+    let (status, _) = send(
+        &r,
+        "post",
+        "/web/login",
+        "application/x-www-form-urlencoded",
+        b"login=admin&password=x",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(fixture.count("/xmlrpc") + fixture.count("/web/login"), 0);
+    // GET /web/session/authenticate with a JSON body is a login for Odoo.
+    for (i, m) in ["GET", "PUT", "DELETE"].into_iter().enumerate() {
+        let (status, text) = send(
+            &r,
+            m,
+            "/web/session/authenticate",
+            "application/json",
+            &session_auth("1", "guess"),
+        )
+        .await;
+        assert_eq!(status, 200, "{m}: {text}");
+        assert_eq!(
+            failures(&r).await,
+            (i + 1) as f64,
+            "{m} /web/session/authenticate not counted"
+        );
+    }
+    let (status, _) = send(
+        &r,
+        "GET",
+        "/web/session/authenticate",
+        "application/json",
+        &session_auth("1", "guess"),
+    )
+    .await;
+    assert_eq!(status, 403, "banned after three guesses");
+}
+
+/// Red team 2: a 5000-byte JSON-RPC id pushed Odoo's AccessDenied past
+/// the 4 KiB the edge reads: every guess came back unknown, uncounted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_json_rpc_ids_are_refused() {
+    let fixture = OdooFixture::start().await;
+    let r = start(&fixture, 3).await;
+    let long = format!("\"{}\"", "x".repeat(5000));
+    for i in 0..6 {
+        let (status, text) = send(
+            &r,
+            "POST",
+            "/jsonrpc",
+            "application/json",
+            &json_execute_kw(&long, &format!("g{i}")),
+        )
+        .await;
+        assert_eq!(status, 400, "guess {i} with a long id: {text}");
+    }
+    assert_eq!(fixture.count("/jsonrpc"), 0, "none reached Odoo");
+    let (status, _) = send(
+        &r,
+        "POST",
+        "/web/session/authenticate",
+        "application/json",
+        &session_auth(&long, "g"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // A short id still works, and its refusal counts.
+    let (status, _) = send(
+        &r,
+        "POST",
+        "/jsonrpc",
+        "application/json",
+        &json_execute_kw("\"abc\"", "admin"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = send(
+        &r,
+        "POST",
+        "/jsonrpc",
+        "application/json",
+        &json_execute_kw("7", "wrong"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(failures(&r).await, 1.0);
+}
+
+/// Red team 3: `"id": NaN` is echoed by Odoo, and serde_json cannot read
+/// the answer: refused on /web/session/authenticate, and on /jsonrpc (where
+/// the body is uncertain, forwarded to allow-listed clients only) the
+/// unreadable answer is a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nan_ids_cannot_hide_the_verdict() {
+    let fixture = OdooFixture::start().await;
+    let r = start_with(
+        &fixture,
+        3,
+        "[site.database_manager]\nallow = [\"127.0.0.1/32\"]",
+    )
+    .await;
+    for _ in 0..5 {
+        let (status, text) = send(
+            &r,
+            "POST",
+            "/web/session/authenticate",
+            "application/json",
+            &session_auth("NaN", "guess"),
+        )
+        .await;
+        assert_eq!(status, 400, "{text}");
+    }
+    assert_eq!(fixture.count("/web/session"), 0);
+    for i in 0..3 {
+        let (status, text) = send(
+            &r,
+            "POST",
+            "/jsonrpc",
+            "application/json",
+            &json_execute_kw("NaN", &format!("g{i}")),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        assert!(
+            text.contains("NaN"),
+            "the fixture echoes NaN as Odoo does: {text}"
+        );
+        assert_eq!(failures(&r).await, (i + 1) as f64, "guess {i} not counted");
+    }
+    let (status, _) = send(
+        &r,
+        "POST",
+        "/jsonrpc",
+        "application/json",
+        &json_execute_kw("1", "g4"),
+    )
+    .await;
+    assert_eq!(status, 403, "banned");
+}
+
+/// Red team 4: one right login cleared every failure of the address, so
+/// guesses interleaved with a working account's login never added up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_working_login_between_guesses_does_not_reset_the_count() {
+    let fixture = OdooFixture::start().await;
+    let r = start(&fixture, 5).await;
+    for round in 0..2 {
+        for g in 0..2 {
+            let (status, text) = send(
+                &r,
+                "POST",
+                "/web/session/authenticate",
+                "application/json",
+                &session_auth("1", &format!("g{round}{g}")),
+            )
+            .await;
+            assert_eq!(status, 200, "{text}");
+        }
+        let (status, text) = send(
+            &r,
+            "POST",
+            "/web/session/authenticate",
+            "application/json",
+            &session_auth("1", "admin"),
+        )
+        .await;
+        assert_eq!(status, 200, "the right password, round {round}: {text}");
+        assert!(text.contains("\"result\""), "{text}");
+    }
+    assert_eq!(failures(&r).await, 4.0);
+    let (status, _) = send(
+        &r,
+        "POST",
+        "/web/session/authenticate",
+        "application/json",
+        &session_auth("1", "g5"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = send(
+        &r,
+        "POST",
+        "/web/session/authenticate",
+        "application/json",
+        &session_auth("1", "admin"),
+    )
+    .await;
+    assert_eq!(status, 403, "five failures within the window: banned");
+}
+
+/// Red team 5: `POST /base_import_module/login_upload` and Odoo 18's
+/// `/json/1/<path>` (`auth='bearer'`) check a password / an API key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_upload_and_json1_guesses_are_counted() {
+    let fixture = OdooFixture::start().await;
+    let r = start(&fixture, 3).await;
+    let form = "application/x-www-form-urlencoded";
+    let (status, text) = send(
+        &r,
+        "POST",
+        "/base_import_module/login_upload",
+        form,
+        b"login=admin&password=g1",
+    )
+    .await;
+    assert_eq!(status, 500, "{text}");
+    assert_eq!(failures(&r).await, 1.0);
+    let res = r
+        .client
+        .request(
+            "GET",
+            &r.url(HOST, "/json/1/action-base.action_res_users"),
+            &[("authorization", "bearer g2")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(res.status, 401, "{}", res.text());
+    assert_eq!(failures(&r).await, 2.0);
+    let (status, _) = send(
+        &r,
+        "POST",
+        "/base_import_module/login_upload",
+        form,
+        b"login=admin&password=admin",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = send(
+        &r,
+        "POST",
+        "/base_import_module/login_upload",
+        form,
+        b"login=admin&password=g3",
+    )
+    .await;
+    assert_eq!(status, 500);
+    let (status, _) = send(
+        &r,
+        "POST",
+        "/base_import_module/login_upload",
+        form,
+        b"login=admin&password=admin",
+    )
+    .await;
+    assert_eq!(status, 403, "banned after three guesses");
+}
+
+/// Red team 6a: a start tag with 100,000 attributes cost minutes of CPU
+/// in the XML reader; now it is uncertain at once (counted, fails closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xml_with_many_attributes_is_uncertain() {
+    let fixture = OdooFixture::start().await;
+    let r = start(&fixture, 3).await;
+    let many: String = (0..100_000).map(|i| format!(" a{i}=\"x\"")).collect();
+    let body = format!(
+        "<?xml version='1.0'?><methodCall{many}><methodName>authenticate</methodName><params>\
+         <param><value><string>demo1</string></value></param>\
+         <param><value><string>admin</string></value></param>\
+         <param><value><string>g</string></value></param></params></methodCall>"
+    );
+    // The old reader took ~100 s, past the test client's timeout.
+    let (status, text) = send(&r, "POST", "/xmlrpc/2/common", "text/xml", body.as_bytes()).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        failures(&r).await,
+        1.0,
+        "uncertain: counted when Odoo's answer is not a success"
+    );
+}
