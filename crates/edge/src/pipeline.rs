@@ -31,10 +31,10 @@ use crate::body::{self, Body, Observed};
 use crate::headers::{forwarded, hop, request as request_fields};
 use crate::metrics::{RequestLabels, SiteLabels};
 use crate::server::{ConnInfo, Runtime, Shared, SiteRuntime};
-use crate::stage::normalize;
 use crate::stage::request_body::{self, BodyError, Prepared, Received};
 use crate::stage::route::{self, Route};
 use crate::stage::{accel, compress, plain_http, respond, site};
+use crate::stage::{inspect_budget, normalize};
 use crate::upstream::{Pool, Refused};
 use crate::{files, pages, response_buffer, websocket};
 
@@ -232,17 +232,34 @@ async fn phases(
             let (parts, incoming) = req.into_parts();
             // The db service, RPC logins and object calls' credentials
             // hide in the body: read it first, with Odoo's parsers' eyes.
-            let (body, decision) = if guard::reads_body(&parts.method, &path.lower) {
+            let reads = guard::reads_body(&parts.method, &path.lower);
+            // Bodies held for inspection are bounded per client and overall.
+            let _held = if reads {
+                let need =
+                    inspect_budget::needed(request_body::declared_length(&parts.headers), INSPECT);
+                match inspect_budget::Budget::global().reserve(ctx.client, need) {
+                    Some(r) => Some(r),
+                    None => {
+                        let mut r = pages::error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "Too many large requests in progress from your address: retry in a moment.",
+                        );
+                        r.headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        return r;
+                    }
+                }
+            } else {
+                None
+            };
+            let (body, decision) = if reads {
                 let limit = site.config.max_body.get();
                 let idle = rt.listen.client_body_timeout.get();
                 match request_body::prepare(incoming, &parts.headers, limit, idle, INSPECT).await {
                     Ok(Prepared::Whole(bytes)) => {
-                        let d = guard::classify(
-                            &parts.method,
-                            &path.lower,
-                            &parts.headers,
-                            Some(&bytes),
-                        );
+                        let d =
+                            classify_off_thread(&parts.method, &path.lower, &parts.headers, &bytes)
+                                .await;
                         (ReqBody::Read(Prepared::Whole(bytes)), d)
                     }
                     // Too large to read here (an attachment sent through
@@ -315,6 +332,32 @@ async fn phases(
             }
         }
     }
+}
+
+/// Reads an RPC body with the guard's parsers on the blocking pool (a few
+/// at a time): a large body's parse must not stall the async threads that
+/// carry every other connection. A reader that panics fails closed.
+async fn classify_off_thread(
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> guard::Decision {
+    static READERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let readers = READERS.get_or_init(|| tokio::sync::Semaphore::new(2));
+    let _permit = readers.acquire().await;
+    let (m, p, h, b) = (
+        method.clone(),
+        path.to_string(),
+        headers.clone(),
+        body.clone(),
+    );
+    tokio::task::spawn_blocking(move || guard::classify(&m, &p, &h, Some(&b)))
+        .await
+        .unwrap_or_else(|_| guard::Decision {
+            refuse: Some("the request body could not be read"),
+            ..guard::Decision::default()
+        })
 }
 
 /// The guard's refusal as a response: 403 when banned, 429 with

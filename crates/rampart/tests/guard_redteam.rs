@@ -355,3 +355,72 @@ async fn xml_with_many_attributes_is_uncertain() {
         "uncertain: counted when Odoo's answer is not a success"
     );
 }
+
+/// Red team 6c: RPC bodies held for inspection had no per-client budget
+/// (40 connections × 7 MiB from one address held 300 MB). Four 7 MiB
+/// bodies in flight fill one address's 32 MiB; the fifth is refused at
+/// once, before its body is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_unbounded_bodies_for_inspection() {
+    use std::time::Duration;
+    let fixture = OdooFixture::start().await;
+    let r = start(&fixture, 3).await;
+    let ca = r.ca_path();
+    // Headers only: the bodies never come, the reservations stay held.
+    let head = format!(
+        "POST /jsonrpc HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{",
+        7 * 1024 * 1024
+    );
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        let (addr, ca, head) = (r.https, ca.clone(), head.clone());
+        holders.push(tokio::spawn(async move {
+            rampart_testkit::raw_exchange(
+                addr,
+                Some((&ca, HOST)),
+                head.as_bytes(),
+                Duration::from_secs(8),
+            )
+            .await
+        }));
+    }
+    // Give the four time to be read up to their bodies (not a speed
+    // assertion: a slow machine only makes the fifth wait too).
+    let mut answer = Vec::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        answer = rampart_testkit::raw_exchange(
+            r.https,
+            Some((&ca, HOST)),
+            head.as_bytes(),
+            Duration::from_secs(2),
+        )
+        .await;
+        if answer.starts_with(b"HTTP/1.1 503") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 503"),
+        "the fifth body was accepted: {:?}",
+        text.lines().next()
+    );
+    for h in holders {
+        let raw = h.await.unwrap();
+        assert!(
+            !raw.starts_with(b"HTTP/1.1 503"),
+            "one of the first four was refused"
+        );
+    }
+    // Released when the connections are gone: a small call goes through.
+    let (status, _) = send(
+        &r,
+        "POST",
+        "/jsonrpc",
+        "application/json",
+        &json_execute_kw("1", "admin"),
+    )
+    .await;
+    assert_eq!(status, 200);
+}

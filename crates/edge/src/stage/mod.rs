@@ -4,6 +4,7 @@
 pub mod accel;
 pub mod compress;
 pub mod framing;
+pub mod inspect_budget;
 pub mod normalize;
 pub mod plain_http;
 pub mod request_body;
