@@ -475,7 +475,32 @@ fn hand_written() -> Vec<Case> {
         ),
         json(r#"{"params":[{"service":1,"db":2},{"method":1,"list":2}]}"#),
         json(r#"{"params":{"service":"common","service":"db","method":"list","args":[]}}"#),
+        // The red team's shapes (main after issue 9): args as a string,
+        // ids that Odoo echoes before its verdict, methods in attributes.
+        json(r#"{"params":{"service":"common","method":"login","args":"dax"}}"#),
+        json(r#"{"params":{"service":"common","method":"login","args":"da"}}"#),
+        json(r#"{"params":{"service":"object","method":"execute_kw","args":{"d":1,"u":2,"p":3}}}"#),
+        json(r#"{"params":["sx","my"]}"#),
+        json(r#"{"params":["sxy"]}"#),
+        json(
+            r#"{"id":NaN,"params":{"service":"common","method":"login","args":["d","admin","x"]}}"#,
+        ),
+        xml(&auth("<methodName a='1' b=\"2\">authenticate</methodName>")),
     ];
+    let long_id = format!(
+        r#"{{"id":"{}","params":{{"service":"object","method":"execute_kw","args":["d",2,"x"]}}}}"#,
+        "i".repeat(5000)
+    );
+    cases.push(json(&long_id));
+    let long_args = format!(
+        r#"{{"params":{{"service":"common","method":"authenticate","args":"{}"}}}}"#,
+        "a".repeat(200_000)
+    );
+    cases.push(json(&long_args));
+    let many: String = (0..300).map(|i| format!(" a{i}=\"x\"")).collect();
+    cases.push(xml(&auth(&format!(
+        "<methodName{many}>authenticate</methodName>"
+    ))));
     let utf16: Vec<u8> = auth("<methodName>authenticate</methodName>")
         .replace(
             "<?xml version='1.0'?>",

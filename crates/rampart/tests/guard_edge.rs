@@ -786,11 +786,13 @@ impl Kind {
     }
 }
 
-/// fail, fail, success (resets), fail, fail: not banned with max = 3; one
-/// more failure: banned, and even the right password no longer reaches Odoo.
+/// fail, fail, success, fail: banned with max = 3, since a success forgets
+/// none of the address's failures (a working account's login between
+/// guesses at another must not reset the count: red team 4); even the
+/// right password no longer reaches Odoo.
 async fn check_outcomes(c: Client, fixture: Arc<OdooFixture>, kind: Kind, src: &'static str) {
     let addr = ip(src);
-    for (i, password) in ["x1", "x2", "admin", "x3", "x4"].into_iter().enumerate() {
+    for (i, password) in ["x1", "x2", "admin", "x3"].into_iter().enumerate() {
         let res = c.send(addr, kind.req(&fixture, password)).await;
         assert!(
             res.status == 200 || res.status == 303,
@@ -803,28 +805,21 @@ async fn check_outcomes(c: Client, fixture: Arc<OdooFixture>, kind: Kind, src: &
             res.text()
         );
     }
-    let res = c.send(addr, Req::get("/web/login")).await;
-    assert_eq!(
-        res.status, 200,
-        "{kind:?}: a success reset the count (2 failures since)"
-    );
-    let res = c.send(addr, kind.req(&fixture, "x5")).await;
-    assert!(!kind.succeeded(&res), "{kind:?}: {res:?}");
     let res = c.send(addr, kind.req(&fixture, "admin")).await;
     assert_eq!(
         res.status, 403,
-        "{kind:?}: 3 failures since the success ban {src}"
+        "{kind:?}: 3 failures around a success ban {src}"
     );
     assert_eq!(c.send(addr, Req::get("/odoo")).await.status, 403);
     assert_eq!(
         posts_from(&fixture, src, kind.path()),
-        6,
+        4,
         "{kind:?}: the attempt after the ban never reached Odoo"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_login_route_counts_failures_and_a_success_resets() {
+async fn every_login_route_counts_failures_and_a_success_forgets_none() {
     let dir = TempDir::new("guard-outcomes");
     let log = dir.path().join("odoo.log");
     let fixture = Arc::new(
@@ -861,7 +856,7 @@ async fn every_login_route_counts_failures_and_a_success_resets() {
     let metrics = r.metrics().await;
     assert_eq!(
         metric(&metrics, "rampart_guard_login_failures_total"),
-        4.0 * 5.0
+        4.0 * 3.0
     );
     assert_eq!(metric(&metrics, "rampart_guard_bans_active"), 4.0);
 }
