@@ -107,7 +107,7 @@ mod tests {
         drop(r1);
         assert!(budget.reserve(c, 6).is_some());
         drop(r2);
-        assert!(budget.held.lock().unwrap().by_client.get(&a).is_none());
+        assert!(!budget.held.lock().unwrap().by_client.contains_key(&a));
         assert_eq!(needed(Some(5), 8), 5);
         assert_eq!(needed(Some(50), 8), 8);
         assert_eq!(needed(None, 8), 8);

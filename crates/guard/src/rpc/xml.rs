@@ -103,11 +103,8 @@ fn too_many_attributes(text: &str) -> bool {
             }
             _ if !in_tag => {}
             b'"' | b'\'' if quote == 0 => quote = b,
-            _ if quote != 0 => {
-                if b == quote {
-                    quote = 0;
-                }
-            }
+            _ if quote != 0 && b == quote => quote = 0,
+            _ if quote != 0 => {}
             b'>' => in_tag = false,
             b'=' => {
                 count += 1;
