@@ -48,6 +48,10 @@ pub enum LoginRoute {
     /// form, `session.authenticate`): 200 only when right and an
     /// administrator; Odoo answers 500 with the error text otherwise.
     LoginUpload,
+    /// The mail plugin's `auth='outlook'` routes (`/mail_plugin/*`,
+    /// `/mail_client_extension/*`, `type='json'`) with an `Authorization`
+    /// API key: Odoo's JSON-RPC error when wrong, a result when right.
+    MailPlugin,
 }
 
 impl LoginRoute {
@@ -119,7 +123,14 @@ pub fn login_route(method: &http::Method, path: &str) -> Option<LoginRoute> {
 /// endpoints, where the body names the service and method, and
 /// /web/session/authenticate, whose JSON-RPC `id` is checked.
 pub fn reads_body(method: &http::Method, path: &str) -> bool {
-    rpc::endpoint(method, path).is_some() || trimmed(path) == "/web/session/authenticate"
+    rpc::endpoint(method, path).is_some()
+        || trimmed(path) == "/web/session/authenticate"
+        || mail_plugin(trimmed(path))
+}
+
+/// The mail plugin's routes, whose `auth='outlook'` checks an API key.
+fn mail_plugin(path: &str) -> bool {
+    path.starts_with("/mail_plugin/") || path.starts_with("/mail_client_extension/")
 }
 
 const BAD_ID: &str = "the JSON-RPC id must be null, a number or a string of at most 128 bytes";
@@ -150,6 +161,16 @@ pub fn classify(
     if method == http::Method::POST && master_password_form(p) {
         d.db_service = true;
         d.check = Some(LoginRoute::DatabaseForm);
+        return d;
+    }
+    if mail_plugin(p)
+        && let Some(auth) = headers.get(http::header::AUTHORIZATION)
+    {
+        d.check = Some(LoginRoute::MailPlugin);
+        d.proof = Some(Credential::bearer(auth.as_bytes()));
+        if body.and_then(rpc::json_id_acceptable) == Some(false) {
+            d.refuse = Some(BAD_ID);
+        }
         return d;
     }
     if (p.starts_with("/json/2/") || p.starts_with("/json/1/"))
@@ -247,7 +268,8 @@ pub fn answer_read(route: LoginRoute) -> AnswerRead {
         | LoginRoute::XmlRpcCall
         | LoginRoute::JsonRpcCall
         | LoginRoute::XmlRpcUncertain
-        | LoginRoute::JsonRpcUncertain => AnswerRead::Prefix,
+        | LoginRoute::JsonRpcUncertain
+        | LoginRoute::MailPlugin => AnswerRead::Prefix,
     }
 }
 

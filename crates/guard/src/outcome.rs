@@ -173,6 +173,12 @@ pub fn login_outcome(
                 _ => LoginOutcome::Failure,
             }
         }
+        // Any error (a wrong key is a BadRequest inside the JSON-RPC
+        // error) or an unreadable answer is a failure.
+        LoginRoute::MailPlugin => match json_answer(body) {
+            Some(JsonAnswer::Result { .. }) => LoginOutcome::Success,
+            _ => LoginOutcome::Failure,
+        },
         LoginRoute::XmlRpcCommon => match xml_login_outcome(body) {
             LoginOutcome::Success => LoginOutcome::Success,
             _ => LoginOutcome::Failure,
@@ -655,6 +661,40 @@ mod tests {
         assert_eq!(
             login_outcome(LoginRoute::XmlRpcCall, 200, &none(), XML_FAULT.as_bytes()),
             LoginOutcome::Unknown
+        );
+    }
+
+    #[test]
+    fn mail_plugin_keys_are_checks() {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, "Bearer k".parse().unwrap());
+        let d =
+            crate::classify::classify(&Method::POST, "/mail_plugin/partner/get", &h, Some(b"{}"));
+        assert_eq!(d.check, Some(LoginRoute::MailPlugin));
+        assert!(d.proof.is_some());
+        let long = format!(r#"{{"id":"{}"}}"#, "x".repeat(200));
+        let d = crate::classify::classify(
+            &Method::POST,
+            "/mail_client_extension/modules/get",
+            &h,
+            Some(long.as_bytes()),
+        );
+        assert!(d.refuse.is_some());
+        let bare = crate::classify::classify(
+            &Method::POST,
+            "/mail_plugin/partner/get",
+            &none(),
+            Some(b"{}"),
+        );
+        assert_eq!(bare.check, None, "no key, no key check");
+        let r = LoginRoute::MailPlugin;
+        let bad = br#"{"jsonrpc": "2.0", "id": null, "error": {"code": 200, "message": "Odoo Server Error", "data": {"name": "werkzeug.exceptions.BadRequest", "message": "400 Bad Request: Access token invalid"}}}"#;
+        assert_eq!(login_outcome(r, 200, &none(), bad), LoginOutcome::Failure);
+        let ok = br#"{"jsonrpc": "2.0", "id": null, "result": {"partner": {}}}"#;
+        assert_eq!(login_outcome(r, 200, &none(), ok), LoginOutcome::Success);
+        assert_eq!(
+            login_outcome(r, 200, &none(), b"<html>"),
+            LoginOutcome::Failure
         );
     }
 

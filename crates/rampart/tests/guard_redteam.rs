@@ -333,6 +333,42 @@ async fn login_upload_and_json1_guesses_are_counted() {
     assert_eq!(status, 403, "banned after three guesses");
 }
 
+async fn mail_plugin_call(r: &Rampart, key: &str) -> (u16, String) {
+    let auth = format!("Bearer {key}");
+    let res = r
+        .client
+        .request(
+            "POST",
+            &r.url(HOST, "/mail_plugin/partner/get"),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &auth),
+            ],
+            br#"{"jsonrpc":"2.0","id":1,"params":{"email":"a@b.c"}}"#.to_vec(),
+        )
+        .await;
+    (res.status, res.text())
+}
+
+/// Red team 5 (the grep for other key checks): the mail plugin's
+/// `auth='outlook'` routes check an API key on every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_plugin_key_guesses_are_counted() {
+    let fixture = OdooFixture::start().await;
+    let r = start(&fixture, 3).await;
+    let (status, text) = mail_plugin_call(&r, fixture.api_key()).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("\"result\""), "{text}");
+    for i in 0..3 {
+        let (status, text) = mail_plugin_call(&r, &format!("guess{i}")).await;
+        assert_eq!(status, 200);
+        assert!(text.contains("Access token invalid"), "{text}");
+        assert_eq!(failures(&r).await, (i + 1) as f64, "guess {i} not counted");
+    }
+    let (status, _) = mail_plugin_call(&r, fixture.api_key()).await;
+    assert_eq!(status, 403, "banned after three guesses");
+}
+
 /// Red team 6a: a start tag with 100,000 attributes cost minutes of CPU
 /// in the XML reader; now it is uncertain at once (counted, fails closed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
