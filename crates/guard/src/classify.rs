@@ -126,7 +126,36 @@ pub fn reads_body(method: &http::Method, path: &str) -> bool {
     rpc::endpoint(method, path).is_some()
         || trimmed(path) == "/web/session/authenticate"
         || mail_plugin(trimmed(path))
+        || dataset_call(trimmed(path))
 }
+
+/// The web client's model calls (`type='json'`, any method): a logged-in
+/// user (a portal signup is enough) could call `res.users.authenticate`
+/// through them, a password check Odoo does not rate-limit when the
+/// caller's own logins keep succeeding.
+fn dataset_call(path: &str) -> bool {
+    ["/web/dataset/call_kw", "/web/dataset/call_button"]
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+}
+
+/// Model methods that check a password when called: the web client never
+/// calls them, so they are refused rather than counted.
+fn password_method(model: Option<&str>, method: Option<&str>) -> bool {
+    let method = method.map(|m| m.trim().to_ascii_lowercase());
+    let model = model.map(|m| m.trim().to_ascii_lowercase());
+    match method.as_deref() {
+        Some("authenticate") => true,
+        Some("check" | "login" | "check_credentials") => {
+            model.as_deref().is_none_or(|m| m.starts_with("res.users"))
+        }
+        _ => false,
+    }
+}
+
+const PASSWORD_CALL: &str =
+    "password checks through the web client's model calls are not accepted (log in at /web/login)";
+const UNREADABLE_CALL: &str = "a model call whose body cannot be read as plain JSON";
 
 /// The mail plugin's routes, whose `auth='outlook'` checks an API key.
 fn mail_plugin(path: &str) -> bool {
@@ -178,6 +207,21 @@ pub fn classify(
     {
         d.check = Some(LoginRoute::Json2);
         d.proof = Some(Credential::bearer(auth.as_bytes()));
+        return d;
+    }
+    if dataset_call(p) {
+        match body {
+            // Too large to read here: counted like an unreadable RPC call.
+            None => d.check = Some(LoginRoute::JsonRpcUncertain),
+            Some(b) => match rpc::model_call(b) {
+                Err(()) => d.refuse = Some(UNREADABLE_CALL),
+                Ok(Some((model, m))) if password_method(model.as_deref(), m.as_deref()) => {
+                    d.refuse = Some(PASSWORD_CALL)
+                }
+                Ok(_) if rpc::json_id_acceptable(b) == Some(false) => d.refuse = Some(BAD_ID),
+                Ok(_) => {}
+            },
+        }
         return d;
     }
     let Some(endpoint) = rpc::endpoint(method, path) else {
@@ -292,5 +336,68 @@ fn trimmed(path: &str) -> &str {
         path.trim_end_matches('/')
     } else {
         path
+    }
+}
+
+#[cfg(test)]
+mod dataset_tests {
+    use super::*;
+
+    fn judge(path: &str, body: &[u8]) -> Decision {
+        classify(
+            &http::Method::POST,
+            path,
+            &http::HeaderMap::new(),
+            Some(body),
+        )
+    }
+
+    #[test]
+    fn password_checks_through_call_kw_are_refused() {
+        let auth = br#"{"jsonrpc":"2.0","method":"call","id":1,"params":{"model":"res.users","method":"authenticate","args":[[],"demo1",{"type":"password","login":"demo","password":"x"},{}],"kwargs":{}}}"#;
+        for path in [
+            "/web/dataset/call_kw",
+            "/web/dataset/call_kw/res.users/authenticate",
+            "/web/dataset/call_button",
+        ] {
+            assert!(reads_body(&http::Method::GET, path), "{path}");
+            assert_eq!(judge(path, auth).refuse, Some(PASSWORD_CALL), "{path}");
+        }
+        // Python's dict() spellings of the same params.
+        let pairs =
+            br#"{"params":[["model","res.users"],["method","check"],["args",["demo1",2,"x"]]]}"#;
+        assert_eq!(
+            judge("/web/dataset/call_kw", pairs).refuse,
+            Some(PASSWORD_CALL)
+        );
+        let escaped = br#"{"params":{"model":"res.users","method":"\u0061uthenticate"}}"#;
+        assert_eq!(
+            judge("/web/dataset/call_kw", escaped).refuse,
+            Some(PASSWORD_CALL)
+        );
+        // What Python reads but serde_json does not: refused, never waved through.
+        let nan = br#"{"params":{"model":"res.users","method":"authenticate","x":NaN}}"#;
+        assert_eq!(
+            judge("/web/dataset/call_kw", nan).refuse,
+            Some(UNREADABLE_CALL)
+        );
+    }
+
+    #[test]
+    fn ordinary_model_calls_pass_and_large_ones_are_counted() {
+        let search = br#"{"jsonrpc":"2.0","method":"call","id":7,"params":{"model":"res.partner","method":"web_search_read","args":[],"kwargs":{}}}"#;
+        let d = judge("/web/dataset/call_kw/res.partner/web_search_read", search);
+        assert_eq!(d, Decision::default());
+        // `check` on another model is not res.users' password check.
+        let other = br#"{"params":{"model":"account.move","method":"check"}}"#;
+        assert_eq!(judge("/web/dataset/call_kw", other).refuse, None);
+        let too_large = classify(
+            &http::Method::POST,
+            "/web/dataset/call_kw",
+            &http::HeaderMap::new(),
+            None,
+        );
+        assert_eq!(too_large.check, Some(LoginRoute::JsonRpcUncertain));
+        assert!(!reads_body(&http::Method::POST, "/web/dataset/call_kwx"));
     }
 }

@@ -460,3 +460,49 @@ async fn one_address_cannot_hold_unbounded_bodies_for_inspection() {
     .await;
     assert_eq!(status, 200);
 }
+
+/// Red team 2: a logged-in user (a portal signup is enough) called
+/// `res.users.authenticate` through the web client's `call_kw`, an
+/// uncounted password check Odoo's own cooldown does not stop either.
+#[tokio::test]
+async fn password_checks_through_the_web_clients_model_calls_never_reach_odoo() {
+    let fixture = OdooFixture::start().await;
+    let r = start(&fixture, 3).await;
+    let auth = br#"{"jsonrpc":"2.0","method":"call","id":1,"params":{"model":"res.users","method":"authenticate","args":[[],"demo1",{"type":"password","login":"demo","password":"guess"},{}],"kwargs":{}}}"#;
+    let pairs = br#"{"jsonrpc":"2.0","method":"call","id":2,"params":[["model","res.users"],["method","check"],["args",["demo1",2,"guess"]],["kwargs",{}]]}"#;
+    for (method, path, body) in [
+        ("POST", "/web/dataset/call_kw", &auth[..]),
+        (
+            "POST",
+            "/web/dataset/call_kw/res.users/authenticate",
+            &auth[..],
+        ),
+        ("GET", "/web/dataset/call_kw", &auth[..]),
+        ("POST", "/web/dataset/call_button", &auth[..]),
+        ("POST", "/web/dataset/call_kw", &pairs[..]),
+    ] {
+        let (status, text) = send(&r, method, path, "application/json", body).await;
+        assert_eq!(status, 400, "{method} {path}: {text}");
+    }
+    assert_eq!(
+        fixture.count("/web/dataset"),
+        0,
+        "no password check reached Odoo"
+    );
+    // The web client's ordinary calls still go through.
+    let search = br#"{"jsonrpc":"2.0","method":"call","id":3,"params":{"model":"res.partner","method":"web_search_read","args":[],"kwargs":{}}}"#;
+    let (status, text) = send(
+        &r,
+        "POST",
+        "/web/dataset/call_kw/res.partner/web_search_read",
+        "application/json",
+        search,
+    )
+    .await;
+    assert_ne!(status, 400, "{text}");
+    assert_eq!(
+        fixture.count("/web/dataset"),
+        1,
+        "the ordinary call reached Odoo"
+    );
+}

@@ -28,22 +28,46 @@ enum Py {
     Dict(Vec<(Py, Py)>),
 }
 
-pub fn read(body: &[u8]) -> Reading {
+/// `params` as Odoo's dispatcher builds it: `Err` when the body cannot be
+/// read with certainty, `Ok(None)` when Python raises before any dispatch.
+fn params_of(body: &[u8]) -> Result<Option<Vec<(Py, Py)>>, ()> {
     // werkzeug decodes with errors="replace"; a client that is not
     // sending UTF-8 is not one of ours.
     if std::str::from_utf8(body).is_err() {
-        return Reading::Uncertain;
+        return Err(());
     }
     let Ok(top) = serde_json::from_slice::<Py>(body) else {
-        return Reading::Uncertain;
+        return Err(());
     };
     // `jsonrequest.get(...)`: anything but an object raises.
     let Py::Dict(top) = top else {
-        return Reading::NoCall;
+        return Ok(None);
     };
     let params = get(&top, "params").cloned().unwrap_or(Py::Dict(Vec::new()));
-    let Some(params) = dict(params) else {
-        return Reading::NoCall;
+    Ok(dict(params))
+}
+
+/// `/web/dataset/call_kw` and `/web/dataset/call_button`: the model and
+/// method Odoo's `call_kw(model, method, args, kwargs)` is given (None where
+/// a value is not a string). `Err` when the body cannot be read with
+/// certainty; `Ok(None)` when Odoo dispatches nothing.
+#[allow(clippy::result_unit_err)]
+pub fn model_call(body: &[u8]) -> Result<Option<(Option<String>, Option<String>)>, ()> {
+    let Some(params) = params_of(body)? else {
+        return Ok(None);
+    };
+    let text = |k: &str| match get(&params, k) {
+        Some(Py::Str(s)) => Some(s.clone()),
+        _ => None,
+    };
+    Ok(Some((text("model"), text("method"))))
+}
+
+pub fn read(body: &[u8]) -> Reading {
+    let params = match params_of(body) {
+        Err(()) => return Reading::Uncertain,
+        Ok(None) => return Reading::NoCall,
+        Ok(Some(p)) => p,
     };
     let text = |k: &str| match get(&params, k) {
         Some(Py::Str(s)) => Some(s.clone()),
