@@ -27,6 +27,9 @@ pub struct ListenConfig {
     /// Open client connections at most, over all listeners; more wait in
     /// the kernel's backlog.
     pub max_connections: usize,
+    /// Open connections per client address (IPv6 by /64); more are closed
+    /// at once. 0 = `max_connections` / 16.
+    pub max_connections_per_client: usize,
     /// A TLS handshake must finish within this.
     pub handshake_timeout: Duration,
     /// A request's headers must arrive within this (slowloris).
@@ -65,6 +68,7 @@ impl Default for ListenConfig {
             )))),
             admin_token_file: None,
             max_connections: 10_000,
+            max_connections_per_client: 0,
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(75),

@@ -84,6 +84,8 @@ pub struct Shared {
     pub force_close: CancellationToken,
     /// Request and response bodies too large for memory.
     pub spool: Arc<Spool>,
+    /// Open connections per client address.
+    pub conn_cap: Arc<crate::conn_cap::ConnCap>,
 }
 
 /// What a request knows about its connection.
@@ -286,6 +288,7 @@ impl Edge {
             tunnels: TaskTracker::new(),
             force_close: CancellationToken::new(),
             spool,
+            conn_cap: Arc::default(),
         });
         Ok(Edge {
             shared,
@@ -465,6 +468,15 @@ async fn serve_connection(
         }
     } else {
         peer
+    };
+    // One address may hold only its share of `max_connections`.
+    let share = match listen.max_connections_per_client {
+        0 => (listen.max_connections / 16).max(1),
+        n => n,
+    };
+    let Some(_conn_slot) = shared.conn_cap.try_take(peer.ip(), share) else {
+        tracing::debug!(%peer, share, "connection closed: this address holds its share of max_connections");
+        return;
     };
     let activity = Activity::new();
     let io = Tracked::new(stream, activity.clone());

@@ -67,7 +67,7 @@ use std::time::{Instant, SystemTime};
 use ipnet::IpNet;
 use rampart_config::rfc3339;
 
-pub use addr::canonical_ip;
+pub use addr::{canonical_ip, client_key};
 pub use attempt::{LoginAttempt, Refused};
 pub use ban_log::BAN_LOG_FILE;
 pub use bans::{BanInfo, MAX_BAN};
@@ -79,7 +79,7 @@ pub use follow::login_failure_addr;
 pub use outcome::{LoginOutcome, login_outcome, rpc_access_denied};
 pub use proxy_protocol::{ProxyHeader, parse_proxy_header};
 
-use addr::{client_key, display_net, host_net};
+use addr::{display_net, host_net};
 use ban_log::BanLog;
 use bans::BanTable;
 use failures::{Begin, Failures};
