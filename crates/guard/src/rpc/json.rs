@@ -47,12 +47,15 @@ fn params_of(body: &[u8]) -> Result<Option<Vec<(Py, Py)>>, ()> {
     Ok(dict(params))
 }
 
+/// A model call's model and method (None where a value is not a string).
+pub type ModelCall = (Option<String>, Option<String>);
+
 /// `/web/dataset/call_kw` and `/web/dataset/call_button`: the model and
 /// method Odoo's `call_kw(model, method, args, kwargs)` is given (None where
 /// a value is not a string). `Err` when the body cannot be read with
 /// certainty; `Ok(None)` when Odoo dispatches nothing.
 #[allow(clippy::result_unit_err)]
-pub fn model_call(body: &[u8]) -> Result<Option<(Option<String>, Option<String>)>, ()> {
+pub fn model_call(body: &[u8]) -> Result<Option<ModelCall>, ()> {
     let Some(params) = params_of(body)? else {
         return Ok(None);
     };
