@@ -28,7 +28,7 @@ pub struct ListenConfig {
     /// the kernel's backlog.
     pub max_connections: usize,
     /// Open connections per client address (IPv6 by /64); more are closed
-    /// at once. 0 = `max_connections` / 16.
+    /// at once. 0 = `max_connections` / 16, at least 64.
     pub max_connections_per_client: usize,
     /// A TLS handshake must finish within this.
     pub handshake_timeout: Duration,

@@ -471,7 +471,9 @@ async fn serve_connection(
     };
     // One address may hold only its share of `max_connections`.
     let share = match listen.max_connections_per_client {
-        0 => (listen.max_connections / 16).max(1),
+        // Never below 64: a small `max_connections` keeps its queueing
+        // (extra clients wait for a slot) and one office's browsers fit.
+        0 => (listen.max_connections / 16).max(64),
         n => n,
     };
     let Some(_conn_slot) = shared.conn_cap.try_take(peer.ip(), share) else {
