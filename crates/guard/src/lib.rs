@@ -40,6 +40,37 @@
 //! client-controlled text (a User-Agent in the access log) could be fed a
 //! forged ban line.
 
+/// The arms of a serde `Visitor<Value = ()>` that looks only inside maps:
+/// every other JSON value (a sequence read through, a scalar) is accepted
+/// and ignored. Shared by the JSON readers that scan one key.
+macro_rules! accept_any_other_value {
+    () => {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+    };
+}
+pub(crate) use accept_any_other_value;
+
 mod addr;
 mod admin;
 mod attempt;
