@@ -334,15 +334,22 @@ async fn phases(
     }
 }
 
-/// Reads an RPC body with the guard's parsers on the blocking pool (a few
-/// at a time): a large body's parse must not stall the async threads that
-/// carry every other connection. A reader that panics fails closed.
+/// Reads an RPC body with the guard's parsers; a large one on the blocking
+/// pool (a few at a time), so its parse does not stall the async threads
+/// that carry every other connection. A reader that panics fails closed.
 async fn classify_off_thread(
     method: &Method,
     path: &str,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> guard::Decision {
+    // Small bodies (the web client's calls, logins) cost microseconds:
+    // read in place, not queued behind a large body's parse.
+    if body.len() <= CLASSIFY_INLINE {
+        let read = || guard::classify(method, path, headers, Some(body));
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
+            .unwrap_or_else(|_| unreadable());
+    }
     static READERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     let readers = READERS.get_or_init(|| tokio::sync::Semaphore::new(2));
     let _permit = readers.acquire().await;
@@ -354,11 +361,19 @@ async fn classify_off_thread(
     );
     tokio::task::spawn_blocking(move || guard::classify(&m, &p, &h, Some(&b)))
         .await
-        .unwrap_or_else(|_| guard::Decision {
-            refuse: Some("the request body could not be read"),
-            ..guard::Decision::default()
-        })
+        .unwrap_or_else(|_| unreadable())
 }
+
+/// The decision when a reader panicked: refused, never waved through.
+fn unreadable() -> guard::Decision {
+    guard::Decision {
+        refuse: Some("the request body could not be read"),
+        ..guard::Decision::default()
+    }
+}
+
+/// Bodies up to this size are classified on the request's own task.
+const CLASSIFY_INLINE: usize = 64 * 1024;
 
 /// The guard's refusal as a response: 403 when banned, 429 with
 /// Retry-After when over the rate.
