@@ -53,6 +53,9 @@ pub struct ListenConfig {
     /// What one client address's bodies may hold of it (default: a
     /// quarter of `spool_max`, at least the largest site's `max_body`).
     pub spool_per_client: Option<ByteSize>,
+    /// Memory one client address's buffered bodies (requests received
+    /// whole, Odoo's answers drained) may keep before they are spooled.
+    pub buffer_memory_per_client: ByteSize,
     /// SIGTERM waits this long for in-flight requests and tunnels.
     pub shutdown_grace: Duration,
 }
@@ -78,6 +81,7 @@ impl Default for ListenConfig {
             send_timeout: Duration::from_secs(60),
             spool_max: ByteSize::mib(4096),
             spool_per_client: None,
+            buffer_memory_per_client: ByteSize::mib(16),
             shutdown_grace: Duration::from_secs(30),
         }
     }

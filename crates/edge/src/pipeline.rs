@@ -587,7 +587,7 @@ async fn proxy(
     let cfg = &site.config;
     // The body first: a slow client must not hold an Odoo slot.
     let body = match body {
-        ReqBody::Read(Prepared::Whole(b)) => Outgoing::Whole(Received::Memory(b)),
+        ReqBody::Read(Prepared::Whole(b)) => Outgoing::Whole(Received::Memory(b, None)),
         ReqBody::Read(Prepared::Streaming(b)) => Outgoing::Streaming(b),
         ReqBody::Unread(inc) => {
             let lower = normalize::canonical_path(parts.uri.path())
@@ -614,7 +614,7 @@ async fn proxy(
                 )
                 .await
                 .map(|p| match p {
-                    Prepared::Whole(b) => Outgoing::Whole(Received::Memory(b)),
+                    Prepared::Whole(b) => Outgoing::Whole(Received::Memory(b, None)),
                     Prepared::Streaming(b) => Outgoing::Streaming(b),
                 })
             };

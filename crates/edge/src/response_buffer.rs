@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
@@ -28,6 +29,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::body::{self, Body, BoxError};
+use crate::body_memory::BodyMemory;
 use crate::spool::{Spool, SpoolFile, SpoolReader};
 use crate::upstream::Lease;
 
@@ -68,6 +70,9 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    /// `State::mem` is charged to the client's memory share here.
+    memory: Arc<BodyMemory>,
+    client: IpAddr,
     /// Wakes the client side (data or end arrived).
     to_reader: Notify,
     /// Wakes the drain (room freed, or the client gone).
@@ -84,9 +89,10 @@ impl Shared {
         s.gone = true;
         s.expired |= expired;
         s.segs.clear();
-        s.mem = 0;
+        let freed = std::mem::take(&mut s.mem);
         s.reader = None;
         drop(s);
+        self.memory.give_back(self.client, freed);
         self.to_writer.notify_one();
         self.to_reader.notify_one();
     }
@@ -108,6 +114,8 @@ where
     let remaining = upstream.size_hint().exact();
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
+        memory: spool.memory.clone(),
+        client: settings.client,
         to_reader: Notify::new(),
         to_writer: Notify::new(),
     });
@@ -143,6 +151,10 @@ async fn drain<B>(
             let room = shared.to_writer.notified();
             tokio::pin!(room);
             room.as_mut().enable();
+            // Another stream of this client may free its share.
+            let freed = shared.memory.freed();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
             let (gone, mem) = {
                 let s = shared.lock();
                 (s.gone, s.mem)
@@ -151,10 +163,13 @@ async fn drain<B>(
                 return;
             }
             let spoolable = spool_ok && file.as_ref().is_none_or(|f| f.len() < FILE_MAX);
-            if mem < MEMORY || spoolable {
+            if (mem < MEMORY && shared.memory.has_room(settings.client)) || spoolable {
                 break;
             }
-            room.await;
+            tokio::select! {
+                _ = room => {}
+                _ = freed => {}
+            }
         }
         let gone = shared.to_writer.notified();
         let frame = tokio::select! {
@@ -182,7 +197,16 @@ async fn drain<B>(
             if s.gone {
                 return;
             }
-            if s.mem + n <= MEMORY || !spool_ok {
+            // Memory while this answer is small and the client's share has
+            // room; the spool next; memory again (past the share by this
+            // one piece) only when the spool cannot take it, and then the
+            // room loop above waits before reading more.
+            let in_memory = (s.mem + n <= MEMORY && shared.memory.try_take(settings.client, n))
+                || (!spool_ok && {
+                    shared.memory.force_take(settings.client, n);
+                    true
+                });
+            if in_memory {
                 s.mem += n;
                 // A copy: the piece may share a much larger read buffer,
                 // which `mem` would not count.
@@ -229,6 +253,7 @@ async fn drain<B>(
                     }
                 }
                 None => {
+                    shared.memory.force_take(settings.client, n);
                     s.mem += n;
                     s.segs.push_back(Seg::Mem(data));
                 }
@@ -314,6 +339,7 @@ async fn next_piece(shared: Arc<Shared>) -> Option<Result<Bytes, BoxError>> {
                     };
                     s.mem -= b.len();
                     drop(s);
+                    shared.memory.give_back(shared.client, b.len());
                     shared.to_writer.notify_one();
                     return Some(Ok(b));
                 }
@@ -418,7 +444,7 @@ mod tests {
                 .unwrap()
                 .as_nanos()
         ));
-        (Spool::open(&d, 1 << 30, 1 << 30).unwrap(), d)
+        (Spool::open(&d, 1 << 30, 1 << 30, 1 << 30).unwrap(), d)
     }
 
     fn odoo(
@@ -515,5 +541,78 @@ mod tests {
         })
         .await;
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn answers_a_client_never_reads_are_bounded_by_its_memory_share() {
+        // No spool share, 300 KB of memory per client: the red team's
+        // unread HTTP/2 answers, each would otherwise keep 256 KiB.
+        let d = std::env::temp_dir().join(format!(
+            "rampart-rbuf-share-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let spool = Spool::open(&d, 1 << 30, 0, 300_000).unwrap();
+        const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+        let pool = Pool::new(&["a:1".into()], 8, 8, Duration::from_millis(10));
+        let settings = |client| Settings {
+            client,
+            upstream_idle: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(60),
+        };
+        let data = vec![5u8; 200_000];
+        let mut unread = Vec::new();
+        for _ in 0..4 {
+            let lease = pool.acquire(C).await.unwrap();
+            unread.push(buffer(
+                odoo(&data),
+                lease,
+                spool.clone(),
+                settings(C),
+                Box::new(|| {}),
+            ));
+        }
+        // The first answer fits; the rest wait for the client, holding
+        // only their own slots, and the memory stays within the share
+        // (plus the one piece a waiting drain holds).
+        until("the first answer drained", || {
+            pool.upstreams[0].active() == 3
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            pool.upstreams[0].active(),
+            3,
+            "unread answers drained past the share"
+        );
+        assert!(
+            spool.memory.used() <= 300_000 + 3 * 16 * 1024,
+            "memory held: {}",
+            spool.memory.used()
+        );
+        // Another client is not charged for it.
+        let lease = pool.acquire(OTHER).await.unwrap();
+        let other = buffer(
+            odoo(&data),
+            lease,
+            spool.clone(),
+            settings(OTHER),
+            Box::new(|| {}),
+        );
+        until("the other client's answer drained", || {
+            pool.upstreams[0].active() == 3
+        })
+        .await;
+        assert_eq!(other.collect().await.unwrap().to_bytes().len(), data.len());
+        // Reading frees the share and the waiting answers drain, whole.
+        for body in unread {
+            assert_eq!(body.collect().await.unwrap().to_bytes(), data);
+        }
+        until("every slot freed", || pool.upstreams[0].active() == 0).await;
+        assert_eq!(spool.memory.used(), 0, "memory given back");
+        std::fs::remove_dir_all(d).unwrap();
     }
 }

@@ -256,13 +256,23 @@ impl Edge {
             .spool_per_client
             .map(|b| b.get())
             .unwrap_or((cfg.listen.spool_max.get() / 4).max(largest_body.unwrap_or(0)));
-        let spool =
-            Spool::open(&cfg.state_dir, cfg.listen.spool_max.get(), per_client).map_err(|e| {
-                EdgeError(format!(
-                    "state_dir {:?}: cannot prepare the spool directory: {e}",
-                    cfg.state_dir.join("spool").display().to_string()
-                ))
-            })?;
+        let spool = Spool::open(
+            &cfg.state_dir,
+            cfg.listen.spool_max.get(),
+            per_client,
+            usize::try_from(cfg.listen.buffer_memory_per_client.get()).unwrap_or(usize::MAX),
+        )
+        .map_err(|e| {
+            EdgeError(format!(
+                "state_dir {:?}: cannot prepare the spool directory: {e}",
+                cfg.state_dir.join("spool").display().to_string()
+            ))
+        })?;
+        registry.register(
+            "rampart_buffered_memory_bytes",
+            "Bytes buffered request and response bodies hold in memory now",
+            spool.memory.gauge.clone(),
+        );
         registry.register(
             "rampart_spooled_bytes",
             "Bytes of request and response bodies written to spool files",

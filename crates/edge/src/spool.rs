@@ -23,6 +23,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 
+use crate::body_memory::BodyMemory;
+
 pub struct Spool {
     dir: PathBuf,
     budget: u64,
@@ -32,6 +34,9 @@ pub struct Spool {
     next: AtomicU64,
     /// Bytes written to spool files, for metrics.
     pub written: Counter,
+    /// What buffered bodies keep in memory before they are spooled, per
+    /// client: charged here so that one set of shares covers both.
+    pub memory: Arc<BodyMemory>,
 }
 
 /// The spool budget is spent, or the disk is full.
@@ -48,7 +53,12 @@ impl std::error::Error for SpoolFull {}
 impl Spool {
     /// Creates `<state_dir>/spool` (0700) and removes what a killed
     /// process left in it.
-    pub fn open(state_dir: &Path, budget: u64, per_client: u64) -> io::Result<Arc<Spool>> {
+    pub fn open(
+        state_dir: &Path,
+        budget: u64,
+        per_client: u64,
+        memory_per_client: usize,
+    ) -> io::Result<Arc<Spool>> {
         let dir = state_dir.join("spool");
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -82,6 +92,7 @@ impl Spool {
             clients: Mutex::default(),
             next: AtomicU64::new(0),
             written: Counter::default(),
+            memory: Arc::new(BodyMemory::new(memory_per_client)),
         }))
     }
 
@@ -273,7 +284,7 @@ mod tests {
         let state = temp();
         std::fs::create_dir_all(state.join("spool")).unwrap();
         std::fs::write(state.join("spool").join("123-4"), b"left by a kill -9").unwrap();
-        let spool = Spool::open(&state, 16, 10).unwrap();
+        let spool = Spool::open(&state, 16, 10, 1 << 20).unwrap();
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         assert_eq!(
             std::fs::read_dir(spool.dir()).unwrap().count(),

@@ -412,3 +412,50 @@ async fn one_address_cannot_fill_the_spool_for_everyone() {
     assert_eq!(status, 200, "{text}");
     assert_eq!(fixture.count("/upload"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unread_http2_answers_keep_at_most_the_clients_memory_share() {
+    // Red team 2: 200 KB answers on streams whose window never opens kept
+    // every answer in memory; from one address that was 256 KiB a stream.
+    let fixture = OdooFixture::start().await;
+    let mut setup = site(
+        &fixture,
+        "max_conns = 256\nmax_conns_per_client = 256\nqueue_timeout = \"3s\"",
+    );
+    setup.listen = "buffer_memory_per_client = \"1MiB\"".into();
+    let r = Rampart::start(setup).await;
+    let c = Client::new(&r);
+    let held = c
+        .zero_window_h2(ip("127.0.0.2"), "/download?bytes=200000", 64)
+        .await;
+    assert_eq!(held.responses.len(), 64);
+    assert!(held.responses.iter().all(|r| r.status() == 200));
+    // Every answer is drained (the fixture's slots come back) ...
+    let deadline = tokio::time::Instant::now() + CALL_LIMIT;
+    loop {
+        let m = r.metrics().await;
+        if metric(&m, "rampart_spooled_bytes") >= (64 * 200_000 - (2 << 20)) as f64 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the answers were not drained: spooled {}",
+            metric(&m, "rampart_spooled_bytes")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and what stays in memory is the client's share, not 64 answers.
+    let in_memory = metric(&r.metrics().await, "rampart_buffered_memory_bytes");
+    assert!(
+        in_memory <= (1 << 20) as f64,
+        "64 unread answers keep {in_memory} bytes in memory"
+    );
+    assert!(in_memory > 0.0, "nothing counted: {in_memory}");
+    // Another address is served from memory as usual.
+    let res = c
+        .try_send(ip("127.0.0.3"), "GET", "/download?bytes=100000", vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status, 200);
+    drop((held.responses, held.sender));
+}

@@ -22,6 +22,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::{self, Body, BodyTimeout, BodyTooLarge, Guarded};
+use crate::body_memory::Charge;
 use crate::spool::{self, Spool, SpoolFile, SpoolReader};
 
 /// Bodies up to this size are read whole first.
@@ -65,14 +66,16 @@ pub struct Limits {
 
 /// A request body received whole.
 pub enum Received {
-    Memory(Bytes),
+    /// In memory, charged to the client's memory share while it lives
+    /// (bodies read for inspection are bounded by the inspection budget).
+    Memory(Bytes, Option<Charge>),
     Spooled(SpoolFile),
 }
 
 impl Received {
     pub fn len(&self) -> u64 {
         match self {
-            Received::Memory(b) => b.len() as u64,
+            Received::Memory(b, _) => b.len() as u64,
             Received::Spooled(f) => f.len(),
         }
     }
@@ -84,7 +87,7 @@ impl Received {
     /// A body to send; may be called again for a retry.
     pub fn body(&self) -> Body {
         match self {
-            Received::Memory(b) => body::full(b.clone()),
+            Received::Memory(b, _) => body::full(b.clone()),
             Received::Spooled(f) => file_body(f.reader(), f.len()),
         }
     }
@@ -107,6 +110,7 @@ pub async fn receive(
     let start = tokio::time::Instant::now();
     let mut buf = BytesMut::new();
     let mut file: Option<SpoolFile> = None;
+    let mut charge = Charge::new(spool.memory.clone(), client);
     let mut seen = 0u64;
     while !incoming.is_end_stream() {
         // By when `seen` bytes must have arrived, at the minimum rate.
@@ -138,7 +142,9 @@ pub async fn receive(
         }
         let stored = match &mut file {
             Some(f) => f.append(data).await,
-            None if buf.len() + data.len() <= MEMORY => {
+            // Memory while the body is small and the client's share has
+            // room; otherwise the spool.
+            None if buf.len() + data.len() <= MEMORY && charge.try_add(data.len()) => {
                 buf.extend_from_slice(&data);
                 Ok(())
             }
@@ -149,6 +155,7 @@ pub async fn receive(
                         Err(e) => Err(e),
                     };
                     file = Some(f);
+                    charge = Charge::new(spool.memory.clone(), client);
                     r
                 }
                 Err(e) => Err(e),
@@ -162,7 +169,7 @@ pub async fn receive(
     }
     Ok(match file {
         Some(f) => Received::Spooled(f),
-        None => Received::Memory(buf.freeze()),
+        None => Received::Memory(buf.freeze(), Some(charge)),
     })
 }
 

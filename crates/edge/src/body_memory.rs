@@ -1,0 +1,178 @@
+//! Memory that buffered bodies hold, per client address.
+//!
+//! Request bodies are received whole and Odoo's answers drained as fast as
+//! Odoo writes them, each kept in memory up to a small size and spooled past
+//! it. Each body alone is small, but nothing bounded how many a client
+//! keeps: one address opening HTTP/2 streams it never reads held 256 KiB per
+//! answer, hundreds of megabytes in all (red team 2). So every byte a
+//! buffered body keeps in memory is charged to its client address; past
+//! `buffer_memory_per_client` that client's bodies go to the spool (its own
+//! disk share), and when that is spent too, Odoo's answer waits for the
+//! client as a plain stream would — holding only that client's own upstream
+//! slots, which are capped per client already.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::Notify;
+
+pub struct BodyMemory {
+    per_client: usize,
+    clients: Mutex<HashMap<IpAddr, usize>>,
+    total: AtomicUsize,
+    /// `total`, for metrics.
+    pub gauge: Gauge,
+    /// Woken when some client's bytes are given back: a drain waiting for
+    /// room may find it now.
+    freed: Notify,
+}
+
+impl BodyMemory {
+    pub fn new(per_client: usize) -> BodyMemory {
+        BodyMemory {
+            per_client,
+            clients: Mutex::new(HashMap::new()),
+            total: AtomicUsize::new(0),
+            gauge: Gauge::default(),
+            freed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.clients.lock().expect("body memory lock")
+    }
+
+    /// Charges `n` bytes to `owner` if its share has room for them.
+    pub fn try_take(&self, owner: IpAddr, n: usize) -> bool {
+        let mut clients = self.lock();
+        let mine = clients.get(&owner).copied().unwrap_or(0);
+        if mine.saturating_add(n) > self.per_client {
+            return false;
+        }
+        clients.insert(owner, mine + n);
+        self.add(n);
+        true
+    }
+
+    /// Charges `n` bytes whether or not there is room: for the one piece a
+    /// drain already holds when neither memory nor the spool can take it
+    /// (it then waits with `has_room` before reading more).
+    pub fn force_take(&self, owner: IpAddr, n: usize) {
+        *self.lock().entry(owner).or_insert(0) += n;
+        self.add(n);
+    }
+
+    fn add(&self, n: usize) {
+        self.total.fetch_add(n, Ordering::Relaxed);
+        self.gauge.inc_by(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Whether `owner` may keep more in memory.
+    pub fn has_room(&self, owner: IpAddr) -> bool {
+        self.lock().get(&owner).copied().unwrap_or(0) < self.per_client
+    }
+
+    pub fn give_back(&self, owner: IpAddr, n: usize) {
+        if n == 0 {
+            return;
+        }
+        {
+            let mut clients = self.lock();
+            if let Some(mine) = clients.get_mut(&owner) {
+                *mine = mine.saturating_sub(n);
+                if *mine == 0 {
+                    clients.remove(&owner);
+                }
+            }
+        }
+        self.total.fetch_sub(n, Ordering::Relaxed);
+        self.gauge.dec_by(i64::try_from(n).unwrap_or(i64::MAX));
+        self.freed.notify_waiters();
+    }
+
+    /// Bytes all buffered bodies hold in memory now.
+    pub fn used(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Completes after the next `give_back` (call `enable` on it before
+    /// checking for room, so a give-back in between is not missed).
+    pub fn freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
+    }
+}
+
+/// Bytes charged to a client, given back when dropped.
+pub struct Charge {
+    memory: Arc<BodyMemory>,
+    owner: IpAddr,
+    n: usize,
+}
+
+impl Charge {
+    pub fn new(memory: Arc<BodyMemory>, owner: IpAddr) -> Charge {
+        Charge {
+            memory,
+            owner,
+            n: 0,
+        }
+    }
+
+    pub fn try_add(&mut self, n: usize) -> bool {
+        let ok = self.memory.try_take(self.owner, n);
+        if ok {
+            self.n += n;
+        }
+        ok
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.memory.give_back(self.owner, self.n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+
+    #[test]
+    fn one_client_cannot_take_more_than_its_share_and_others_keep_theirs() {
+        let m = BodyMemory::new(100);
+        assert!(m.try_take(A, 60));
+        assert!(m.try_take(A, 40));
+        assert!(!m.try_take(A, 1), "A's share is spent");
+        assert!(!m.has_room(A));
+        assert!(m.try_take(B, 100), "B is not charged for A's bytes");
+        assert_eq!(m.used(), 200);
+        m.give_back(A, 50);
+        assert!(m.has_room(A));
+        assert!(m.try_take(A, 50));
+        assert!(!m.try_take(A, 1));
+        m.give_back(A, 100);
+        m.give_back(B, 100);
+        assert_eq!(m.used(), 0);
+        assert!(m.lock().is_empty(), "no entry is kept for idle clients");
+    }
+
+    #[test]
+    fn a_charge_gives_its_bytes_back_when_dropped() {
+        let m = Arc::new(BodyMemory::new(100));
+        {
+            let mut c = Charge::new(m.clone(), A);
+            assert!(c.try_add(70));
+            assert!(!c.try_add(31));
+            assert_eq!(m.used(), 70);
+        }
+        assert_eq!(m.used(), 0);
+        assert!(m.try_take(A, 100));
+    }
+}
