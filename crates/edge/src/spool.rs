@@ -31,6 +31,9 @@ pub struct Spool {
     used: AtomicU64,
     per_client: u64,
     clients: Mutex<HashMap<IpAddr, u64>>,
+    /// Spool files open per client: each is a file descriptor, and many
+    /// HTTP/2 streams from one address must not spend the process's.
+    files: Mutex<HashMap<IpAddr, usize>>,
     next: AtomicU64,
     /// Bytes written to spool files, for metrics.
     pub written: Counter,
@@ -90,6 +93,7 @@ impl Spool {
             used: AtomicU64::new(0),
             per_client,
             clients: Mutex::default(),
+            files: Mutex::default(),
             next: AtomicU64::new(0),
             written: Counter::default(),
             memory: Arc::new(BodyMemory::new(memory_per_client)),
@@ -107,6 +111,8 @@ impl Spool {
 
     /// A new, already unlinked, spool file, counted against `owner`'s share.
     pub async fn create(self: &Arc<Self>, owner: IpAddr) -> io::Result<SpoolFile> {
+        let slot = FileSlot::take(self.clone(), owner)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::StorageFull, SpoolFull))?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{}-{n}", std::process::id()));
         let file = tokio::task::spawn_blocking(move || {
@@ -127,6 +133,7 @@ impl Spool {
             len: 0,
             owner,
             spool: self.clone(),
+            _slot: slot,
         })
     }
 
@@ -176,6 +183,42 @@ pub struct SpoolFile {
     len: u64,
     owner: IpAddr,
     spool: Arc<Spool>,
+    _slot: FileSlot,
+}
+
+/// Spool files one client address may have open at once.
+pub const FILES_PER_CLIENT: usize = 256;
+
+/// One of a client's `FILES_PER_CLIENT`, given back when dropped.
+struct FileSlot {
+    spool: Arc<Spool>,
+    owner: IpAddr,
+}
+
+impl FileSlot {
+    fn take(spool: Arc<Spool>, owner: IpAddr) -> Option<FileSlot> {
+        {
+            let mut files = spool.files.lock().expect("spool lock");
+            let mine = files.entry(owner).or_insert(0);
+            if *mine >= FILES_PER_CLIENT {
+                return None;
+            }
+            *mine += 1;
+        }
+        Some(FileSlot { spool, owner })
+    }
+}
+
+impl Drop for FileSlot {
+    fn drop(&mut self) {
+        let mut files = self.spool.files.lock().expect("spool lock");
+        if let Some(mine) = files.get_mut(&self.owner) {
+            *mine -= 1;
+            if *mine == 0 {
+                files.remove(&self.owner);
+            }
+        }
+    }
 }
 
 impl SpoolFile {
@@ -317,5 +360,31 @@ mod tests {
         let mut g = spool.create(a).await.unwrap();
         g.append(Bytes::from_static(b"0123456789")).await.unwrap();
         std::fs::remove_dir_all(&state).unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_client_cannot_hold_more_than_its_spool_files() {
+        // Each spool file is a descriptor: many unread HTTP/2 answers from
+        // one address must not spend the process's.
+        let state = temp();
+        let spool = Spool::open(&state, 1 << 30, 1 << 30, 1 << 20).unwrap();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let mut held = Vec::new();
+        for _ in 0..FILES_PER_CLIENT {
+            held.push(spool.create(a).await.unwrap());
+        }
+        let e = spool.create(a).await.err().expect("one file too many");
+        assert!(is_full(&e), "{e}");
+        let other = spool
+            .create(b)
+            .await
+            .expect("another client keeps its files");
+        drop(other);
+        held.pop();
+        spool
+            .create(a)
+            .await
+            .expect("a closed file gives its place back");
+        std::fs::remove_dir_all(state).unwrap();
     }
 }
