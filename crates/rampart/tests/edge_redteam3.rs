@@ -242,3 +242,40 @@ async fn abandoned_password_checks_are_counted() {
          (the clients hung up before the answer)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "redteam3: uploads sent fast then 1 byte at a time keep the whole-body average above client_body_min_rate and hold the process-wide spool (507 for everyone)"]
+async fn front_loaded_uploads_cannot_hold_the_whole_spool() {
+    let fixture = OdooFixture::start().await;
+    let mut setup = Setup::site(Site::new(HOST, &fixture).extra("max_body = \"1MiB\""));
+    // The defaults scaled down: spool_max 4 GiB with max_body 256 MiB.
+    setup.listen =
+        "spool_max = \"2MiB\"\nclient_body_min_rate = \"1KiB\"\nclient_body_grace = \"1s\"".into();
+    let r = Rampart::start(setup).await;
+    let c = Client::new(&r);
+    const LEN: usize = 1024 * 1024;
+    let mut held = Vec::new();
+    for src in ["127.0.0.10", "127.0.0.11"] {
+        held.push(
+            slots_common::Upload::start(&c, ip(src), "/upload", LEN, &vec![b'u'; LEN - 1024]).await,
+        );
+    }
+    // One byte a second: far below 1 KiB/s, but the average over the
+    // whole upload stays above it for hours.
+    for _ in 0..8 {
+        for u in held.iter_mut() {
+            let _sent = u.send(b"u").await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let victim = c
+        .send(ip("127.0.0.3"), "POST", "/upload", vec![b'v'; 200 * 1024])
+        .await;
+    assert_ne!(
+        victim.status,
+        507,
+        "another user's upload was refused: two addresses trickling 1 byte/s held the spool: {}",
+        victim.text()
+    );
+    assert_eq!(victim.status, 200, "{}", victim.text());
+}
