@@ -46,6 +46,9 @@ pub struct Settings {
     /// The longest silence inside Odoo's body.
     pub upstream_idle: Duration,
     pub send_timeout: Duration,
+    /// Read Odoo's answer to its end even when the client leaves: the
+    /// guard's verdict on a password check is read from it.
+    pub read_away: bool,
 }
 
 enum Seg {
@@ -65,6 +68,11 @@ struct State {
     handed_at: Option<Instant>,
     /// The client side is gone (dropped, or its send deadline passed).
     gone: bool,
+    /// The client has taken everything and waits for more: this answer
+    /// may take one piece past the client's memory share, so a stream
+    /// being read always moves even while the client's unread streams
+    /// hold the share (each of those holds at most one such piece).
+    reader_waiting: bool,
     expired: bool,
 }
 
@@ -145,7 +153,7 @@ async fn drain<B>(
     let idle = settings.upstream_idle;
     let mut file: Option<SpoolFile> = None;
     let mut spool_ok = true;
-    let end = loop {
+    let end = 'read: loop {
         // Wait for room when neither memory nor the spool can take more.
         loop {
             let room = shared.to_writer.notified();
@@ -160,10 +168,11 @@ async fn drain<B>(
                 (s.gone, s.mem)
             };
             if gone {
-                return;
+                return left(upstream, lease, settings).await;
             }
             let spoolable = spool_ok && file.as_ref().is_none_or(|f| f.len() < FILE_MAX);
-            if (mem < MEMORY && shared.memory.has_room(settings.client)) || spoolable {
+            let read_now = mem == 0 && shared.lock().reader_waiting;
+            if (mem < MEMORY && shared.memory.has_room(settings.client)) || spoolable || read_now {
                 break;
             }
             tokio::select! {
@@ -192,17 +201,17 @@ async fn drain<B>(
             continue;
         }
         let n = data.len();
-        {
+        let gone = 'push: {
             let mut s = shared.lock();
             if s.gone {
-                return;
+                break 'push true;
             }
             // Memory while this answer is small and the client's share has
             // room; the spool next; memory again (past the share by this
             // one piece) only when the spool cannot take it, and then the
             // room loop above waits before reading more.
             let in_memory = (s.mem + n <= MEMORY && shared.memory.try_take(settings.client, n))
-                || (!spool_ok && {
+                || ((!spool_ok || (s.mem == 0 && s.reader_waiting)) && {
                     shared.memory.force_take(settings.client, n);
                     true
                 });
@@ -213,8 +222,12 @@ async fn drain<B>(
                 s.segs.push_back(Seg::Mem(Bytes::copy_from_slice(&data)));
                 drop(s);
                 shared.to_reader.notify_one();
-                continue;
+                continue 'read;
             }
+            false
+        };
+        if gone {
+            return left(upstream, lease, settings).await;
         }
         if file.is_none() {
             match spool.create(settings.client).await {
@@ -239,10 +252,10 @@ async fn drain<B>(
             }
             None => None,
         };
-        {
+        let gone = 'push: {
             let mut s = shared.lock();
             if s.gone {
-                return;
+                break 'push true;
             }
             match appended {
                 Some((from, to, reader)) => {
@@ -258,6 +271,10 @@ async fn drain<B>(
                     s.segs.push_back(Seg::Mem(data));
                 }
             }
+            false
+        };
+        if gone {
+            return left(upstream, lease, settings).await;
         }
         shared.to_reader.notify_one();
     };
@@ -282,6 +299,21 @@ async fn drain<B>(
         }
         drop(f);
     }
+}
+
+/// The client left before Odoo's answer was over: the answer is read away
+/// when the guard waits for its verdict, then the slot freed.
+async fn left<B>(mut upstream: B, lease: Lease, settings: &Settings)
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    if settings.read_away {
+        while let Ok(Some(Ok(_))) =
+            tokio::time::timeout(settings.upstream_idle, upstream.frame()).await
+        {}
+    }
+    drop(upstream);
+    drop(lease);
 }
 
 /// Ends the stream when the client stops taking bytes for `limit`.
@@ -351,12 +383,17 @@ async fn next_piece(shared: Arc<Shared>) -> Option<Result<Bytes, BoxError>> {
                 None => match &s.end {
                     Some(Ok(())) => return None,
                     Some(Err(e)) => return Some(Err(e.clone().into())),
-                    None => None,
+                    None => {
+                        s.reader_waiting = true;
+                        None
+                    }
                 },
             }
         };
         let Some((reader, at, want)) = read else {
+            shared.to_writer.notify_one();
             wake.await;
+            shared.lock().reader_waiting = false;
             continue;
         };
         let bytes = match reader.read_at(at, want).await {
@@ -477,6 +514,7 @@ mod tests {
             client: C,
             upstream_idle: Duration::from_secs(5),
             send_timeout: Duration::from_secs(60),
+            read_away: false,
         };
         let body = buffer(odoo(&data), lease, spool.clone(), settings, Box::new(|| {}));
         until("slot freed", || pool.upstreams[0].active() == 0).await;
@@ -499,6 +537,7 @@ mod tests {
             client: C,
             upstream_idle: Duration::from_secs(5),
             send_timeout: Duration::from_millis(200),
+            read_away: false,
         };
         let mut body = buffer(
             odoo(&data),
@@ -525,6 +564,7 @@ mod tests {
             client: C,
             upstream_idle: Duration::from_secs(5),
             send_timeout: Duration::from_millis(100),
+            read_away: false,
         };
         let waiting = buffer(
             never,
@@ -562,10 +602,27 @@ mod tests {
             client,
             upstream_idle: Duration::from_secs(5),
             send_timeout: Duration::from_secs(60),
+            read_away: false,
         };
         let data = vec![5u8; 200_000];
         let mut unread = Vec::new();
-        for _ in 0..4 {
+        // The first answer fits in the share.
+        let lease = pool.acquire(C).await.unwrap();
+        unread.push(buffer(
+            odoo(&data),
+            lease,
+            spool.clone(),
+            settings(C),
+            Box::new(|| {}),
+        ));
+        until("the first answer drained", || {
+            pool.upstreams[0].active() == 0
+        })
+        .await;
+        // The rest wait for the client, holding only their own slots, and
+        // the memory stays within the share (plus the one piece a waiting
+        // drain holds).
+        for _ in 0..3 {
             let lease = pool.acquire(C).await.unwrap();
             unread.push(buffer(
                 odoo(&data),
@@ -575,13 +632,6 @@ mod tests {
                 Box::new(|| {}),
             ));
         }
-        // The first answer fits; the rest wait for the client, holding
-        // only their own slots, and the memory stays within the share
-        // (plus the one piece a waiting drain holds).
-        until("the first answer drained", || {
-            pool.upstreams[0].active() == 3
-        })
-        .await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
             pool.upstreams[0].active(),
@@ -607,7 +657,13 @@ mod tests {
         })
         .await;
         assert_eq!(other.collect().await.unwrap().to_bytes().len(), data.len());
-        // Reading frees the share and the waiting answers drain, whole.
+        // Reading frees the share and the waiting answers drain, whole; the
+        // last one read first, while the others still hold the share: a
+        // stream being read always moves.
+        let last = unread.pop().unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(10), last.collect());
+        let got = read.await.expect("a stream being read moves").unwrap();
+        assert_eq!(got.to_bytes(), data);
         for body in unread {
             assert_eq!(body.collect().await.unwrap().to_bytes(), data);
         }
