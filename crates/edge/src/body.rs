@@ -252,15 +252,16 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let r = ready!(this.inner.poll_frame(cx));
+        let mut this = self.project();
+        let r = ready!(this.inner.as_mut().poll_frame(cx));
         match &r {
             Some(Ok(frame)) => {
                 if let Some(d) = frame.data_ref() {
                     let room = PREFIX_MAX.saturating_sub(this.prefix.len());
                     this.prefix.extend_from_slice(&d[..d.len().min(room)]);
-                    // Full: the verdict need not wait for a large body.
-                    if this.prefix.len() >= PREFIX_MAX
+                    // Full, or the last piece of a body of known length:
+                    // the verdict is given before that piece goes on.
+                    if (this.prefix.len() >= PREFIX_MAX || this.inner.is_end_stream())
                         && let Some(f) = this.on_end.take()
                     {
                         f(this.prefix);

@@ -33,7 +33,7 @@ use crate::metrics::{RequestLabels, SiteLabels};
 use crate::server::{ConnInfo, Runtime, Shared, SiteRuntime};
 use crate::stage::request_body::{self, BodyError, Prepared, Received};
 use crate::stage::route::{self, Route};
-use crate::stage::{accel, compress, plain_http, respond, site};
+use crate::stage::{accel, compress, exchange, plain_http, respond, site};
 use crate::stage::{inspect_budget, normalize};
 use crate::upstream::{Pool, Refused};
 use crate::{files, pages, response_buffer, websocket};
@@ -216,7 +216,15 @@ async fn phases(
                 tunnel(req, &to, ctx).await
             } else {
                 let (parts, incoming) = req.into_parts();
-                proxy(parts, ReqBody::Unread(incoming), &site.websocket, &to, ctx).await
+                proxy(
+                    parts,
+                    ReqBody::Unread(incoming),
+                    &site.websocket,
+                    &to,
+                    ctx,
+                    None,
+                )
+                .await
             }
         }
         Route::Static { module, file }
@@ -226,7 +234,7 @@ async fn phases(
                 return res;
             }
             let (parts, incoming) = req.into_parts();
-            proxy(parts, ReqBody::Unread(incoming), &site.odoo, &to, ctx).await
+            proxy(parts, ReqBody::Unread(incoming), &site.odoo, &to, ctx, None).await
         }
         _ => {
             let (parts, incoming) = req.into_parts();
@@ -325,11 +333,7 @@ async fn phases(
                     }
                 }
             };
-            let res = proxy(parts, body, &site.odoo, &to, ctx).await;
-            match attempt {
-                Some(a) => login_outcome(a, res, site.config.timeout.get()).await,
-                None => res,
-            }
+            proxy(parts, body, &site.odoo, &to, ctx, attempt).await
         }
     }
 }
@@ -399,8 +403,8 @@ fn refuse(a: Admission) -> Option<Response<Body>> {
 
 /// 8: reads the verdict of a check from Odoo's answer and tells the
 /// guard: the status for forms, the (small) body of RPC logins (read and
-/// passed on unchanged), or the first KiB of answers that may be large
-/// (`object` calls, database forms) as they stream past.
+/// passed on unchanged). The first KiB of answers that may be large
+/// (`object` calls, database forms) is judged in `proxy`, on Odoo's side.
 async fn login_outcome(
     attempt: LoginAttempt,
     res: Response<Body>,
@@ -417,14 +421,10 @@ async fn login_outcome(
             ));
             res
         }
+        // Judged as the buffer drains Odoo's answer (`proxy`).
         guard::AnswerRead::Prefix => {
-            let (parts, b) = res.into_parts();
-            let status = parts.status.as_u16();
-            let headers = parts.headers.clone();
-            let watched = body::Prefixed::new(b, move |prefix: &[u8]| {
-                attempt.finish(guard::login_outcome(route, status, &headers, prefix));
-            });
-            Response::from_parts(parts, body::boxed(watched))
+            drop(attempt);
+            res
         }
         guard::AnswerRead::Body => {
             let (parts, b) = res.into_parts();
@@ -449,22 +449,19 @@ async fn login_outcome(
     }
 }
 
-/// Reads a body of at most LOGIN_ANSWER_MAX bytes.
+/// Reads a body of at most `exchange::LOGIN_ANSWER_MAX` bytes.
 async fn read_small(mut b: Body) -> Option<Bytes> {
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = b.frame().await {
         if let Ok(data) = frame.ok()?.into_data() {
             buf.extend_from_slice(&data);
-            if buf.len() > LOGIN_ANSWER_MAX {
+            if buf.len() > exchange::LOGIN_ANSWER_MAX {
                 return None;
             }
         }
     }
     Some(buf.freeze())
 }
-
-/// Odoo's answers to login calls are a few hundred bytes.
-const LOGIN_ANSWER_MAX: usize = 1024 * 1024;
 
 /// RPC bodies up to this size are read whole to find the `db` service,
 /// login calls and object calls' credentials.
@@ -576,6 +573,7 @@ async fn proxy(
     pool: &Pool,
     to: &Target<'_>,
     ctx: &mut Ctx,
+    mut attempt: Option<LoginAttempt>,
 ) -> Response<Body> {
     let Target {
         site,
@@ -671,23 +669,27 @@ async fn proxy(
         (None, b) => b,
     };
     let mut tried_other = false;
-    let (res, sent) = loop {
+    let (res, lease, sent) = loop {
         let addr = lease.upstream.addr.clone();
         ctx.upstream = Some(addr.clone());
         let this_body = body.take().expect("one body per attempt");
         let sent = Instant::now();
-        let send = site
-            .client
-            .request(std::mem::take(&mut up).map(|()| this_body));
-        match tokio::time::timeout(cfg.timeout.get(), send).await {
-            Err(_) => {
-                tracing::warn!(site = %site.name, upstream = %addr, timeout = %cfg.timeout, "Odoo did not answer in time");
-                return pages::error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "Odoo did not answer in time. A long report or import may still be running.",
-                );
-            }
-            Ok(Err(e)) => {
+        // The call outlives this future if the client leaves: Odoo's worker
+        // stays counted until it is done (stage/exchange.rs).
+        let req = std::mem::take(&mut up).map(|()| this_body);
+        let Some(x) =
+            exchange::send(&site.client, req, lease, attempt.take(), cfg.timeout.get()).await
+        else {
+            tracing::warn!(site = %site.name, upstream = %addr, timeout = %cfg.timeout, "Odoo did not answer in time");
+            return pages::error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Odoo did not answer in time. A long report or import may still be running.",
+            );
+        };
+        lease = x.lease;
+        attempt = x.attempt;
+        match x.res {
+            Err(e) => {
                 if let Some(be) = request_body::body_error_of(&e) {
                     return body_error_page(be);
                 }
@@ -717,7 +719,7 @@ async fn proxy(
                     "Odoo is not answering. The server may be starting or stopped; please try again shortly.",
                 );
             }
-            Ok(Ok(res)) => break (res, sent),
+            Ok(res) => break (res, lease, sent),
         }
     };
     let waited = sent.elapsed();
@@ -740,10 +742,25 @@ async fn proxy(
     respond::strip_upstream(&mut rparts.headers);
     // Odoo's answer is read as fast as Odoo writes it; the lease goes with
     // it and is dropped when Odoo's body is complete.
+    // 8 login: the verdict on a check whose answer may be large is read
+    // from Odoo's side, as the buffer drains it, so a client that leaves
+    // cannot hide a guess (the answer is then read away for it).
+    let (rbody, attempt, read_away) = match attempt {
+        Some(a) if guard::answer_read(a.route()) == guard::AnswerRead::Prefix => {
+            let (route, status, headers) =
+                (a.route(), rparts.status.as_u16(), rparts.headers.clone());
+            let judged = body::Prefixed::new(rbody, move |prefix: &[u8]| {
+                a.finish(guard::login_outcome(route, status, &headers, prefix));
+            });
+            (body::boxed(judged), None, true)
+        }
+        other => (body::boxed(rbody), other, false),
+    };
     let settings = response_buffer::Settings {
         client: ctx.client,
         upstream_idle: cfg.timeout.get(),
         send_timeout: rt.listen.send_timeout.get(),
+        read_away,
     };
     let conn = to.conn.clone();
     let h2 = parts.version == Version::HTTP_2;
@@ -756,7 +773,11 @@ async fn proxy(
         }
     });
     let rbody = response_buffer::buffer(rbody, lease, shared.spool.clone(), settings, on_stall);
-    Response::from_parts(rparts, rbody)
+    let res = Response::from_parts(rparts, rbody);
+    match attempt {
+        Some(a) => login_outcome(a, res, cfg.timeout.get()).await,
+        None => res,
+    }
 }
 
 /// The body as it will go to Odoo.

@@ -3,6 +3,7 @@
 
 pub mod accel;
 pub mod compress;
+pub mod exchange;
 pub mod framing;
 pub mod inspect_budget;
 pub mod normalize;
