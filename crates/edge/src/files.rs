@@ -169,7 +169,7 @@ async fn open_range(path: &Path, start: u64, count: u64) -> io::Result<Body> {
     Ok(StreamBody::new(stream).boxed_unsync())
 }
 
-fn not_modified(req: &HeaderMap, etag: &str, mtime_secs: u64) -> bool {
+pub(crate) fn not_modified(req: &HeaderMap, etag: &str, mtime_secs: u64) -> bool {
     if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         // Weak comparison: a compressed copy carries W/"...".
         return inm
@@ -191,7 +191,7 @@ fn not_modified(req: &HeaderMap, etag: &str, mtime_secs: u64) -> bool {
     false
 }
 
-enum RangeAnswer {
+pub(crate) enum RangeAnswer {
     Full,
     Partial(u64, u64),
     Unsatisfiable,
@@ -199,7 +199,12 @@ enum RangeAnswer {
 
 /// One `bytes=` range; several ranges are answered with the whole file
 /// (allowed, and multipart answers are a known source of bugs).
-fn requested_range(req: &HeaderMap, etag: &str, mtime_secs: u64, len: u64) -> RangeAnswer {
+pub(crate) fn requested_range(
+    req: &HeaderMap,
+    etag: &str,
+    mtime_secs: u64,
+    len: u64,
+) -> RangeAnswer {
     let Some(spec) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return RangeAnswer::Full;
     };

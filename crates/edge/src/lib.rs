@@ -9,6 +9,7 @@ pub mod access_log;
 pub mod admin;
 pub mod body;
 pub mod body_memory;
+pub mod cache;
 pub mod config;
 pub mod conn_cap;
 pub mod files;

@@ -86,6 +86,8 @@ pub struct Shared {
     pub spool: Arc<Spool>,
     /// Open connections per client address.
     pub conn_cap: Arc<crate::conn_cap::ConnCap>,
+    /// Odoo's immutable public answers, kept across reloads.
+    pub cache: Arc<crate::cache::Cache>,
 }
 
 /// What a request knows about its connection.
@@ -278,6 +280,8 @@ impl Edge {
             "Bytes of request and response bodies written to spool files",
             spool.written.clone(),
         );
+        let cache = Arc::new(crate::cache::Cache::default());
+        cache.metrics.register(&mut registry);
         let https = bind("https", cfg.listen.https).await?;
         let http = match cfg.listen.http {
             Some(a) => Some(bind("http", a).await?),
@@ -299,6 +303,7 @@ impl Edge {
             force_close: CancellationToken::new(),
             spool,
             conn_cap: Arc::default(),
+            cache,
         });
         Ok(Edge {
             shared,
