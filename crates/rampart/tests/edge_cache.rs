@@ -39,7 +39,9 @@ fn decode(enc: Option<&str>, body: &[u8]) -> Vec<u8> {
     match enc {
         None => out.extend_from_slice(body),
         Some("gzip") => {
-            flate2::read::GzDecoder::new(body).read_to_end(&mut out).unwrap();
+            flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut out)
+                .unwrap();
         }
         Some("br") => {
             brotli_decompressor::Decompressor::new(body, 4096)
@@ -103,8 +105,14 @@ async fn a_bundle_is_fetched_from_odoo_once_across_a_thousand_requests() {
 
     let m = r.metrics().await;
     let site = format!("{{site=\"{HOST}\"}}");
-    assert_eq!(metric(&m, &format!("rampart_cache_hits_total{site}")), 1000.0);
-    assert_eq!(metric(&m, &format!("rampart_cache_misses_total{site}")), 1.0);
+    assert_eq!(
+        metric(&m, &format!("rampart_cache_hits_total{site}")),
+        1000.0
+    );
+    assert_eq!(
+        metric(&m, &format!("rampart_cache_misses_total{site}")),
+        1.0
+    );
     assert_eq!(metric(&m, &format!("rampart_cache_entries{site}")), 1.0);
     assert!(metric(&m, &format!("rampart_cache_bytes{site}")) >= want.len() as f64);
     assert!(metric(&m, &format!("rampart_cache_odoo_seconds_saved_total{site}")) > 0.0);
@@ -144,7 +152,11 @@ async fn answers_that_are_private_no_store_with_a_cookie_or_errors_are_never_kep
     }
     assert_eq!(fixture.count(path), 3);
     cookies.dedup();
-    assert_eq!(cookies.len(), 3, "one client's session cookie went to another");
+    assert_eq!(
+        cookies.len(),
+        3,
+        "one client's session cookie went to another"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,13 +181,25 @@ async fn a_private_image_is_never_shared_between_sessions() {
     let logo = "/web/image/res.company/1/logo?unique=5";
     let (anon, _) = fixture.login_form_session();
     for _ in 0..3 {
-        let res = get(&r, logo, &[("cookie", &format!("session_id={anon}"))], false).await;
+        let res = get(
+            &r,
+            logo,
+            &[("cookie", &format!("session_id={anon}"))],
+            false,
+        )
+        .await;
         assert_eq!(res.status, 200);
     }
     assert_eq!(fixture.count("/web/image/res.company/1/logo"), 1);
     // Without `unique` Odoo says no-cache: never kept.
     for _ in 0..2 {
-        get(&r, "/web/image/res.company/1/logo", &[("cookie", &format!("session_id={anon}"))], false).await;
+        get(
+            &r,
+            "/web/image/res.company/1/logo",
+            &[("cookie", &format!("session_id={anon}"))],
+            false,
+        )
+        .await;
     }
     assert_eq!(fixture.count("/web/image/res.company/1/logo"), 3);
 }
@@ -196,9 +220,19 @@ async fn conditional_and_range_requests_are_answered_from_the_cache() {
         assert!(res.body.is_empty());
         // The weak validator of a compressed copy matches too.
         let weak = format!("W/{etag}");
-        assert_eq!(get(&r, BUNDLE, &[("if-none-match", &weak)], h2).await.status, 304);
+        assert_eq!(
+            get(&r, BUNDLE, &[("if-none-match", &weak)], h2)
+                .await
+                .status,
+            304
+        );
         let lm = first.header("last-modified").unwrap();
-        assert_eq!(get(&r, BUNDLE, &[("if-modified-since", lm)], h2).await.status, 304);
+        assert_eq!(
+            get(&r, BUNDLE, &[("if-modified-since", lm)], h2)
+                .await
+                .status,
+            304
+        );
 
         let res = get(&r, BUNDLE, &[("range", "bytes=10-19")], h2).await;
         assert_eq!(res.status, 206, "h2={h2}");
@@ -242,7 +276,15 @@ async fn purge_through_the_admin_api_and_the_cli() {
     let (code, out, err) = run_cli(&["-c", &cfg, "cache", "stats", "--json"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("\"entries\":2"), "{out}");
-    let (code, out, err) = run_cli(&["-c", &cfg, "cache", "purge", "--site", HOST, "/web/assets/4f0358a/"]);
+    let (code, out, err) = run_cli(&[
+        "-c",
+        &cfg,
+        "cache",
+        "purge",
+        "--site",
+        HOST,
+        "/web/assets/4f0358a/",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("purged 1 entries"), "{out}");
     let (code, _, err) = run_cli(&["-c", &cfg, "cache", "purge", "--site", "nope.test"]);
@@ -256,7 +298,12 @@ async fn purge_through_the_admin_api_and_the_cli() {
     // The admin API's rules hold for purge: JSON only.
     let url = format!("http://{}/v1/cache/purge", r.admin);
     let res = rampart_testkit::TestClient::new_plain()
-        .request("POST", &url, &[("content-type", "text/plain")], b"{}".to_vec())
+        .request(
+            "POST",
+            &url,
+            &[("content-type", "text/plain")],
+            b"{}".to_vec(),
+        )
         .await;
     assert_eq!(res.status, 415);
     get(&r, other, &[("cookie", &cookie)], false).await;
@@ -281,7 +328,10 @@ async fn poisoning_attempts_neither_store_nor_serve_another_answer() {
     let small = "/web/image/res.company/1/logo?unique=9";
 
     // HEAD first: its empty body must not become the entry.
-    let head = r.client.request("HEAD", &r.url(HOST, small), &cookie, Vec::new()).await;
+    let head = r
+        .client
+        .request("HEAD", &r.url(HOST, small), &cookie, Vec::new())
+        .await;
     assert_eq!(head.status, 200);
     let full = get(&r, small, &cookie, false).await;
     let again = get(&r, small, &cookie, true).await;
@@ -327,7 +377,13 @@ async fn poisoning_attempts_neither_store_nor_serve_another_answer() {
 
     // Credentials other than the session cookie: never answered from or kept in the cache.
     for _ in 0..2 {
-        get(&r, small, &[("cookie", &c), ("authorization", "Basic YWRtaW46YWRtaW4=")], false).await;
+        get(
+            &r,
+            small,
+            &[("cookie", &c), ("authorization", "Basic YWRtaW46YWRtaW4=")],
+            false,
+        )
+        .await;
     }
     assert_eq!(fixture.count(small), 4);
 
