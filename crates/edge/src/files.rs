@@ -90,12 +90,7 @@ pub async fn serve(
     mut headers: HeaderMap,
 ) -> Response<Body> {
     let len = meta.len();
-    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-    let secs = mtime
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let etag = format!("\"{len:x}-{secs:x}\"");
+    let (etag, secs) = validators(meta);
     headers.insert(
         header::ETAG,
         HeaderValue::from_str(&etag).expect("hex is a valid header"),
@@ -149,6 +144,17 @@ pub async fn serve(
             )
         }
     }
+}
+
+/// The strong ETag (size and mtime) and the mtime in seconds of a file.
+pub(crate) fn validators(meta: &std::fs::Metadata) -> (String, u64) {
+    let secs = meta
+        .modified()
+        .unwrap_or(UNIX_EPOCH)
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    (format!("\"{:x}-{secs:x}\"", meta.len()), secs)
 }
 
 fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {

@@ -23,6 +23,7 @@ pub mod response_buffer;
 pub mod server;
 pub mod spool;
 pub mod stage;
+pub mod static_variants;
 pub mod upstream;
 pub mod websocket;
 

@@ -269,7 +269,7 @@ async fn phases(
         Route::Static { module, file }
             if req.method() == Method::GET || req.method() == Method::HEAD =>
         {
-            if let Some(res) = static_file(&site, &module, &file, &req).await {
+            if let Some(res) = static_file(&site, &module, &file, &req, shared).await {
                 return res;
             }
             let (parts, incoming) = req.into_parts();
@@ -518,12 +518,13 @@ const LOGIN_ANSWER_MAX: usize = 1024 * 1024;
 const INSPECT: usize = 8 * 1024 * 1024;
 
 /// 5 static: `/<module>/static/<file>` from the first addons_path entry
-/// that has it.
+/// that has it; compressed once per encoding (`static_variants`).
 async fn static_file(
     site: &SiteRuntime,
     module: &str,
     file: &str,
     req: &Request<Incoming>,
+    shared: &Shared,
 ) -> Option<Response<Body>> {
     for root in &site.config.addons_path {
         let dir = root.join(module).join("static");
@@ -538,6 +539,25 @@ async fn static_file(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=604800"),
             );
+            let accepted = site
+                .config
+                .compression
+                .then(|| compress::negotiate(req.headers().get(header::ACCEPT_ENCODING)))
+                .flatten();
+            let variants = &shared.static_variants;
+            if let Some(r) = variants
+                .serve(
+                    &path,
+                    &meta,
+                    req.method(),
+                    req.headers(),
+                    headers.clone(),
+                    accepted,
+                )
+                .await
+            {
+                return Some(r);
+            }
             return Some(files::serve(&path, &meta, req.method(), req.headers(), headers).await);
         }
     }

@@ -88,6 +88,8 @@ pub struct Shared {
     pub conn_cap: Arc<crate::conn_cap::ConnCap>,
     /// Odoo's immutable public answers, kept across reloads.
     pub cache: Arc<crate::cache::Cache>,
+    /// Compressed static files, made once per (file, encoding).
+    pub static_variants: crate::static_variants::StaticVariants,
 }
 
 /// What a request knows about its connection.
@@ -304,6 +306,7 @@ impl Edge {
             spool,
             conn_cap: Arc::default(),
             cache,
+            static_variants: Default::default(),
         });
         Ok(Edge {
             shared,

@@ -26,7 +26,7 @@
 
 pub mod answer;
 pub mod policy;
-mod variants;
+pub(crate) mod variants;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

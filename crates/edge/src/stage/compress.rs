@@ -17,7 +17,7 @@ use tokio_util::io::{ReaderStream, StreamReader};
 
 use crate::body::{Body, BoxError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Encoding {
     Zstd,
     Brotli,
