@@ -78,20 +78,10 @@ pub async fn handle(
 
     // 7a cache
     if let (Some(fill), Some(site)) = (ctx.cache_fill.take(), &ctx.site) {
-        let c = &site.config;
-        let (upstream_time, timeout) = (ctx.upstream_time, c.timeout.get());
-        res = cache::keep(
-            res,
-            fill,
-            &shared.cache,
-            &c.cache,
-            c.compression,
-            encoding,
-            upstream_time,
-            timeout,
-        )
-        .await;
+        let up = ctx.upstream_time;
+        res = cache::keep(res, fill, &shared.cache, &site.config, encoding, up).await;
     }
+
     // 7 response (every response, whoever made it)
     match &ctx.site {
         Some(site) => {

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 
 use crate::body::{Body, BoxError};
 use crate::cache::{Cache, Candidate, Entry, FillGuard, Lookup, answer, policy};
-use crate::config::CacheConfig;
+use crate::config::{CacheConfig, SiteConfig};
 use crate::stage::compress;
 use crate::stage::normalize::CanonicalPath;
 
@@ -94,12 +94,11 @@ pub async fn keep(
     res: Response<Body>,
     fill: FillGuard,
     cache: &Arc<Cache>,
-    cfg: &CacheConfig,
-    compression: bool,
+    site: &SiteConfig,
     accepted: Option<compress::Encoding>,
     upstream_time: Option<Duration>,
-    read_timeout: Duration,
 ) -> Response<Body> {
+    let (cfg, read_timeout) = (&site.cache, site.timeout.get());
     let Some(upstream_time) = upstream_time else {
         return res;
     };
@@ -180,7 +179,7 @@ pub async fn keep(
         fill: true,
     };
     drop(fill);
-    let accepted = if compression { accepted } else { None };
+    let accepted = if site.compression { accepted } else { None };
     serve(
         cache,
         &c,
