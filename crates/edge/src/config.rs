@@ -327,6 +327,9 @@ pub struct CacheConfig {
     pub max_entry: ByteSize,
     /// Only answers Odoo lets shared caches keep at least this long.
     pub min_max_age: Duration,
+    /// Bytes this site's entries may also hold on disk, under
+    /// `<state_dir>/cache`, kept across restarts ("0": memory only).
+    pub disk: ByteSize,
 }
 
 impl Default for CacheConfig {
@@ -336,6 +339,7 @@ impl Default for CacheConfig {
             max_memory: ByteSize::mib(128),
             max_entry: ByteSize::mib(16),
             min_max_age: Duration::from_secs(86_400),
+            disk: ByteSize(0),
         }
     }
 }

@@ -282,7 +282,15 @@ impl Edge {
             "Bytes of request and response bodies written to spool files",
             spool.written.clone(),
         );
-        let cache = Arc::new(crate::cache::Cache::default());
+        let cache = if cfg.sites.iter().any(|s| s.cache.disk.get() > 0) {
+            let dir = cfg.state_dir.join("cache");
+            crate::cache::Cache::with_disk(&dir).map_err(|e| {
+                EdgeError(format!("cache.disk: cannot prepare {}: {e}", dir.display()))
+            })?
+        } else {
+            crate::cache::Cache::default()
+        };
+        let cache = Arc::new(cache);
         cache.metrics.register(&mut registry);
         let https = bind("https", cfg.listen.https).await?;
         let http = match cfg.listen.http {

@@ -395,3 +395,54 @@ async fn poisoning_attempts_neither_store_nor_serve_another_answer() {
     }
     assert_eq!(fixture.count(BUNDLE), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disk_tier_keeps_entries_across_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let fixture = OdooFixture::start().await;
+    let mut r = start(&fixture, "\n[site.cache]\ndisk = \"64MiB\"\n").await;
+    let (sid, _) = fixture.login_form_session();
+    let c = format!("session_id={sid}");
+    let want = OdooFixture::bundle_body(BUNDLE);
+    assert_eq!(get(&r, BUNDLE, &[("cookie", &c)], false).await.body, want);
+    let dir = r.state_dir.join("cache");
+    // Written off the request's path: wait for the file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let file = loop {
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        if let [f] = files.as_slice()
+            && !f.file_name().unwrap().to_string_lossy().starts_with('.')
+        {
+            break f.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no cache file in {}",
+            dir.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // A half-written file left by a crash is removed at start.
+    std::fs::write(dir.join(".tmp-crashed"), b"rampart-cache 1\n{").unwrap();
+
+    r.restart().await;
+    for h2 in [false, true] {
+        let res = get(&r, BUNDLE, &[("cookie", &c)], h2).await;
+        assert_eq!(res.body, want);
+    }
+    assert_eq!(fixture.count(BUNDLE), 1, "fetched again after the restart");
+    assert!(!dir.join(".tmp-crashed").exists());
+
+    // A body damaged on disk is never served: fetched from Odoo again.
+    r.restart().await;
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+    assert_eq!(get(&r, BUNDLE, &[("cookie", &c)], false).await.body, want);
+    assert_eq!(fixture.count(BUNDLE), 2);
+}

@@ -23,8 +23,12 @@
 //! Served from an entry: ETag/If-None-Match and Last-Modified →
 //! 304, one byte range → 206 (416 when unsatisfiable), and a compressed
 //! variant per encoding made once (`variants`) and kept with the entry.
+//! With `disk`, entries are also written under `<state_dir>/cache`
+//! (`disk`) and read back after a restart or an eviction from memory.
 
 pub mod answer;
+pub mod disk;
+mod metrics;
 pub mod policy;
 pub(crate) mod variants;
 
@@ -34,14 +38,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::config::CacheConfig;
 use crate::metrics::SiteLabels;
+pub use metrics::CacheMetrics;
 pub use policy::{Candidate, Key};
 
 /// One kept answer.
@@ -73,52 +74,6 @@ struct Slot {
     size: u64,
 }
 
-/// Bytes, entries and counters, per site and in total.
-#[derive(Clone, Default)]
-pub struct CacheMetrics {
-    pub hits: Family<SiteLabels, Counter>,
-    pub misses: Family<SiteLabels, Counter>,
-    pub evictions: Family<SiteLabels, Counter>,
-    pub bytes: Family<SiteLabels, Gauge>,
-    pub entries: Family<SiteLabels, Gauge>,
-    pub saved_seconds: Family<SiteLabels, Counter<f64>>,
-}
-
-impl CacheMetrics {
-    pub fn register(&self, r: &mut Registry) {
-        r.register(
-            "rampart_cache_hits",
-            "Requests answered from the edge cache",
-            self.hits.clone(),
-        );
-        r.register(
-            "rampart_cache_misses",
-            "Cacheable requests that went to Odoo",
-            self.misses.clone(),
-        );
-        r.register(
-            "rampart_cache_evictions",
-            "Entries dropped to stay within max_memory",
-            self.evictions.clone(),
-        );
-        r.register(
-            "rampart_cache_bytes",
-            "Bytes held by the edge cache (bodies and compressed variants)",
-            self.bytes.clone(),
-        );
-        r.register(
-            "rampart_cache_entries",
-            "Entries in the edge cache",
-            self.entries.clone(),
-        );
-        r.register(
-            "rampart_cache_odoo_seconds_saved",
-            "Odoo worker-seconds saved: for each hit, the time Odoo took for the original fetch",
-            self.saved_seconds.clone(),
-        );
-    }
-}
-
 #[derive(Default)]
 struct SiteStore {
     entries: HashMap<Key, Slot>,
@@ -140,6 +95,8 @@ struct Inner {
 pub struct Cache {
     inner: Mutex<Inner>,
     pub metrics: CacheMetrics,
+    /// The disk tier, when the state directory could hold one.
+    disk: Option<Arc<disk::Disk>>,
 }
 
 /// What a lookup found.
@@ -175,15 +132,48 @@ impl Drop for FillGuard {
 const COALESCE_WAIT: Duration = Duration::from_secs(10);
 
 impl Cache {
-    /// Finds `c.key`; on a miss the first fillable request fetches it and
-    /// the others wait for that fetch (bounded) and look again.
-    pub async fn lookup(self: &Arc<Self>, c: &Candidate) -> Lookup {
+    /// A cache whose disk tier lives in `dir` (opened and cleaned now).
+    pub fn with_disk(dir: &std::path::Path) -> std::io::Result<Cache> {
+        Ok(Cache {
+            disk: Some(Arc::new(disk::Disk::open(dir)?)),
+            ..Cache::default()
+        })
+    }
+
+    /// An entry of the disk tier, read back off the async threads and put
+    /// in memory.
+    async fn read_back(&self, key: &Key, cfg: &CacheConfig) -> Option<Arc<Entry>> {
+        let disk = self
+            .disk
+            .clone()
+            .filter(|d| cfg.disk.get() > 0 && d.contains(key))?;
+        let k = key.clone();
+        let (meta, body) = tokio::task::spawn_blocking(move || disk.load(&k))
+            .await
+            .ok()??;
+        let entry = Arc::new(Entry {
+            headers: meta.header_map(),
+            etag: meta.etag.clone(),
+            last_modified: meta.last_modified,
+            upstream_time: Duration::from_millis(meta.upstream_ms),
+            expires: Instant::now() + meta.remaining()?,
+            body,
+            variants: variants::Variants::default(),
+        });
+        self.put(key, cfg, entry.clone());
+        Some(entry)
+    }
+
+    /// Finds `c.key` (in memory, then on disk); on a miss the first
+    /// fillable request fetches it and the others wait for that fetch
+    /// (bounded) and look again.
+    pub async fn lookup(self: &Arc<Self>, c: &Candidate, cfg: &CacheConfig) -> Lookup {
         let site = SiteLabels {
             site: c.key.site.clone(),
         };
         let mut waited = false;
         loop {
-            let wait = {
+            let unfetched = {
                 let mut inner = self.inner.lock().unwrap();
                 if let Some(e) = inner.get(&c.key) {
                     self.metrics.hits.get_or_create(&site).inc();
@@ -194,6 +184,18 @@ impl Cache {
                     return Lookup::Hit(e);
                 }
                 self.sync_gauges(&inner, &c.key.site);
+                !inner.filling.contains_key(&c.key)
+            };
+            if unfetched && let Some(e) = self.read_back(&c.key, cfg).await {
+                self.metrics.hits.get_or_create(&site).inc();
+                self.metrics
+                    .saved_seconds
+                    .get_or_create(&site)
+                    .inc_by(e.upstream_time.as_secs_f64());
+                return Lookup::Hit(e);
+            }
+            let wait = {
+                let mut inner = self.inner.lock().unwrap();
                 match inner.filling.get(&c.key) {
                     Some(rx) if !waited => rx.clone(),
                     Some(_) => {
@@ -246,30 +248,57 @@ impl Cache {
             expires: Instant::now() + max_age,
             variants: variants::Variants::default(),
         });
+        self.put(&guard.key, cfg, entry.clone());
+        if let Some(disk) = self.disk.clone().filter(|_| cfg.disk.get() > 0) {
+            let meta = disk::Meta {
+                site: guard.key.site.clone(),
+                host: guard.key.host.clone(),
+                target: guard.key.target.clone(),
+                headers: entry
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                    .collect(),
+                etag: entry.etag.clone(),
+                last_modified: entry.last_modified,
+                upstream_ms: upstream_time.as_millis() as u64,
+                expires: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+                    + max_age.as_secs(),
+                body_len: entry.body.len() as u64,
+                body_sha256: disk::sha256_hex(&entry.body),
+            };
+            let (body, max) = (entry.body.clone(), cfg.disk.get());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = disk.store(&meta, &body, max) {
+                    tracing::warn!(target = %meta.target, error = %e, "cache: cannot write a disk entry");
+                }
+            });
+        }
+        entry
+    }
+
+    /// Puts `entry` in memory under `key`, evicting the site's least
+    /// recently used entries beyond `cfg.max_memory`.
+    fn put(&self, key: &Key, cfg: &CacheConfig, entry: Arc<Entry>) {
         let mut inner = self.inner.lock().unwrap();
         let tick = inner.next_tick();
-        let site = inner.sites.entry(guard.key.site.clone()).or_default();
-        site.remove(&guard.key);
+        let site = inner.sites.entry(key.site.clone()).or_default();
+        site.remove(key);
         let size = entry.body.len() as u64 + Entry::OVERHEAD;
         site.bytes += size;
-        site.entries.insert(
-            guard.key.clone(),
-            Slot {
-                entry: entry.clone(),
-                tick,
-                size,
-            },
-        );
-        site.order.insert(tick, guard.key.clone());
+        site.entries.insert(key.clone(), Slot { entry, tick, size });
+        site.order.insert(tick, key.clone());
         let evicted = site.evict_to(cfg.max_memory.get());
         self.metrics
             .evictions
             .get_or_create(&SiteLabels {
-                site: guard.key.site.clone(),
+                site: key.site.clone(),
             })
             .inc_by(evicted);
-        self.sync_gauges(&inner, &guard.key.site);
-        entry
+        self.sync_gauges(&inner, &key.site);
     }
 
     /// A compressed variant of `entry` for `enc`, made once (off the async
@@ -306,6 +335,13 @@ impl Cache {
     /// Drops the entries of `site` (all sites when `None`) whose target
     /// starts with `prefix`; returns how many.
     pub fn purge(&self, site: Option<&str>, prefix: &str) -> usize {
+        let mut on_disk: std::collections::HashSet<Key> = std::collections::HashSet::new();
+        if let Some(disk) = &self.disk {
+            for k in disk.keys(site, prefix) {
+                disk.remove(&k);
+                on_disk.insert(k);
+            }
+        }
         let mut inner = self.inner.lock().unwrap();
         let mut dropped = 0;
         let names: Vec<String> = inner.sites.keys().cloned().collect();
@@ -322,11 +358,13 @@ impl Cache {
                 .collect();
             for k in doomed {
                 store.remove(&k);
-                dropped += 1;
+                if !on_disk.contains(&k) {
+                    dropped += 1;
+                }
             }
             self.sync_gauges(&inner, &name);
         }
-        dropped
+        dropped + on_disk.len()
     }
 
     /// Per site: entries, bytes, hits, misses, evictions, seconds saved.
@@ -339,10 +377,14 @@ impl Cache {
             .map(|name| {
                 let s = &inner.sites[name];
                 let l = SiteLabels { site: name.clone() };
+                let (disk_entries, disk_bytes) =
+                    self.disk.as_ref().map_or((0, 0), |d| d.usage(name));
                 serde_json::json!({
                     "site": name,
                     "entries": s.entries.len(),
                     "bytes": s.bytes,
+                    "disk_entries": disk_entries,
+                    "disk_bytes": disk_bytes,
                     "hits": self.metrics.hits.get_or_create(&l).get(),
                     "misses": self.metrics.misses.get_or_create(&l).get(),
                     "evictions": self.metrics.evictions.get_or_create(&l).get(),
@@ -438,7 +480,7 @@ mod tests {
     }
 
     async fn put(cache: &Arc<Cache>, target: &str, len: usize, max: u64) {
-        let Lookup::Fill(g) = cache.lookup(&cand(target)).await else {
+        let Lookup::Fill(g) = cache.lookup(&cand(target), &CacheConfig::default()).await else {
             panic!("expected a fill for {target}");
         };
         cache.insert(
@@ -461,12 +503,21 @@ mod tests {
         put(&cache, "/b", 1000, max).await;
         put(&cache, "/c", 1000, max).await;
         // /a used: /b is now the least recently used.
-        assert!(matches!(cache.lookup(&cand("/a")).await, Lookup::Hit(_)));
+        assert!(matches!(
+            cache.lookup(&cand("/a"), &CacheConfig::default()).await,
+            Lookup::Hit(_)
+        ));
         put(&cache, "/d", 1000, max).await;
-        assert!(matches!(cache.lookup(&cand("/b")).await, Lookup::Fill(_)));
+        assert!(matches!(
+            cache.lookup(&cand("/b"), &CacheConfig::default()).await,
+            Lookup::Fill(_)
+        ));
         for t in ["/a", "/c", "/d"] {
             assert!(
-                matches!(cache.lookup(&cand(t)).await, Lookup::Hit(_)),
+                matches!(
+                    cache.lookup(&cand(t), &CacheConfig::default()).await,
+                    Lookup::Hit(_)
+                ),
                 "{t}"
             );
         }
@@ -479,12 +530,16 @@ mod tests {
     #[tokio::test]
     async fn one_fetch_at_a_time_per_key() {
         let cache = Arc::new(Cache::default());
-        let Lookup::Fill(g) = cache.lookup(&cand("/a")).await else {
+        let Lookup::Fill(g) = cache.lookup(&cand("/a"), &CacheConfig::default()).await else {
             panic!("first is a fill");
         };
         let c2 = cache.clone();
-        let waiter =
-            tokio::spawn(async move { matches!(c2.lookup(&cand("/a")).await, Lookup::Hit(_)) });
+        let waiter = tokio::spawn(async move {
+            matches!(
+                c2.lookup(&cand("/a"), &CacheConfig::default()).await,
+                Lookup::Hit(_)
+            )
+        });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
             !waiter.is_finished(),
@@ -510,12 +565,16 @@ mod tests {
     #[tokio::test]
     async fn a_failed_fill_lets_waiters_through() {
         let cache = Arc::new(Cache::default());
-        let Lookup::Fill(g) = cache.lookup(&cand("/a")).await else {
+        let Lookup::Fill(g) = cache.lookup(&cand("/a"), &CacheConfig::default()).await else {
             panic!("first is a fill");
         };
         let c2 = cache.clone();
-        let waiter =
-            tokio::spawn(async move { matches!(c2.lookup(&cand("/a")).await, Lookup::Pass) });
+        let waiter = tokio::spawn(async move {
+            matches!(
+                c2.lookup(&cand("/a"), &CacheConfig::default()).await,
+                Lookup::Pass
+            )
+        });
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(g);
         assert!(waiter.await.unwrap());

@@ -38,7 +38,7 @@ pub async fn lookup<B>(
     let Some(c) = candidate(site, cfg, req, path) else {
         return Found::No;
     };
-    match cache.lookup(&c).await {
+    match cache.lookup(&c, cfg).await {
         Lookup::Hit(e) => {
             let accepted = compression
                 .then(|| compress::negotiate(req.headers().get(header::ACCEPT_ENCODING)))
