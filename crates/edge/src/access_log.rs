@@ -26,6 +26,8 @@ pub struct Entry {
     pub upstream: String,
     pub duration: Duration,
     pub upstream_duration: Option<Duration>,
+    /// `hit` or `miss` for requests the edge cache may answer.
+    pub cache: Option<&'static str>,
 }
 
 /// Lines wait in memory for the writer thread, which wakes every
@@ -192,7 +194,7 @@ fn quote(s: &str) -> String {
 
 fn combined(e: &Entry) -> String {
     format!(
-        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" site={} upstream={} rt={:.3} urt={}\n",
+        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" site={} upstream={} rt={:.3} urt={}{}\n",
         e.client,
         clf_time(e.time),
         quote(&e.method),
@@ -208,6 +210,7 @@ fn combined(e: &Entry) -> String {
         e.upstream_duration
             .map(|d| format!("{:.3}", d.as_secs_f64()))
             .unwrap_or_else(|| "-".into()),
+        e.cache.map(|c| format!(" cache={c}")).unwrap_or_default(),
     )
 }
 
@@ -226,6 +229,7 @@ fn json(e: &Entry) -> String {
         "upstream": e.upstream,
         "duration_ms": e.duration.as_secs_f64() * 1000.0,
         "upstream_ms": e.upstream_duration.map(|d| d.as_secs_f64() * 1000.0),
+        "cache": e.cache,
     })
     .to_string();
     s.push('\n');
@@ -284,6 +288,7 @@ mod tests {
             upstream: "127.0.0.1:8069".into(),
             duration: Duration::from_millis(12),
             upstream_duration: Some(Duration::from_millis(10)),
+            cache: None,
         }
     }
 

@@ -184,6 +184,9 @@ pub struct SiteConfig {
     pub compression: bool,
     #[serde(default)]
     pub headers: SecurityHeaders,
+    /// `[site.cache]`: Odoo's immutable public assets kept at the edge.
+    #[serde(default)]
+    pub cache: CacheConfig,
     #[serde(default)]
     pub health_check: HealthCheck,
     #[serde(default)]
@@ -238,6 +241,7 @@ impl SiteConfig {
             session_cookies: default_session_cookies(),
             compression: true,
             headers: SecurityHeaders::default(),
+            cache: CacheConfig::default(),
             health_check: HealthCheck::default(),
             database_manager: DatabaseManager::default(),
         }
@@ -306,6 +310,36 @@ impl Default for SecurityHeaders {
             referrer_policy: "strict-origin-when-cross-origin".into(),
             permissions_policy: "camera=(), microphone=(), geolocation=(), payment=()".into(),
             content_security_policy: "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline' https:; img-src 'self' data: blob: https:; font-src 'self' data: https:; media-src 'self' blob: https:; connect-src 'self' wss: https:; frame-src 'self' https:; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'".into(),
+        }
+    }
+}
+
+/// `[site.cache]`: the edge cache of Odoo's immutable public answers
+/// (`crate::cache` says what is kept and why that is safe).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Memory all of this site's entries (and their compressed variants)
+    /// may hold; the least recently used go first.
+    pub max_memory: ByteSize,
+    /// Larger answers are passed through, never kept.
+    pub max_entry: ByteSize,
+    /// Only answers Odoo lets shared caches keep at least this long.
+    pub min_max_age: Duration,
+    /// Bytes this site's entries may also hold on disk, under
+    /// `<state_dir>/cache`, kept across restarts ("0": memory only).
+    pub disk: ByteSize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            max_memory: ByteSize::mib(128),
+            max_entry: ByteSize::mib(16),
+            min_max_age: Duration::from_secs(86_400),
+            disk: ByteSize(0),
         }
     }
 }
@@ -403,6 +437,15 @@ pub fn validate_sites(sites: &[SiteConfig]) -> Result<(), (String, String)> {
                     format!("{p:?} is not a path prefix: write e.g. \"/web/binary/upload\""),
                 ));
             }
+        }
+        if site.cache.max_entry.get() > site.cache.max_memory.get() {
+            return Err((
+                key("cache.max_entry"),
+                format!(
+                    "{} is larger than cache.max_memory ({}): no entry could ever be kept",
+                    site.cache.max_entry, site.cache.max_memory
+                ),
+            ));
         }
         if site.health_check.fall == 0 || site.health_check.rise == 0 {
             return Err((

@@ -90,12 +90,7 @@ pub async fn serve(
     mut headers: HeaderMap,
 ) -> Response<Body> {
     let len = meta.len();
-    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-    let secs = mtime
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let etag = format!("\"{len:x}-{secs:x}\"");
+    let (etag, secs) = validators(meta);
     headers.insert(
         header::ETAG,
         HeaderValue::from_str(&etag).expect("hex is a valid header"),
@@ -151,6 +146,17 @@ pub async fn serve(
     }
 }
 
+/// The strong ETag (size and mtime) and the mtime in seconds of a file.
+pub(crate) fn validators(meta: &std::fs::Metadata) -> (String, u64) {
+    let secs = meta
+        .modified()
+        .unwrap_or(UNIX_EPOCH)
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    (format!("\"{:x}-{secs:x}\"", meta.len()), secs)
+}
+
 fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -169,7 +175,7 @@ async fn open_range(path: &Path, start: u64, count: u64) -> io::Result<Body> {
     Ok(StreamBody::new(stream).boxed_unsync())
 }
 
-fn not_modified(req: &HeaderMap, etag: &str, mtime_secs: u64) -> bool {
+pub(crate) fn not_modified(req: &HeaderMap, etag: &str, mtime_secs: u64) -> bool {
     if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         // Weak comparison: a compressed copy carries W/"...".
         return inm
@@ -191,7 +197,7 @@ fn not_modified(req: &HeaderMap, etag: &str, mtime_secs: u64) -> bool {
     false
 }
 
-enum RangeAnswer {
+pub(crate) enum RangeAnswer {
     Full,
     Partial(u64, u64),
     Unsatisfiable,
@@ -199,7 +205,12 @@ enum RangeAnswer {
 
 /// One `bytes=` range; several ranges are answered with the whole file
 /// (allowed, and multipart answers are a known source of bugs).
-fn requested_range(req: &HeaderMap, etag: &str, mtime_secs: u64, len: u64) -> RangeAnswer {
+pub(crate) fn requested_range(
+    req: &HeaderMap,
+    etag: &str,
+    mtime_secs: u64,
+    len: u64,
+) -> RangeAnswer {
     let Some(spec) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return RangeAnswer::Full;
     };

@@ -9,6 +9,7 @@ pub mod access_log;
 pub mod admin;
 pub mod body;
 pub mod body_memory;
+pub mod cache;
 pub mod config;
 pub mod conn_cap;
 pub mod files;
@@ -22,6 +23,7 @@ pub mod response_buffer;
 pub mod server;
 pub mod spool;
 pub mod stage;
+pub mod static_variants;
 pub mod upstream;
 pub mod websocket;
 

@@ -8,8 +8,10 @@
 //!  2 site     by Host; unknown → 421; the TLS certificate's site only; Odoo gets the judged Host, origin-form
 //!  3 plain    HTTP listener: ACME HTTP-01 token, else 308 to https
 //!  4 guard    bans, rate limits, login budget
+//!  5a cache   Odoo's immutable public answers (bundles, unique-token images) from the edge cache
 //!  5 route    database manager (blocked unless allowed) · websocket · static · internal · Odoo
 //!  6 upstream body received whole, hop-by-hop stripped, X-Forwarded-* set, a fair-queued slot on a capped pool
+//!  7a cache   a cacheable miss's answer kept when Odoo marked it public and long-lived
 //!  7 response Odoo's answer read at Odoo's pace (slot freed then), X-Accel-Redirect, hop-by-hop, cookies, security headers, Server, compression
 //!  8 login    outcome of login attempts fed back to the guard
 //!  9 log      access log line and metrics when the body is done
@@ -33,7 +35,7 @@ use crate::metrics::{RequestLabels, SiteLabels};
 use crate::server::{ConnInfo, Runtime, Shared, SiteRuntime};
 use crate::stage::request_body::{self, BodyError, Prepared, Received};
 use crate::stage::route::{self, Route};
-use crate::stage::{accel, compress, exchange, plain_http, respond, site};
+use crate::stage::{accel, cache, compress, exchange, plain_http, respond, site};
 use crate::stage::{inspect_budget, normalize};
 use crate::upstream::{Pool, Refused};
 use crate::{files, pages, response_buffer, websocket};
@@ -44,6 +46,10 @@ struct Ctx {
     site: Option<Arc<SiteRuntime>>,
     upstream: Option<String>,
     upstream_time: Option<std::time::Duration>,
+    /// `hit` or `miss` when the edge cache could answer this request.
+    cache: Option<&'static str>,
+    /// Set when this request fetches a cache entry (stage 7a keeps it).
+    cache_fill: Option<crate::cache::FillGuard>,
 }
 
 pub async fn handle(
@@ -62,11 +68,19 @@ pub async fn handle(
         site: None,
         upstream: None,
         upstream_time: None,
+        cache: None,
+        cache_fill: None,
     };
     let line = RequestLine::of(&req);
     let encoding = compress::negotiate(req.headers().get(header::ACCEPT_ENCODING));
 
     let mut res = phases(req, conn.clone(), &shared, &rt, &mut ctx).await;
+
+    // 7a cache
+    if let (Some(fill), Some(site)) = (ctx.cache_fill.take(), &ctx.site) {
+        let up = ctx.upstream_time;
+        res = cache::keep(res, fill, &shared.cache, &site.config, encoding, up).await;
+    }
 
     // 7 response (every response, whoever made it)
     match &ctx.site {
@@ -190,6 +204,29 @@ async fn phases(
         return refusal;
     }
 
+    // 5a cache
+    let c = &site.config;
+    match cache::lookup(
+        &shared.cache,
+        &site.name,
+        &c.cache,
+        c.compression,
+        &req,
+        &path,
+    )
+    .await
+    {
+        cache::Found::No => {}
+        cache::Found::Hit(res) => {
+            ctx.cache = Some("hit");
+            return res;
+        }
+        cache::Found::Miss(fill) => {
+            ctx.cache = Some("miss");
+            ctx.cache_fill = fill;
+        }
+    }
+
     // 5 route
     let allowed_db = site
         .config
@@ -230,7 +267,7 @@ async fn phases(
         Route::Static { module, file }
             if req.method() == Method::GET || req.method() == Method::HEAD =>
         {
-            if let Some(res) = static_file(&site, &module, &file, &req).await {
+            if let Some(res) = static_file(&site, &module, &file, &req, shared).await {
                 return res;
             }
             let (parts, incoming) = req.into_parts();
@@ -468,12 +505,13 @@ async fn read_small(mut b: Body) -> Option<Bytes> {
 const INSPECT: usize = 8 * 1024 * 1024;
 
 /// 5 static: `/<module>/static/<file>` from the first addons_path entry
-/// that has it.
+/// that has it; compressed once per encoding (`static_variants`).
 async fn static_file(
     site: &SiteRuntime,
     module: &str,
     file: &str,
     req: &Request<Incoming>,
+    shared: &Shared,
 ) -> Option<Response<Body>> {
     for root in &site.config.addons_path {
         let dir = root.join(module).join("static");
@@ -488,6 +526,25 @@ async fn static_file(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=604800"),
             );
+            let accepted = site
+                .config
+                .compression
+                .then(|| compress::negotiate(req.headers().get(header::ACCEPT_ENCODING)))
+                .flatten();
+            let variants = &shared.static_variants;
+            if let Some(r) = variants
+                .serve(
+                    &path,
+                    &meta,
+                    req.method(),
+                    req.headers(),
+                    headers.clone(),
+                    accepted,
+                )
+                .await
+            {
+                return Some(r);
+            }
             return Some(files::serve(&path, &meta, req.method(), req.headers(), headers).await);
         }
     }
@@ -1043,6 +1100,7 @@ fn finish(
     let client = ctx.client;
     let upstream = ctx.upstream.unwrap_or_default();
     let upstream_time = ctx.upstream_time;
+    let cache = ctx.cache;
     let (parts, body) = res.into_parts();
     let on_end = move |bytes: u64, _complete: bool| {
         conn.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -1061,6 +1119,7 @@ fn finish(
             upstream,
             duration: started.elapsed(),
             upstream_duration: upstream_time,
+            cache,
         });
     };
     Response::from_parts(parts, body::boxed(Observed::new(body, on_end)))

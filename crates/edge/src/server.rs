@@ -86,6 +86,10 @@ pub struct Shared {
     pub spool: Arc<Spool>,
     /// Open connections per client address.
     pub conn_cap: Arc<crate::conn_cap::ConnCap>,
+    /// Odoo's immutable public answers, kept across reloads.
+    pub cache: Arc<crate::cache::Cache>,
+    /// Compressed static files, made once per (file, encoding).
+    pub static_variants: crate::static_variants::StaticVariants,
 }
 
 /// What a request knows about its connection.
@@ -278,6 +282,16 @@ impl Edge {
             "Bytes of request and response bodies written to spool files",
             spool.written.clone(),
         );
+        let cache = if cfg.sites.iter().any(|s| s.cache.disk.get() > 0) {
+            let dir = cfg.state_dir.join("cache");
+            crate::cache::Cache::with_disk(&dir).map_err(|e| {
+                EdgeError(format!("cache.disk: cannot prepare {}: {e}", dir.display()))
+            })?
+        } else {
+            crate::cache::Cache::default()
+        };
+        let cache = Arc::new(cache);
+        cache.metrics.register(&mut registry);
         let https = bind("https", cfg.listen.https).await?;
         let http = match cfg.listen.http {
             Some(a) => Some(bind("http", a).await?),
@@ -299,6 +313,8 @@ impl Edge {
             force_close: CancellationToken::new(),
             spool,
             conn_cap: Arc::default(),
+            cache,
+            static_variants: Default::default(),
         });
         Ok(Edge {
             shared,

@@ -53,6 +53,8 @@ enum Command {
     Certs(cmd::certs::CertsArgs),
     /// List, add or remove bans on the running server.
     Bans(cmd::guard::BansArgs),
+    /// The running server's edge cache: stats, purge.
+    Cache(cmd::cache::CacheArgs),
     /// Print a fail2ban filter and jail for Odoo's own log.
     Fail2ban(cmd::guard::Fail2banArgs),
     /// Size Odoo's workers and memory limits for a machine.
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
         Command::Reload(a) => cmd::serve::reload(config, a),
         Command::Certs(a) => cmd::certs::run(config, a),
         Command::Bans(a) => cmd::guard::bans(config, a),
+        Command::Cache(a) => cmd::cache::run(config, a),
         Command::Fail2ban(a) => cmd::guard::fail2ban(config, a),
         Command::Plan(a) => cmd::odoo::plan(a),
         Command::Passwd(a) => cmd::odoo::passwd(a),

@@ -273,3 +273,64 @@ async fn a_browser_logs_in_uploads_and_downloads_over_http2() {
 async fn a_browser_logs_in_uploads_and_downloads_over_http1() {
     browse("h1", true).await;
 }
+
+/// Issue 10: a second visitor's page load (a fresh browser, so nothing
+/// comes from the browser's own cache) gets every asset bundle from
+/// Rampart's edge cache; none reaches Odoo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_page_load_sends_no_asset_request_to_odoo() {
+    let fixture = OdooFixture::start().await;
+    let mut rampart = Rampart::start(Setup::site(Site::new(HOST, &fixture))).await;
+    let mut cold = 0;
+    for visitor in ["first", "second"] {
+        let browser = Browser::start(BrowserOptions {
+            hosts: vec![HOST.to_string()],
+            disable_http2: false,
+        })
+        .await;
+        let run = Run {
+            browser,
+            rampart,
+            name: visitor,
+        };
+        run.browser.goto(&run.rampart.url(HOST, "/web/login")).await;
+        run.element("input[name=login]").await;
+        // Every stylesheet applied (loaded, from wherever).
+        let deadline = tokio::time::Instant::now() + STEP_LIMIT;
+        let mut sheets = 0;
+        while tokio::time::Instant::now() < deadline {
+            sheets = run
+                .browser
+                .execute("return document.styleSheets.length", vec![])
+                .await
+                .as_u64()
+                .unwrap_or(0);
+            if sheets >= 60 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        run.ensure(sheets >= 60, || format!("{sheets} stylesheets loaded"))
+            .await;
+        let asked = fixture.count("/web/assets/");
+        if visitor == "first" {
+            run.ensure(asked == 60, || {
+                format!("the first page load asked Odoo for {asked} bundles, not 60")
+            })
+            .await;
+            cold = asked;
+        } else {
+            run.ensure(asked == cold, || {
+                format!(
+                    "the second page load asked Odoo for {} bundles",
+                    asked - cold
+                )
+            })
+            .await;
+            run.rampart
+                .wait_access_line(&["/web/assets/", "cache=hit"])
+                .await;
+        }
+        rampart = run.rampart;
+    }
+}

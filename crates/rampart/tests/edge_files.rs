@@ -334,3 +334,69 @@ async fn x_accel_redirect_serves_the_filestore_file() {
         "internal paths reached Odoo"
     );
 }
+
+/// Issue 10, behaviour 5: a static file is compressed once per encoding
+/// (and made again when the file changes); a precompressed `.gz` beside it
+/// is sent as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_files_are_compressed_once_and_precompressed_files_used_as_they_are() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("addons-gz");
+    let addons = addons(&dir);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"FROM THE PRECOMPRESSED FILE").unwrap();
+    write(&addons.join("web/static/src/pre.js"), app_js().as_bytes());
+    write(
+        &addons.join("web/static/src/pre.js.gz"),
+        &gz.finish().unwrap(),
+    );
+    let fixture = OdooFixture::start().await;
+    let site = Site::new("erp.test", &fixture).extra(&format!(
+        "addons_path = [{:?}]",
+        addons.display().to_string()
+    ));
+    let r = Rampart::start(Setup::site(site)).await;
+    let gunzip = |b: &[u8]| {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(b)
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    let get = async |path: &str, h: &[(&str, &str)]| {
+        r.client
+            .request("GET", &r.url("erp.test", path), h, Vec::new())
+            .await
+    };
+    let gzip = [("accept-encoding", "gzip")];
+    let a = get("/web/static/src/app.js", &gzip).await;
+    assert_eq!(a.header("content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&a.body), app_js());
+    let b = get("/web/static/src/app.js", &gzip).await;
+    assert_eq!(a.body, b.body, "the same variant");
+    let etag = a.header("etag").unwrap().to_string();
+    assert!(etag.starts_with("W/"), "{etag}");
+    let nm = get(
+        "/web/static/src/app.js",
+        &[("accept-encoding", "gzip"), ("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(nm.status, 304);
+    // The module is upgraded: a new size and mtime, a new variant.
+    let newer = app_js() + "// upgraded\n";
+    write(&addons.join("web/static/src/app.js"), newer.as_bytes());
+    let c = get("/web/static/src/app.js", &gzip).await;
+    assert_eq!(gunzip(&c.body), newer);
+
+    let p = get("/web/static/src/pre.js", &gzip).await;
+    assert_eq!(p.header("content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&p.body), "FROM THE PRECOMPRESSED FILE");
+    assert_eq!(
+        p.header("content-type"),
+        Some("application/javascript; charset=utf-8")
+    );
+    // Without gzip accepted: the file itself.
+    let plain = get("/web/static/src/pre.js", &[]).await;
+    assert_eq!(plain.text(), app_js());
+    assert_eq!(fixture.count("/web/static/"), 0);
+}

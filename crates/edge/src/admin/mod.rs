@@ -1,7 +1,8 @@
 //! The admin listener (loopback or a Unix socket): `/` the status page,
 //! `/v1/status` its data as JSON, `/metrics` for Prometheus, `/healthz`
 //! for load balancers and systemd checks, and the `/v1/...` API that
-//! `rampart bans`, `rampart certs renew` and `rampart reload` talk to.
+//! `rampart bans`, `rampart certs renew`, `rampart reload` and
+//! `rampart cache` talk to.
 //! No TLS: keep it on loopback or a Unix socket, or behind an SSH tunnel
 //! or VPN with `admin_token_file` set. Who may do what: access.rs.
 
@@ -170,12 +171,16 @@ async fn handle(req: Request<Incoming>, admin: &Admin) -> Response<Body> {
             return json(StatusCode::OK, serde_json::to_value(&s).expect("status"));
         }
         (true, "/metrics") => return metrics(&admin.shared),
+        (true, "/v1/cache") => return json(StatusCode::OK, admin.shared.cache.stats()),
         _ => {}
     }
     let body = match collect(body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
+    if (parts.method.as_str(), path) == ("POST", "/v1/cache/purge") {
+        return purge(&admin.shared, &body);
+    }
     let method = if parts.method == http::Method::HEAD {
         "GET"
     } else {
@@ -188,6 +193,43 @@ async fn handle(req: Request<Incoming>, admin: &Admin) -> Response<Body> {
         }
     }
     pages::error(StatusCode::NOT_FOUND, "No such admin endpoint.")
+}
+
+/// `{"site": "erp.example.com", "prefix": "/web/assets/"}`, both optional.
+fn purge(shared: &Shared, body: &[u8]) -> Response<Body> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Purge {
+        site: Option<String>,
+        prefix: Option<String>,
+    }
+    let p: Purge = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                &format!("purge takes {{\"site\": ..., \"prefix\": ...}} (both optional): {e}"),
+            );
+        }
+    };
+    let prefix = p.prefix.unwrap_or_default();
+    if !prefix.is_empty() && !prefix.starts_with('/') {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "prefix is a path prefix: write e.g. \"/web/assets/\"",
+        );
+    }
+    if let Some(s) = &p.site
+        && !shared.runtime.load().sites.iter().any(|r| &r.name == s)
+    {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            &format!("no site named {s:?} (a site is named by its first host name)"),
+        );
+    }
+    let n = shared.cache.purge(p.site.as_deref(), &prefix);
+    tracing::info!(site = ?p.site, prefix, purged = n, "cache purged");
+    json(StatusCode::OK, serde_json::json!({ "purged": n }))
 }
 
 async fn collect(body: Incoming) -> Result<Bytes, Response<Body>> {

@@ -17,7 +17,7 @@ use tokio_util::io::{ReaderStream, StreamReader};
 
 use crate::body::{Body, BoxError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Encoding {
     Zstd,
     Brotli,
@@ -25,7 +25,7 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    fn token(self) -> &'static str {
+    pub fn token(self) -> &'static str {
         match self {
             Encoding::Zstd => "zstd",
             Encoding::Brotli => "br",
@@ -35,7 +35,7 @@ impl Encoding {
 }
 
 /// Smaller bodies gain nothing once headers and framing are counted.
-const MIN_SIZE: u64 = 1024;
+pub(crate) const MIN_SIZE: u64 = 1024;
 
 /// Picks the encoding from Accept-Encoding: highest q wins; on a tie,
 /// zstd, then br, then gzip. `q=0` refuses an encoding (also through `*`).
@@ -85,7 +85,7 @@ pub fn negotiate(accept: Option<&HeaderValue>) -> Option<Encoding> {
 
 /// Text types worth compressing; images, fonts (woff2), archives and
 /// PDFs are compressed already.
-fn compressible(content_type: Option<&HeaderValue>) -> bool {
+pub(crate) fn compressible(content_type: Option<&HeaderValue>) -> bool {
     let Some(ct) = content_type.and_then(|v| v.to_str().ok()) else {
         return false;
     };

@@ -1,6 +1,6 @@
 //! A small client for the running server's admin listener (TCP or Unix
-//! socket), used by `rampart bans`, `rampart certs renew` and `rampart
-//! reload`. It sends what the listener requires of a change: a Host naming
+//! socket), used by `rampart bans`, `rampart cache`, `rampart certs renew` and
+//! `rampart reload`. It sends what the listener requires of a change: a Host naming
 //! it, `Content-Type: application/json`, and the token from
 //! `admin_token_file` when one is set.
 

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod backup;
+pub mod cache;
 pub mod certs;
 pub mod check;
 pub mod docs;

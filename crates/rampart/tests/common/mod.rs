@@ -208,6 +208,15 @@ impl Rampart {
         std::fs::rename(&tmp, &self.config_path).unwrap();
     }
 
+    /// Stops the process (SIGTERM) and starts it again on the same config,
+    /// ports and state directory.
+    pub async fn restart(&mut self) {
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(15))
+            .expect("rampart did not stop on SIGTERM");
+        self.spawn().await;
+    }
+
     async fn spawn(&mut self) {
         let stderr = std::fs::File::create(&self.stderr_path).unwrap();
         let child = Command::new(bin())

@@ -1,0 +1,593 @@
+//! The edge cache of Odoo's immutable public answers.
+//!
+//! What is kept: asset bundles (`/web/assets/<hash>/<bundle>`), and
+//! `/web/image/...` and `/web/content/...` answers whose URL carries a
+//! `unique` token, when Odoo's own answer is a 200 that says
+//! `Cache-Control: public` with a max-age of at least a day and sets no
+//! cookie (`policy`). Odoo names these by content (a new version gets a
+//! new URL) and answers them with a one-year max-age, so an edge copy is
+//! never stale, and every copy served is an Odoo worker not taken.
+//!
+//! Why sharing them is safe: Odoo marks an answer `public` only when any
+//! visitor may have it (bundles; attachments flagged public; a record's
+//! image as the anonymous user sees it) and `private` whenever it depends
+//! on the session (a logged-in user's images), and a `Set-Cookie` makes
+//! an answer uncacheable. An answer is kept under the site, the `Host`
+//! Odoo was sent and the exact request-target Odoo was sent, and only when
+//! that target is the one spelling werkzeug routes on, so no request can
+//! store an answer under another request's key. Only a plain GET fills an
+//! entry (never HEAD, Range or a conditional request), bodies are bounded
+//! per entry and in total per site (least recently used evicted first),
+//! and a request carrying `Authorization` neither fills nor reads it.
+//!
+//! Served from an entry: ETag/If-None-Match and Last-Modified →
+//! 304, one byte range → 206 (416 when unsatisfiable), and a compressed
+//! variant per encoding made once (`variants`) and kept with the entry.
+//! With `disk`, entries are also written under `<state_dir>/cache`
+//! (`disk`) and read back after a restart or an eviction from memory.
+
+pub mod answer;
+pub mod disk;
+mod metrics;
+pub mod policy;
+pub(crate) mod variants;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use tokio::sync::watch;
+
+use crate::config::CacheConfig;
+use crate::metrics::SiteLabels;
+pub use metrics::CacheMetrics;
+pub use policy::{Candidate, Key};
+
+/// One kept answer.
+pub struct Entry {
+    /// The identity body.
+    pub body: Bytes,
+    /// The kept headers (`policy::KEPT_HEADERS`), without ETag.
+    pub headers: HeaderMap,
+    /// A strong validator: Odoo's when it sent a strong one, else made
+    /// from the body.
+    pub etag: String,
+    /// Seconds since the epoch of Last-Modified, when Odoo sent one.
+    pub last_modified: Option<u64>,
+    /// How long Odoo took to answer when this was fetched: what each hit saves.
+    pub upstream_time: Duration,
+    expires: Instant,
+    variants: variants::Variants,
+}
+
+impl Entry {
+    /// What an entry costs besides its body and variants.
+    const OVERHEAD: u64 = 512;
+}
+
+/// An entry in its site's store: when it was last used, what it costs.
+struct Slot {
+    entry: Arc<Entry>,
+    tick: u64,
+    size: u64,
+}
+
+#[derive(Default)]
+struct SiteStore {
+    entries: HashMap<Key, Slot>,
+    /// Last use tick → key: the front is the least recently used.
+    order: BTreeMap<u64, Key>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    sites: HashMap<String, SiteStore>,
+    /// Keys being fetched now: later requests wait for that one fetch.
+    filling: HashMap<Key, watch::Receiver<()>>,
+    tick: u64,
+}
+
+/// The cache, shared by every site (each with its own budget).
+#[derive(Default)]
+pub struct Cache {
+    inner: Mutex<Inner>,
+    pub metrics: CacheMetrics,
+    /// The disk tier, when the state directory could hold one.
+    disk: Option<Arc<disk::Disk>>,
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    Hit(Arc<Entry>),
+    /// Not kept: this request fetches it; others wait until the guard drops.
+    Fill(FillGuard),
+    /// Not kept, and this request may not fill (or gave up waiting).
+    Pass,
+}
+
+/// Held while one request fetches a key; dropping it wakes the waiters.
+pub struct FillGuard {
+    cache: Arc<Cache>,
+    key: Key,
+    _done: watch::Sender<()>,
+}
+
+impl FillGuard {
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+}
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        self.cache.inner.lock().unwrap().filling.remove(&self.key);
+    }
+}
+
+/// How long a request waits for another request's fetch of the same key
+/// before going to Odoo itself.
+const COALESCE_WAIT: Duration = Duration::from_secs(10);
+
+impl Cache {
+    /// A cache whose disk tier lives in `dir` (opened and cleaned now).
+    pub fn with_disk(dir: &std::path::Path) -> std::io::Result<Cache> {
+        Ok(Cache {
+            disk: Some(Arc::new(disk::Disk::open(dir)?)),
+            ..Cache::default()
+        })
+    }
+
+    /// An entry of the disk tier, read back off the async threads and put
+    /// in memory.
+    async fn read_back(&self, key: &Key, cfg: &CacheConfig) -> Option<Arc<Entry>> {
+        let disk = self
+            .disk
+            .clone()
+            .filter(|d| cfg.disk.get() > 0 && d.contains(key))?;
+        let k = key.clone();
+        let (meta, body) = tokio::task::spawn_blocking(move || disk.load(&k))
+            .await
+            .ok()??;
+        let entry = Arc::new(Entry {
+            headers: meta.header_map(),
+            etag: meta.etag.clone(),
+            last_modified: meta.last_modified,
+            upstream_time: Duration::from_millis(meta.upstream_ms),
+            expires: Instant::now() + meta.remaining()?,
+            body,
+            variants: variants::Variants::default(),
+        });
+        self.put(key, cfg, entry.clone());
+        Some(entry)
+    }
+
+    /// Finds `c.key` (in memory, then on disk); on a miss the first
+    /// fillable request fetches it and the others wait for that fetch
+    /// (bounded) and look again.
+    pub async fn lookup(self: &Arc<Self>, c: &Candidate, cfg: &CacheConfig) -> Lookup {
+        let site = SiteLabels {
+            site: c.key.site.clone(),
+        };
+        let mut waited = false;
+        loop {
+            let unfetched = {
+                let mut inner = self.inner.lock().unwrap();
+                if let Some(e) = inner.get(&c.key) {
+                    self.metrics.hits.get_or_create(&site).inc();
+                    self.metrics
+                        .saved_seconds
+                        .get_or_create(&site)
+                        .inc_by(e.upstream_time.as_secs_f64());
+                    return Lookup::Hit(e);
+                }
+                self.sync_gauges(&inner, &c.key.site);
+                !inner.filling.contains_key(&c.key)
+            };
+            if unfetched && let Some(e) = self.read_back(&c.key, cfg).await {
+                self.metrics.hits.get_or_create(&site).inc();
+                self.metrics
+                    .saved_seconds
+                    .get_or_create(&site)
+                    .inc_by(e.upstream_time.as_secs_f64());
+                return Lookup::Hit(e);
+            }
+            let wait = {
+                let mut inner = self.inner.lock().unwrap();
+                match inner.filling.get(&c.key) {
+                    Some(rx) if !waited => rx.clone(),
+                    Some(_) => {
+                        self.metrics.misses.get_or_create(&site).inc();
+                        return Lookup::Pass;
+                    }
+                    None if c.fill && !waited => {
+                        let (tx, rx) = watch::channel(());
+                        inner.filling.insert(c.key.clone(), rx);
+                        self.metrics.misses.get_or_create(&site).inc();
+                        return Lookup::Fill(FillGuard {
+                            cache: self.clone(),
+                            key: c.key.clone(),
+                            _done: tx,
+                        });
+                    }
+                    None => {
+                        self.metrics.misses.get_or_create(&site).inc();
+                        return Lookup::Pass;
+                    }
+                }
+            };
+            let mut wait = wait;
+            // Ends when the fetching request's guard drops (the sender).
+            let _ = tokio::time::timeout(COALESCE_WAIT, wait.changed()).await;
+            waited = true;
+        }
+    }
+
+    /// Keeps an answer fetched under `guard`, evicting the least recently
+    /// used entries of its site beyond `cfg.max_memory`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert(
+        &self,
+        guard: &FillGuard,
+        cfg: &CacheConfig,
+        body: Bytes,
+        headers: HeaderMap,
+        etag: String,
+        last_modified: Option<u64>,
+        max_age: Duration,
+        upstream_time: Duration,
+    ) -> Arc<Entry> {
+        let entry = Arc::new(Entry {
+            body,
+            headers,
+            etag,
+            last_modified,
+            upstream_time,
+            expires: Instant::now() + max_age,
+            variants: variants::Variants::default(),
+        });
+        self.put(&guard.key, cfg, entry.clone());
+        if let Some(disk) = self.disk.clone().filter(|_| cfg.disk.get() > 0) {
+            let meta = disk::Meta {
+                site: guard.key.site.clone(),
+                host: guard.key.host.clone(),
+                target: guard.key.target.clone(),
+                headers: entry
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                    .collect(),
+                etag: entry.etag.clone(),
+                last_modified: entry.last_modified,
+                upstream_ms: upstream_time.as_millis() as u64,
+                expires: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+                    + max_age.as_secs(),
+                body_len: entry.body.len() as u64,
+                body_sha256: disk::sha256_hex(&entry.body),
+            };
+            let (body, max) = (entry.body.clone(), cfg.disk.get());
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = disk.store(&meta, &body, max) {
+                    tracing::warn!(target = %meta.target, error = %e, "cache: cannot write a disk entry");
+                }
+            });
+        }
+        entry
+    }
+
+    /// Puts `entry` in memory under `key`, evicting the site's least
+    /// recently used entries beyond `cfg.max_memory`.
+    fn put(&self, key: &Key, cfg: &CacheConfig, entry: Arc<Entry>) {
+        let mut inner = self.inner.lock().unwrap();
+        let tick = inner.next_tick();
+        let site = inner.sites.entry(key.site.clone()).or_default();
+        site.remove(key);
+        let size = entry.body.len() as u64 + Entry::OVERHEAD;
+        site.bytes += size;
+        site.entries.insert(key.clone(), Slot { entry, tick, size });
+        site.order.insert(tick, key.clone());
+        let evicted = site.evict_to(cfg.max_memory.get());
+        self.metrics
+            .evictions
+            .get_or_create(&SiteLabels {
+                site: key.site.clone(),
+            })
+            .inc_by(evicted);
+        self.sync_gauges(&inner, &key.site);
+    }
+
+    /// A compressed variant of `entry` for `enc`, made once (off the async
+    /// threads) and counted in its site's budget.
+    pub async fn variant(
+        &self,
+        key: &Key,
+        entry: &Arc<Entry>,
+        enc: crate::stage::compress::Encoding,
+        cfg: &CacheConfig,
+    ) -> Bytes {
+        let (bytes, made) = entry.variants.get(enc, &entry.body).await;
+        if made {
+            let mut inner = self.inner.lock().unwrap();
+            if let Some(site) = inner.sites.get_mut(&key.site)
+                && let Some(slot) = site.entries.get_mut(key)
+                && Arc::ptr_eq(&slot.entry, entry)
+            {
+                slot.size += bytes.len() as u64;
+                site.bytes += bytes.len() as u64;
+                let evicted = site.evict_to(cfg.max_memory.get());
+                self.metrics
+                    .evictions
+                    .get_or_create(&SiteLabels {
+                        site: key.site.clone(),
+                    })
+                    .inc_by(evicted);
+            }
+            self.sync_gauges(&inner, &key.site);
+        }
+        bytes
+    }
+
+    /// Drops the entries of `site` (all sites when `None`) whose target
+    /// starts with `prefix`; returns how many.
+    pub fn purge(&self, site: Option<&str>, prefix: &str) -> usize {
+        let mut on_disk: std::collections::HashSet<Key> = std::collections::HashSet::new();
+        if let Some(disk) = &self.disk {
+            for k in disk.keys(site, prefix) {
+                disk.remove(&k);
+                on_disk.insert(k);
+            }
+        }
+        let mut inner = self.inner.lock().unwrap();
+        let mut dropped = 0;
+        let names: Vec<String> = inner.sites.keys().cloned().collect();
+        for name in names {
+            if site.is_some_and(|s| s != name) {
+                continue;
+            }
+            let store = inner.sites.get_mut(&name).expect("listed");
+            let doomed: Vec<Key> = store
+                .entries
+                .keys()
+                .filter(|k| k.target.starts_with(prefix))
+                .cloned()
+                .collect();
+            for k in doomed {
+                store.remove(&k);
+                if !on_disk.contains(&k) {
+                    dropped += 1;
+                }
+            }
+            self.sync_gauges(&inner, &name);
+        }
+        dropped + on_disk.len()
+    }
+
+    /// Per site: entries, bytes, hits, misses, evictions, seconds saved.
+    pub fn stats(&self) -> serde_json::Value {
+        let inner = self.inner.lock().unwrap();
+        let mut sites: Vec<_> = inner.sites.keys().cloned().collect();
+        sites.sort();
+        let list: Vec<_> = sites
+            .iter()
+            .map(|name| {
+                let s = &inner.sites[name];
+                let l = SiteLabels { site: name.clone() };
+                let (disk_entries, disk_bytes) =
+                    self.disk.as_ref().map_or((0, 0), |d| d.usage(name));
+                serde_json::json!({
+                    "site": name,
+                    "entries": s.entries.len(),
+                    "bytes": s.bytes,
+                    "disk_entries": disk_entries,
+                    "disk_bytes": disk_bytes,
+                    "hits": self.metrics.hits.get_or_create(&l).get(),
+                    "misses": self.metrics.misses.get_or_create(&l).get(),
+                    "evictions": self.metrics.evictions.get_or_create(&l).get(),
+                    "odoo_seconds_saved": self.metrics.saved_seconds.get_or_create(&l).get(),
+                })
+            })
+            .collect();
+        serde_json::json!({ "sites": list })
+    }
+
+    fn sync_gauges(&self, inner: &Inner, site: &str) {
+        let l = SiteLabels {
+            site: site.to_string(),
+        };
+        let (n, b) = inner
+            .sites
+            .get(site)
+            .map(|s| (s.entries.len() as i64, s.bytes as i64))
+            .unwrap_or((0, 0));
+        self.metrics.entries.get_or_create(&l).set(n);
+        self.metrics.bytes.get_or_create(&l).set(b);
+    }
+}
+
+impl Inner {
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    /// A live entry (and marks it used); an expired one is dropped.
+    fn get(&mut self, key: &Key) -> Option<Arc<Entry>> {
+        let tick = self.next_tick();
+        let site = self.sites.get_mut(&key.site)?;
+        let slot = site.entries.get_mut(key)?;
+        if slot.entry.expires <= Instant::now() {
+            site.remove(key);
+            return None;
+        }
+        let e = slot.entry.clone();
+        let old = std::mem::replace(&mut slot.tick, tick);
+        site.order.remove(&old);
+        site.order.insert(tick, key.clone());
+        Some(e)
+    }
+}
+
+impl SiteStore {
+    fn remove(&mut self, key: &Key) {
+        if let Some(slot) = self.entries.remove(key) {
+            self.order.remove(&slot.tick);
+            self.bytes -= slot.size;
+        }
+    }
+
+    /// Evicts least recently used entries until `bytes <= max`.
+    fn evict_to(&mut self, max: u64) -> u64 {
+        let mut n = 0;
+        while self.bytes > max {
+            let Some((_, key)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(slot) = self.entries.remove(&key) {
+                self.bytes -= slot.size;
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rampart_config::ByteSize;
+
+    fn cand(target: &str) -> Candidate {
+        Candidate {
+            key: Key {
+                site: "s".into(),
+                host: "h".into(),
+                target: target.into(),
+            },
+            fill: true,
+        }
+    }
+
+    fn cfg(max: u64) -> CacheConfig {
+        CacheConfig {
+            max_memory: ByteSize(max),
+            ..CacheConfig::default()
+        }
+    }
+
+    async fn put(cache: &Arc<Cache>, target: &str, len: usize, max: u64) {
+        let Lookup::Fill(g) = cache.lookup(&cand(target), &CacheConfig::default()).await else {
+            panic!("expected a fill for {target}");
+        };
+        cache.insert(
+            &g,
+            &cfg(max),
+            Bytes::from(vec![b'x'; len]),
+            HeaderMap::new(),
+            "\"e\"".into(),
+            None,
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+        );
+    }
+
+    #[tokio::test]
+    async fn bounded_by_bytes_least_recently_used_first() {
+        let cache = Arc::new(Cache::default());
+        let max = 3 * (1000 + 512);
+        put(&cache, "/a", 1000, max).await;
+        put(&cache, "/b", 1000, max).await;
+        put(&cache, "/c", 1000, max).await;
+        // /a used: /b is now the least recently used.
+        assert!(matches!(
+            cache.lookup(&cand("/a"), &CacheConfig::default()).await,
+            Lookup::Hit(_)
+        ));
+        put(&cache, "/d", 1000, max).await;
+        assert!(matches!(
+            cache.lookup(&cand("/b"), &CacheConfig::default()).await,
+            Lookup::Fill(_)
+        ));
+        for t in ["/a", "/c", "/d"] {
+            assert!(
+                matches!(
+                    cache.lookup(&cand(t), &CacheConfig::default()).await,
+                    Lookup::Hit(_)
+                ),
+                "{t}"
+            );
+        }
+        let stats = cache.stats();
+        assert_eq!(stats["sites"][0]["entries"], 3);
+        assert_eq!(stats["sites"][0]["evictions"], 1);
+        assert!(stats["sites"][0]["bytes"].as_u64().unwrap() <= max);
+    }
+
+    #[tokio::test]
+    async fn one_fetch_at_a_time_per_key() {
+        let cache = Arc::new(Cache::default());
+        let Lookup::Fill(g) = cache.lookup(&cand("/a"), &CacheConfig::default()).await else {
+            panic!("first is a fill");
+        };
+        let c2 = cache.clone();
+        let waiter = tokio::spawn(async move {
+            matches!(
+                c2.lookup(&cand("/a"), &CacheConfig::default()).await,
+                Lookup::Hit(_)
+            )
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiter.is_finished(),
+            "the second request waits for the first fetch"
+        );
+        cache.insert(
+            &g,
+            &cfg(1 << 20),
+            Bytes::from_static(b"body"),
+            HeaderMap::new(),
+            "\"e\"".into(),
+            None,
+            Duration::from_secs(60),
+            Duration::ZERO,
+        );
+        drop(g);
+        assert!(
+            waiter.await.unwrap(),
+            "the waiter is answered from the new entry"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_fill_lets_waiters_through() {
+        let cache = Arc::new(Cache::default());
+        let Lookup::Fill(g) = cache.lookup(&cand("/a"), &CacheConfig::default()).await else {
+            panic!("first is a fill");
+        };
+        let c2 = cache.clone();
+        let waiter = tokio::spawn(async move {
+            matches!(
+                c2.lookup(&cand("/a"), &CacheConfig::default()).await,
+                Lookup::Pass
+            )
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(g);
+        assert!(waiter.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn purge_by_site_and_prefix() {
+        let cache = Arc::new(Cache::default());
+        put(&cache, "/web/assets/1/a.js", 10, 1 << 20).await;
+        put(&cache, "/web/image/1?unique=2", 10, 1 << 20).await;
+        assert_eq!(cache.purge(Some("other"), "/"), 0);
+        assert_eq!(cache.purge(Some("s"), "/web/assets/"), 1);
+        assert_eq!(cache.purge(None, ""), 1);
+        assert_eq!(cache.stats()["sites"][0]["entries"], 0);
+    }
+}
