@@ -75,6 +75,12 @@ impl LoginAttempt {
     pub fn finish(mut self, outcome: LoginOutcome) {
         let core = self.core.clone();
         let now = Instant::now();
+        // A login that worked gives its token back to the address's
+        // `login_rate` ceiling (colleagues behind one address).
+        if outcome == LoginOutcome::Success && self.route.is_login() && self.key.is_some() {
+            core.login_ceiling
+                .refund(crate::client_key(crate::canonical_ip(self.client)), now);
+        }
         match (outcome, &self.proof) {
             (LoginOutcome::Success, Some(d)) => core.proven.insert(*d, now),
             (LoginOutcome::Failure, Some(d)) => core.proven.remove(d),
@@ -95,6 +101,33 @@ impl LoginAttempt {
                 core.record_failure(key, count);
             }
         }
+    }
+}
+
+impl LoginAttempt {
+    /// [`LoginAttempt::finish`], and when the answer is a successful
+    /// web login (the form, its 2FA step, /web/session/authenticate):
+    /// remember the session id Odoo set in it (Odoo gives a new one at
+    /// login) as a proven session, its own client from now on.
+    pub fn finish_answer(self, outcome: LoginOutcome, answer: &http::HeaderMap) {
+        if outcome == LoginOutcome::Success
+            && matches!(
+                self.route,
+                LoginRoute::WebLogin | LoginRoute::WebLoginTotp | LoginRoute::SessionAuthenticate
+            )
+            && let Some(sid) = crate::sessions::answer_session_id(answer)
+        {
+            let core = &self.core;
+            let cfg = core.cfg();
+            let key = core.sessions.key_of(sid);
+            core.sessions.remember(
+                key,
+                Instant::now(),
+                cfg.sessions.max.get() as usize,
+                cfg.sessions.lifetime.get(),
+            );
+        }
+        self.finish(outcome);
     }
 }
 

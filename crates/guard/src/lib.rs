@@ -82,12 +82,15 @@ pub mod fail2ban;
 mod failures;
 mod follow;
 mod limits;
+mod login_ceiling;
+mod login_name;
 mod metrics;
 mod outcome;
 mod proven;
 mod proxy_protocol;
 pub mod refusals;
 pub mod rpc;
+mod sessions;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -105,7 +108,9 @@ pub use bans::{BanInfo, MAX_BAN};
 pub use classify::{
     AnswerRead, Decision, LoginRoute, answer_read, classify, is_login_call, login_route, reads_body,
 };
-pub use config::{GuardConfig, LoginFailuresConfig, LoginRateConfig, RateConfig};
+pub use config::{GuardConfig, LoginFailuresConfig, LoginRateConfig, RateConfig, SessionsConfig};
+pub use login_name::form_login;
+pub use sessions::{SessionKey, ends_session};
 pub use follow::login_failure_addr;
 pub use outcome::{LoginOutcome, login_outcome, rpc_access_denied};
 pub use proxy_protocol::{ProxyHeader, parse_proxy_header};
@@ -115,8 +120,18 @@ use ban_log::BanLog;
 use bans::BanTable;
 use failures::{Begin, Failures};
 use limits::Limiter;
+use login_ceiling::Ceiling;
 use metrics::Metrics;
 use proven::Proven;
+use sessions::Sessions;
+
+/// Who a `rate` budget belongs to: an address (IPv6 by /64), or a proven
+/// session wherever it is used from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum RateKey {
+    Net(IpNet),
+    Session(SessionKey),
+}
 
 /// What the guard says about a request before routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,12 +203,18 @@ struct Core {
     metrics: Metrics,
     ban_log: BanLog,
     proven: Proven,
+    sessions: Sessions,
+    /// Per address, above the (address, login) buckets; successes refill it.
+    login_ceiling: Ceiling,
 }
 
 pub struct Guard {
     core: Arc<Core>,
-    rate: Limiter,
-    login_rate: Limiter,
+    rate: Limiter<RateKey>,
+    /// Per address, over the requests of the proven sessions used from it.
+    session_ceiling: Limiter,
+    /// Per (address, keyed hash of the login name; None when unknown).
+    login_rate: Limiter<(IpNet, Option<SessionKey>)>,
     refusals: refusals::Refusals,
 }
 
@@ -221,6 +242,12 @@ impl Guard {
             metrics,
             ban_log: BanLog::new(state_dir.join(BAN_LOG_FILE)),
             proven: Proven::new(caps.proven),
+            sessions: Sessions::new(),
+            login_ceiling: Ceiling::new(
+                cfg.login_rate.address_per_minute.get(),
+                cfg.login_rate.address_burst.get(),
+                caps.rate_keys,
+            ),
         });
         Ok(Arc::new(Guard {
             core,
@@ -228,6 +255,7 @@ impl Guard {
                 limits::per_second(cfg.rate.per_second, cfg.rate.burst),
                 caps.rate_keys,
             ),
+            session_ceiling: Limiter::new(session_ceiling(cfg), caps.rate_keys),
             login_rate: Limiter::new(
                 limits::per_minute(cfg.login_rate.per_minute, cfg.login_rate.burst),
                 caps.rate_keys,
@@ -242,6 +270,11 @@ impl Guard {
     pub fn reconfigure(&self, cfg: &GuardConfig) {
         self.rate
             .set_quota(limits::per_second(cfg.rate.per_second, cfg.rate.burst));
+        self.session_ceiling.set_quota(session_ceiling(cfg));
+        self.core.login_ceiling.set(
+            cfg.login_rate.address_per_minute.get(),
+            cfg.login_rate.address_burst.get(),
+        );
         self.login_rate.set_quota(limits::per_minute(
             cfg.login_rate.per_minute,
             cfg.login_rate.burst,
@@ -266,8 +299,39 @@ impl Guard {
     }
 
     /// Before routing: banned, over the per-client rate (login routes also
-    /// over `login_rate`), or admitted. `allow` networks are always admitted.
+    /// over `login_rate`, for an unknown login name), or admitted. `allow`
+    /// networks are always admitted.
     pub fn admit(&self, client: IpAddr, login_route: bool) -> Admission {
+        match self.admit_request(client, None) {
+            Admission::Admitted if login_route => self.admit_login(client, None),
+            other => other,
+        }
+    }
+
+    /// The proven session a request carries: the session id Odoo reads
+    /// from its Cookie header, if the guard saw it log in and it is alive.
+    /// Using it keeps it alive. Pass the headers after stage 1 joined the
+    /// cookie fields.
+    pub fn proven_session(&self, headers: &http::HeaderMap) -> Option<SessionKey> {
+        let sid = sessions::request_session_id(headers)?;
+        let key = self.core.sessions.key_of(sid);
+        let lifetime = self.core.cfg().sessions.lifetime.get();
+        self.core
+            .sessions
+            .touch(&key, Instant::now(), lifetime)
+            .then_some(key)
+    }
+
+    /// A logout: the session is no longer its own client.
+    pub fn end_session(&self, session: SessionKey) {
+        self.core.sessions.forget(&session);
+    }
+
+    /// Before routing: banned, over the rate, or admitted. The rate is
+    /// the proven session's own when there is one (and the address's
+    /// sessions together stay under `sessions.per_address` × `rate`),
+    /// else the address's. Bans stay per address.
+    pub fn admit_request(&self, client: IpAddr, session: Option<SessionKey>) -> Admission {
         let client = canonical_ip(client);
         let cfg = self.core.cfg();
         if is_allowed(&cfg, client) {
@@ -278,31 +342,42 @@ impl Guard {
             return Admission::Banned { until };
         }
         let key = client_key(client);
-        let mut verdict = self.rate.check(&key);
-        if verdict.is_ok() && login_route {
-            verdict = self.login_rate.check(&key);
-        }
-        match verdict {
-            Ok(()) => Admission::Admitted,
-            Err(retry_after) => {
-                self.core.metrics.rate_limited.inc();
-                self.refusals.record(client, "rate limited");
-                Admission::Limited { retry_after }
-            }
-        }
+        let verdict = match session {
+            None => self.rate.check(&RateKey::Net(key)),
+            Some(s) => self
+                .rate
+                .check(&RateKey::Session(s))
+                .and_then(|()| self.session_ceiling.check(&key)),
+        };
+        self.limited(client, verdict)
     }
 
-    /// The login rate alone, for requests known to be login calls only after
-    /// their body was read: on /jsonrpc and /xmlrpc/2/common most calls are
-    /// not logins (`execute_kw`, `version`) and must not be held to 10 a
-    /// minute. So the edge calls `admit(client, false)` for those routes, then
-    /// this when [`is_login_call`] says the body is a login.
-    pub fn admit_login(&self, client: IpAddr) -> Admission {
+    /// The login rate, checked once the login name is known (the body
+    /// read): per (address, login name; None when it cannot be read),
+    /// under a ceiling per address that successful logins give their
+    /// token back to ([`LoginAttempt::finish`]). So colleagues behind one
+    /// address do not spend one budget, while guessing stays bounded by
+    /// the ceiling and by `login_failures`.
+    pub fn admit_login(&self, client: IpAddr, login: Option<&str>) -> Admission {
         let client = canonical_ip(client);
         if is_allowed(&self.core.cfg(), client) {
             return Admission::Admitted;
         }
-        match self.login_rate.check(&client_key(client)) {
+        let key = client_key(client);
+        let name = login.map(|l| {
+            self.core
+                .sessions
+                .hash(b"login", login_name::normalise(l).as_bytes())
+        });
+        let verdict = self
+            .login_rate
+            .check(&(key, name))
+            .and_then(|()| self.core.login_ceiling.take(key, Instant::now()));
+        self.limited(client, verdict)
+    }
+
+    fn limited(&self, client: IpAddr, verdict: Result<(), std::time::Duration>) -> Admission {
+        match verdict {
             Ok(()) => Admission::Admitted,
             Err(retry_after) => {
                 self.core.metrics.rate_limited.inc();
@@ -437,13 +512,25 @@ impl Guard {
             .bans_active
             .set(self.core.bans.active_count(now) as i64);
         self.rate.prune();
+        self.session_ceiling.prune();
         self.login_rate.prune();
-        let keys = self.rate.len() + self.login_rate.len();
+        let now = Instant::now();
+        self.core.login_ceiling.prune(now);
+        let keys = self.rate.len()
+            + self.session_ceiling.len()
+            + self.login_rate.len()
+            + self.core.login_ceiling.len();
         self.core.metrics.rate_limiter_keys.set(keys as i64);
         self.core
             .failures
             .prune(Instant::now(), self.core.cfg().login_failures.within.get());
-        self.core.proven.prune(Instant::now());
+        self.core.proven.prune(now);
+        let lifetime = self.core.cfg().sessions.lifetime.get();
+        self.core.sessions.prune(now, lifetime);
+        self.core
+            .metrics
+            .proven_sessions
+            .set(self.core.sessions.len() as i64);
         if let Err(e) = self.core.bans.flush() {
             tracing::error!(target: "rampart::guard", "cannot save the ban table: {e}");
         }
@@ -654,6 +741,13 @@ fn ban_length(base: std::time::Duration, factor: u32, previous: u32) -> std::tim
     let mult = (factor as u64).saturating_pow(previous.min(64));
     let secs = base.as_secs().saturating_mul(mult);
     std::time::Duration::from_secs(secs).min(MAX_BAN)
+}
+
+/// The `rate` of all the proven sessions used from one address together.
+fn session_ceiling(cfg: &GuardConfig) -> governor::Quota {
+    let n = cfg.sessions.per_address;
+    let times = |v: std::num::NonZeroU32| v.saturating_mul(n);
+    limits::per_second(times(cfg.rate.per_second), times(cfg.rate.burst))
 }
 
 fn is_allowed(cfg: &GuardConfig, ip: IpAddr) -> bool {
