@@ -798,3 +798,5 @@ impl Default for Caps {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sessions;
