@@ -328,8 +328,20 @@ async fn phases(
                     {
                         return refusal;
                     }
-                    match shared.guard.begin_check(ctx.client, check, decision.proof) {
+                    let begun = shared.guard.begin_check_as(
+                        ctx.client,
+                        check,
+                        decision.proof,
+                        login.as_deref(),
+                    );
+                    match begun {
                         Ok(a) => Some(a),
+                        Err(guard::Refused::LoginLocked) => {
+                            return pages::error(
+                                StatusCode::FORBIDDEN,
+                                "Too many failed logins for this account: try again later, or from where you logged in before.",
+                            );
+                        }
                         // A login over budget is refused as before; other
                         // checks in flight (an integration's burst) are
                         // told to retry in a moment.
@@ -359,6 +371,10 @@ async fn phases(
                     }
                 }
             };
+            // An account under attack from elsewhere: slowed from here.
+            if let Some(wait) = attempt.as_ref().and_then(LoginAttempt::delay) {
+                tokio::time::sleep(wait).await;
+            }
             let res = proxy(parts, body, &site.odoo, &to, ctx).await;
             match attempt {
                 Some(a) => login_outcome(a, res, site.config.timeout.get()).await,

@@ -29,6 +29,8 @@ pub struct GuardConfig {
     pub login_failures: LoginFailuresConfig,
     #[serde(default)]
     pub sessions: SessionsConfig,
+    #[serde(default)]
+    pub per_login_failures: PerLoginFailuresConfig,
     /// Odoo's log file, followed for "Login failed" lines (optional).
     #[serde(default)]
     pub odoo_log: Option<PathBuf>,
@@ -76,6 +78,32 @@ impl Default for LoginRateConfig {
             burst: default_login_burst(),
             address_per_minute: default_address_login_per_minute(),
             address_burst: default_address_login_per_minute(),
+        }
+    }
+}
+
+/// `per_login_failures = { max = 20, within = "15m", delay = "1s" }`:
+/// failed logins per login name across all addresses. From `max / 2`
+/// failures on, attempts for that login from addresses it never logged in
+/// from wait `delay` more each time; at `max` they are refused. `max = 0`
+/// turns it off.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PerLoginFailuresConfig {
+    #[serde(default = "default_per_login_max")]
+    pub max: u32,
+    #[serde(default = "default_per_login_within")]
+    pub within: Duration,
+    #[serde(default = "default_per_login_delay")]
+    pub delay: Duration,
+}
+
+impl Default for PerLoginFailuresConfig {
+    fn default() -> Self {
+        PerLoginFailuresConfig {
+            max: default_per_login_max(),
+            within: default_per_login_within(),
+            delay: default_per_login_delay(),
         }
     }
 }
@@ -151,6 +179,15 @@ fn default_login_per_minute() -> NonZeroU32 {
 }
 fn default_login_burst() -> NonZeroU32 {
     nz(10)
+}
+fn default_per_login_max() -> u32 {
+    20
+}
+fn default_per_login_within() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_per_login_delay() -> Duration {
+    Duration::from_secs(1)
 }
 fn default_address_login_per_minute() -> NonZeroU32 {
     nz(60)

@@ -86,6 +86,7 @@ mod login_ceiling;
 mod login_name;
 mod metrics;
 mod outcome;
+mod per_login;
 mod proven;
 mod proxy_protocol;
 pub mod refusals;
@@ -108,7 +109,10 @@ pub use bans::{BanInfo, MAX_BAN};
 pub use classify::{
     AnswerRead, Decision, LoginRoute, answer_read, classify, is_login_call, login_route, reads_body,
 };
-pub use config::{GuardConfig, LoginFailuresConfig, LoginRateConfig, RateConfig, SessionsConfig};
+pub use config::{
+    GuardConfig, LoginFailuresConfig, LoginRateConfig, PerLoginFailuresConfig, RateConfig,
+    SessionsConfig,
+};
 pub use login_name::form_login;
 pub use sessions::{SessionKey, ends_session};
 pub use follow::login_failure_addr;
@@ -123,7 +127,12 @@ use limits::Limiter;
 use login_ceiling::Ceiling;
 use metrics::Metrics;
 use proven::Proven;
+use per_login::PerLogin;
 use sessions::Sessions;
+
+/// How long a successful login makes its address known for that login
+/// (`per_login_failures` never refuses it there).
+const KNOWN_FOR: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
 /// Who a `rate` budget belongs to: an address (IPv6 by /64), or a proven
 /// session wherever it is used from.
@@ -206,6 +215,10 @@ struct Core {
     sessions: Sessions,
     /// Per address, above the (address, login) buckets; successes refill it.
     login_ceiling: Ceiling,
+    per_login: PerLogin,
+    /// (address, login) pairs that logged in successfully: the same
+    /// bounded keyed-hash table as the sessions.
+    known_logins: Sessions,
 }
 
 pub struct Guard {
@@ -248,6 +261,8 @@ impl Guard {
                 cfg.login_rate.address_burst.get(),
                 caps.rate_keys,
             ),
+            per_login: PerLogin::new(per_login::DEFAULT_MAX_LOGINS),
+            known_logins: Sessions::new(),
         });
         Ok(Arc::new(Guard {
             core,
@@ -466,6 +481,66 @@ impl Guard {
         }
     }
 
+    /// [`Guard::begin_check`] for a check whose login name is known (the
+    /// edge read it from the body): a login is also held to
+    /// `per_login_failures`, counted per login name across addresses; the
+    /// attempt may then have to wait [`LoginAttempt::delay`] first.
+    pub fn begin_check_as(
+        &self,
+        client: IpAddr,
+        route: LoginRoute,
+        proof: Option<rpc::Credential>,
+        login: Option<&str>,
+    ) -> Result<LoginAttempt, Refused> {
+        let cfg = self.core.cfg();
+        let plf = cfg.per_login_failures;
+        let canon = canonical_ip(client);
+        let login = login.filter(|_| route.is_login() && plf.max > 0 && !is_allowed(&cfg, canon));
+        let Some(login) = login else {
+            return self.begin_check(client, route, proof);
+        };
+        let name = self
+            .core
+            .sessions
+            .hash(b"login", login_name::normalise(login).as_bytes());
+        let mut pair_bytes = client_key(canon).to_string().into_bytes();
+        pair_bytes.push(0);
+        pair_bytes.extend_from_slice(&name);
+        let pair = self.core.known_logins.key_of(&pair_bytes);
+        let now = Instant::now();
+        let known = self.core.known_logins.touch(&pair, now, KNOWN_FOR);
+        let (delay, counted) = match self.core.per_login.begin(
+            name,
+            known,
+            now,
+            plf.max,
+            plf.within.get(),
+            plf.delay.get(),
+        ) {
+            per_login::Verdict::Go { delay, counted } => (delay, counted),
+            per_login::Verdict::Refuse => {
+                self.core.metrics.logins_refused.inc();
+                self.refusals.record(canon, "login locked");
+                return Err(Refused::LoginLocked);
+            }
+        };
+        match self.begin_check(client, route, proof) {
+            Ok(mut a) => {
+                a.hold_login(attempt::PerLoginHold {
+                    login: name,
+                    counted,
+                    pair,
+                    delay,
+                });
+                Ok(a)
+            }
+            Err(e) => {
+                self.core.per_login.finish(name, counted, false, now);
+                Err(e)
+            }
+        }
+    }
+
     /// Bans one address for `for_` (an administrator's decision; replaces
     /// any current ban of it). Written to disk before returning.
     pub fn ban(
@@ -525,8 +600,12 @@ impl Guard {
             .failures
             .prune(Instant::now(), self.core.cfg().login_failures.within.get());
         self.core.proven.prune(now);
-        let lifetime = self.core.cfg().sessions.lifetime.get();
-        self.core.sessions.prune(now, lifetime);
+        let cfg = self.core.cfg();
+        self.core.sessions.prune(now, cfg.sessions.lifetime.get());
+        self.core.known_logins.prune(now, KNOWN_FOR);
+        self.core
+            .per_login
+            .prune(now, cfg.per_login_failures.within.get());
         self.core
             .metrics
             .proven_sessions

@@ -402,3 +402,48 @@ async fn sessions_do_not_lift_login_budgets_and_logout_forgets() {
         "after logout the old id is the address's again: {after:?}"
     );
 }
+
+/// Issue 13 §4: thirty wrong passwords for `admin` from thirty addresses
+/// (one each: no address reaches its own budget) are still bounded, by
+/// the per-login budget (default 20 failures plus attempts in flight),
+/// while the real user, from the address they logged in from before,
+/// still gets in. Default limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_botnet_spreading_guesses_over_addresses_is_bounded_per_login() {
+    let fixture = OdooFixture::start().await;
+    let r = Rampart::start(setup(&fixture, "", "")).await;
+    let c = Client::new(&r);
+    let home = ip("127.0.0.20");
+    let mut real = Browser::open(&c, home).await;
+    assert_eq!(real.login("admin", "admin").await, 303);
+    let posts = || {
+        fixture
+            .requests()
+            .into_iter()
+            .filter(|s| s.method == "POST" && s.path == "/web/login")
+            .count()
+    };
+    let before = posts();
+    let mut bots = Vec::new();
+    for n in 1..=30 {
+        let c = c.clone();
+        bots.push(tokio::spawn(async move {
+            let mut b = Browser::open(&c, ip(&format!("127.0.1.{n}"))).await;
+            b.login("admin", "guess").await
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in bots {
+        statuses.push(t.await.unwrap());
+    }
+    let reached = posts() - before;
+    assert!(reached <= 20, "{reached} guesses reached Odoo: {statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 403).count(),
+        30 - reached,
+        "{statuses:?}"
+    );
+    // The real user, from home, still gets in.
+    let mut again = Browser::open(&c, home).await;
+    assert_eq!(again.login("admin", "admin").await, 303);
+}
