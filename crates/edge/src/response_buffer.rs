@@ -471,7 +471,7 @@ mod tests {
     async fn the_slot_is_freed_when_odoo_is_done_not_when_the_client_is() {
         let (spool, dir) = spool();
         let pool = Pool::new(&["a:1".into()], 1, 1, Duration::from_millis(10));
-        let lease = pool.acquire(crate::upstream::Client::address(C)).await.unwrap();
+        let lease = pool.acquire(C).await.unwrap();
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let settings = Settings {
             client: C,
@@ -491,7 +491,7 @@ mod tests {
     async fn a_client_that_stops_taking_bytes_loses_the_stream() {
         let (spool, dir) = spool();
         let pool = Pool::new(&["a:1".into()], 1, 1, Duration::from_millis(10));
-        let lease = pool.acquire(crate::upstream::Client::address(C)).await.unwrap();
+        let lease = pool.acquire(C).await.unwrap();
         let data = vec![7u8; 1_000_000];
         let stalled = Arc::new(AtomicBool::new(false));
         let flag = stalled.clone();
@@ -515,7 +515,7 @@ mod tests {
         let next = body.frame().await.unwrap();
         assert!(next.is_err(), "the stream ends with an error");
         // A client waiting on Odoo (nothing handed) is never timed out.
-        let lease = pool.acquire(crate::upstream::Client::address(C)).await.unwrap();
+        let lease = pool.acquire(C).await.unwrap();
         let never = http_body_util::StreamBody::new(futures_util::stream::pending::<
             Result<Frame<Bytes>, std::convert::Infallible>,
         >());

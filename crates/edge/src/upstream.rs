@@ -93,6 +93,12 @@ impl Client {
     }
 }
 
+impl From<IpAddr> for Client {
+    fn from(addr: IpAddr) -> Client {
+        Client::address(addr)
+    }
+}
+
 /// A fair queue's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum QKey {
@@ -303,8 +309,8 @@ impl Pool {
 
     /// A slot for `client`: least connections among healthy upstreams
     /// (round-robin on ties), else a turn in the fair queue.
-    pub async fn acquire(&self, client: Client) -> Result<Lease, Refused> {
-        self.acquire_avoiding(client, None)
+    pub async fn acquire(&self, client: impl Into<Client>) -> Result<Lease, Refused> {
+        self.acquire_avoiding(client.into(), None)
             .await
             .ok_or(Refused::QueueTimeout)?
     }

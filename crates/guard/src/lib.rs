@@ -114,7 +114,7 @@ pub use config::{
     SessionsConfig,
 };
 pub use login_name::form_login;
-pub use sessions::{SessionKey, ends_session};
+pub use sessions::{SessionKey, ends_session, request_session_id};
 pub use follow::login_failure_addr;
 pub use outcome::{LoginOutcome, login_outcome, rpc_access_denied};
 pub use proxy_protocol::{ProxyHeader, parse_proxy_header};

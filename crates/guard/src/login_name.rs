@@ -11,7 +11,8 @@
 //! The form is read as werkzeug 2.2 reads it for Odoo's `request.params`
 //! (`{**args, **form}`, each MultiDict giving its first value): the
 //! urlencoded body wins over the query string; pairs split on `&`, `+` is
-//! a space, `%XX` decoded where valid, UTF-8 with replacement.
+//! a space, `%XX` decoded where valid (tests/session_differential.rs holds
+//! this against werkzeug).
 
 /// The login a `POST /web/login` form is for.
 pub fn form_login(query: Option<&str>, content_type: Option<&[u8]>, body: &[u8]) -> Option<String> {
@@ -27,9 +28,10 @@ pub fn form_login(query: Option<&str>, content_type: Option<&[u8]>, body: &[u8])
         "multipart/form-data" => return None,
         _ => None,
     };
-    from_form
-        .or_else(|| first(query.unwrap_or("").as_bytes(), b"login"))
-        .map(|l| normalise(&l))
+    // A value that is not UTF-8 once decoded: werkzeug 2.2 replaces the
+    // bad bytes, 3.x re-quotes them; neither is certain, so no name.
+    let value = from_form.or_else(|| first(query.unwrap_or("").as_bytes(), b"login"))?;
+    String::from_utf8(value).ok().map(|l| normalise(&l))
 }
 
 /// One spelling per login for the bucket: surrounding spaces and case
@@ -38,7 +40,8 @@ pub fn normalise(login: &str) -> String {
     login.trim().to_lowercase()
 }
 
-fn first(pairs: &[u8], name: &[u8]) -> Option<String> {
+/// The first value of `name`, percent-decoded.
+fn first(pairs: &[u8], name: &[u8]) -> Option<Vec<u8>> {
     pairs
         .split(|&b| b == b'&')
         .filter(|p| !p.is_empty())
@@ -47,7 +50,7 @@ fn first(pairs: &[u8], name: &[u8]) -> Option<String> {
                 Some(i) => (&p[..i], &p[i + 1..]),
                 None => (p, &b""[..]),
             };
-            (unquote_plus(k) == name).then(|| String::from_utf8_lossy(&unquote_plus(v)).into_owned())
+            (unquote_plus(k) == name).then(|| unquote_plus(v))
         })
 }
 
@@ -99,5 +102,6 @@ mod tests {
         assert_eq!(l(None, Some(FORM), b"login=%zz%4"), Some("%zz%4".into()));
         assert_eq!(l(None, Some(FORM), b"%6Cogin=encoded"), Some("encoded".into()));
         assert_eq!(l(None, None, b"login=x"), None);
+        assert_eq!(l(Some("login=q"), Some(FORM), b"login=%FF"), None, "not UTF-8");
     }
 }
