@@ -133,6 +133,11 @@ pub fn request_session_id(headers: &http::HeaderMap) -> Option<&[u8]> {
         return None;
     }
     for pair in value.split(|&b| b == b';') {
+        // werkzeug 2.2 skips a leading `=` to find a name (`=session_id=x`
+        // is session_id to it): not read.
+        if pair.trim_ascii().starts_with(b"=") {
+            return None;
+        }
         let (name, v) = match pair.iter().position(|&b| b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &b""[..]),
@@ -194,6 +199,7 @@ mod tests {
         assert_eq!(got("xsession_id=abc"), None);
         assert_eq!(got("session_id="), None);
         assert_eq!(got("flag; session_id=x"), Some("x".into()));
+        assert_eq!(got("=session_id=first; session_id=second"), None);
         // A quoted value may hide a `session_id=` from a naive split.
         assert_eq!(got(r#"a="x;session_id=evil"; session_id=good"#), None);
         let mut two = cookie("session_id=a");

@@ -48,6 +48,7 @@ const COOKIES: &[&str] = &[
     "session_id=\"quoted\"",
     "session_id\t=\ttab",
     "sessionid=x; session_id =y",
+    "=session_id=first; session_id=second",
 ];
 
 const FORMS: &[(&str, &str, &str)] = &[
