@@ -316,7 +316,9 @@ async fn phases(
                 None => None,
                 Some(check) => {
                     let login = decision.login.clone().or_else(|| match &body {
-                        ReqBody::Read(Prepared::Whole(b)) if check == guard::LoginRoute::WebLogin => {
+                        ReqBody::Read(Prepared::Whole(b))
+                            if check == guard::LoginRoute::WebLogin =>
+                        {
                             let ct = parts.headers.get(header::CONTENT_TYPE);
                             guard::form_login(parts.uri.query(), ct.map(|v| v.as_bytes()), b)
                         }
@@ -484,7 +486,8 @@ async fn login_outcome(
                     );
                 }
             };
-            let outcome = guard::login_outcome(route, parts.status.as_u16(), &parts.headers, &bytes);
+            let outcome =
+                guard::login_outcome(route, parts.status.as_u16(), &parts.headers, &bytes);
             attempt.finish_answer(outcome, &parts.headers);
             Response::from_parts(parts, body::full(bytes))
         }

@@ -113,11 +113,11 @@ pub use config::{
     GuardConfig, LoginFailuresConfig, LoginRateConfig, PerLoginFailuresConfig, RateConfig,
     SessionsConfig,
 };
-pub use login_name::form_login;
-pub use sessions::{SessionKey, ends_session, request_session_id};
 pub use follow::login_failure_addr;
+pub use login_name::form_login;
 pub use outcome::{LoginOutcome, login_outcome, rpc_access_denied};
 pub use proxy_protocol::{ProxyHeader, parse_proxy_header};
+pub use sessions::{SessionKey, ends_session, request_session_id};
 
 use addr::{display_net, host_net};
 use ban_log::BanLog;
@@ -126,8 +126,8 @@ use failures::{Begin, Failures};
 use limits::Limiter;
 use login_ceiling::Ceiling;
 use metrics::Metrics;
-use proven::Proven;
 use per_login::PerLogin;
+use proven::Proven;
 use sessions::Sessions;
 
 /// How long a successful login makes its address known for that login

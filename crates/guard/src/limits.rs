@@ -21,8 +21,7 @@ use ipnet::IpNet;
 /// Default hard cap on keys per limiter: ~100 bytes a key, so ~20 MB at most.
 pub const DEFAULT_MAX_KEYS: usize = 200_000;
 
-type Keyed<K, C> =
-    RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+type Keyed<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// What a limiter can be keyed by: an address (or IPv6 /64), a proven
 /// session, an (address, login) pair.

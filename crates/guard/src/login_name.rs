@@ -61,16 +61,14 @@ fn unquote_plus(s: &[u8]) -> Vec<u8> {
     while i < s.len() {
         match s[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < s.len() => {
-                match (hex(s[i + 1]), hex(s[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < s.len() => match (hex(s[i + 1]), hex(s[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -88,20 +86,51 @@ mod tests {
     fn the_login_odoo_reads_from_the_form() {
         let l = |q: Option<&str>, ct: Option<&[u8]>, body: &[u8]| form_login(q, ct, body);
         assert_eq!(
-            l(None, Some(FORM), b"csrf_token=x&login=Alice%40Example.com&password=p"),
+            l(
+                None,
+                Some(FORM),
+                b"csrf_token=x&login=Alice%40Example.com&password=p"
+            ),
             Some("alice@example.com".into())
         );
-        assert_eq!(l(None, Some(FORM), b"login=a+b&login=c"), Some("a b".into()));
         assert_eq!(
-            l(Some("login=fromquery"), Some(b"application/x-www-form-urlencoded; charset=utf-8"), b"login=form"),
+            l(None, Some(FORM), b"login=a+b&login=c"),
+            Some("a b".into())
+        );
+        assert_eq!(
+            l(
+                Some("login=fromquery"),
+                Some(b"application/x-www-form-urlencoded; charset=utf-8"),
+                b"login=form"
+            ),
             Some("form".into())
         );
-        assert_eq!(l(Some("login=q"), Some(FORM), b"password=x"), Some("q".into()));
-        assert_eq!(l(Some("login=q"), Some(b"text/plain"), b"login=x"), Some("q".into()));
-        assert_eq!(l(Some("login=q"), Some(b"multipart/form-data; boundary=x"), b""), None);
+        assert_eq!(
+            l(Some("login=q"), Some(FORM), b"password=x"),
+            Some("q".into())
+        );
+        assert_eq!(
+            l(Some("login=q"), Some(b"text/plain"), b"login=x"),
+            Some("q".into())
+        );
+        assert_eq!(
+            l(
+                Some("login=q"),
+                Some(b"multipart/form-data; boundary=x"),
+                b""
+            ),
+            None
+        );
         assert_eq!(l(None, Some(FORM), b"login=%zz%4"), Some("%zz%4".into()));
-        assert_eq!(l(None, Some(FORM), b"%6Cogin=encoded"), Some("encoded".into()));
+        assert_eq!(
+            l(None, Some(FORM), b"%6Cogin=encoded"),
+            Some("encoded".into())
+        );
         assert_eq!(l(None, None, b"login=x"), None);
-        assert_eq!(l(Some("login=q"), Some(FORM), b"login=%FF"), None, "not UTF-8");
+        assert_eq!(
+            l(Some("login=q"), Some(FORM), b"login=%FF"),
+            None,
+            "not UTF-8"
+        );
     }
 }

@@ -31,7 +31,10 @@ struct Login {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Go ahead after waiting `delay`; `counted`: an in-flight slot is held.
-    Go { delay: Duration, counted: bool },
+    Go {
+        delay: Duration,
+        counted: bool,
+    },
     Refuse,
 }
 

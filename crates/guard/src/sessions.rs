@@ -195,7 +195,10 @@ mod tests {
         };
         assert_eq!(got("session_id=abc"), Some("abc".into()));
         assert_eq!(got("a=1; session_id = abc ; b=2"), Some("abc".into()));
-        assert_eq!(got("session_id=first; session_id=second"), Some("first".into()));
+        assert_eq!(
+            got("session_id=first; session_id=second"),
+            Some("first".into())
+        );
         assert_eq!(got("xsession_id=abc"), None);
         assert_eq!(got("session_id="), None);
         assert_eq!(got("flag; session_id=x"), Some("x".into()));
@@ -259,7 +262,13 @@ mod tests {
             s.touch(&busy, now, life);
             assert!(s.len() <= max, "{} entries", s.len());
         }
-        assert!(s.touch(&busy, t0 + Duration::from_secs(11), life), "kept: in use");
-        assert!(!s.touch(&old, t0 + Duration::from_secs(11), life), "dropped: idle");
+        assert!(
+            s.touch(&busy, t0 + Duration::from_secs(11), life),
+            "kept: in use"
+        );
+        assert!(
+            !s.touch(&old, t0 + Duration::from_secs(11), life),
+            "dropped: idle"
+        );
     }
 }

@@ -21,7 +21,10 @@ fn cfg(text: &str) -> GuardConfig {
 
 fn cookie(sid: &str) -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
-    h.insert(http::header::COOKIE, format!("session_id={sid}").parse().unwrap());
+    h.insert(
+        http::header::COOKIE,
+        format!("session_id={sid}").parse().unwrap(),
+    );
     h
 }
 
@@ -49,10 +52,30 @@ fn only_sessions_seen_logging_in_are_proven() {
     let dir = tempfile::tempdir().unwrap();
     let g = Guard::open(&GuardConfig::default(), dir.path()).unwrap();
     assert_eq!(g.proven_session(&cookie("forged")), None, "unknown id");
-    login(&g, "203.0.113.1", LoginRoute::WebLogin, LoginOutcome::Failure, "failed");
-    assert_eq!(g.proven_session(&cookie("failed")), None, "a failed login's");
-    login(&g, "203.0.113.1", LoginRoute::XmlRpcCommon, LoginOutcome::Success, "rpc");
-    assert_eq!(g.proven_session(&cookie("rpc")), None, "XML-RPC has no session");
+    login(
+        &g,
+        "203.0.113.1",
+        LoginRoute::WebLogin,
+        LoginOutcome::Failure,
+        "failed",
+    );
+    assert_eq!(
+        g.proven_session(&cookie("failed")),
+        None,
+        "a failed login's"
+    );
+    login(
+        &g,
+        "203.0.113.1",
+        LoginRoute::XmlRpcCommon,
+        LoginOutcome::Success,
+        "rpc",
+    );
+    assert_eq!(
+        g.proven_session(&cookie("rpc")),
+        None,
+        "XML-RPC has no session"
+    );
     for (route, sid) in [
         (LoginRoute::WebLogin, "form"),
         (LoginRoute::WebLoginTotp, "totp"),
@@ -67,9 +90,18 @@ fn only_sessions_seen_logging_in_are_proven() {
         assert_eq!(g.proven_session(&cookie(sid)), None, "logout forgets");
     }
     // A cookie with two ids: the first is the one Odoo reads.
-    login(&g, "203.0.113.1", LoginRoute::WebLogin, LoginOutcome::Success, "good");
+    login(
+        &g,
+        "203.0.113.1",
+        LoginRoute::WebLogin,
+        LoginOutcome::Success,
+        "good",
+    );
     let mut two = http::HeaderMap::new();
-    two.insert(http::header::COOKIE, "session_id=forged; session_id=good".parse().unwrap());
+    two.insert(
+        http::header::COOKIE,
+        "session_id=forged; session_id=good".parse().unwrap(),
+    );
     assert_eq!(g.proven_session(&two), None);
 }
 
@@ -77,7 +109,13 @@ fn only_sessions_seen_logging_in_are_proven() {
 fn one_cookie_used_from_many_addresses_has_one_budget() {
     let dir = tempfile::tempdir().unwrap();
     let g = Guard::open(&cfg("rate = { per_second = 1, burst = 10 }"), dir.path()).unwrap();
-    login(&g, "203.0.113.1", LoginRoute::WebLogin, LoginOutcome::Success, "stolen");
+    login(
+        &g,
+        "203.0.113.1",
+        LoginRoute::WebLogin,
+        LoginOutcome::Success,
+        "stolen",
+    );
     let s = g.proven_session(&cookie("stolen")).unwrap();
     for n in 0..10 {
         let from = ip(&format!("198.51.100.{n}"));
@@ -88,7 +126,10 @@ fn one_cookie_used_from_many_addresses_has_one_budget() {
         Admission::Limited { .. }
     ));
     // Each of those addresses still has its own anonymous budget.
-    assert_eq!(g.admit_request(ip("198.51.100.99"), None), Admission::Admitted);
+    assert_eq!(
+        g.admit_request(ip("198.51.100.99"), None),
+        Admission::Admitted
+    );
 }
 
 #[test]
@@ -103,20 +144,31 @@ fn minted_sessions_do_not_multiply_an_address_budget_without_bound() {
     let mut admitted = 0;
     for n in 0..10 {
         let sid = format!("minted-{n}");
-        login(&g, "203.0.113.5", LoginRoute::WebLogin, LoginOutcome::Success, &sid);
+        login(
+            &g,
+            "203.0.113.5",
+            LoginRoute::WebLogin,
+            LoginOutcome::Success,
+            &sid,
+        );
         let s = g.proven_session(&cookie(&sid)).unwrap();
         for _ in 0..5 {
             admitted += usize::from(g.admit_request(a, Some(s)) == Admission::Admitted);
         }
     }
-    assert_eq!(admitted, 15, "per_address × burst for the address's sessions");
+    assert_eq!(
+        admitted, 15,
+        "per_address × burst for the address's sessions"
+    );
 }
 
 #[test]
 fn successes_refill_the_address_ceiling_but_not_one_login_s_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let g = Guard::open(
-        &cfg("login_rate = { per_minute = 3, burst = 3, address_per_minute = 5, address_burst = 5 }"),
+        &cfg(
+            "login_rate = { per_minute = 3, burst = 3, address_per_minute = 5, address_burst = 5 }",
+        ),
         dir.path(),
     )
     .unwrap();
@@ -125,19 +177,46 @@ fn successes_refill_the_address_ceiling_but_not_one_login_s_bucket() {
     for n in 0..30 {
         let name = format!("user{n}");
         assert_eq!(g.admit_login(a, Some(&name)), Admission::Admitted, "{name}");
-        login(&g, "203.0.113.9", LoginRoute::WebLogin, LoginOutcome::Success, &name);
+        login(
+            &g,
+            "203.0.113.9",
+            LoginRoute::WebLogin,
+            LoginOutcome::Success,
+            &name,
+        );
     }
     // One login minting sessions: its own bucket, refunds or not.
     for _ in 0..3 {
         assert_eq!(g.admit_login(a, Some("Mallory ")), Admission::Admitted);
-        login(&g, "203.0.113.9", LoginRoute::WebLogin, LoginOutcome::Success, "m");
+        login(
+            &g,
+            "203.0.113.9",
+            LoginRoute::WebLogin,
+            LoginOutcome::Success,
+            "m",
+        );
     }
-    assert!(matches!(g.admit_login(a, Some("mallory")), Admission::Limited { .. }));
+    assert!(matches!(
+        g.admit_login(a, Some("mallory")),
+        Admission::Limited { .. }
+    ));
     // Failures spend the ceiling, whatever name they use.
     for n in 0..5 {
-        assert_eq!(g.admit_login(a, Some(&format!("guess{n}"))), Admission::Admitted);
-        login(&g, "203.0.113.9", LoginRoute::WebLogin, LoginOutcome::Failure, "x");
+        assert_eq!(
+            g.admit_login(a, Some(&format!("guess{n}"))),
+            Admission::Admitted
+        );
+        login(
+            &g,
+            "203.0.113.9",
+            LoginRoute::WebLogin,
+            LoginOutcome::Failure,
+            "x",
+        );
     }
-    assert!(matches!(g.admit_login(a, Some("guess9")), Admission::Limited { .. }));
+    assert!(matches!(
+        g.admit_login(a, Some("guess9")),
+        Admission::Limited { .. }
+    ));
     assert!(matches!(g.admit_login(a, None), Admission::Limited { .. }));
 }

@@ -52,15 +52,27 @@ const COOKIES: &[&str] = &[
 ];
 
 const FORMS: &[(&str, &str, &str)] = &[
-    ("", "application/x-www-form-urlencoded", "login=admin&password=x"),
+    (
+        "",
+        "application/x-www-form-urlencoded",
+        "login=admin&password=x",
+    ),
     ("login=q", "application/x-www-form-urlencoded", "password=x"),
     ("login=q", "application/x-www-form-urlencoded", "login=form"),
     ("login=q", "text/plain", "login=body"),
-    ("", "application/x-www-form-urlencoded; charset=utf-8", "login=a+b%40c"),
+    (
+        "",
+        "application/x-www-form-urlencoded; charset=utf-8",
+        "login=a+b%40c",
+    ),
     ("", "application/x-www-form-urlencoded", "login=1&login=2"),
     ("", "application/x-www-form-urlencoded", "%6Cogin=enc"),
     ("", "application/x-www-form-urlencoded", "login=%zz%4"),
-    ("", "application/x-www-form-urlencoded", "login=%C3%A9t%C3%A9"),
+    (
+        "",
+        "application/x-www-form-urlencoded",
+        "login=%C3%A9t%C3%A9",
+    ),
     ("", "application/x-www-form-urlencoded", "login=%FF"),
     ("", "APPLICATION/X-WWW-FORM-URLENCODED", "login=Upper"),
     ("", "application/x-www-form-urlencoded", "a=1;login=semi"),
@@ -69,13 +81,30 @@ const FORMS: &[(&str, &str, &str)] = &[
 ];
 
 const NOISE: &[&str] = &[
-    ";", "=", " ", "\t", "\"", ",", "session_id", "login", "%", "+", "&", "a", "%41", "\\",
+    ";",
+    "=",
+    " ",
+    "\t",
+    "\"",
+    ",",
+    "session_id",
+    "login",
+    "%",
+    "+",
+    "&",
+    "a",
+    "%41",
+    "\\",
 ];
 
 fn mutate(rng: &mut Rng, s: &str) -> String {
     let mut s = s.to_string();
     for _ in 0..1 + rng.below(3) {
-        let at = if s.is_empty() { 0 } else { rng.below(s.len() + 1) };
+        let at = if s.is_empty() {
+            0
+        } else {
+            rng.below(s.len() + 1)
+        };
         let at = (0..=at).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
         match rng.below(3) {
             0 => s.insert_str(at, NOISE[rng.below(NOISE.len())]),
@@ -99,7 +128,9 @@ fn rampart_reads_the_session_and_login_as_werkzeug_does() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| {
-            panic!("{python} is needed for this test (with werkzeug: Debian's python3-werkzeug): {e}")
+            panic!(
+                "{python} is needed for this test (with werkzeug: Debian's python3-werkzeug): {e}"
+            )
         });
     let mut stdin = py.stdin.take().unwrap();
     let mut stdout = BufReader::new(py.stdout.take().unwrap());
@@ -115,12 +146,10 @@ fn rampart_reads_the_session_and_login_as_werkzeug_does() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
-    let mut rng = Rng(
-        std::env::var("RAMPART_DIFF_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0x5e55_1045),
-    );
+    let mut rng = Rng(std::env::var("RAMPART_DIFF_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5e55_1045));
     let mut checked = (0, 0, 0);
     let mut disagreements = Vec::new();
     let mut cookies: Vec<String> = COOKIES.iter().map(|s| s.to_string()).collect();
@@ -143,7 +172,9 @@ fn rampart_reads_the_session_and_login_as_werkzeug_does() {
             checked.2 += 1;
         }
         if ours.is_some() && ours != theirs {
-            disagreements.push(format!("cookie {c:?}: rampart {ours:?}, werkzeug {theirs:?}"));
+            disagreements.push(format!(
+                "cookie {c:?}: rampart {ours:?}, werkzeug {theirs:?}"
+            ));
         }
     }
     let mut forms: Vec<(String, String, String)> = FORMS

@@ -249,7 +249,9 @@ async fn thirty_sessions_behind_one_address_are_thirty_clients() {
         } else {
             forged.with_cookie(forged.cookie.as_deref().unwrap())
         };
-        flood.push(tokio::spawn(async move { b.get("/echo/flood").await.status }));
+        flood.push(tokio::spawn(
+            async move { b.get("/echo/flood").await.status },
+        ));
     }
     let mut limited = 0;
     for t in flood {
@@ -261,7 +263,10 @@ async fn thirty_sessions_behind_one_address_are_thirty_clients() {
     assert_eq!(s0.get("/echo/after").await.status, 200);
     let m = r.metrics().await;
     assert!(
-        metric(&m, "rampart_upstream_queue_seconds_count{site=\"erp.slots.test\",class=\"session\"}") >= 180.0,
+        metric(
+            &m,
+            "rampart_upstream_queue_seconds_count{site=\"erp.slots.test\",class=\"session\"}"
+        ) >= 180.0,
         "queue waits are counted per class:\n{m}"
     );
     assert!(metric(&m, "rampart_guard_proven_sessions") >= 0.0);
@@ -389,13 +394,22 @@ async fn sessions_do_not_lift_login_budgets_and_logout_forgets() {
         assert!(n < 100, "the address's budget never ran out");
     }
     let mut own = s.with_cookie(&cookie);
-    assert_eq!(own.get("/echo/mine").await.status, 200, "the session's own budget");
+    assert_eq!(
+        own.get("/echo/mine").await.status,
+        200,
+        "the session's own budget"
+    );
     own.get("/web/session/logout").await;
     // The address's budget refills at one a second: of three quick
     // requests with the old id, one at least finds it spent.
     let mut after = Vec::new();
     for _ in 0..3 {
-        after.push(s.with_cookie(&cookie).get("/echo/after-logout").await.status);
+        after.push(
+            s.with_cookie(&cookie)
+                .get("/echo/after-logout")
+                .await
+                .status,
+        );
     }
     assert!(
         after.contains(&429),
@@ -437,7 +451,10 @@ async fn a_botnet_spreading_guesses_over_addresses_is_bounded_per_login() {
         statuses.push(t.await.unwrap());
     }
     let reached = posts() - before;
-    assert!(reached <= 20, "{reached} guesses reached Odoo: {statuses:?}");
+    assert!(
+        reached <= 20,
+        "{reached} guesses reached Odoo: {statuses:?}"
+    );
     assert_eq!(
         statuses.iter().filter(|s| **s == 403).count(),
         30 - reached,
