@@ -13,14 +13,16 @@
 //!    its source stands for the socket peer from then on.
 //! 1. [`Guard::client_addr`] for every request (the same address goes to
 //!    Odoo as the last X-Forwarded-For entry and into the access log).
-//! 2. [`Guard::admit`] before routing: 403 when banned, 429 + Retry-After when limited.
-//!    Pass `login_route = true` only for the form and
-//!    /web/session/authenticate; RPC routes are logins only for some calls,
-//!    so those call [`Guard::admit_login`] once [`is_login_call`] says so.
-//! 3. On a [`login_route`] where [`is_login_call`]: [`Guard::begin_login`];
-//!    None means 403 without touching Odoo. Then [`LoginAttempt::finish`] with
-//!    [`login_outcome`] of the proxied response (dropping the attempt releases
-//!    its slot as an unknown outcome).
+//! 2. Before routing, with the normalised headers: [`Guard::proven_session`]
+//!    (a session the guard saw log in is its own client), then
+//!    [`Guard::admit_request`]: 403 when banned, 429 + Retry-After when
+//!    limited; [`Guard::end_session`] on [`ends_session`] paths.
+//! 3. For a secret check ([`classify`]; logins once their body named the
+//!    login): [`Guard::admit_login`], then [`Guard::begin_check_as`]; an
+//!    error means 403/429 without touching Odoo; wait
+//!    [`LoginAttempt::delay`]. Then [`LoginAttempt::finish_answer`] (or
+//!    `finish`) with [`login_outcome`] of the proxied response (dropping
+//!    the attempt releases its slot as an unknown outcome).
 //! 4. [`Guard::housekeeping`] every few seconds, [`Guard::flush`] at shutdown
 //!    (automatic bans are written by housekeeping; admin bans at once).
 //! 5. [`Guard::admin`] on the admin listener, [`Guard::register_metrics`],
@@ -73,6 +75,7 @@ pub(crate) use accept_any_other_value;
 
 mod addr;
 mod admin;
+mod admission;
 mod attempt;
 mod ban_log;
 mod bans;
@@ -270,7 +273,7 @@ impl Guard {
                 limits::per_second(cfg.rate.per_second, cfg.rate.burst),
                 caps.rate_keys,
             ),
-            session_ceiling: Limiter::new(session_ceiling(cfg), caps.rate_keys),
+            session_ceiling: Limiter::new(admission::session_ceiling(cfg), caps.rate_keys),
             login_rate: Limiter::new(
                 limits::per_minute(cfg.login_rate.per_minute, cfg.login_rate.burst),
                 caps.rate_keys,
@@ -285,7 +288,8 @@ impl Guard {
     pub fn reconfigure(&self, cfg: &GuardConfig) {
         self.rate
             .set_quota(limits::per_second(cfg.rate.per_second, cfg.rate.burst));
-        self.session_ceiling.set_quota(session_ceiling(cfg));
+        self.session_ceiling
+            .set_quota(admission::session_ceiling(cfg));
         self.core.login_ceiling.set(
             cfg.login_rate.address_per_minute.get(),
             cfg.login_rate.address_burst.get(),
@@ -311,95 +315,6 @@ impl Guard {
     /// trusted hops; an unparsable entry stops the walk at the last good one.
     pub fn client_addr(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
         addr::client_addr(&self.core.cfg().trusted_proxies, peer, headers)
-    }
-
-    /// Before routing: banned, over the per-client rate (login routes also
-    /// over `login_rate`, for an unknown login name), or admitted. `allow`
-    /// networks are always admitted.
-    pub fn admit(&self, client: IpAddr, login_route: bool) -> Admission {
-        match self.admit_request(client, None) {
-            Admission::Admitted if login_route => self.admit_login(client, None),
-            other => other,
-        }
-    }
-
-    /// The proven session a request carries: the session id Odoo reads
-    /// from its Cookie header, if the guard saw it log in and it is alive.
-    /// Using it keeps it alive. Pass the headers after stage 1 joined the
-    /// cookie fields.
-    pub fn proven_session(&self, headers: &http::HeaderMap) -> Option<SessionKey> {
-        let sid = sessions::request_session_id(headers)?;
-        let key = self.core.sessions.key_of(sid);
-        let lifetime = self.core.cfg().sessions.lifetime.get();
-        self.core
-            .sessions
-            .touch(&key, Instant::now(), lifetime)
-            .then_some(key)
-    }
-
-    /// A logout: the session is no longer its own client.
-    pub fn end_session(&self, session: SessionKey) {
-        self.core.sessions.forget(&session);
-    }
-
-    /// Before routing: banned, over the rate, or admitted. The rate is
-    /// the proven session's own when there is one (and the address's
-    /// sessions together stay under `sessions.per_address` × `rate`),
-    /// else the address's. Bans stay per address.
-    pub fn admit_request(&self, client: IpAddr, session: Option<SessionKey>) -> Admission {
-        let client = canonical_ip(client);
-        let cfg = self.core.cfg();
-        if is_allowed(&cfg, client) {
-            return Admission::Admitted;
-        }
-        if let Some(until) = self.core.banned_until(client) {
-            self.refusals.record(client, "banned");
-            return Admission::Banned { until };
-        }
-        let key = client_key(client);
-        let verdict = match session {
-            None => self.rate.check(&RateKey::Net(key)),
-            Some(s) => self
-                .rate
-                .check(&RateKey::Session(s))
-                .and_then(|()| self.session_ceiling.check(&key)),
-        };
-        self.limited(client, verdict)
-    }
-
-    /// The login rate, checked once the login name is known (the body
-    /// read): per (address, login name; None when it cannot be read),
-    /// under a ceiling per address that successful logins give their
-    /// token back to ([`LoginAttempt::finish`]). So colleagues behind one
-    /// address do not spend one budget, while guessing stays bounded by
-    /// the ceiling and by `login_failures`.
-    pub fn admit_login(&self, client: IpAddr, login: Option<&str>) -> Admission {
-        let client = canonical_ip(client);
-        if is_allowed(&self.core.cfg(), client) {
-            return Admission::Admitted;
-        }
-        let key = client_key(client);
-        let name = login.map(|l| {
-            self.core
-                .sessions
-                .hash(b"login", login_name::normalise(l).as_bytes())
-        });
-        let verdict = self
-            .login_rate
-            .check(&(key, name))
-            .and_then(|()| self.core.login_ceiling.take(key, Instant::now()));
-        self.limited(client, verdict)
-    }
-
-    fn limited(&self, client: IpAddr, verdict: Result<(), std::time::Duration>) -> Admission {
-        match verdict {
-            Ok(()) => Admission::Admitted,
-            Err(retry_after) => {
-                self.core.metrics.rate_limited.inc();
-                self.refusals.record(client, "rate limited");
-                Admission::Limited { retry_after }
-            }
-        }
     }
 
     /// A login attempt about to be sent to Odoo, or None: the edge answers
@@ -477,66 +392,6 @@ impl Guard {
                 } else {
                     Err(Refused::Busy)
                 }
-            }
-        }
-    }
-
-    /// [`Guard::begin_check`] for a check whose login name is known (the
-    /// edge read it from the body): a login is also held to
-    /// `per_login_failures`, counted per login name across addresses; the
-    /// attempt may then have to wait [`LoginAttempt::delay`] first.
-    pub fn begin_check_as(
-        &self,
-        client: IpAddr,
-        route: LoginRoute,
-        proof: Option<rpc::Credential>,
-        login: Option<&str>,
-    ) -> Result<LoginAttempt, Refused> {
-        let cfg = self.core.cfg();
-        let plf = cfg.per_login_failures;
-        let canon = canonical_ip(client);
-        let login = login.filter(|_| route.is_login() && plf.max > 0 && !is_allowed(&cfg, canon));
-        let Some(login) = login else {
-            return self.begin_check(client, route, proof);
-        };
-        let name = self
-            .core
-            .sessions
-            .hash(b"login", login_name::normalise(login).as_bytes());
-        let mut pair_bytes = client_key(canon).to_string().into_bytes();
-        pair_bytes.push(0);
-        pair_bytes.extend_from_slice(&name);
-        let pair = self.core.known_logins.key_of(&pair_bytes);
-        let now = Instant::now();
-        let known = self.core.known_logins.touch(&pair, now, KNOWN_FOR);
-        let (delay, counted) = match self.core.per_login.begin(
-            name,
-            known,
-            now,
-            plf.max,
-            plf.within.get(),
-            plf.delay.get(),
-        ) {
-            per_login::Verdict::Go { delay, counted } => (delay, counted),
-            per_login::Verdict::Refuse => {
-                self.core.metrics.logins_refused.inc();
-                self.refusals.record(canon, "login locked");
-                return Err(Refused::LoginLocked);
-            }
-        };
-        match self.begin_check(client, route, proof) {
-            Ok(mut a) => {
-                a.hold_login(attempt::PerLoginHold {
-                    login: name,
-                    counted,
-                    pair,
-                    delay,
-                });
-                Ok(a)
-            }
-            Err(e) => {
-                self.core.per_login.finish(name, counted, false, now);
-                Err(e)
             }
         }
     }
@@ -820,13 +675,6 @@ fn ban_length(base: std::time::Duration, factor: u32, previous: u32) -> std::tim
     let mult = (factor as u64).saturating_pow(previous.min(64));
     let secs = base.as_secs().saturating_mul(mult);
     std::time::Duration::from_secs(secs).min(MAX_BAN)
-}
-
-/// The `rate` of all the proven sessions used from one address together.
-fn session_ceiling(cfg: &GuardConfig) -> governor::Quota {
-    let n = cfg.sessions.per_address;
-    let times = |v: std::num::NonZeroU32| v.saturating_mul(n);
-    limits::per_second(times(cfg.rate.per_second), times(cfg.rate.burst))
 }
 
 fn is_allowed(cfg: &GuardConfig, ip: IpAddr) -> bool {
