@@ -333,7 +333,9 @@ impl Pool {
             let q = &mut *guard;
             let key = client.key();
             let held = q.held.get(&key).copied().unwrap_or(0);
-            if self.sched.hard && held >= self.sched.per_client {
+            let address_full = client.session.is_some()
+                && q.session_held.get(&client.addr).copied().unwrap_or(0) >= self.sched.per_address;
+            if self.sched.hard && (held >= self.sched.per_client || address_full) {
                 return Some(Err(Refused::ClientCap));
             }
             // Over its share, a client takes a free slot only when nobody
@@ -604,6 +606,29 @@ mod tests {
         );
         assert_eq!(pool.upstreams[0].active(), 0);
         assert!(pool.sched.queues.lock().unwrap().held.is_empty());
+    }
+
+    #[tokio::test]
+    async fn sessions_are_clients_under_a_bound_for_their_address() {
+        let session = |addr: IpAddr, n: u8| Client {
+            addr,
+            session: Some([n; 16]),
+        };
+        let office = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 9));
+        // Websocket tunnels (hard caps): one per session, and one address's
+        // sessions together hold at most half of the 8.
+        let ws = Pool::new(&["a:1".into()], 8, 1, Duration::from_millis(20)).hard_per_client();
+        let mut held = Vec::new();
+        for n in 0..4 {
+            held.push(ws.acquire(session(office, n)).await.unwrap());
+        }
+        assert_eq!(ws.acquire(session(office, 0)).await.err(), Some(Refused::ClientCap));
+        assert_eq!(ws.acquire(session(office, 9)).await.err(), Some(Refused::ClientCap));
+        assert!(ws.acquire(office).await.is_ok(), "the address's own share");
+        let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10));
+        assert!(ws.acquire(session(elsewhere, 9)).await.is_ok());
+        drop(held);
+        assert!(ws.acquire(session(office, 9)).await.is_ok());
     }
 
     #[tokio::test]
