@@ -622,8 +622,14 @@ mod tests {
         for n in 0..4 {
             held.push(ws.acquire(session(office, n)).await.unwrap());
         }
-        assert_eq!(ws.acquire(session(office, 0)).await.err(), Some(Refused::ClientCap));
-        assert_eq!(ws.acquire(session(office, 9)).await.err(), Some(Refused::ClientCap));
+        assert_eq!(
+            ws.acquire(session(office, 0)).await.err(),
+            Some(Refused::ClientCap)
+        );
+        assert_eq!(
+            ws.acquire(session(office, 9)).await.err(),
+            Some(Refused::ClientCap)
+        );
         assert!(ws.acquire(office).await.is_ok(), "the address's own share");
         let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10));
         assert!(ws.acquire(session(elsewhere, 9)).await.is_ok());
