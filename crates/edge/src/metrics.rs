@@ -19,6 +19,14 @@ pub struct SiteLabels {
     pub site: String,
 }
 
+/// A queue wait: the site, and whose queue (`session`: a proven
+/// session's own; `address`: requests grouped by client address).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub site: String,
+    pub class: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
     pub site: String,
@@ -30,7 +38,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub upstream_seconds: Family<SiteLabels, Histogram>,
     pub upstream_healthy: Family<UpstreamLabels, Gauge>,
-    pub queue_seconds: Family<SiteLabels, Histogram>,
+    pub queue_seconds: Family<QueueLabels, Histogram>,
     pub client_cap_refusals: Family<SiteLabels, Counter>,
     pub websocket_tunnels: Gauge,
     pub connections: Gauge,
@@ -77,7 +85,7 @@ impl Metrics {
         );
         registry.register(
             "rampart_upstream_queue_seconds",
-            "Time a request waited for an Odoo worker slot",
+            "Time a request waited for an Odoo worker slot, by queue class (session or address)",
             m.queue_seconds.clone(),
         );
         registry.register(

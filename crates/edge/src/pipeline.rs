@@ -31,18 +31,20 @@ use rampart_guard::{self as guard, Admission, LoginAttempt};
 use crate::access_log::Entry;
 use crate::body::{self, Body, Observed};
 use crate::headers::{forwarded, hop, request as request_fields};
-use crate::metrics::{RequestLabels, SiteLabels};
+use crate::metrics::{QueueLabels, RequestLabels, SiteLabels};
 use crate::server::{ConnInfo, Runtime, Shared, SiteRuntime};
 use crate::stage::request_body::{self, BodyError, Prepared, Received};
 use crate::stage::route::{self, Route};
 use crate::stage::{accel, cache, compress, exchange, plain_http, respond, site};
 use crate::stage::{inspect_budget, normalize};
-use crate::upstream::{Pool, Refused};
+use crate::upstream::{self, Pool, Refused};
 use crate::{files, pages, response_buffer, websocket};
 
 /// What the access log and metrics need, filled in as the stages run.
 struct Ctx {
     client: IpAddr,
+    /// The proven session the request carries (its own client), if any.
+    session: Option<guard::SessionKey>,
     site: Option<Arc<SiteRuntime>>,
     upstream: Option<String>,
     upstream_time: Option<std::time::Duration>,
@@ -50,6 +52,24 @@ struct Ctx {
     cache: Option<&'static str>,
     /// Set when this request fetches a cache entry (stage 7a keeps it).
     cache_fill: Option<crate::cache::FillGuard>,
+}
+
+impl Ctx {
+    /// Who waits in the fair queues: the proven session, else the address.
+    fn who(&self) -> upstream::Client {
+        upstream::Client {
+            addr: self.client,
+            session: self.session,
+        }
+    }
+
+    fn queue_class(&self) -> &'static str {
+        if self.session.is_some() {
+            "session"
+        } else {
+            "address"
+        }
+    }
 }
 
 pub async fn handle(
@@ -65,6 +85,7 @@ pub async fn handle(
     // 0 who
     let mut ctx = Ctx {
         client: shared.guard.client_addr(conn.peer.ip(), req.headers()),
+        session: None,
         site: None,
         upstream: None,
         upstream_time: None,
@@ -197,11 +218,17 @@ async fn phases(
     }
 
     // 4 guard
-    // The form, the 2FA form and /web/session/authenticate are logins by
-    // their path; on the RPC endpoints only some bodies are (below).
-    let login_by_path = guard::login_route(req.method(), &path.lower).is_some();
-    if let Some(refusal) = refuse(shared.guard.admit(ctx.client, login_by_path)) {
+    // A session the guard saw log in is its own client (rate, queue);
+    // other requests go by address. Logins are held to `login_rate` once
+    // their body names the login (below).
+    ctx.session = shared.guard.proven_session(req.headers());
+    if let Some(refusal) = refuse(shared.guard.admit_request(ctx.client, ctx.session)) {
         return refusal;
+    }
+    if let Some(s) = ctx.session
+        && guard::ends_session(&path.lower)
+    {
+        shared.guard.end_session(s);
     }
 
     // 5a cache
@@ -333,14 +360,35 @@ async fn phases(
             let attempt = match decision.check {
                 None => None,
                 Some(check) => {
+                    let login = decision.login.clone().or_else(|| match &body {
+                        ReqBody::Read(Prepared::Whole(b))
+                            if check == guard::LoginRoute::WebLogin =>
+                        {
+                            let ct = parts.headers.get(header::CONTENT_TYPE);
+                            guard::form_login(parts.uri.query(), ct.map(|v| v.as_bytes()), b)
+                        }
+                        _ => None,
+                    });
                     if check.is_login()
-                        && !login_by_path
-                        && let Some(refusal) = refuse(shared.guard.admit_login(ctx.client))
+                        && let Some(refusal) =
+                            refuse(shared.guard.admit_login(ctx.client, login.as_deref()))
                     {
                         return refusal;
                     }
-                    match shared.guard.begin_check(ctx.client, check, decision.proof) {
+                    let begun = shared.guard.begin_check_as(
+                        ctx.client,
+                        check,
+                        decision.proof,
+                        login.as_deref(),
+                    );
+                    match begun {
                         Ok(a) => Some(a),
+                        Err(guard::Refused::LoginLocked) => {
+                            return pages::error(
+                                StatusCode::FORBIDDEN,
+                                "Too many failed logins for this account: try again later, or from where you logged in before.",
+                            );
+                        }
                         // A login over budget is refused as before; other
                         // checks in flight (an integration's burst) are
                         // told to retry in a moment.
@@ -370,6 +418,10 @@ async fn phases(
                     }
                 }
             };
+            // An account under attack from elsewhere: slowed from here.
+            if let Some(wait) = attempt.as_ref().and_then(LoginAttempt::delay) {
+                tokio::time::sleep(wait).await;
+            }
             proxy(parts, body, &site.odoo, &to, ctx, attempt).await
         }
     }
@@ -450,12 +502,8 @@ async fn login_outcome(
     let route = attempt.route();
     match guard::answer_read(route) {
         guard::AnswerRead::Status => {
-            attempt.finish(guard::login_outcome(
-                route,
-                res.status().as_u16(),
-                res.headers(),
-                b"",
-            ));
+            let outcome = guard::login_outcome(route, res.status().as_u16(), res.headers(), b"");
+            attempt.finish_answer(outcome, res.headers());
             res
         }
         // Judged as the buffer drains Odoo's answer (`proxy`).
@@ -475,12 +523,9 @@ async fn login_outcome(
                     );
                 }
             };
-            attempt.finish(guard::login_outcome(
-                route,
-                parts.status.as_u16(),
-                &parts.headers,
-                &bytes,
-            ));
+            let outcome =
+                guard::login_outcome(route, parts.status.as_u16(), &parts.headers, &bytes);
+            attempt.finish_answer(outcome, &parts.headers);
             Response::from_parts(parts, body::full(bytes))
         }
     }
@@ -680,12 +725,13 @@ async fn proxy(
         }
     };
     let queued = Instant::now();
-    let acquired = pool.acquire(ctx.client).await;
+    let acquired = pool.acquire(ctx.who()).await;
     shared
         .metrics
         .queue_seconds
-        .get_or_create(&SiteLabels {
+        .get_or_create(&QueueLabels {
             site: site.name.clone(),
+            class: ctx.queue_class(),
         })
         .observe(queued.elapsed().as_secs_f64());
     let mut lease = match acquired {
@@ -756,7 +802,7 @@ async fn proxy(
                     if !tried_other
                         && let (Some(headers), Some(received)) = (&spare, &whole)
                         && let Some(next) = pool
-                            .acquire_avoiding(ctx.client, Some(&lease.upstream))
+                            .acquire_avoiding(ctx.who(), Some(&lease.upstream))
                             .await
                     {
                         tracing::warn!(site = %site.name, upstream = %addr, error = %error_chain(&e), "Odoo refused the connection: trying another upstream");
@@ -943,7 +989,7 @@ async fn tunnel(req: Request<Incoming>, to: &Target<'_>, ctx: &mut Ctx) -> Respo
         ..
     } = *to;
     let cfg = &site.config;
-    let lease = match site.websocket.acquire(ctx.client).await {
+    let lease = match site.websocket.acquire(ctx.who()).await {
         Ok(l) => l,
         Err(r) => {
             let why = match r {

@@ -4,12 +4,16 @@
 //! concurrency cap (`max_conns`, alias `workers`); requests over it wait
 //! in Rampart (up to `queue_timeout`, then 503) instead of piling onto a
 //! server that can only queue them anyway. Waiting requests sit in one
-//! queue per client address, and a freed slot goes to the next client in
+//! queue per client (a proven session, else an address: thirty people
+//! behind one office NAT are thirty clients once logged in), and a freed
+//! slot goes to the next client in
 //! round-robin order: one client with sixty requests in the queue delays
 //! another's single request by at most one of its own. A client holding
 //! its share (`per_client` slots) gets no more while others wait, so two
 //! addresses cannot fill a busy pool; when nobody else waits it may use
 //! what is free (an idle Odoo serves one user's page load at full speed).
+//! The proven sessions used from one address together hold at most half
+//! the pool while others wait, so minting sessions cannot fill it.
 //! A client with `WAITING_PER_CLIENT` requests waiting is refused at once.
 //! Among healthy upstreams the one
 //! with the fewest requests in flight is chosen. An active check takes a
@@ -23,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rampart_guard::SessionKey;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -64,11 +69,48 @@ impl Upstream {
     }
 }
 
+/// Who asks for a slot: the address, and the proven session the request
+/// carries, if any (then the session is the client).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub addr: IpAddr,
+    pub session: Option<SessionKey>,
+}
+
+impl Client {
+    pub fn address(addr: IpAddr) -> Client {
+        Client {
+            addr,
+            session: None,
+        }
+    }
+
+    fn key(&self) -> QKey {
+        match self.session {
+            Some(s) => QKey::Session(s),
+            None => QKey::Addr(self.addr),
+        }
+    }
+}
+
+impl From<IpAddr> for Client {
+    fn from(addr: IpAddr) -> Client {
+        Client::address(addr)
+    }
+}
+
+/// A fair queue's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum QKey {
+    Addr(IpAddr),
+    Session(SessionKey),
+}
+
 /// One request's claim on an upstream slot, until dropped.
 pub struct Lease {
     pub upstream: Arc<Upstream>,
     /// None once disarmed (a lease that never reached its waiter).
-    owner: Option<(Arc<Sched>, IpAddr)>,
+    owner: Option<(Arc<Sched>, Client)>,
 }
 
 impl Drop for Lease {
@@ -91,21 +133,50 @@ pub enum Refused {
 struct Waiter {
     tx: oneshot::Sender<Lease>,
     avoid: Option<Arc<Upstream>>,
+    client: Client,
 }
 
 #[derive(Default)]
 struct Queues {
-    /// Slots held or waited for, per client.
-    held: HashMap<IpAddr, usize>,
+    /// Slots held, per client.
+    held: HashMap<QKey, usize>,
+    /// Slots held by proven sessions, per address they were used from.
+    session_held: HashMap<IpAddr, usize>,
     /// Waiting requests, per client, and the clients in serving order.
-    waiting: HashMap<IpAddr, VecDeque<Waiter>>,
-    ring: VecDeque<IpAddr>,
+    waiting: HashMap<QKey, VecDeque<Waiter>>,
+    ring: VecDeque<QKey>,
+}
+
+impl Queues {
+    fn hold(&mut self, c: &Client) {
+        *self.held.entry(c.key()).or_insert(0) += 1;
+        if c.session.is_some() {
+            *self.session_held.entry(c.addr).or_insert(0) += 1;
+        }
+    }
+
+    fn unhold(&mut self, c: &Client) {
+        forget_one(&mut self.held, c.key());
+        if c.session.is_some() {
+            forget_one(&mut self.session_held, c.addr);
+        }
+    }
+
+    /// Whether `c` is under its share: its own, and for a session, its
+    /// address's sessions' share.
+    fn under_share(&self, c: &Client, per_client: usize, per_address: usize) -> bool {
+        self.held.get(&c.key()).copied().unwrap_or(0) < per_client
+            && (c.session.is_none()
+                || self.session_held.get(&c.addr).copied().unwrap_or(0) < per_address)
+    }
 }
 
 struct Sched {
     upstreams: Vec<Arc<Upstream>>,
     cap: usize,
     per_client: usize,
+    /// What the proven sessions of one address hold together.
+    per_address: usize,
     /// `per_client` is a hard limit (websocket tunnels live for hours):
     /// beyond it, refused at once even when slots are free.
     hard: bool,
@@ -116,44 +187,42 @@ impl Sched {
     /// A slot on `up` was freed by `client`'s lease: hand it to the next
     /// waiting client in turn (clients under their share first), else let
     /// it go.
-    fn release(self: &Arc<Self>, up: &Arc<Upstream>, client: IpAddr) {
+    fn release(self: &Arc<Self>, up: &Arc<Upstream>, client: Client) {
         let mut guard = self.queues.lock().expect("pool lock");
         let q = &mut *guard;
-        forget_one(&mut q.held, client);
+        q.unhold(&client);
         for under_share_only in [true, false] {
             for _ in 0..q.ring.len() {
                 let Some(next) = q.ring.pop_front() else {
                     break;
                 };
-                let held = q.held.get(&next).copied().unwrap_or(0);
                 let mut given = None;
-                if let Some(list) = q.waiting.get_mut(&next) {
+                if let Some(mut list) = q.waiting.remove(&next) {
                     list.retain(|w| !w.tx.is_closed());
-                    if (!under_share_only || held < self.per_client)
-                        && let Some(i) = list
-                            .iter()
-                            .position(|w| w.avoid.as_ref().is_none_or(|a| !Arc::ptr_eq(a, up)))
-                    {
+                    if let Some(i) = list.iter().position(|w| {
+                        w.avoid.as_ref().is_none_or(|a| !Arc::ptr_eq(a, up))
+                            && (!under_share_only
+                                || q.under_share(&w.client, self.per_client, self.per_address))
+                    }) {
                         given = list.remove(i);
                     }
-                    if list.is_empty() {
-                        q.waiting.remove(&next);
-                    } else {
+                    if !list.is_empty() {
+                        q.waiting.insert(next, list);
                         q.ring.push_back(next);
                     }
                 }
                 if let Some(w) = given {
-                    *q.held.entry(next).or_insert(0) += 1;
+                    q.hold(&w.client);
                     let lease = Lease {
                         upstream: up.clone(),
-                        owner: Some((self.clone(), next)),
+                        owner: Some((self.clone(), w.client)),
                     };
                     match w.tx.send(lease) {
                         // The slot moves on: `active` is unchanged.
                         Ok(()) => return,
                         Err(mut back) => {
                             back.owner = None;
-                            forget_one(&mut q.held, next);
+                            q.unhold(&w.client);
                         }
                     }
                 }
@@ -182,7 +251,7 @@ impl Sched {
 /// Requests one client may have waiting; more are refused at once.
 const WAITING_PER_CLIENT: usize = 1024;
 
-fn forget_one(held: &mut HashMap<IpAddr, usize>, client: IpAddr) {
+fn forget_one<K: std::hash::Hash + Eq>(held: &mut HashMap<K, usize>, client: K) {
     if let Some(n) = held.get_mut(&client) {
         *n -= 1;
         if *n == 0 {
@@ -222,6 +291,7 @@ impl Pool {
                 upstreams: upstreams.clone(),
                 cap: max_conns,
                 per_client,
+                per_address: per_client.max(max_conns.div_ceil(2)),
                 hard: false,
                 queues: Mutex::default(),
             }),
@@ -239,8 +309,8 @@ impl Pool {
 
     /// A slot for `client`: least connections among healthy upstreams
     /// (round-robin on ties), else a turn in the fair queue.
-    pub async fn acquire(&self, client: IpAddr) -> Result<Lease, Refused> {
-        self.acquire_avoiding(client, None)
+    pub async fn acquire(&self, client: impl Into<Client>) -> Result<Lease, Refused> {
+        self.acquire_avoiding(client.into(), None)
             .await
             .ok_or(Refused::QueueTimeout)?
     }
@@ -249,7 +319,7 @@ impl Pool {
     /// connection). `None` when no other upstream exists.
     pub async fn acquire_avoiding(
         &self,
-        client: IpAddr,
+        client: Client,
         avoid: Option<&Arc<Upstream>>,
     ) -> Option<Result<Lease, Refused>> {
         if let Some(a) = avoid
@@ -261,22 +331,26 @@ impl Pool {
         let mut rx = {
             let mut guard = self.sched.queues.lock().expect("pool lock");
             let q = &mut *guard;
-            let held = q.held.get(&client).copied().unwrap_or(0);
-            if self.sched.hard && held >= self.sched.per_client {
+            let key = client.key();
+            let held = q.held.get(&key).copied().unwrap_or(0);
+            let address_full = client.session.is_some()
+                && q.session_held.get(&client.addr).copied().unwrap_or(0) >= self.sched.per_address;
+            if self.sched.hard && (held >= self.sched.per_client || address_full) {
                 return Some(Err(Refused::ClientCap));
             }
             // Over its share, a client takes a free slot only when nobody
             // else waits; otherwise it queues behind the others' turns.
-            if (held < self.sched.per_client || q.waiting.is_empty())
+            let under = q.under_share(&client, self.sched.per_client, self.sched.per_address);
+            if (under || q.waiting.is_empty())
                 && let Some(up) = self.sched.take_free(avoid, start)
             {
-                *q.held.entry(client).or_insert(0) += 1;
+                q.hold(&client);
                 return Some(Ok(Lease {
                     upstream: up,
                     owner: Some((self.sched.clone(), client)),
                 }));
             }
-            let list = q.waiting.entry(client).or_default();
+            let list = q.waiting.entry(key).or_default();
             list.retain(|w| !w.tx.is_closed());
             if list.len() >= WAITING_PER_CLIENT {
                 return Some(Err(Refused::ClientCap));
@@ -285,9 +359,10 @@ impl Pool {
             list.push_back(Waiter {
                 tx,
                 avoid: avoid.cloned(),
+                client,
             });
-            if list.len() == 1 && !q.ring.contains(&client) {
-                q.ring.push_back(client);
+            if list.len() == 1 && !q.ring.contains(&key) {
+                q.ring.push_back(key);
             }
             rx
         };
@@ -301,10 +376,11 @@ impl Pool {
             return Some(Ok(lease));
         }
         let mut q = self.sched.queues.lock().expect("pool lock");
-        if let Some(list) = q.waiting.get_mut(&client) {
+        let key = client.key();
+        if let Some(list) = q.waiting.get_mut(&key) {
             list.retain(|w| !w.tx.is_closed());
             if list.is_empty() {
-                q.waiting.remove(&client);
+                q.waiting.remove(&key);
             }
         }
         Some(Err(Refused::QueueTimeout))
@@ -400,7 +476,10 @@ async fn check_once(addr: &str, s: &CheckSettings) -> bool {
 mod tests {
     use super::*;
 
-    const C: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const C: Client = Client {
+        addr: IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+        session: None,
+    };
 
     #[tokio::test]
     async fn least_connections_and_health() {
@@ -450,7 +529,7 @@ mod tests {
     #[tokio::test]
     async fn over_its_share_a_client_waits_while_others_are_served() {
         let pool = Arc::new(Pool::new(&["a:1".into()], 2, 1, Duration::from_secs(5)));
-        let other = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+        let other = Client::address(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2)));
         // Nobody else waits: the client may use the whole idle pool.
         let l1 = pool.acquire(C).await.unwrap();
         let l2 = pool.acquire(C).await.unwrap();
@@ -488,7 +567,7 @@ mod tests {
     async fn freed_slots_go_round_robin_between_clients() {
         let pool = Arc::new(Pool::new(&["a:1".into()], 1, 100, Duration::from_secs(10)));
         let heavy = C;
-        let light = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+        let light = Client::address(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2)));
         let first = pool.acquire(heavy).await.unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
@@ -527,6 +606,35 @@ mod tests {
         );
         assert_eq!(pool.upstreams[0].active(), 0);
         assert!(pool.sched.queues.lock().unwrap().held.is_empty());
+    }
+
+    #[tokio::test]
+    async fn sessions_are_clients_under_a_bound_for_their_address() {
+        let session = |addr: IpAddr, n: u8| Client {
+            addr,
+            session: Some([n; 16]),
+        };
+        let office = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 9));
+        // Websocket tunnels (hard caps): one per session, and one address's
+        // sessions together hold at most half of the 8.
+        let ws = Pool::new(&["a:1".into()], 8, 1, Duration::from_millis(20)).hard_per_client();
+        let mut held = Vec::new();
+        for n in 0..4 {
+            held.push(ws.acquire(session(office, n)).await.unwrap());
+        }
+        assert_eq!(
+            ws.acquire(session(office, 0)).await.err(),
+            Some(Refused::ClientCap)
+        );
+        assert_eq!(
+            ws.acquire(session(office, 9)).await.err(),
+            Some(Refused::ClientCap)
+        );
+        assert!(ws.acquire(office).await.is_ok(), "the address's own share");
+        let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10));
+        assert!(ws.acquire(session(elsewhere, 9)).await.is_ok());
+        drop(held);
+        assert!(ws.acquire(session(office, 9)).await.is_ok());
     }
 
     #[tokio::test]

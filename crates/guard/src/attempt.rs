@@ -11,6 +11,7 @@ use crate::Core;
 use crate::classify::LoginRoute;
 use crate::outcome::LoginOutcome;
 use crate::proven::Digest;
+use crate::sessions::SessionKey;
 
 /// Why [`crate::Guard::begin_check`] refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +20,19 @@ pub enum Refused {
     Banned,
     /// Checks in flight fill the budget (no verdict yet): 429, retry soon.
     Busy,
+    /// Too many failures for this login name, across addresses, and this
+    /// address never logged in as it: 403.
+    LoginLocked,
+}
+
+/// The per-login part of an attempt: the login's keyed hash, whether an
+/// in-flight slot of it is held, and the address-and-login pair a success
+/// makes known.
+pub(crate) struct PerLoginHold {
+    pub login: SessionKey,
+    pub counted: bool,
+    pub pair: SessionKey,
+    pub delay: std::time::Duration,
 }
 
 /// A check holding a slot until it is finished or dropped.
@@ -31,6 +45,7 @@ pub struct LoginAttempt {
     slot: bool,
     route: LoginRoute,
     proof: Option<Digest>,
+    per_login: Option<PerLoginHold>,
 }
 
 impl LoginAttempt {
@@ -49,7 +64,22 @@ impl LoginAttempt {
             slot,
             route,
             proof,
+            per_login: None,
         }
+    }
+
+    pub(crate) fn hold_login(&mut self, hold: PerLoginHold) {
+        self.per_login = Some(hold);
+    }
+
+    /// How long to wait before sending it to Odoo: the login's failures
+    /// from other addresses slow attempts from an address it is not known
+    /// at ([`crate::PerLoginFailuresConfig`]).
+    pub fn delay(&self) -> Option<std::time::Duration> {
+        self.per_login
+            .as_ref()
+            .map(|h| h.delay)
+            .filter(|d| !d.is_zero())
     }
 
     /// The address this attempt is counted for.
@@ -75,6 +105,24 @@ impl LoginAttempt {
     pub fn finish(mut self, outcome: LoginOutcome) {
         let core = self.core.clone();
         let now = Instant::now();
+        if let Some(h) = self.per_login.take() {
+            let failed = outcome == LoginOutcome::Failure;
+            core.per_login.finish(h.login, h.counted, failed, now);
+            if outcome == LoginOutcome::Success {
+                core.known_logins.remember(
+                    h.pair,
+                    now,
+                    crate::per_login::DEFAULT_MAX_LOGINS,
+                    crate::KNOWN_FOR,
+                );
+            }
+        }
+        // A login that worked gives its token back to the address's
+        // `login_rate` ceiling (colleagues behind one address).
+        if outcome == LoginOutcome::Success && self.route.is_login() && self.key.is_some() {
+            core.login_ceiling
+                .refund(crate::client_key(crate::canonical_ip(self.client)), now);
+        }
         match (outcome, &self.proof) {
             (LoginOutcome::Success, Some(d)) => core.proven.insert(*d, now),
             (LoginOutcome::Failure, Some(d)) => core.proven.remove(d),
@@ -98,8 +146,40 @@ impl LoginAttempt {
     }
 }
 
+impl LoginAttempt {
+    /// [`LoginAttempt::finish`], and when the answer is a successful
+    /// web login (the form, its 2FA step, /web/session/authenticate):
+    /// remember the session id Odoo set in it (Odoo gives a new one at
+    /// login) as a proven session, its own client from now on.
+    pub fn finish_answer(self, outcome: LoginOutcome, answer: &http::HeaderMap) {
+        if outcome == LoginOutcome::Success
+            && matches!(
+                self.route,
+                LoginRoute::WebLogin | LoginRoute::WebLoginTotp | LoginRoute::SessionAuthenticate
+            )
+            && let Some(sid) = crate::sessions::answer_session_id(answer)
+        {
+            let core = &self.core;
+            let cfg = core.cfg();
+            let key = core.sessions.key_of(sid);
+            core.sessions.remember(
+                key,
+                Instant::now(),
+                cfg.sessions.max.get() as usize,
+                cfg.sessions.lifetime.get(),
+            );
+        }
+        self.finish(outcome);
+    }
+}
+
 impl Drop for LoginAttempt {
     fn drop(&mut self) {
+        if let Some(h) = self.per_login.take() {
+            self.core
+                .per_login
+                .finish(h.login, h.counted, false, Instant::now());
+        }
         // Dropped without finish: the outcome is unknown, free the slot.
         if let Some(key) = self.key.take()
             && self.slot

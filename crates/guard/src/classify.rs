@@ -96,6 +96,10 @@ pub struct Decision {
     /// Refused before Odoo sees it (400), and why: a JSON-RPC `id` that
     /// would push Odoo's verdict out of sight.
     pub refuse: Option<&'static str>,
+    /// The login name of a login call read from its body (JSON-RPC and
+    /// XML-RPC logins, /web/session/authenticate), for `login_rate`; the
+    /// form's is read by [`crate::form_login`] (it needs the query).
+    pub login: Option<String>,
 }
 
 /// The login route for a normalised path and method, known without the
@@ -120,10 +124,12 @@ pub fn login_route(method: &http::Method, path: &str) -> Option<LoginRoute> {
 }
 
 /// Whether the edge must read the body to decide ([`classify`]): the RPC
-/// endpoints, where the body names the service and method, and
-/// /web/session/authenticate, whose JSON-RPC `id` is checked.
+/// endpoints, where the body names the service and method,
+/// /web/session/authenticate, whose JSON-RPC `id` is checked, and the login
+/// form, whose login name picks its `login_rate` bucket.
 pub fn reads_body(method: &http::Method, path: &str) -> bool {
     rpc::endpoint(method, path).is_some()
+        || login_route(method, path) == Some(LoginRoute::WebLogin)
         || trimmed(path) == "/web/session/authenticate"
         || mail_plugin(trimmed(path))
         || dataset_call(trimmed(path))
@@ -183,6 +189,7 @@ pub fn classify(
             if body.and_then(rpc::json_id_acceptable) != Some(true) {
                 d.refuse = Some(BAD_ID);
             }
+            d.login = body.and_then(rpc::authenticate_login);
         }
         return d;
     }
@@ -268,6 +275,7 @@ pub fn classify(
             };
             if call.is_login() {
                 d.check = Some(login);
+                d.login = call.login;
             } else if call.checks_master_password() {
                 d.check = Some(other);
             } else if call.is_object() {

@@ -27,6 +27,10 @@ pub struct GuardConfig {
     pub login_rate: LoginRateConfig,
     #[serde(default)]
     pub login_failures: LoginFailuresConfig,
+    #[serde(default)]
+    pub sessions: SessionsConfig,
+    #[serde(default)]
+    pub per_login_failures: PerLoginFailuresConfig,
     /// Odoo's log file, followed for "Login failed" lines (optional).
     #[serde(default)]
     pub odoo_log: Option<PathBuf>,
@@ -51,7 +55,9 @@ impl Default for RateConfig {
     }
 }
 
-/// `login_rate = { per_minute = 10, burst = 10 }`: login routes, per client.
+/// `login_rate = { per_minute = 10, burst = 10, address_per_minute = 60,
+/// address_burst = 60 }`: login attempts per (address, login name), under
+/// a ceiling per address that a successful login gives its token back to.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRateConfig {
@@ -59,6 +65,10 @@ pub struct LoginRateConfig {
     pub per_minute: NonZeroU32,
     #[serde(default = "default_login_burst")]
     pub burst: NonZeroU32,
+    #[serde(default = "default_address_login_per_minute")]
+    pub address_per_minute: NonZeroU32,
+    #[serde(default = "default_address_login_per_minute")]
+    pub address_burst: NonZeroU32,
 }
 
 impl Default for LoginRateConfig {
@@ -66,6 +76,63 @@ impl Default for LoginRateConfig {
         LoginRateConfig {
             per_minute: default_login_per_minute(),
             burst: default_login_burst(),
+            address_per_minute: default_address_login_per_minute(),
+            address_burst: default_address_login_per_minute(),
+        }
+    }
+}
+
+/// `per_login_failures = { max = 20, within = "15m", delay = "1s" }`:
+/// failed logins per login name across all addresses. From `max / 2`
+/// failures on, attempts for that login from addresses it never logged in
+/// from wait `delay` more each time; at `max` they are refused. `max = 0`
+/// turns it off.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PerLoginFailuresConfig {
+    #[serde(default = "default_per_login_max")]
+    pub max: u32,
+    #[serde(default = "default_per_login_within")]
+    pub within: Duration,
+    #[serde(default = "default_per_login_delay")]
+    pub delay: Duration,
+}
+
+impl Default for PerLoginFailuresConfig {
+    fn default() -> Self {
+        PerLoginFailuresConfig {
+            max: default_per_login_max(),
+            within: default_per_login_within(),
+            delay: default_per_login_delay(),
+        }
+    }
+}
+
+/// `sessions = { lifetime = "7d", max = 100000, per_address = 16 }`: Odoo
+/// sessions seen logging in, each its own client (own `rate` budget, own
+/// fair queue). `lifetime`: forgotten after this long unused (Odoo 18's
+/// `sessions.max_inactivity_seconds`, 7 days by default). `max`: sessions
+/// remembered (the least recently used go first). `per_address`: the
+/// proven sessions used from one address together get at most this many
+/// times `rate`, so minting sessions does not multiply an address's budget
+/// without bound.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    #[serde(default = "default_session_lifetime")]
+    pub lifetime: Duration,
+    #[serde(default = "default_sessions_max")]
+    pub max: NonZeroU32,
+    #[serde(default = "default_sessions_per_address")]
+    pub per_address: NonZeroU32,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            lifetime: default_session_lifetime(),
+            max: default_sessions_max(),
+            per_address: default_sessions_per_address(),
         }
     }
 }
@@ -112,6 +179,27 @@ fn default_login_per_minute() -> NonZeroU32 {
 }
 fn default_login_burst() -> NonZeroU32 {
     nz(10)
+}
+fn default_per_login_max() -> u32 {
+    20
+}
+fn default_per_login_within() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_per_login_delay() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_address_login_per_minute() -> NonZeroU32 {
+    nz(60)
+}
+fn default_session_lifetime() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_sessions_max() -> NonZeroU32 {
+    nz(crate::sessions::DEFAULT_MAX_SESSIONS as u32)
+}
+fn default_sessions_per_address() -> NonZeroU32 {
+    nz(16)
 }
 fn default_max() -> NonZeroU32 {
     nz(10)

@@ -13,14 +13,16 @@
 //!    its source stands for the socket peer from then on.
 //! 1. [`Guard::client_addr`] for every request (the same address goes to
 //!    Odoo as the last X-Forwarded-For entry and into the access log).
-//! 2. [`Guard::admit`] before routing: 403 when banned, 429 + Retry-After when limited.
-//!    Pass `login_route = true` only for the form and
-//!    /web/session/authenticate; RPC routes are logins only for some calls,
-//!    so those call [`Guard::admit_login`] once [`is_login_call`] says so.
-//! 3. On a [`login_route`] where [`is_login_call`]: [`Guard::begin_login`];
-//!    None means 403 without touching Odoo. Then [`LoginAttempt::finish`] with
-//!    [`login_outcome`] of the proxied response (dropping the attempt releases
-//!    its slot as an unknown outcome).
+//! 2. Before routing, with the normalised headers: [`Guard::proven_session`]
+//!    (a session the guard saw log in is its own client), then
+//!    [`Guard::admit_request`]: 403 when banned, 429 + Retry-After when
+//!    limited; [`Guard::end_session`] on [`ends_session`] paths.
+//! 3. For a secret check ([`classify`]; logins once their body named the
+//!    login): [`Guard::admit_login`], then [`Guard::begin_check_as`]; an
+//!    error means 403/429 without touching Odoo; wait
+//!    [`LoginAttempt::delay`]. Then [`LoginAttempt::finish_answer`] (or
+//!    `finish`) with [`login_outcome`] of the proxied response (dropping
+//!    the attempt releases its slot as an unknown outcome).
 //! 4. [`Guard::housekeeping`] every few seconds, [`Guard::flush`] at shutdown
 //!    (automatic bans are written by housekeeping; admin bans at once).
 //! 5. [`Guard::admin`] on the admin listener, [`Guard::register_metrics`],
@@ -73,6 +75,7 @@ pub(crate) use accept_any_other_value;
 
 mod addr;
 mod admin;
+mod admission;
 mod attempt;
 mod ban_log;
 mod bans;
@@ -82,12 +85,16 @@ pub mod fail2ban;
 mod failures;
 mod follow;
 mod limits;
+mod login_ceiling;
+mod login_name;
 mod metrics;
 mod outcome;
+mod per_login;
 mod proven;
 mod proxy_protocol;
 pub mod refusals;
 pub mod rpc;
+mod sessions;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -105,18 +112,38 @@ pub use bans::{BanInfo, MAX_BAN};
 pub use classify::{
     AnswerRead, Decision, LoginRoute, answer_read, classify, is_login_call, login_route, reads_body,
 };
-pub use config::{GuardConfig, LoginFailuresConfig, LoginRateConfig, RateConfig};
+pub use config::{
+    GuardConfig, LoginFailuresConfig, LoginRateConfig, PerLoginFailuresConfig, RateConfig,
+    SessionsConfig,
+};
 pub use follow::login_failure_addr;
+pub use login_name::form_login;
 pub use outcome::{LoginOutcome, login_outcome, rpc_access_denied};
 pub use proxy_protocol::{ProxyHeader, parse_proxy_header};
+pub use sessions::{SessionKey, ends_session, request_session_id};
 
 use addr::{display_net, host_net};
 use ban_log::BanLog;
 use bans::BanTable;
 use failures::{Begin, Failures};
 use limits::Limiter;
+use login_ceiling::Ceiling;
 use metrics::Metrics;
+use per_login::PerLogin;
 use proven::Proven;
+use sessions::Sessions;
+
+/// How long a successful login makes its address known for that login
+/// (`per_login_failures` never refuses it there).
+const KNOWN_FOR: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+
+/// Who a `rate` budget belongs to: an address (IPv6 by /64), or a proven
+/// session wherever it is used from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum RateKey {
+    Net(IpNet),
+    Session(SessionKey),
+}
 
 /// What the guard says about a request before routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,12 +215,22 @@ struct Core {
     metrics: Metrics,
     ban_log: BanLog,
     proven: Proven,
+    sessions: Sessions,
+    /// Per address, above the (address, login) buckets; successes refill it.
+    login_ceiling: Ceiling,
+    per_login: PerLogin,
+    /// (address, login) pairs that logged in successfully: the same
+    /// bounded keyed-hash table as the sessions.
+    known_logins: Sessions,
 }
 
 pub struct Guard {
     core: Arc<Core>,
-    rate: Limiter,
-    login_rate: Limiter,
+    rate: Limiter<RateKey>,
+    /// Per address, over the requests of the proven sessions used from it.
+    session_ceiling: Limiter,
+    /// Per (address, keyed hash of the login name; None when unknown).
+    login_rate: Limiter<(IpNet, Option<SessionKey>)>,
     refusals: refusals::Refusals,
 }
 
@@ -221,6 +258,14 @@ impl Guard {
             metrics,
             ban_log: BanLog::new(state_dir.join(BAN_LOG_FILE)),
             proven: Proven::new(caps.proven),
+            sessions: Sessions::new(),
+            login_ceiling: Ceiling::new(
+                cfg.login_rate.address_per_minute.get(),
+                cfg.login_rate.address_burst.get(),
+                caps.rate_keys,
+            ),
+            per_login: PerLogin::new(per_login::DEFAULT_MAX_LOGINS),
+            known_logins: Sessions::new(),
         });
         Ok(Arc::new(Guard {
             core,
@@ -228,6 +273,7 @@ impl Guard {
                 limits::per_second(cfg.rate.per_second, cfg.rate.burst),
                 caps.rate_keys,
             ),
+            session_ceiling: Limiter::new(admission::session_ceiling(cfg), caps.rate_keys),
             login_rate: Limiter::new(
                 limits::per_minute(cfg.login_rate.per_minute, cfg.login_rate.burst),
                 caps.rate_keys,
@@ -242,6 +288,12 @@ impl Guard {
     pub fn reconfigure(&self, cfg: &GuardConfig) {
         self.rate
             .set_quota(limits::per_second(cfg.rate.per_second, cfg.rate.burst));
+        self.session_ceiling
+            .set_quota(admission::session_ceiling(cfg));
+        self.core.login_ceiling.set(
+            cfg.login_rate.address_per_minute.get(),
+            cfg.login_rate.address_burst.get(),
+        );
         self.login_rate.set_quota(limits::per_minute(
             cfg.login_rate.per_minute,
             cfg.login_rate.burst,
@@ -263,53 +315,6 @@ impl Guard {
     /// trusted hops; an unparsable entry stops the walk at the last good one.
     pub fn client_addr(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
         addr::client_addr(&self.core.cfg().trusted_proxies, peer, headers)
-    }
-
-    /// Before routing: banned, over the per-client rate (login routes also
-    /// over `login_rate`), or admitted. `allow` networks are always admitted.
-    pub fn admit(&self, client: IpAddr, login_route: bool) -> Admission {
-        let client = canonical_ip(client);
-        let cfg = self.core.cfg();
-        if is_allowed(&cfg, client) {
-            return Admission::Admitted;
-        }
-        if let Some(until) = self.core.banned_until(client) {
-            self.refusals.record(client, "banned");
-            return Admission::Banned { until };
-        }
-        let key = client_key(client);
-        let mut verdict = self.rate.check(&key);
-        if verdict.is_ok() && login_route {
-            verdict = self.login_rate.check(&key);
-        }
-        match verdict {
-            Ok(()) => Admission::Admitted,
-            Err(retry_after) => {
-                self.core.metrics.rate_limited.inc();
-                self.refusals.record(client, "rate limited");
-                Admission::Limited { retry_after }
-            }
-        }
-    }
-
-    /// The login rate alone, for requests known to be login calls only after
-    /// their body was read: on /jsonrpc and /xmlrpc/2/common most calls are
-    /// not logins (`execute_kw`, `version`) and must not be held to 10 a
-    /// minute. So the edge calls `admit(client, false)` for those routes, then
-    /// this when [`is_login_call`] says the body is a login.
-    pub fn admit_login(&self, client: IpAddr) -> Admission {
-        let client = canonical_ip(client);
-        if is_allowed(&self.core.cfg(), client) {
-            return Admission::Admitted;
-        }
-        match self.login_rate.check(&client_key(client)) {
-            Ok(()) => Admission::Admitted,
-            Err(retry_after) => {
-                self.core.metrics.rate_limited.inc();
-                self.refusals.record(client, "rate limited");
-                Admission::Limited { retry_after }
-            }
-        }
     }
 
     /// A login attempt about to be sent to Odoo, or None: the edge answers
@@ -437,13 +442,29 @@ impl Guard {
             .bans_active
             .set(self.core.bans.active_count(now) as i64);
         self.rate.prune();
+        self.session_ceiling.prune();
         self.login_rate.prune();
-        let keys = self.rate.len() + self.login_rate.len();
+        let now = Instant::now();
+        self.core.login_ceiling.prune(now);
+        let keys = self.rate.len()
+            + self.session_ceiling.len()
+            + self.login_rate.len()
+            + self.core.login_ceiling.len();
         self.core.metrics.rate_limiter_keys.set(keys as i64);
         self.core
             .failures
             .prune(Instant::now(), self.core.cfg().login_failures.within.get());
-        self.core.proven.prune(Instant::now());
+        self.core.proven.prune(now);
+        let cfg = self.core.cfg();
+        self.core.sessions.prune(now, cfg.sessions.lifetime.get());
+        self.core.known_logins.prune(now, KNOWN_FOR);
+        self.core
+            .per_login
+            .prune(now, cfg.per_login_failures.within.get());
+        self.core
+            .metrics
+            .proven_sessions
+            .set(self.core.sessions.len() as i64);
         if let Err(e) = self.core.bans.flush() {
             tracing::error!(target: "rampart::guard", "cannot save the ban table: {e}");
         }
@@ -704,3 +725,5 @@ impl Default for Caps {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sessions;

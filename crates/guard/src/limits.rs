@@ -21,24 +21,28 @@ use ipnet::IpNet;
 /// Default hard cap on keys per limiter: ~100 bytes a key, so ~20 MB at most.
 pub const DEFAULT_MAX_KEYS: usize = 200_000;
 
-type Keyed<C> =
-    RateLimiter<IpNet, DashMapStateStore<IpNet>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+type Keyed<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
-pub struct Limiter<C: Clock = DefaultClock> {
+/// What a limiter can be keyed by: an address (or IPv6 /64), a proven
+/// session, an (address, login) pair.
+pub trait Key: std::hash::Hash + Eq + Clone {}
+impl<T: std::hash::Hash + Eq + Clone> Key for T {}
+
+pub struct Limiter<K: Key = IpNet, C: Clock = DefaultClock> {
     clock: C,
     max_keys: usize,
     quota: RwLock<Quota>,
-    table: RwLock<Arc<Keyed<C>>>,
+    table: RwLock<Arc<Keyed<K, C>>>,
     resets: AtomicU64,
 }
 
-impl Limiter<DefaultClock> {
+impl<K: Key> Limiter<K, DefaultClock> {
     pub fn new(quota: Quota, max_keys: usize) -> Self {
         Limiter::with_clock(quota, max_keys, DefaultClock::default())
     }
 }
 
-impl<C: Clock + Clone> Limiter<C> {
+impl<K: Key, C: Clock + Clone> Limiter<K, C> {
     pub fn with_clock(quota: Quota, max_keys: usize, clock: C) -> Self {
         let table = Arc::new(RateLimiter::new(
             quota,
@@ -55,7 +59,7 @@ impl<C: Clock + Clone> Limiter<C> {
     }
 
     /// Ok, or how long until this key may send again.
-    pub fn check(&self, key: &IpNet) -> Result<(), Duration> {
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
         let mut table = self.current();
         if table.len() >= self.max_keys {
             self.make_room();
@@ -100,7 +104,7 @@ impl<C: Clock + Clone> Limiter<C> {
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = fresh;
     }
 
-    fn current(&self) -> Arc<Keyed<C>> {
+    fn current(&self) -> Arc<Keyed<K, C>> {
         self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 

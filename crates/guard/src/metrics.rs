@@ -14,6 +14,7 @@ pub struct Metrics {
     pub login_failures: Counter,
     pub logins_refused: Counter,
     pub rate_limiter_keys: Gauge<i64, AtomicI64>,
+    pub proven_sessions: Gauge<i64, AtomicI64>,
 }
 
 impl Metrics {
@@ -48,6 +49,11 @@ impl Metrics {
             "rate_limiter_keys",
             "Clients remembered by the rate limiters (bounded; pruned by housekeeping)",
             self.rate_limiter_keys.clone(),
+        );
+        r.register(
+            "proven_sessions",
+            "Odoo sessions seen logging in and still alive, each its own client (bounded by sessions.max)",
+            self.proven_sessions.clone(),
         );
     }
 }

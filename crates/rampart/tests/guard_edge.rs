@@ -27,7 +27,7 @@ use tokio_rustls::client::TlsStream;
 
 const HOST: &str = "erp.guard.test";
 /// Rates far above anything a test sends, for tests about login failures.
-const LOOSE_RATES: &str = "rate = { per_second = 5000, burst = 5000 }\nlogin_rate = { per_minute = 60000, burst = 5000 }\n";
+const LOOSE_RATES: &str = "rate = { per_second = 5000, burst = 5000 }\nlogin_rate = { per_minute = 60000, burst = 5000, address_per_minute = 60000, address_burst = 5000 }\n";
 /// One client call may take this long before the test fails saying so.
 const CALL_LIMIT: Duration = Duration::from_secs(60);
 

@@ -66,6 +66,14 @@ pub fn model_call(body: &[u8]) -> Result<Option<ModelCall>, ()> {
     Ok(Some((text("model"), text("method"))))
 }
 
+/// `/web/session/authenticate`'s `login` param, when it is a string.
+pub fn authenticate_login(body: &[u8]) -> Option<String> {
+    match get(&params_of(body).ok()??, "login") {
+        Some(Py::Str(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
 pub fn read(body: &[u8]) -> Reading {
     let params = match params_of(body) {
         Err(()) => return Reading::Uncertain,

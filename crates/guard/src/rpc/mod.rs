@@ -126,7 +126,7 @@ pub fn read(endpoint: &Endpoint, body: &[u8]) -> Reading {
     }
 }
 
-pub use json::{MAX_ID_LEN, model_call};
+pub use json::{MAX_ID_LEN, authenticate_login, model_call};
 
 /// Whether a JSON-RPC body's `id` is one Odoo's answer can carry without
 /// hiding its verdict ([`MAX_ID_LEN`]); None when the body is not strict JSON.
