@@ -265,6 +265,16 @@ impl Guard {
         addr::client_addr(&self.core.cfg().trusted_proxies, peer, headers)
     }
 
+    /// Whether `peer` is one of `trusted_proxies` (whose request headers,
+    /// such as X-Request-ID, are believed).
+    pub fn trusts_proxy(&self, peer: IpAddr) -> bool {
+        self.core
+            .cfg()
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(peer))
+    }
+
     /// Before routing: banned, over the per-client rate (login routes also
     /// over `login_rate`), or admitted. `allow` networks are always admitted.
     pub fn admit(&self, client: IpAddr, login_route: bool) -> Admission {
