@@ -216,7 +216,11 @@ mod tests {
         // Nothing on a scheduled target: stale; age is measured.
         let v = status_json(&daily, &[listing(&[])], &at("2026-12-01T05:00:00[UTC]"));
         assert_eq!(v["targets"][0]["stale"], true);
-        let v = status_json(&daily, &[l.clone()], &at("2026-12-01T05:13:00[UTC]"));
+        let v = status_json(
+            &daily,
+            std::slice::from_ref(&l),
+            &at("2026-12-01T05:13:00[UTC]"),
+        );
         assert_eq!(v["targets"][0]["age_secs"], 3600);
     }
 }

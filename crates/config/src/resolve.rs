@@ -156,9 +156,9 @@ fn expand(
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
             let Some(end) = after.find('}') else {
-                return Err(format!(
-                    "\"${{\" without a closing \"}}\" (write $${{ for a literal ${{)"
-                ));
+                return Err(
+                    "\"${\" without a closing \"}\" (write $${ for a literal ${)".to_string(),
+                );
             };
             let name = &after[..end];
             if !valid_name(name) {
