@@ -51,6 +51,7 @@ mod restore;
 mod schedule;
 mod seal;
 mod snapshot;
+pub mod status;
 pub mod target;
 
 pub use config::{BackupConfig, TargetConfig};

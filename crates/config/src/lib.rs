@@ -7,9 +7,12 @@
 //! editing a config at 3 a.m. should never have to guess.
 
 mod load;
+mod resolve;
 pub mod rfc3339;
 pub mod secret;
 mod values;
 
-pub use load::{ConfigError, from_str, load};
+pub use load::{ConfigError, from_str, from_str_with_secrets, load};
+pub use resolve::{MAX_SECRET_FILE, read_secret_file};
+pub use secret::Secrets;
 pub use values::{ByteSize, Cidr, Duration, canonical_ip};

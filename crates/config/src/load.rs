@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use crate::secret::Secrets;
+
 /// A config error: the file, the line and column, the key path
 /// (`site[0].timeout`), and what is wrong there.
 #[derive(Debug, Clone)]
@@ -73,17 +75,44 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 
 /// Parses `text`, naming `path` in errors.
 pub fn from_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
-    let de = match toml::Deserializer::parse(text) {
-        Ok(de) => de,
+    from_str_with_secrets(path, text).map(|(v, _)| v)
+}
+
+/// Parses `text` with its `${VAR}` and `{ file = … }` references resolved
+/// (see `resolve`); also returns what was resolved, so the caller can keep
+/// those values out of what it prints. Errors never repeat a resolved value.
+pub fn from_str_with_secrets<T: DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<(T, Secrets), ConfigError> {
+    let mut root = match toml::de::DeTable::parse(text) {
+        Ok(root) => root,
         Err(e) => return Err(from_toml(path, text, &e, None)),
     };
+    let secrets = match crate::resolve::resolve(root.get_mut(), text, path) {
+        Ok(s) => s,
+        Err(e) => {
+            let (line, _) = line_col(text, e.offset);
+            return Err(ConfigError {
+                file: path.to_path_buf(),
+                line: Some(line),
+                column: None,
+                key: (!e.key.is_empty()).then_some(e.key),
+                message: e.message,
+                source_line: text.lines().nth(line - 1).map(str::to_string),
+            });
+        }
+    };
+    let de = toml::de::Deserializer::from(root);
     match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+        Ok(v) => Ok((v, secrets)),
         Err(e) => {
             let key_path = e.path().to_string();
             let inner = e.into_inner();
             let key = (!key_path.is_empty() && key_path != ".").then_some(key_path.as_str());
-            Err(from_toml(path, text, &inner, key))
+            let mut err = from_toml(path, text, &inner, key);
+            err.message = secrets.scrub(&err.message, key);
+            Err(err)
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct Entry {
     pub upstream_duration: Option<Duration>,
     /// `hit` or `miss` for requests the edge cache may answer.
     pub cache: Option<&'static str>,
+    /// X-Request-ID (headers/request_id.rs: only safe characters).
+    pub request_id: String,
 }
 
 /// Lines wait in memory for the writer thread, which wakes every
@@ -194,7 +196,7 @@ fn quote(s: &str) -> String {
 
 fn combined(e: &Entry) -> String {
     format!(
-        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" site={} upstream={} rt={:.3} urt={}{}\n",
+        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" site={} upstream={} rt={:.3} urt={} rid={}{}\n",
         e.client,
         clf_time(e.time),
         quote(&e.method),
@@ -210,6 +212,7 @@ fn combined(e: &Entry) -> String {
         e.upstream_duration
             .map(|d| format!("{:.3}", d.as_secs_f64()))
             .unwrap_or_else(|| "-".into()),
+        dash(&e.request_id),
         e.cache.map(|c| format!(" cache={c}")).unwrap_or_default(),
     )
 }
@@ -230,6 +233,7 @@ fn json(e: &Entry) -> String {
         "duration_ms": e.duration.as_secs_f64() * 1000.0,
         "upstream_ms": e.upstream_duration.map(|d| d.as_secs_f64() * 1000.0),
         "cache": e.cache,
+        "request_id": e.request_id,
     })
     .to_string();
     s.push('\n');
@@ -289,6 +293,7 @@ mod tests {
             duration: Duration::from_millis(12),
             upstream_duration: Some(Duration::from_millis(10)),
             cache: None,
+            request_id: "0f8fad5b-d9cb-469f".into(),
         }
     }
 
@@ -297,7 +302,7 @@ mod tests {
         let l = combined(&entry());
         assert_eq!(
             l,
-            "203.0.113.9 - - [24/Nov/2026:00:44:57 +0000] \"GET /web/login?x=\\\"y\\\" HTTP/1.1\" 200 3300 \"-\" \"curl/8.0\" site=erp.example.com upstream=127.0.0.1:8069 rt=0.012 urt=0.010\n"
+            "203.0.113.9 - - [24/Nov/2026:00:44:57 +0000] \"GET /web/login?x=\\\"y\\\" HTTP/1.1\" 200 3300 \"-\" \"curl/8.0\" site=erp.example.com upstream=127.0.0.1:8069 rt=0.012 urt=0.010 rid=0f8fad5b-d9cb-469f\n"
         );
     }
 

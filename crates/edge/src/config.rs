@@ -87,13 +87,16 @@ impl Default for ListenConfig {
     }
 }
 
-/// `[log]`: the access log.
+/// `[log]`: the access log, and the format of the process's own log.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A file path, or "-" for standard output, or "off".
     pub access: String,
     pub format: LogFormat,
+    /// The process log on stderr (events filtered by `RAMPART_LOG`); read
+    /// at start, a reload keeps the format it started with.
+    pub process: ProcessLogFormat,
 }
 
 impl Default for LogConfig {
@@ -101,8 +104,20 @@ impl Default for LogConfig {
         LogConfig {
             access: "-".into(),
             format: LogFormat::Combined,
+            process: ProcessLogFormat::Text,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessLogFormat {
+    /// One line an event, for people (and journald).
+    #[default]
+    Text,
+    /// One JSON object a line with `timestamp`, `level`, `target` (the
+    /// module), `fields`, for log collectors.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! `headers/`, `files`, `websocket` or `upstream` with its own tests.
 //!
 //! ```text
-//!  0 who      client address (the peer; the guard may vouch for a trusted proxy's X-Forwarded-For)
+//!  0 who      client address (the peer; the guard may vouch for a trusted proxy's X-Forwarded-For); the request id
 //!  1 normalise  framing checks, fields as werkzeug reads them, `*` answered, the path as werkzeug reads it (ambiguous → 400)
 //!  2 site     by Host; unknown → 421; the TLS certificate's site only; Odoo gets the judged Host, origin-form
 //!  3 plain    HTTP listener: ACME HTTP-01 token, else 308 to https
@@ -30,7 +30,7 @@ use rampart_guard::{self as guard, Admission, LoginAttempt};
 
 use crate::access_log::Entry;
 use crate::body::{self, Body, Observed};
-use crate::headers::{forwarded, hop, request as request_fields};
+use crate::headers::{forwarded, hop, request as request_fields, request_id};
 use crate::metrics::{QueueLabels, RequestLabels, SiteLabels};
 use crate::server::{ConnInfo, Runtime, Shared, SiteRuntime};
 use crate::stage::request_body::{self, BodyError, Prepared, Received};
@@ -52,6 +52,7 @@ struct Ctx {
     cache: Option<&'static str>,
     /// Set when this request fetches a cache entry (stage 7a keeps it).
     cache_fill: Option<crate::cache::FillGuard>,
+    request_id: HeaderValue,
 }
 
 impl Ctx {
@@ -73,7 +74,7 @@ impl Ctx {
 }
 
 pub async fn handle(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     conn: Arc<ConnInfo>,
     shared: Arc<Shared>,
 ) -> Response<Body> {
@@ -83,6 +84,10 @@ pub async fn handle(
     let rt = shared.runtime.load_full();
 
     // 0 who
+    let request_id = request_id::choose(shared.guard.trusts_proxy(conn.peer.ip()), req.headers());
+    // The one id Odoo gets (a client's own is replaced, never forwarded).
+    req.headers_mut()
+        .insert(request_id::NAME, request_id.clone());
     let mut ctx = Ctx {
         client: shared.guard.client_addr(conn.peer.ip(), req.headers()),
         session: None,
@@ -91,6 +96,7 @@ pub async fn handle(
         upstream_time: None,
         cache: None,
         cache_fill: None,
+        request_id,
     };
     let line = RequestLine::of(&req);
     let encoding = compress::negotiate(req.headers().get(header::ACCEPT_ENCODING));
@@ -121,6 +127,9 @@ pub async fn handle(
                 .insert(header::SERVER, crate::headers::security::SERVER);
         }
     }
+
+    res.headers_mut()
+        .insert(request_id::NAME, ctx.request_id.clone());
 
     // 9 log
     finish(res, ctx, line, started, conn, shared)
@@ -1147,6 +1156,7 @@ fn finish(
     let upstream = ctx.upstream.unwrap_or_default();
     let upstream_time = ctx.upstream_time;
     let cache = ctx.cache;
+    let request_id = String::from_utf8_lossy(ctx.request_id.as_bytes()).into_owned();
     let (parts, body) = res.into_parts();
     let on_end = move |bytes: u64, _complete: bool| {
         conn.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -1166,6 +1176,7 @@ fn finish(
             duration: started.elapsed(),
             upstream_duration: upstream_time,
             cache,
+            request_id,
         });
     };
     Response::from_parts(parts, body::boxed(Observed::new(body, on_end)))

@@ -317,6 +317,16 @@ impl Guard {
         addr::client_addr(&self.core.cfg().trusted_proxies, peer, headers)
     }
 
+    /// Whether `peer` is one of `trusted_proxies` (whose request headers,
+    /// such as X-Request-ID, are believed).
+    pub fn trusts_proxy(&self, peer: IpAddr) -> bool {
+        self.core
+            .cfg()
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(peer))
+    }
+
     /// A login attempt about to be sent to Odoo, or None: the edge answers
     /// 403 without touching Odoo. The same as [`Guard::begin_check`] for
     /// the login form.

@@ -41,6 +41,8 @@ pub struct InitOptions {
     pub plan: Plan,
     /// The `$pbkdf2-sha512$...` line value for admin_passwd.
     pub admin_passwd_hash: String,
+    /// Where sshd listens, kept open by the firewall (`firewall::ssh_ports`).
+    pub ssh_ports: Vec<u16>,
 }
 
 /// One file to write.
@@ -141,6 +143,11 @@ pub fn generate(o: &InitOptions, existing_odoo_conf: Option<OdooConf>) -> Vec<Ge
         file("odoo.service", odoo_service(o), 0o644),
         file("rampart.service", rampart_service(o), 0o644),
         file("compose.yaml", compose_yaml(o), 0o644),
+        file(
+            "rampart.nft",
+            crate::firewall::nftables(&o.domain, &o.ssh_ports),
+            0o644,
+        ),
         GenFile {
             name: ".env",
             contents: compose_env(),
@@ -642,6 +649,14 @@ pub fn next_steps(o: &InitOptions, dir: &Path) -> String {
         format!("install -m 644 {d}/odoo.service {d}/rampart.service /etc/systemd/system/ && systemctl daemon-reload"),
         "systemctl enable --now odoo rampart".into(),
         format!(
+            "nft -c -f {d}/rampart.nft && nft -f {d}/rampart.nft   (firewall: 80/443 and SSH on {}; Odoo, PostgreSQL and the admin port from loopback only; see the file to keep it across reboots)",
+            o.ssh_ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        format!(
             "point the DNS name {} at this server; ports 80 and 443 must reach it (ACME)",
             o.domain
         ),
@@ -677,6 +692,7 @@ mod tests {
                 heavy_ratio: sizing::DEFAULT_HEAVY_RATIO,
             }),
             admin_passwd_hash: "$pbkdf2-sha512$600000$c2FsdA$aGFzaA".into(),
+            ssh_ports: vec![22],
         }
     }
 
@@ -844,7 +860,7 @@ mod tests {
         let env_before = std::fs::read_to_string(dir.join(".env")).unwrap();
         std::fs::write(dir.join("odoo.conf"), "mine").unwrap();
         match write_files(&dir, &files, false) {
-            Err(InitError::Exists(p)) => assert_eq!(p.len(), 6),
+            Err(InitError::Exists(p)) => assert_eq!(p.len(), 7),
             other => panic!("{other:?}"),
         }
         assert_eq!(

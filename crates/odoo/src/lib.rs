@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod conf;
 pub mod dbfilter;
+pub mod firewall;
 pub mod fsutil;
 pub mod init;
 pub mod passwd;

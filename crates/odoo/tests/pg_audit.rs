@@ -118,6 +118,7 @@ fn init_options(policy: RolePolicy) -> InitOptions {
             heavy_ratio: sizing::DEFAULT_HEAVY_RATIO,
         }),
         admin_passwd_hash: String::new(),
+        ssh_ports: vec![22],
     }
 }
 

@@ -24,6 +24,9 @@ pub struct Config {
     pub guard: rampart_guard::GuardConfig,
     #[serde(default)]
     pub backup: Option<rampart_backup::BackupConfig>,
+    /// Values taken from `${VAR}` or `{ file = … }`: never printed.
+    #[serde(skip)]
+    pub secrets: rampart_config::Secrets,
 }
 
 impl Default for Config {
@@ -36,6 +39,7 @@ impl Default for Config {
             acme: None,
             guard: Default::default(),
             backup: None,
+            secrets: Default::default(),
         }
     }
 }
@@ -72,10 +76,13 @@ impl Config {
             message: format!("cannot read the config file: {e}"),
             source_line: None,
         })?;
-        let config: Config = rampart_config::from_str(path, &text)?;
-        config
-            .validate()
-            .map_err(|(key, msg)| ConfigError::at_key(path, &text, &key, msg))?;
+        let (mut config, secrets): (Config, _) =
+            rampart_config::from_str_with_secrets(path, &text)?;
+        config.secrets = secrets;
+        config.validate().map_err(|(key, msg)| {
+            let msg = config.secrets.scrub(&msg, Some(&key));
+            ConfigError::at_key(path, &text, &key, msg)
+        })?;
         Ok(config)
     }
 

@@ -5,13 +5,16 @@
 //! error and that its bus websocket connects, uploads a 20 MB attachment and downloads it back
 //! through X-Accel-Redirect, and logs out. The protocol used is read from Rampart's access log.
 //! A failed step saves a screenshot under the target dir and prints its path.
+//!
+//! The status page (issue 15) is read in the same browser over a live upstream, a dead one, a ban
+//! and a stale backup, asserting what a person looks for; its screenshot is always kept.
 
 mod common;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Rampart, Setup, Site, TempDir};
+use common::{Rampart, Setup, Site, TempDir, run_cli};
 use rampart_testkit::{Browser, BrowserOptions, FixtureOptions, OdooFixture};
 use serde_json::{Value, json};
 
@@ -333,4 +336,162 @@ async fn a_second_page_load_sends_no_asset_request_to_odoo() {
         }
         rampart = run.rampart;
     }
+}
+
+/// What a person reads on the status page, gathered in the browser: each table row's cells and
+/// the colour each is painted in.
+const STATUS_ROWS: &str = r#"
+return Array.from(document.querySelectorAll('tr')).map(tr => {
+    const cells = Array.from(tr.children);
+    return {cells: cells.map(c => c.innerText.trim()), colors: cells.map(c => getComputedStyle(c).color)};
+});
+"#;
+
+/// Red, as `.bad` paints it (#b00020).
+const RED: &str = "rgb(176, 0, 32)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_a_person_what_is_wrong() {
+    let dir = TempDir::new("status-browser");
+    // Two backup targets: one written to a minute ago, one not since 2020.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let snapshot = |target: &str, secs: u64, db: &str| {
+        let index = dir.path().join(target).join("index");
+        std::fs::create_dir_all(&index).unwrap();
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", &format!("@{secs}"), "+%Y%m%dT%H%M%SZ"])
+            .output()
+            .unwrap();
+        let stamp = String::from_utf8(out.stdout).unwrap();
+        let id = format!("{}-{db}-a1b2c3", stamp.trim());
+        std::fs::write(
+            index.join(format!("{id}.json")),
+            json!({"format": 1, "id": id, "db": db, "time": "", "dump_size": 0,
+                   "blobs": [], "filestore_bytes": 0})
+            .to_string(),
+        )
+        .unwrap();
+    };
+    snapshot("fresh", now - 60, "odoo");
+    snapshot("offsite", 1_577_836_800, "odoo");
+    // An hourly run 45 minutes ago: past its grace, so the 2020 snapshot is overdue.
+    let minute = (now / 60 + 15) % 60;
+    let fixture = OdooFixture::start().await;
+    let checks = "[site.health_check]\ninterval = \"1s\"\ntimeout = \"1s\"\nfall = 1";
+    let setup = Setup {
+        sites: vec![
+            Site::new(HOST, &fixture).extra(checks),
+            Site::unreachable("dead.browser.test").extra(checks),
+        ],
+        extra: format!(
+            "\n[backup]\nschedule = \"hourly :{minute:02}\"\n\
+             [[backup.target]]\nname = \"fresh\"\nurl = \"file://{}\"\n\
+             [[backup.target]]\nname = \"offsite\"\nurl = \"file://{}\"\n",
+            dir.path().join("fresh").display(),
+            dir.path().join("offsite").display()
+        ),
+        ..Setup::default()
+    };
+    let rampart = Rampart::start(setup).await;
+    let cfg = rampart.config_path.to_str().unwrap();
+    let (code, out, err) = run_cli(&[
+        "bans",
+        "--config",
+        cfg,
+        "ban",
+        "198.51.100.23",
+        "--for",
+        "2h",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let dead = rampart.setup.sites[1].odoo[0].clone();
+    let browser = Browser::start(BrowserOptions::default()).await;
+    let run = Run {
+        browser,
+        rampart,
+        name: "status",
+    };
+    let b = &run.browser;
+    let url = format!("http://{}/", run.rampart.admin);
+
+    // The page refreshes itself; reload until the dead upstream's check has failed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        b.goto(&url).await;
+        let rows = b.execute(STATUS_ROWS, vec![]).await;
+        let rows = rows.as_array().cloned().unwrap_or_default();
+        let down = rows.iter().any(|r| {
+            r["cells"][0] == dead.as_str() && r["cells"][2] == "DOWN" && r["colors"][2] == RED
+        });
+        if down || tokio::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let shown = format!("{rows:#?}");
+    let row = |first: &str| rows.iter().find(|r| r["cells"][0] == first).cloned();
+    // The dead upstream: DOWN, in red; the live one healthy, not red.
+    let dead_row = row(&dead);
+    run.ensure(
+        dead_row
+            .as_ref()
+            .is_some_and(|r| r["cells"][2] == "DOWN" && r["colors"][2] == RED),
+        || format!("the dead upstream {dead} is not shown DOWN in red: {shown}"),
+    )
+    .await;
+    let live = fixture.http_addr.to_string();
+    run.ensure(
+        row(&live).is_some_and(|r| r["cells"][2] == "healthy" && r["colors"][2] != RED),
+        || format!("the live upstream {live} is not shown healthy: {shown}"),
+    )
+    .await;
+    // The ban's address is listed.
+    run.ensure(row("198.51.100.23").is_some(), || {
+        format!("the banned address is not listed: {shown}")
+    })
+    .await;
+    // The stale backup is marked overdue in red; the fresh one is not.
+    let offsite = row("offsite");
+    run.ensure(
+        offsite.as_ref().is_some_and(|r| {
+            r["colors"][3] == RED
+                && r["cells"][3].as_str().unwrap_or("").contains("OVERDUE")
+                && r["cells"][2]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("20200101T000000Z-odoo-")
+        }),
+        || format!("the 2020 backup is not marked overdue in red: {shown}"),
+    )
+    .await;
+    run.ensure(
+        row("fresh").is_some_and(|r| {
+            r["colors"][3] != RED && r["cells"][3].as_str().unwrap_or("").ends_with("min")
+        }),
+        || format!("the fresh backup is not shown fresh: {shown}"),
+    )
+    .await;
+
+    // The picture a person saw, kept as a CI artefact.
+    let shots = std::env::var_os("CI_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    let height = b
+        .execute("return document.documentElement.scrollHeight", vec![])
+        .await
+        .as_u64()
+        .unwrap_or(2000);
+    b.set_window_size(1280, (height as u32 + 150).min(6000))
+        .await;
+    let shot = b
+        .screenshot(&shots.join("status-page.png"))
+        .await
+        .unwrap_or_else(|e| panic!("no screenshot of the status page: {e}"));
+    let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(len > 1000, "{} is {len} bytes", shot.display());
+    println!("status page screenshot: {}", shot.display());
 }

@@ -246,6 +246,16 @@ impl Browser {
             .await;
     }
 
+    /// Resizes the window (W3C Set Window Rect), e.g. to the page's height before a screenshot.
+    pub async fn set_window_size(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            &self.at("/window/rect"),
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+
     pub async fn current_url(&self) -> String {
         let v = self.call("GET", &self.at("/url"), None).await;
         v.as_str().unwrap_or_default().to_string()

@@ -332,7 +332,8 @@ pub fn status(s: &Status, logout: bool) -> Response<Body> {
     html_response(StatusCode::OK, "Rampart status", &b, true)
 }
 
-/// `[{"target", "last", "age_secs", "stale"}]`, or a note when unknown.
+/// `{"schedule", "targets": [{"target", "db", "last", "age_secs", "stale",
+/// "error"}]}` (rampart_backup::status), or `{"note"}`.
 fn backups(b: &mut String, v: &serde_json::Value) {
     let Some(list) = v.get("targets").and_then(|t| t.as_array()) else {
         let note = v
@@ -342,21 +343,36 @@ fn backups(b: &mut String, v: &serde_json::Value) {
         let _ = write!(b, "<p class=\"muted\">{}</p>", esc(note));
         return;
     };
-    b.push_str("<table><tr><th>Target</th><th>Last snapshot</th><th>Age</th></tr>");
+    let schedule = v.get("schedule").and_then(|x| x.as_str());
+    let _ = write!(
+        b,
+        "<p class=\"muted\">schedule: {}</p>",
+        esc(schedule.unwrap_or("none in rampart.toml (a timer or cron runs it): ages not judged"))
+    );
+    b.push_str(
+        "<table><tr><th>Target</th><th>Database</th><th>Last snapshot</th><th>Age</th></tr>",
+    );
     for t in list {
         let s = |k: &str| t.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
         let age = t.get("age_secs").and_then(|x| x.as_u64());
-        let class = if t.get("stale").and_then(|x| x.as_bool()).unwrap_or(false) {
-            "bad"
-        } else {
-            "ok"
+        let stale = t.get("stale").and_then(|x| x.as_bool()).unwrap_or(false);
+        let class = if stale { "bad" } else { "ok" };
+        let mut shown = age.map(duration).unwrap_or_else(|| "never".into());
+        if stale {
+            shown.push_str(" — OVERDUE");
+        }
+        let last = match t.get("error").and_then(|e| e.as_str()) {
+            Some(e) => format!("cannot list: {e}"),
+            None => s("last"),
         };
         let _ = write!(
             b,
-            "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td></tr>",
+            "<tr class=\"backup {}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td></tr>",
+            if stale { "stale" } else { "fresh" },
             esc(&s("target")),
-            esc(&s("last")),
-            age.map(duration).unwrap_or_else(|| "never".into())
+            esc(&s("db")),
+            esc(&last),
+            esc(&shown)
         );
     }
     b.push_str("</table>");

@@ -4,4 +4,5 @@ pub mod cookies;
 pub mod forwarded;
 pub mod hop;
 pub mod request;
+pub mod request_id;
 pub mod security;

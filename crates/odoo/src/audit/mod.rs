@@ -8,6 +8,7 @@
 mod conf;
 mod front;
 mod pg;
+mod sockets;
 
 use std::fmt::Write as _;
 
@@ -16,6 +17,7 @@ use serde::Serialize;
 pub use conf::audit_conf;
 pub use front::{FrontFacts, FrontSite, audit_front};
 pub use pg::{PgAudit, PgError, audit_pg, odoo_list_dbs};
+pub use sockets::{PortKind, WatchedPort, audit_sockets, listening, read_live};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]

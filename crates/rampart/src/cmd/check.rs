@@ -76,7 +76,13 @@ pub fn check(config: Option<&Path>, a: CheckArgs) -> ExitCode {
             return ExitCode::from(super::EXIT_USAGE);
         }
     };
-    let findings: Vec<Finding> = findings(&cfg).into_iter().map(Finding::from).collect();
+    let findings: Vec<Finding> = findings(&cfg)
+        .into_iter()
+        .map(|mut p| {
+            p.message = cfg.secrets.scrub(&p.message, Some(&p.key));
+            Finding::from(p)
+        })
+        .collect();
     let errors = findings.iter().filter(|f| f.severity == "error").count();
     if a.json {
         let mut out = serde_json::json!({
@@ -86,7 +92,9 @@ pub fn check(config: Option<&Path>, a: CheckArgs) -> ExitCode {
             "findings": findings,
         });
         if a.print {
-            out["config"] = serde_json::to_value(&cfg).expect("config serialises");
+            let mut shown = serde_json::to_value(&cfg).expect("config serialises");
+            cfg.secrets.mask_json(&mut shown);
+            out["config"] = shown;
         }
         println!("{out:#}");
     } else {
@@ -94,7 +102,8 @@ pub fn check(config: Option<&Path>, a: CheckArgs) -> ExitCode {
             eprintln!("{}: {}: {}", f.severity, f.key, f.message);
         }
         if a.print {
-            match toml::to_string(&cfg) {
+            let shown = cfg.secrets.print_toml(&cfg);
+            match shown {
                 Ok(t) => print!("{t}"),
                 Err(e) => {
                     eprintln!("error: cannot print the config as TOML: {e}");

@@ -141,6 +141,27 @@ pub struct InitArgs {
     /// keeping its comments and other keys.
     #[arg(long)]
     force: bool,
+    /// The SSH port(s) the firewall keeps open (default: sshd_config's
+    /// `Port` lines, else 22).
+    #[arg(long = "ssh-port", value_name = "PORT")]
+    ssh_port: Vec<u16>,
+}
+
+/// /etc/ssh/sshd_config and the files it usually includes (Debian).
+fn sshd_config_text() -> String {
+    let mut text = std::fs::read_to_string("/etc/ssh/sshd_config").unwrap_or_default();
+    if let Ok(dir) = std::fs::read_dir("/etc/ssh/sshd_config.d") {
+        let mut paths: Vec<_> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            text.push('\n');
+            text.push_str(&std::fs::read_to_string(p).unwrap_or_default());
+        }
+    }
+    text
 }
 
 pub fn init(a: InitArgs) -> ExitCode {
@@ -170,6 +191,11 @@ pub fn init(a: InitArgs) -> ExitCode {
         },
         plan,
         admin_passwd_hash: Pbkdf2Hash::new(&password, passwd::DEFAULT_ROUNDS).to_string(),
+        ssh_ports: if a.ssh_port.is_empty() {
+            rampart_odoo::firewall::ssh_ports(&sshd_config_text())
+        } else {
+            a.ssh_port.clone()
+        },
     };
     // With --force an existing odoo.conf is edited, not replaced.
     let conf_path = a.out.join("odoo.conf");
@@ -365,6 +391,78 @@ pub struct AuditArgs {
 
 const DEFAULT_ODOO_CONF: &str = "/etc/odoo/odoo.conf";
 
+/// The ports whose live listeners `audit` checks: odoo.conf's when given,
+/// else Odoo's and PostgreSQL's defaults; rampart.toml's admin port.
+struct WatchedPorts {
+    http: (u16, &'static str),
+    evented: (u16, &'static str),
+    postgres: u16,
+    admin: u16,
+}
+
+impl Default for WatchedPorts {
+    fn default() -> Self {
+        use rampart_odoo::firewall::*;
+        WatchedPorts {
+            http: (ODOO_HTTP_PORT, "http_port"),
+            evented: (ODOO_EVENTED_PORT, "gevent_port"),
+            postgres: POSTGRES_PORT,
+            admin: ADMIN_PORT,
+        }
+    }
+}
+
+impl WatchedPorts {
+    fn read_odoo_conf(&mut self, conf: &OdooConf) {
+        let port = |keys: &[&'static str]| {
+            keys.iter().find_map(|k| {
+                conf.get(k)
+                    .and_then(|v| v.value.trim().parse::<u16>().ok())
+                    .map(|p| (p, *k))
+            })
+        };
+        if let Some(p) = port(&["http_port", "xmlrpc_port"]) {
+            self.http = p;
+        }
+        if let Some(p) = port(&["gevent_port", "longpolling_port"]) {
+            self.evented = p;
+        }
+        if let Some((p, _)) = port(&["db_port"]) {
+            self.postgres = p;
+        }
+    }
+
+    fn list(&self) -> Vec<audit::WatchedPort> {
+        use audit::PortKind;
+        let w = |port, what: String, kind| audit::WatchedPort { port, what, kind };
+        vec![
+            w(
+                self.http.0,
+                format!("Odoo's HTTP port ({} {})", self.http.1, self.http.0),
+                PortKind::Odoo,
+            ),
+            w(
+                self.evented.0,
+                format!(
+                    "Odoo's evented port ({} {})",
+                    self.evented.1, self.evented.0
+                ),
+                PortKind::Odoo,
+            ),
+            w(
+                self.postgres,
+                format!("PostgreSQL's port ({})", self.postgres),
+                PortKind::Postgres,
+            ),
+            w(
+                self.admin,
+                format!("Rampart's admin port ({})", self.admin),
+                PortKind::Admin,
+            ),
+        ]
+    }
+}
+
 pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
     let mut report = Report::default();
     let conf_path = match (&a.odoo_conf, &a.pg, config) {
@@ -374,6 +472,7 @@ pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
     };
     let mut db_user = a.db_user.clone();
     let mut has_dbfilter = false;
+    let mut watched = WatchedPorts::default();
     if let Some(path) = &conf_path {
         let conf = match OdooConf::load(path) {
             Ok(c) => c,
@@ -387,6 +486,7 @@ pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
         let mode = std::fs::metadata(path).ok().map(|m| m.permissions().mode());
         report.checked.push(format!("odoo.conf {}", path.display()));
         report.add(audit::audit_conf(&conf, mode));
+        watched.read_odoo_conf(&conf);
         has_dbfilter = conf
             .get("dbfilter")
             .is_some_and(|v| !v.value.is_empty() && v.value != "False");
@@ -402,6 +502,9 @@ pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
             Ok(c) => c,
             Err(code) => return code,
         };
+        if let Some(admin) = cfg.listen.admin.as_ref().and_then(|a| a.tcp()) {
+            watched.admin = admin.port();
+        }
         let facts = FrontFacts {
             file: path.display().to_string(),
             http: cfg.listen.http,
@@ -448,6 +551,23 @@ pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
                 return ExitCode::from(EXIT_FAILURE);
             }
         }
+    }
+    match audit::read_live() {
+        Ok(listeners) => {
+            report.checked.push(format!(
+                "listening sockets (/proc/net/tcp, tcp6): ports {}",
+                watched
+                    .list()
+                    .iter()
+                    .map(|w| w.port.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            report.add(audit::audit_sockets(&listeners, &watched.list()));
+        }
+        Err(e) => report.checked.push(format!(
+            "listening sockets: not checked, /proc/net/tcp: {e}"
+        )),
     }
     if a.json {
         println!("{}", report.render_json());

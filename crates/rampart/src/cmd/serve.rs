@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 use rampart_certs::CertStore;
+use rampart_edge::config::ProcessLogFormat;
 use rampart_edge::{AdminHook, Edge, EdgeConfig, EdgeHandle};
 use rampart_guard::Guard;
 use tokio::signal::unix::{SignalKind, signal};
@@ -19,14 +20,26 @@ pub struct ServeArgs {}
 #[derive(clap::Args)]
 pub struct ReloadArgs {}
 
-pub fn init_tracing() {
+/// The process log on stderr. `RAMPART_LOG` is an EnvFilter: a level
+/// (`debug`) or per-module directives (`info,rampart_guard=debug`).
+pub fn init_tracing(format: ProcessLogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RAMPART_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Under systemd, journald stamps the time itself.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    if format == ProcessLogFormat::Json {
+        // The module (`target`) is what a RAMPART_LOG directive names.
+        builder
+            .json()
+            .with_target(true)
+            .with_current_span(false)
+            .init();
+        return;
+    }
+    let builder = builder
         .with_target(false)
         .with_ansi(!journald && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if journald {
@@ -46,11 +59,11 @@ pub(crate) fn edge_config(c: &Config) -> EdgeConfig {
 }
 
 pub fn serve(config_path: Option<&Path>, _a: ServeArgs) -> ExitCode {
-    init_tracing();
     let config = match super::load_config(config_path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    init_tracing(config.log.process);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rampart")
@@ -108,10 +121,11 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
         }
     };
     let guard_hook = guard.clone();
-    let backups_hook = backups_status(&config);
+    let backups = BackupStatus::new(&config);
+    let backups_hook = backups.clone();
     let hooks: Vec<AdminHook> = vec![
         Arc::new(move |m, p, _| {
-            ((m, p) == ("GET", "/v1/status/backups")).then(|| (200, backups_hook.clone()))
+            ((m, p) == ("GET", "/v1/status/backups")).then(|| (200, backups_hook.json()))
         }),
         Arc::new(move |m, p, b| certs_hook.admin(m, p, b)),
         Arc::new(move |m, p, b| guard_hook.admin(m, p, b)),
@@ -135,6 +149,7 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
     let shutdown = CancellationToken::new();
     certs.spawn_background(shutdown.clone());
     spawn_housekeeping(guard.clone(), shutdown.clone());
+    backups.spawn_refresh(shutdown.clone());
     if let Some(backup) = config.backup.clone() {
         // `schedule` inside serve; without one this returns at once.
         let stop = shutdown.clone();
@@ -191,23 +206,54 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
 /// What the status page says about backups. Listing a target's snapshots
 /// means reaching it (SFTP, S3), too slow for a page refreshed every 10 s,
 /// so the page says what is configured and where to look.
-fn backups_status(config: &Config) -> String {
-    let note = match &config.backup {
-        None => "no [backup] section: nothing is backed up by rampart".to_string(),
-        Some(b) => format!(
-            "{} target(s) ({}), schedule {}; `rampart backups` lists the snapshots",
-            b.targets.len(),
-            b.targets
-                .iter()
-                .map(|t| t.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            b.schedule
-                .as_deref()
-                .unwrap_or("none (run by hand or cron)")
-        ),
-    };
-    serde_json::json!({ "note": note }).to_string()
+/// The status page's backups: each target's `index/` listed at start and
+/// every few minutes (one LIST per target), ages and staleness computed
+/// when the page asks.
+#[derive(Clone)]
+struct BackupStatus {
+    config: Option<Arc<rampart_backup::BackupConfig>>,
+    listings: Arc<std::sync::Mutex<Option<Vec<rampart_backup::status::Listing>>>>,
+}
+
+const BACKUP_LISTING_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl BackupStatus {
+    fn new(config: &Config) -> BackupStatus {
+        BackupStatus {
+            config: config.backup.clone().map(Arc::new),
+            listings: Arc::default(),
+        }
+    }
+
+    fn spawn_refresh(&self, shutdown: CancellationToken) {
+        let Some(cfg) = self.config.clone() else {
+            return;
+        };
+        let listings = self.listings.clone();
+        tokio::spawn(async move {
+            loop {
+                let l = rampart_backup::status::list_targets(&cfg).await;
+                *listings.lock().unwrap() = Some(l);
+                tokio::select! {
+                    _ = tokio::time::sleep(BACKUP_LISTING_EVERY) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    fn json(&self) -> String {
+        let Some(cfg) = &self.config else {
+            return serde_json::json!({
+                "note": "no [backup] section: nothing is backed up by rampart"
+            })
+            .to_string();
+        };
+        match &*self.listings.lock().unwrap() {
+            None => serde_json::json!({ "note": "listing the backup targets…" }).to_string(),
+            Some(l) => rampart_backup::status::status_now(cfg, l).to_string(),
+        }
+    }
 }
 
 /// Expired bans, idle rate-limiter keys, old failure windows.

@@ -107,6 +107,8 @@ pub struct Setup {
     pub listen: String,
     /// "combined" (default) or "json".
     pub log_format: Option<String>,
+    /// Extra lines inside `[log]` (`process = "json"`).
+    pub log: String,
     /// `listen.admin` instead of a free loopback port (e.g. "unix:/path");
     /// the harness then does not wait for the admin port.
     pub admin: Option<String>,
@@ -178,7 +180,7 @@ impl Rampart {
     /// The rampart.toml text for `setup` with this instance's ports/paths.
     pub fn config_text(&self, setup: &Setup) -> String {
         let mut text = format!(
-            "state_dir = {:?}\n\n[listen]\nhttp = \"{}\"\nhttps = \"{}\"\nadmin = \"{}\"\n{}\n\n[log]\naccess = {:?}\nformat = \"{}\"\n",
+            "state_dir = {:?}\n\n[listen]\nhttp = \"{}\"\nhttps = \"{}\"\nadmin = \"{}\"\n{}\n\n[log]\naccess = {:?}\nformat = \"{}\"\n{}\n",
             self.state_dir.display().to_string(),
             self.http,
             self.https,
@@ -189,6 +191,7 @@ impl Rampart {
             setup.listen,
             self.access_log.display().to_string(),
             setup.log_format.as_deref().unwrap_or("combined"),
+            setup.log,
         );
         for s in &setup.sites {
             text.push_str(&s.to_toml());

@@ -1,0 +1,226 @@
+//! What the status page shows about backups: per target and database the
+//! last snapshot and its age, stale when the schedule's latest run should
+//! have produced a newer one.
+//!
+//! Only the `index/` listing is read (one LIST per target, no object
+//! fetched): a snapshot exists once its index entry does, and its id starts
+//! with the instant it was taken (`20261201T041300Z-<db>-<hex>`).
+//!
+//! Stale: with a `schedule`, the latest scheduled run at or before now has
+//! had half a period (12 h daily, 30 min hourly) to finish and no snapshot
+//! of that database is at least as new as that run; a target with no
+//! snapshot at all is stale too. Without a schedule (a systemd timer or cron
+//! runs `rampart backup`) nothing is marked stale: Rampart does not know
+//! what is expected.
+
+use serde::Serialize;
+
+use crate::config::BackupConfig;
+use crate::schedule::Schedule;
+use crate::target::Target;
+
+/// One target's listing, as last read.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub target: String,
+    /// (database, the instant of its newest snapshot, that snapshot's id).
+    pub last: Vec<(String, jiff::Timestamp, String)>,
+    pub error: Option<String>,
+}
+
+/// Lists every configured target's `index/` (errors kept per target).
+pub async fn list_targets(cfg: &BackupConfig) -> Vec<Listing> {
+    let mut out = Vec::new();
+    for tc in &cfg.targets {
+        let listed = async {
+            let t = Target::open(tc).await?;
+            t.list("index").await
+        }
+        .await;
+        out.push(match listed {
+            Ok(objects) => Listing {
+                target: tc.name.clone(),
+                last: newest_per_db(objects.iter().map(|o| o.name.as_str())),
+                error: None,
+            },
+            Err(e) => Listing {
+                target: tc.name.clone(),
+                last: Vec::new(),
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    out
+}
+
+/// `<time>-<db>-<hex>.json` names → the newest per database, by database.
+fn newest_per_db<'a>(
+    names: impl Iterator<Item = &'a str>,
+) -> Vec<(String, jiff::Timestamp, String)> {
+    let mut best: std::collections::BTreeMap<String, (jiff::Timestamp, String)> =
+        Default::default();
+    for name in names {
+        let Some(id) = name.strip_suffix(".json") else {
+            continue;
+        };
+        let Some((time, rest)) = id.split_once('-') else {
+            continue;
+        };
+        let Some((db, _)) = rest.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(dt) = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", time) else {
+            continue;
+        };
+        let Ok(ts) = dt.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()) else {
+            continue;
+        };
+        let e = best.entry(db.to_string()).or_insert((ts, id.to_string()));
+        if ts > e.0 {
+            *e = (ts, id.to_string());
+        }
+    }
+    best.into_iter().map(|(db, (t, id))| (db, t, id)).collect()
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct TargetStatus {
+    pub target: String,
+    /// Empty when the target holds no snapshot (or could not be listed).
+    pub db: String,
+    /// The newest snapshot's id, empty when none.
+    pub last: String,
+    pub age_secs: Option<u64>,
+    pub stale: bool,
+    pub error: Option<String>,
+}
+
+/// [`status_json`] now, in the server's time zone (the schedule's).
+pub fn status_now(cfg: &BackupConfig, listings: &[Listing]) -> serde_json::Value {
+    status_json(cfg, listings, &jiff::Zoned::now())
+}
+
+/// The `/v1/status` backups object: `{"schedule", "targets": [...]}`.
+pub fn status_json(
+    cfg: &BackupConfig,
+    listings: &[Listing],
+    now: &jiff::Zoned,
+) -> serde_json::Value {
+    let schedule: Option<Schedule> = cfg.schedule.as_deref().and_then(|s| s.parse().ok());
+    let due = schedule.and_then(|s| due_since(&s, now));
+    let mut rows = Vec::new();
+    for l in listings {
+        if l.last.is_empty() {
+            rows.push(TargetStatus {
+                target: l.target.clone(),
+                db: String::new(),
+                last: String::new(),
+                age_secs: None,
+                stale: schedule.is_some() || l.error.is_some(),
+                error: l.error.clone(),
+            });
+        }
+        for (db, ts, id) in &l.last {
+            let age = now.timestamp().duration_since(*ts);
+            rows.push(TargetStatus {
+                target: l.target.clone(),
+                db: db.clone(),
+                last: id.clone(),
+                age_secs: Some(age.as_secs().max(0) as u64),
+                stale: due.is_some_and(|d| *ts < d),
+                error: None,
+            });
+        }
+    }
+    serde_json::json!({
+        "schedule": cfg.schedule,
+        "targets": rows,
+    })
+}
+
+/// The latest scheduled run at or before `now`, once it has had half a
+/// period to finish; `None` while it may still be running.
+fn due_since(s: &Schedule, now: &jiff::Zoned) -> Option<jiff::Timestamp> {
+    let period = match s {
+        Schedule::Daily { .. } => jiff::SignedDuration::from_hours(24),
+        Schedule::Hourly { .. } => jiff::SignedDuration::from_hours(1),
+    };
+    let before = now.checked_sub(period).ok()?;
+    let latest = s.next_after(&before).ok()?;
+    let grace_over = latest.timestamp().checked_add(period / 2).ok()?;
+    (now.timestamp() >= grace_over).then(|| latest.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(schedule: Option<&str>) -> BackupConfig {
+        BackupConfig {
+            schedule: schedule.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    fn listing(names: &[&str]) -> Listing {
+        Listing {
+            target: "t".into(),
+            last: newest_per_db(names.iter().copied()),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn newest_per_database_from_names() {
+        let l = listing(&[
+            "20261130T041300Z-odoo-prod-a1b2c3.json",
+            "20261201T041300Z-odoo-prod-d4e5f6.json",
+            "20261201T050000Z-staging-000000.json",
+            "garbage.json",
+            "20261301T000000Z-bad-000000.json",
+        ]);
+        let dbs: Vec<_> = l
+            .last
+            .iter()
+            .map(|(d, _, id)| (d.as_str(), id.as_str()))
+            .collect();
+        assert_eq!(
+            dbs,
+            vec![
+                ("odoo-prod", "20261201T041300Z-odoo-prod-d4e5f6"),
+                ("staging", "20261201T050000Z-staging-000000")
+            ]
+        );
+    }
+
+    #[test]
+    fn stale_once_the_latest_run_had_time_to_finish() {
+        let l = listing(&["20261201T041300Z-odoo-a1b2c3.json"]);
+        let at = |s: &str| -> jiff::Zoned { s.parse().unwrap() };
+        let daily = cfg(Some("daily 04:13"));
+        let stale = |c: &BackupConfig, now: &str| {
+            status_json(c, std::slice::from_ref(&l), &at(now))["targets"][0]["stale"]
+                .as_bool()
+                .unwrap()
+        };
+        // The next day's run is at 04:13; it may run until 16:13.
+        assert!(!stale(&daily, "2026-12-02T10:00:00[UTC]"));
+        assert!(!stale(&daily, "2026-12-02T16:12:00[UTC]"));
+        assert!(stale(&daily, "2026-12-02T16:14:00[UTC]"));
+        assert!(!stale(&daily, "2026-12-01T23:00:00[UTC]"));
+        // No schedule: not judged.
+        assert!(!stale(&cfg(None), "2027-06-01T00:00:00[UTC]"));
+        let hourly = cfg(Some("hourly :13"));
+        assert!(!stale(&hourly, "2026-12-01T04:40:00[UTC]"));
+        assert!(stale(&hourly, "2026-12-01T05:44:00[UTC]"));
+        // Nothing on a scheduled target: stale; age is measured.
+        let v = status_json(&daily, &[listing(&[])], &at("2026-12-01T05:00:00[UTC]"));
+        assert_eq!(v["targets"][0]["stale"], true);
+        let v = status_json(
+            &daily,
+            std::slice::from_ref(&l),
+            &at("2026-12-01T05:13:00[UTC]"),
+        );
+        assert_eq!(v["targets"][0]["age_secs"], 3600);
+    }
+}
