@@ -469,6 +469,21 @@ mod tests {
     }
 
     #[test]
+    fn chunk_data_that_looks_like_a_request_is_not_a_head() {
+        // Only the 0-size chunk ends the body: a blank line and a request
+        // inside chunk data are data (the smuggling shape a follower that
+        // ended the body early would count as a second request).
+        let inner = "\r\n\r\nPOST /s HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let req = format!(
+            "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{inner}\r\n0\r\n\r\n",
+            inner.len()
+        );
+        let all = [req.as_bytes(), C].concat();
+        assert_eq!(run(&[&all]), (2, 0, 0));
+        assert_eq!(bytewise(&all), (2, 0, 0));
+    }
+
+    #[test]
     fn a_bare_lf_in_a_chunk_extension_is_lost_as_hyper_errors() {
         let bad = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;a\nabc\r\n0\r\n\r\n";
         assert_eq!(run(&[bad, C]).2, 2);
