@@ -519,14 +519,22 @@ mod tests {
         assert_eq!(u.record(true, fall, rise), None, "healthy stays healthy");
         assert_eq!(u.record(false, fall, rise), None);
         assert_eq!(u.record(false, fall, rise), None);
-        assert_eq!(u.record(false, fall, rise), Some(false), "the third in a row");
+        assert_eq!(
+            u.record(false, fall, rise),
+            Some(false),
+            "the third in a row"
+        );
         assert!(!u.is_healthy());
         assert_eq!(u.record(false, fall, rise), None, "out stays out");
         // A failure in between starts the count of successes again.
         assert_eq!(u.record(true, fall, rise), None);
         assert_eq!(u.record(false, fall, rise), None);
         assert_eq!(u.record(true, fall, rise), None);
-        assert_eq!(u.record(true, fall, rise), Some(true), "the second in a row");
+        assert_eq!(
+            u.record(true, fall, rise),
+            Some(true),
+            "the second in a row"
+        );
         assert!(u.is_healthy());
         assert_eq!(u.record(true, fall, rise), None);
     }

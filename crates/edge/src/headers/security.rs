@@ -148,7 +148,10 @@ mod tests {
         set.apply(&mut plain, false);
         assert!(plain.get(header::STRICT_TRANSPORT_SECURITY).is_none());
         // The rest of the set does not depend on the scheme.
-        assert_eq!(plain.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(), "nosniff");
+        assert_eq!(
+            plain.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(),
+            "nosniff"
+        );
         assert_eq!(plain.get(header::SERVER).unwrap(), "rampart");
         let mut tls = HeaderMap::new();
         set.apply(&mut tls, true);

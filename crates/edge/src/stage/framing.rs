@@ -473,7 +473,8 @@ mod tests {
         // Only the 0-size chunk ends the body: a blank line and a request
         // inside chunk data are data (the smuggling shape a follower that
         // ended the body early would count as a second request).
-        let inner = "\r\n\r\nPOST /s HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let inner =
+            "\r\n\r\nPOST /s HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
         let req = format!(
             "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{inner}\r\n0\r\n\r\n",
             inner.len()
@@ -487,7 +488,8 @@ mod tests {
     fn a_bare_lf_in_a_chunk_extension_is_lost_as_hyper_errors() {
         // Read past the LF, "a\nxyz" would be one extension and the body
         // would end cleanly: hyper refuses, so the stream is lost.
-        let bad = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;a\nxyz\r\nabc\r\n0\r\n\r\n";
+        let bad =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;a\nxyz\r\nabc\r\n0\r\n\r\n";
         assert_eq!(run(&[bad, C]), (1, 0, 2));
     }
 

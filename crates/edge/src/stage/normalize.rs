@@ -368,7 +368,10 @@ mod tests {
         assert_eq!(why("/a/.."), "dot segment in path");
         assert_eq!(why("/a/%2"), "invalid percent-encoding in path");
         assert_eq!(why("/a/%7f"), "control character in path");
-        assert_eq!(why("/a/%20%2541"), "percent-encoding inside percent-encoding");
+        assert_eq!(
+            why("/a/%20%2541"),
+            "percent-encoding inside percent-encoding"
+        );
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_LENGTH, "5".parse().unwrap());
         h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
