@@ -18,12 +18,20 @@ filter=${1:-}
 command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
 
 # file glob | package whose tests run | cargo test arguments | mutant regex (empty: all)
+# In the regex, @line:TEXT@ becomes the number of the line of the file that
+# contains TEXT, so a scope can name one statement of a long function
+# without a line number that goes stale.
 scopes=(
   "crates/edge/src/stage/route.rs|rampart-edge|--lib|"
+  "crates/edge/src/pipeline.rs|rampart|--test edge_routing --test guard_rpc -- database db_service|allowed_db|pipeline\.rs:@line:decision.db_service && !allowed_db@:"
   "crates/edge/src/headers/*.rs|rampart-edge|--lib|"
   "crates/edge/src/stage/normalize.rs|rampart-edge|--lib|"
   "crates/edge/src/stage/framing.rs|rampart-edge|--lib|"
-  "crates/edge/src/upstream.rs|rampart|--test edge_routing health|check_once|Upstream::record|spawn_checks"
+  "crates/edge/src/upstream.rs|rampart-edge|--lib|Upstream::record"
+  "crates/edge/src/upstream.rs|rampart|--test edge_routing health|check_once|spawn_checks"
+  "crates/edge/src/conn_cap.rs|rampart-edge|--lib|"
+  "crates/edge/src/stage/inspect_budget.rs|rampart-edge|--lib|"
+  "crates/edge/src/admin/access.rs|rampart-edge|--lib|"
   "crates/guard/src/limits.rs|rampart-guard|--lib|"
   "crates/guard/src/failures.rs|rampart-guard|--lib|"
   "crates/guard/src/bans.rs|rampart-guard|--lib|"
@@ -38,17 +46,41 @@ accepted=$({ grep -v '^#' mutants/accepted.txt || true; } | cut -f1 | sed '/^$/d
 fail=0
 for s in "${scopes[@]}"; do
   IFS='|' read -r file pkg args re_rest <<<"$s"
-  re=$re_rest
   [[ -z "$filter" || "$file" == *"$filter"* ]] || continue
+  re=$re_rest
+  while [[ $re =~ @line:([^@]*)@ ]]; do
+    text=${BASH_REMATCH[1]}
+    n=$(grep -nF -- "$text" $file | head -n 1 | cut -d: -f1)
+    [ -n "$n" ] || { echo "scope $file: no line contains '$text'" >&2; exit 2; }
+    re=${re/"@line:$text@"/$n}
+  done
   name=$(echo "$file" | tr '/*' '__')
+  # Two scopes on one file (different tests) need their own output.
+  [ -n "$re" ] && name="${name}_$(echo "$re" | md5sum | cut -c1-6)"
   out="$out_root/$name"
   mkdir -p "$out"
   echo "== $file (tests: $pkg $args${re:+; mutants matching $re})"
+  # A crate's unit tests take seconds: a mutant that makes them loop is
+  # known after a minute. Integration tests start the binary: five.
+  timeout=300
+  [ "$args" = "--lib" ] && timeout=60
   re_arg=()
   [ -n "$re" ] && re_arg=(--re "$re")
-  # shellcheck disable=SC2086
-  cargo mutants -j 1 --no-shuffle --baseline skip --timeout 300 --build-timeout 600 \
-    -f "$file" "${re_arg[@]}" --test-package "$pkg" -o "$out" -- $args \
+  # Test targets (--lib, --test NAME) go to every cargo call, so a mutant
+  # builds only them, not every test binary of the package; the rest
+  # (test name filters) only to the test run.
+  targets=()
+  rest=()
+  read -r -a words <<<"$args"
+  for ((i = 0; i < ${#words[@]}; i++)); do
+    case ${words[i]} in
+      --lib) targets+=(--cargo-arg=--lib) ;;
+      --test) targets+=(--cargo-arg=--test "--cargo-arg=${words[i + 1]}"); i=$((i + 1)) ;;
+      *) rest+=("${words[i]}") ;;
+    esac
+  done
+  cargo mutants -j 1 --no-shuffle --baseline skip --timeout "$timeout" --build-timeout 600 \
+    -f "$file" "${re_arg[@]}" --test-package "$pkg" -o "$out" "${targets[@]}" -- "${rest[@]}" \
     >"$out/run.log" 2>&1 || true
   tail -n 1 "$out/run.log"
   for kind in missed timeout; do

@@ -508,6 +508,37 @@ mod tests {
         assert_eq!(b.record(true, 2, 1), Some(true));
     }
 
+    #[test]
+    fn taken_out_after_exactly_fall_failures_back_after_exactly_rise_successes() {
+        let pool = Pool::new(&["a:1".into()], 2, 99, Duration::from_millis(50));
+        let u = pool.upstreams[0].clone();
+        let (fall, rise) = (3, 2);
+        // A success in between starts the count of failures again.
+        assert_eq!(u.record(false, fall, rise), None);
+        assert_eq!(u.record(false, fall, rise), None);
+        assert_eq!(u.record(true, fall, rise), None, "healthy stays healthy");
+        assert_eq!(u.record(false, fall, rise), None);
+        assert_eq!(u.record(false, fall, rise), None);
+        assert_eq!(
+            u.record(false, fall, rise),
+            Some(false),
+            "the third in a row"
+        );
+        assert!(!u.is_healthy());
+        assert_eq!(u.record(false, fall, rise), None, "out stays out");
+        // A failure in between starts the count of successes again.
+        assert_eq!(u.record(true, fall, rise), None);
+        assert_eq!(u.record(false, fall, rise), None);
+        assert_eq!(u.record(true, fall, rise), None);
+        assert_eq!(
+            u.record(true, fall, rise),
+            Some(true),
+            "the second in a row"
+        );
+        assert!(u.is_healthy());
+        assert_eq!(u.record(true, fall, rise), None);
+    }
+
     #[tokio::test]
     async fn avoiding_picks_another_or_none() {
         let pool = Pool::new(

@@ -269,6 +269,21 @@ async fn database_manager_is_proxied_for_allowed_clients() {
         .await;
     assert_eq!(res.status, 200);
     assert!(res.text().contains("demo1"), "{}", res.text());
+    // The XML-RPC db service too (backup scripts call db.dump there).
+    let xml_list = b"<?xml version='1.0'?><methodCall><methodName>list</methodName><params></params></methodCall>";
+    for path in ["/xmlrpc/2/db", "/xmlrpc/db"] {
+        let res = r
+            .client
+            .request(
+                "POST",
+                &r.url("erp.test", path),
+                &[("content-type", "text/xml")],
+                xml_list.to_vec(),
+            )
+            .await;
+        assert_ne!(res.status, 403, "{path}: {}", res.text());
+        assert_eq!(fixture.count(path), 1, "{path}: {:?}", fixture.requests());
+    }
 }
 
 /// A non-empty allow list is a list, not a switch: a client outside it
@@ -313,6 +328,12 @@ async fn database_routes_are_refused_to_clients_outside_a_non_empty_allow_list()
         assert_eq!(res.status, 403, "{proto} xmlrpc db: {}", res.text());
         let res = send("POST", "/xmlrpc/db", "text/xml", xml_list).await;
         assert_eq!(res.status, 403, "{proto} xmlrpc db: {}", res.text());
+        // Refused by its path alone, not only when the body is an RPC
+        // call the guard reads (a GET, a longer path).
+        let res = send("GET", "/xmlrpc/2/db", "text/plain", b"").await;
+        assert_eq!(res.status, 403, "{proto} GET xmlrpc db: {}", res.text());
+        let res = send("POST", "/xmlrpc/2/db/list", "text/xml", xml_list).await;
+        assert_eq!(res.status, 403, "{proto} xmlrpc db/list: {}", res.text());
         let res = send("POST", "/jsonrpc", "application/json", db_list).await;
         assert_eq!(res.status, 403, "{proto} jsonrpc db: {}", res.text());
         assert!(!res.text().contains("demo1"), "{proto}: {}", res.text());

@@ -101,4 +101,22 @@ mod tests {
         assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
         assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
     }
+
+    #[test]
+    fn a_websocket_handshake_still_loses_the_other_named_headers() {
+        // Only Upgrade is kept for the tunnel; whatever else Connection
+        // names is still one hop's and is dropped.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            "Upgrade, X-Secret, Cookie".parse().unwrap(),
+        );
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert(header::COOKIE, "session_id=x".parse().unwrap());
+        strip(&mut h, true);
+        assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get(header::COOKIE).is_none());
+    }
 }

@@ -142,6 +142,23 @@ mod tests {
     }
 
     #[test]
+    fn hsts_only_over_https() {
+        let set = HeaderSet::new(&SecurityHeaders::default()).unwrap();
+        let mut plain = HeaderMap::new();
+        set.apply(&mut plain, false);
+        assert!(plain.get(header::STRICT_TRANSPORT_SECURITY).is_none());
+        // The rest of the set does not depend on the scheme.
+        assert_eq!(
+            plain.get(header::X_CONTENT_TYPE_OPTIONS).unwrap(),
+            "nosniff"
+        );
+        assert_eq!(plain.get(header::SERVER).unwrap(), "rampart");
+        let mut tls = HeaderMap::new();
+        set.apply(&mut tls, true);
+        assert!(tls.get(header::STRICT_TRANSPORT_SECURITY).is_some());
+    }
+
+    #[test]
     fn odoo_lock_down_csp_is_kept() {
         let set = HeaderSet::new(&SecurityHeaders::default()).unwrap();
         let mut h = HeaderMap::new();

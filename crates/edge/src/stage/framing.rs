@@ -372,11 +372,9 @@ mod tests {
         for ch in chunks {
             w.feed(ch);
         }
-        (
-            w.heads,
-            m.conflict.load(Ordering::Relaxed),
-            m.lost_from.load(Ordering::Relaxed),
-        )
+        let lost = m.lost_from.load(Ordering::Relaxed);
+        assert_eq!(w.is_lost(), lost != 0, "is_lost agrees with the marks");
+        (w.heads(), m.conflict.load(Ordering::Relaxed), lost)
     }
 
     fn bytewise(all: &[u8]) -> (u64, u64, u64) {
@@ -454,6 +452,57 @@ mod tests {
         assert_eq!(run(&[b"GET / HTTP/1.1\r\nHost x\r\n\r\n", C]), (0, 0, 1));
         let same = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello";
         assert_eq!(run(&[same, C, D]), (3, 3, 0));
+    }
+
+    #[test]
+    fn multi_digit_chunk_sizes_are_followed() {
+        // 0x1a = 26 bytes, then 0x10 = 16: a follower that read one hex
+        // digit would take body bytes for the next head.
+        let body26 = "x".repeat(26);
+        let body16 = "y".repeat(16);
+        let big = format!(
+            "POST /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1a\r\n{body26}\r\n10\r\n{body16}\r\n0\r\n\r\n"
+        );
+        let all = [big.as_bytes(), D].concat();
+        assert_eq!(run(&[&all]), (2, 2, 0));
+        assert_eq!(bytewise(&all), (2, 2, 0));
+    }
+
+    #[test]
+    fn chunk_data_that_looks_like_a_request_is_not_a_head() {
+        // Only the 0-size chunk ends the body: a blank line and a request
+        // inside chunk data are data (the smuggling shape a follower that
+        // ended the body early would count as a second request).
+        let inner =
+            "\r\n\r\nPOST /s HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let req = format!(
+            "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{inner}\r\n0\r\n\r\n",
+            inner.len()
+        );
+        let all = [req.as_bytes(), C].concat();
+        assert_eq!(run(&[&all]), (2, 0, 0));
+        assert_eq!(bytewise(&all), (2, 0, 0));
+    }
+
+    #[test]
+    fn a_bare_lf_in_a_chunk_extension_is_lost_as_hyper_errors() {
+        // Read past the LF, "a\nxyz" would be one extension and the body
+        // would end cleanly: hyper refuses, so the stream is lost.
+        let bad =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;a\nxyz\r\nabc\r\n0\r\n\r\n";
+        assert_eq!(run(&[bad, C]), (1, 0, 2));
+    }
+
+    #[test]
+    fn browser_sized_heads_are_followed() {
+        // A long Cookie header (16 KiB) is well under hyper's limit: the
+        // request and the next one are followed, not refused.
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nCookie: a={}\r\n\r\n",
+            "c".repeat(16 * 1024)
+        );
+        let all = [head.as_bytes(), D].concat();
+        assert_eq!(run(&[&all]), (2, 2, 0));
     }
 
     #[test]

@@ -331,4 +331,69 @@ mod tests {
         h.insert(header::CONTENT_LENGTH, "+5".parse().unwrap());
         assert!(check_framing(&Method::POST, http::Version::HTTP_11, &h).is_err());
     }
+
+    #[test]
+    fn transfer_encoding_only_on_http11_and_equal_lengths_pass() {
+        use http::Version;
+        let post = |v: Version, h: &HeaderMap| check_framing(&Method::POST, v, h);
+        let mut te = HeaderMap::new();
+        te.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        // A chunked upload is ordinary HTTP/1.1 ...
+        assert_eq!(post(Version::HTTP_11, &te), Ok(()));
+        // ... but HTTP/1.0 has no chunked coding: a 1.0 hop would read the
+        // body as ending at the close.
+        assert_eq!(
+            post(Version::HTTP_10, &te),
+            Err(Reject::AmbiguousFraming(
+                "Transfer-Encoding in an HTTP/1.0 request"
+            ))
+        );
+        let mut cl = HeaderMap::new();
+        cl.insert(header::CONTENT_LENGTH, "5".parse().unwrap());
+        assert_eq!(post(Version::HTTP_10, &cl), Ok(()));
+        // Equal repeats are one length (headers::request then keeps one).
+        cl.append(header::CONTENT_LENGTH, "5".parse().unwrap());
+        assert_eq!(post(Version::HTTP_11, &cl), Ok(()));
+        assert_eq!(post(Version::HTTP_10, &HeaderMap::new()), Ok(()));
+        assert_eq!(
+            check_framing(&Method::CONNECT, Version::HTTP_11, &HeaderMap::new()),
+            Err(Reject::BadPath("CONNECT is not proxied"))
+        );
+    }
+
+    #[test]
+    fn the_refusal_names_what_is_wrong() {
+        // The 400 page says why (pipeline): each reason is its own.
+        let why = |p: &str| canonical_path(p).unwrap_err().reason();
+        assert_eq!(why("/a/.."), "dot segment in path");
+        assert_eq!(why("/a/%2"), "invalid percent-encoding in path");
+        assert_eq!(why("/a/%7f"), "control character in path");
+        assert_eq!(
+            why("/a/%20%2541"),
+            "percent-encoding inside percent-encoding"
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, "5".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        let r = check_framing(&Method::POST, http::Version::HTTP_11, &h).unwrap_err();
+        assert_eq!(r.reason(), "Content-Length together with Transfer-Encoding");
+    }
+
+    #[test]
+    fn a_percent_sign_that_encodes_nothing_is_a_name() {
+        // `%25` is a literal `%`; followed by anything but two hex digits a
+        // second decoding leaves it alone, so the name is kept.
+        for (raw, path) in [
+            ("/web/static/100%25.png", "/web/static/100%.png"),
+            ("/a/%252g", "/a/%2g"),
+            ("/a/%25g2", "/a/%g2"),
+            ("/a/%25", "/a/%"),
+            ("/a/b%20c", "/a/b c"),
+        ] {
+            assert_eq!(canonical_path(raw).unwrap().path, path, "{raw}");
+        }
+        // One byte more or less than a full escape is still refused.
+        assert!(canonical_path("/a/%4").is_err());
+        assert!(canonical_path("/a/%%41").is_err());
+    }
 }

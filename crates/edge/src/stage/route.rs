@@ -100,4 +100,38 @@ mod tests {
         assert_eq!(r("/web/login"), Route::Odoo);
         assert_eq!(r("/odoo"), Route::Odoo);
     }
+
+    #[test]
+    fn anything_below_the_db_service_is_the_db_service() {
+        for p in [
+            "/xmlrpc/db",
+            "/xmlrpc/db/",
+            "/xmlrpc/db/x",
+            "/xmlrpc/2/db/x",
+            "/XMLRPC/2/DB/list",
+            "/xmlrpc/2/db;x/y",
+        ] {
+            assert_eq!(r(p), Route::DatabaseRpc, "{p}");
+        }
+        // Names that only start like it are other services.
+        assert_eq!(r("/xmlrpc/2/dbx"), Route::Odoo);
+        assert_eq!(r("/xmlrpc/2/object"), Route::Odoo);
+    }
+
+    #[test]
+    fn static_files_only_for_module_names_odoo_can_have() {
+        // Module names are Python identifiers: `_` is in many of them.
+        assert_eq!(
+            r("/web_editor/static/src/js/editor.js"),
+            Route::Static {
+                module: "web_editor".into(),
+                file: "src/js/editor.js".into()
+            }
+        );
+        // Anything else would be joined to addons_path as a directory
+        // name: left to Odoo, never looked up on disk.
+        for p in ["/a.b/static/x.js", "/a-b/static/x.js", "/a%20b/static/x.js"] {
+            assert_eq!(r(p), Route::Odoo, "{p}");
+        }
+    }
 }
