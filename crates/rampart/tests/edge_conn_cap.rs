@@ -44,6 +44,14 @@ async fn status_line(from: [u8; 4], to: SocketAddr) -> String {
         .to_string()
 }
 
+async fn open_connections(r: &Rampart) -> f64 {
+    let m = r.metrics().await;
+    m.lines()
+        .find(|l| l.starts_with("rampart_connections_open "))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no rampart_connections_open in\n{m}"))
+}
+
 #[tokio::test]
 async fn one_address_holds_only_its_share_of_connections() {
     let fixture = OdooFixture::start().await;
@@ -58,6 +66,14 @@ async fn one_address_holds_only_its_share_of_connections() {
         status_line([127, 0, 0, 1], to).await.contains("308"),
         "served while under its share"
     );
+    // The connections before this one (the harness's readiness probes, the
+    // request above) are closed: wait until Rampart has seen them go, or a
+    // late one would take a place of the three below.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while open_connections(&r).await > 0.0 {
+        assert!(tokio::time::Instant::now() < deadline, "connections never closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Three idle connections from 127.0.0.1 (each would keep itself alive).
     let mut held = Vec::new();
     for _ in 0..3 {
