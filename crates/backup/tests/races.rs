@@ -138,4 +138,14 @@ async fn a_failed_write_is_an_error_not_a_lost_race() {
     let t = Target::open(&cfg).await.unwrap();
     let r = t.write_if_absent("blobs/aa", Payload::Bytes(b"x")).await;
     assert!(r.is_err(), "{r:?}");
+    // SFTP: the receiver's blobs/ is not writable, so the link fails and
+    // nothing is at the name.
+    let sshd = Sshd::start();
+    let t = Target::open(&sshd.target("vault")).await.unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let blobs = sshd.store.join("blobs");
+    std::fs::set_permissions(&blobs, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let r = t.write_if_absent("blobs/aa", Payload::Bytes(b"x")).await;
+    std::fs::set_permissions(&blobs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(r.is_err(), "{r:?}");
 }

@@ -409,3 +409,140 @@ mod dataset_tests {
         assert!(!reads_body(&http::Method::POST, "/web/dataset/call_kwx"));
     }
 }
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    fn post(path: &str, body: &[u8]) -> Decision {
+        classify(
+            &http::Method::POST,
+            path,
+            &http::HeaderMap::new(),
+            Some(body),
+        )
+    }
+
+    fn xml_call(method: &str, params: &[&str]) -> Vec<u8> {
+        let params: String = params
+            .iter()
+            .map(|p| format!("<param><value>{p}</value></param>"))
+            .collect();
+        format!("<?xml version='1.0'?><methodCall><methodName>{method}</methodName><params>{params}</params></methodCall>").into_bytes()
+    }
+
+    #[test]
+    fn only_logins_are_held_to_the_login_rate() {
+        use LoginRoute::*;
+        for r in [
+            WebLogin,
+            WebLoginTotp,
+            SessionAuthenticate,
+            XmlRpcCommon,
+            JsonRpc,
+            LoginUpload,
+        ] {
+            assert!(r.is_login(), "{r:?}");
+        }
+        // An integration's execute_kw burst or an API key is told to retry
+        // (429), not refused as a login (403).
+        for r in [
+            XmlRpcCall,
+            JsonRpcCall,
+            XmlRpcUncertain,
+            JsonRpcUncertain,
+            DatabaseForm,
+            Json2,
+            MailPlugin,
+        ] {
+            assert!(!r.is_login(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn the_database_manager_forms_are_master_password_checks_on_post() {
+        for path in ["/web/database/drop", "/web/database/backup/"] {
+            let d = post(path, b"master_pwd=x&name=prod");
+            assert!(
+                d.db_service,
+                "{path}: refused outside database_manager.allow"
+            );
+            assert_eq!(d.check, Some(LoginRoute::DatabaseForm), "{path}");
+        }
+        let page = classify(
+            &http::Method::GET,
+            "/web/database/drop",
+            &http::HeaderMap::new(),
+            None,
+        );
+        assert_eq!(page.check, None, "a GET checks no password");
+    }
+
+    #[test]
+    fn the_db_service_is_decided_by_the_xmlrpc_path_whatever_the_body() {
+        // Unreadable bodies (a DOCTYPE) on /xmlrpc/2/db still reach the db
+        // service; on common and object they do not.
+        let unreadable = b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'list'>]><methodCall><methodName>&a;</methodName></methodCall>";
+        let d = post("/xmlrpc/2/db", unreadable);
+        assert!(d.db_service);
+        assert_eq!(d.check, Some(LoginRoute::XmlRpcUncertain));
+        for service in ["common", "object"] {
+            let d = post(&format!("/xmlrpc/2/{service}"), unreadable);
+            assert!(!d.db_service, "{service}");
+            assert_eq!(d.check, Some(LoginRoute::XmlRpcUncertain), "{service}");
+        }
+        // An integration's execute_kw: a password check, not the db service.
+        let call = xml_call(
+            "execute_kw",
+            &[
+                "<string>prod</string>",
+                "<int>2</int>",
+                "<string>pw</string>",
+                "<string>res.partner</string>",
+                "<string>search</string>",
+                "<array><data></data></array>",
+            ],
+        );
+        let d = post("/xmlrpc/2/object", &call);
+        assert!(!d.db_service);
+        assert_eq!(d.check, Some(LoginRoute::XmlRpcCall));
+        assert!(d.proof.is_some());
+    }
+
+    #[test]
+    fn an_ordinary_jsonrpc_login_is_counted_not_refused() {
+        let login = br#"{"jsonrpc":"2.0","method":"call","id":1,"params":{"service":"common","method":"login","args":["prod","admin","x"]}}"#;
+        let d = post("/jsonrpc", login);
+        assert_eq!(d.refuse, None);
+        assert_eq!(d.check, Some(LoginRoute::JsonRpc));
+        assert!(!d.db_service);
+    }
+
+    #[test]
+    fn jsonrpc_calls_on_the_db_service_are_refused_outside_the_allow_list() {
+        let drop = br#"{"params":{"service":"db","method":"drop","args":["master","prod"]}}"#;
+        let d = post("/jsonrpc", drop);
+        assert!(d.db_service);
+        assert_eq!(d.check, Some(LoginRoute::JsonRpcCall), "master password");
+        let list = br#"{"params":{"service":"db","method":"list","args":[]}}"#;
+        assert!(post("/jsonrpc", list).db_service);
+        // A body serde_json cannot read (Python can: NaN) may name any
+        // service, the db one included.
+        let nan = br#"{"params":{"service":"db","method":"drop","args":[NaN]}}"#;
+        let d = post("/jsonrpc", nan);
+        assert!(d.db_service);
+        assert_eq!(d.check, Some(LoginRoute::JsonRpcUncertain));
+    }
+
+    #[test]
+    fn a_model_call_with_an_id_that_hides_the_verdict_is_refused() {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","method":"call","id":"{}","params":{{"model":"res.partner","method":"read","args":[[1]],"kwargs":{{}}}}}}"#,
+            "x".repeat(200)
+        );
+        assert_eq!(
+            post("/web/dataset/call_kw", body.as_bytes()).refuse,
+            Some(BAD_ID)
+        );
+    }
+}

@@ -280,4 +280,146 @@ mod tests {
         f.begin(k, now, 10, W);
         assert_eq!(f.finish_failure(k, now, W), Some(2));
     }
+
+    /// A client with attempts in flight: a second concurrent attempt at
+    /// `max = 1` is refused while the first still holds its slot.
+    fn holds_a_slot(f: &Failures, k: IpNet, now: Instant) -> bool {
+        f.begin(k, now, 1, W) != Begin::Go
+    }
+
+    #[test]
+    fn every_failure_outside_a_slot_counts_towards_the_ban() {
+        // Proven credentials that stopped working: no slot held, each
+        // wrong answer still counts, and the third refuses the next try.
+        let f = Failures::new(100);
+        let now = Instant::now();
+        let k = key("203.0.113.7");
+        assert_eq!(f.rpc_failure(k, now, W), Some(1));
+        assert_eq!(f.rpc_failure(k, now, W), Some(2));
+        assert_eq!(f.rpc_failure(k, now, W), Some(3));
+        assert_eq!(f.begin(k, now, 3, W), Begin::Refuse { failures: 3 });
+        // After the ban the count starts over, for this client only.
+        let other = key("203.0.113.8");
+        f.rpc_failure(other, now, W);
+        f.clear(&k);
+        assert_eq!(f.begin(k, now, 3, W), Begin::Go);
+        assert_eq!(f.rpc_failure(other, now, W), Some(2));
+    }
+
+    #[test]
+    fn housekeeping_forgets_a_client_only_once_its_window_has_passed() {
+        let f = Failures::new(100);
+        let t0 = Instant::now();
+        // Seen on the response and in the log: one failure, nothing pending.
+        let confirmed = key("198.51.100.1");
+        f.begin(confirmed, t0, 10, W);
+        f.finish_failure(confirmed, t0, W);
+        f.log_failure(confirmed, t0, W);
+        // A wrong password on execute_kw: counted, nothing to deduplicate.
+        let rpc = key("198.51.100.2");
+        f.rpc_failure(rpc, t0, W);
+        // Only in Odoo's log, and only on the response.
+        let logged = key("198.51.100.3");
+        f.log_failure(logged, t0, W);
+        let answered = key("198.51.100.4");
+        f.begin(answered, t0, 10, W);
+        f.finish_failure(answered, t0, W);
+        // An attempt in flight, no failure yet.
+        let busy = key("198.51.100.5");
+        f.begin(busy, t0, 10, W);
+
+        f.prune(t0 + W / 2, W);
+        assert!(holds_a_slot(&f, busy, t0 + W / 2), "in-flight slot kept");
+        let t = t0 + W / 2;
+        for k in [confirmed, rpc, logged, answered] {
+            assert_eq!(f.rpc_failure(k, t, W), Some(2), "{k}: first failure kept");
+        }
+        f.release(busy);
+        f.release(busy);
+        // A minute after the last failure everything is forgotten.
+        f.prune(t + W, W);
+        assert_eq!(f.len(), 0, "expired and idle clients are dropped");
+    }
+
+    /// `max_clients = 8` makes room down to 6: expired windows first,
+    /// then clients with one failure and nothing in flight, then anyone
+    /// with nothing in flight.
+    #[test]
+    fn making_room_forgets_the_least_suspicious_first() {
+        let t0 = Instant::now();
+        let t1 = t0 + W / 2;
+        let t2 = t0 + W;
+        let addr = |n: u32| IpNet::from(IpAddr::V4((0xc633_6400 + n).into()));
+        let newcomer = key("192.0.2.99");
+
+        // Under the cap nothing is forgotten, however many have one failure.
+        let f = Failures::new(8);
+        for n in 0..7 {
+            f.log_failure(addr(n), t0, W);
+        }
+        f.log_failure(newcomer, t0, W);
+        for n in 0..7 {
+            assert_eq!(f.rpc_failure(addr(n), t0, W), Some(2), "under the cap");
+        }
+
+        // At the cap, forgetting two expired windows is enough room (8 → 6).
+        let f = Failures::new(8);
+        for n in 0..2 {
+            f.log_failure(addr(n), t0, W);
+        }
+        for n in 2..8 {
+            f.log_failure(addr(n), t1, W);
+        }
+        f.log_failure(newcomer, t2, W);
+        for n in 2..8 {
+            assert_eq!(f.rpc_failure(addr(n), t2, W), Some(2), "live window kept");
+        }
+
+        // Nothing expired: single failures go, repeat failures and attempts
+        // in flight stay. Five repeaters + one in flight = 6: done.
+        let f = Failures::new(8);
+        for n in 0..5 {
+            f.log_failure(addr(n), t0, W);
+            f.log_failure(addr(n), t0, W);
+        }
+        f.begin(addr(5), t0, 10, W);
+        for n in 6..8 {
+            f.log_failure(addr(n), t0, W);
+        }
+        f.log_failure(newcomer, t0, W);
+        assert!(f.len() <= 8);
+        assert!(holds_a_slot(&f, addr(5), t0), "in-flight slot kept");
+        for n in 0..5 {
+            assert_eq!(f.rpc_failure(addr(n), t0, W), Some(3), "repeater kept");
+        }
+
+        // Fewer left than the target after the second step: the third
+        // step (dropping repeaters) must not run.
+        let f = Failures::new(8);
+        for n in 0..2 {
+            f.log_failure(addr(n), t0, W);
+            f.log_failure(addr(n), t0, W);
+        }
+        f.begin(addr(2), t0, 10, W);
+        for n in 3..8 {
+            f.log_failure(addr(n), t0, W);
+        }
+        f.log_failure(newcomer, t0, W);
+        assert!(holds_a_slot(&f, addr(2), t0), "in-flight slot kept");
+        for n in 0..2 {
+            assert_eq!(f.rpc_failure(addr(n), t0, W), Some(3), "repeater kept");
+        }
+
+        // Still over the target after that: only attempts in flight stay,
+        // and the table never passes its cap.
+        let f = Failures::new(8);
+        for n in 0..7 {
+            f.log_failure(addr(n), t0, W);
+            f.log_failure(addr(n), t0, W);
+        }
+        f.begin(addr(7), t0, 10, W);
+        f.log_failure(newcomer, t0, W);
+        assert!(f.len() <= 8, "{} clients", f.len());
+        assert!(holds_a_slot(&f, addr(7), t0), "in-flight slot kept");
+    }
 }
