@@ -4,8 +4,10 @@
 
 use serde::Serializer;
 
+/// What a secret is printed as.
 pub const MASK: &str = "********";
 
+/// Serialises a secret as [`MASK`] (an empty one stays empty: "not set" shows).
 pub fn mask<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
     if v.is_empty() {
         s.serialize_str("")
@@ -14,6 +16,7 @@ pub fn mask<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
     }
 }
 
+/// [`mask`] for an optional secret.
 pub fn mask_opt<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => mask(v, s),
@@ -27,6 +30,7 @@ pub fn mask_password_in<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error>
     s.serialize_str(&masked_conninfo(v))
 }
 
+/// The connection string with its password replaced by [`MASK`].
 pub fn masked_conninfo(v: &str) -> String {
     if let Some((scheme, rest)) = v.split_once("://") {
         let (auth, host) = match rest.split_once('@') {
