@@ -40,7 +40,6 @@
 //! For `rampart serve`: [`run_scheduled`] runs backups on `schedule`.
 
 mod config;
-mod error;
 mod filestore;
 mod hash;
 mod odoo_zip;
@@ -53,8 +52,8 @@ mod seal;
 mod snapshot;
 pub mod target;
 
+pub use anyhow::{Error, Result};
 pub use config::{BackupConfig, TargetConfig};
-pub use error::{Error, Result};
 pub use odoo_zip::{export_odoo_zip, import_odoo_zip};
 pub use progress::Progress;
 pub use prune::{Keep, PruneReport, prune};

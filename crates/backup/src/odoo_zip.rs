@@ -8,11 +8,11 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::config::BackupConfig;
-use crate::error::{Context, Result, bail};
 use crate::filestore;
 use crate::pg::Pg;
 use crate::progress::{Progress, human_bytes};
 use crate::restore::{cleanup, finish, prepare};
+use anyhow::{Context, Result, bail};
 use crate::seal::Identities;
 use crate::snapshot::{IndexEntry, fetch_blob, fetch_dump, read_manifest};
 use crate::target::Target;
