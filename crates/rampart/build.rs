@@ -15,19 +15,6 @@ fn git(args: &[&str]) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=RAMPART_COMMIT");
@@ -60,9 +47,11 @@ fn main() {
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0)
         });
-    let (y, m, d) = civil(secs.div_euclid(86_400));
+    let date = jiff::Timestamp::from_second(secs)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%d");
     println!("cargo:rustc-env=RAMPART_COMMIT={commit}");
-    println!("cargo:rustc-env=RAMPART_BUILD_DATE={y:04}-{m:02}-{d:02}");
+    println!("cargo:rustc-env=RAMPART_BUILD_DATE={date}");
     println!(
         "cargo:rustc-env=RAMPART_TARGET={}",
         std::env::var("TARGET").unwrap_or_else(|_| "unknown".into())

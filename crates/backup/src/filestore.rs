@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Context, Result};
+use anyhow::{Context, Result};
 
 pub fn dir(data_dir: &Path, db: &str) -> PathBuf {
     data_dir.join("filestore").join(db)
@@ -48,7 +48,7 @@ pub fn safe_join(root: &Path, rel: &str) -> Result<PathBuf> {
         || p.components()
             .any(|c| !matches!(c, std::path::Component::Normal(_)))
     {
-        crate::error::bail!("unsafe filestore path {rel:?}");
+        anyhow::bail!("unsafe filestore path {rel:?}");
     }
     Ok(root.join(p))
 }

@@ -40,7 +40,6 @@
 //! For `rampart serve`: [`run_scheduled`] runs backups on `schedule`.
 
 mod config;
-mod error;
 mod filestore;
 mod hash;
 mod odoo_zip;
@@ -54,8 +53,8 @@ mod snapshot;
 pub mod status;
 pub mod target;
 
+pub use anyhow::{Error, Result};
 pub use config::{BackupConfig, TargetConfig};
-pub use error::{Error, Result};
 pub use odoo_zip::{export_odoo_zip, import_odoo_zip};
 pub use progress::Progress;
 pub use prune::{Keep, PruneReport, prune};

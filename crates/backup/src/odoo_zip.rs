@@ -8,7 +8,6 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::config::BackupConfig;
-use crate::error::{Context, Result, bail};
 use crate::filestore;
 use crate::pg::Pg;
 use crate::progress::{Progress, human_bytes};
@@ -16,6 +15,7 @@ use crate::restore::{cleanup, finish, prepare};
 use crate::seal::Identities;
 use crate::snapshot::{IndexEntry, fetch_blob, fetch_dump, read_manifest};
 use crate::target::Target;
+use anyhow::{Context, Result, bail};
 
 /// Writes a snapshot as an Odoo backup zip at `out` (temp file + rename).
 pub async fn export_odoo_zip(
@@ -129,7 +129,8 @@ pub async fn import_odoo_zip(
         let mut bytes = 0u64;
         for i in 0..zip.len() {
             let mut e = zip.by_index(i).context("zip entry")?;
-            let Some(rel) = e.name().strip_prefix("filestore/").map(str::to_string) else {
+            let name = e.name().context("zip entry name")?;
+            let Some(rel) = name.strip_prefix("filestore/").map(str::to_string) else {
                 continue;
             };
             if e.is_dir() || rel.is_empty() {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::error::{Context, Result, bail};
+use anyhow::{Context, Result, bail};
 
 /// How to reach the server and which client programs to use.
 #[derive(Clone, Debug)]
@@ -96,7 +96,7 @@ impl Pg {
         rows.into_iter()
             .next()
             .and_then(|r| r.into_iter().next())
-            .ok_or_else(|| crate::Error::new(format!("no row for: {sql}")))
+            .ok_or_else(|| anyhow::Error::msg(format!("no row for: {sql}")))
     }
 
     /// Runs a SQL file in one transaction, stopping at the first error.
@@ -170,7 +170,7 @@ impl Pg {
         let text = String::from_utf8_lossy(&out.stdout);
         text.split_whitespace()
             .find_map(|w| w.split('.').next()?.parse::<u32>().ok())
-            .ok_or_else(|| crate::Error::new(format!("cannot read the version in {text:?}")))
+            .ok_or_else(|| anyhow::Error::msg(format!("cannot read the version in {text:?}")))
     }
 
     /// pg_dump refuses (or worse, misreads) a newer server: say so plainly.

@@ -17,10 +17,10 @@ use std::time::{Duration, SystemTime};
 
 use jiff::tz::TimeZone;
 
-use crate::error::Result;
 use crate::progress::{Progress, human_bytes};
 use crate::snapshot::{IndexEntry, list_snapshots};
 use crate::target::Target;
+use anyhow::Result;
 
 /// How long an unreferenced object is left alone.
 pub const GRACE: Duration = Duration::from_secs(24 * 3600);
@@ -103,7 +103,7 @@ pub async fn prune(
     progress: &Progress,
 ) -> Result<PruneReport> {
     if keep == Keep::default() {
-        crate::error::bail!("give at least one of --keep-daily, --keep-weekly, --keep-monthly");
+        anyhow::bail!("give at least one of --keep-daily, --keep-weekly, --keep-monthly");
     }
     let snapshots = list_snapshots(target).await?;
     let kept = select(&snapshots, keep)?;

@@ -7,7 +7,6 @@ use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::BackupConfig;
-use crate::error::{Context, Result, bail};
 use crate::filestore;
 use crate::hash::{random_hex, uuid4};
 use crate::pg::{Pg, literal};
@@ -15,6 +14,7 @@ use crate::progress::{Progress, human_bytes};
 use crate::seal::Identities;
 use crate::snapshot::{IndexEntry, fetch_blob, fetch_dump, read_manifest};
 use crate::target::Target;
+use anyhow::{Context, Result, bail};
 
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {

@@ -6,9 +6,9 @@ use std::future::Future;
 use std::str::FromStr;
 
 use crate::config::BackupConfig;
-use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::snapshot::{BackupOptions, backup};
+use anyhow::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Schedule {
@@ -20,7 +20,7 @@ impl FromStr for Schedule {
     type Err = Error;
     fn from_str(s: &str) -> Result<Schedule> {
         let bad = || {
-            Error::new(format!(
+            anyhow::Error::msg(format!(
                 "schedule {s:?}: expected \"daily HH:MM\" or \"hourly :MM\""
             ))
         };
@@ -54,7 +54,7 @@ impl FromStr for Schedule {
 impl Schedule {
     /// The first run time strictly after `now`.
     pub fn next_after(&self, now: &jiff::Zoned) -> Result<jiff::Zoned> {
-        let e = |e: jiff::Error| Error::new(format!("schedule: {e}"));
+        let e = |e: jiff::Error| anyhow::Error::msg(format!("schedule: {e}"));
         let candidate = match *self {
             Schedule::Daily { hour, minute } => now
                 .with()
@@ -93,7 +93,7 @@ pub async fn run_scheduled(cfg: &BackupConfig, shutdown: impl Future<Output = ()
     let schedule: Schedule = match spec.parse() {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!("backup schedule not started: {e}");
+            tracing::error!("backup schedule not started: {e:#}");
             return;
         }
     };
@@ -103,7 +103,7 @@ pub async fn run_scheduled(cfg: &BackupConfig, shutdown: impl Future<Output = ()
         let next = match schedule.next_after(&now) {
             Ok(n) => n,
             Err(e) => {
-                tracing::error!("backup schedule stopped: {e}");
+                tracing::error!("backup schedule stopped: {e:#}");
                 return;
             }
         };
@@ -116,7 +116,7 @@ pub async fn run_scheduled(cfg: &BackupConfig, shutdown: impl Future<Output = ()
         match backup(cfg, &BackupOptions::default(), &Progress::quiet()).await {
             Ok(r) if r.ok() => tracing::info!("backup: {}", r.summary()),
             Ok(r) => tracing::error!("backup: {}", r.summary()),
-            Err(e) => tracing::error!("backup failed: {e}"),
+            Err(e) => tracing::error!("backup failed: {e:#}"),
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use crate::error::{Context, Result, bail};
+use anyhow::{Context, Result, bail};
 
 /// The age recipients (public keys) everything is encrypted to.
 #[derive(Clone)]
@@ -26,7 +26,7 @@ impl Recipients {
             .iter()
             .map(|k| {
                 k.parse::<age::x25519::Recipient>()
-                    .map_err(|e| crate::Error::new(format!("backup.recipients: {k:?}: {e}")))
+                    .map_err(|e| anyhow::Error::msg(format!("backup.recipients: {k:?}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Recipients { keys, zstd_level })

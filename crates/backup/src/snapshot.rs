@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::config::BackupConfig;
-use crate::error::{Context, Error, Result, bail};
 use crate::filestore;
 use crate::hash::{HashingReader, is_sha1_hex, random_hex, sha1_hex};
 use crate::pg::Pg;
 use crate::progress::{Progress, human_bytes};
 use crate::seal::{Identities, Recipients};
 use crate::target::{Payload, Target};
+use anyhow::{Context, Error, Result, bail};
 
 pub const FORMAT: u32 = 1;
 
@@ -174,8 +174,8 @@ impl Live {
         self.outcome.error.is_none()
     }
     fn fail(&mut self, e: Error, progress: &Progress) {
-        progress.line(format!("target {}: FAILED: {e}", self.outcome.target));
-        self.outcome.error = Some(e.to_string());
+        progress.line(format!("target {}: FAILED: {e:#}", self.outcome.target));
+        self.outcome.error = Some(format!("{e:#}"));
     }
 }
 
@@ -234,8 +234,8 @@ pub async fn backup(
                 outcome,
             }),
             Err(e) => {
-                progress.line(format!("target {}: FAILED: {e}", tc.name));
-                outcome.error = Some(e.to_string());
+                progress.line(format!("target {}: FAILED: {e:#}", tc.name));
+                outcome.error = Some(format!("{e:#}"));
                 live.push(Live {
                     target: None,
                     blobs: HashSet::new(),
@@ -253,8 +253,8 @@ pub async fn backup(
         match snapshot_db(cfg, &pg, &recipients, db, &mut live, progress).await {
             Ok(read) => report.bytes_read += read,
             Err(e) => {
-                progress.line(format!("{db}: FAILED: {e}"));
-                report.db_errors.push(format!("{db}: {e}"));
+                progress.line(format!("{db}: FAILED: {e:#}"));
+                report.db_errors.push(format!("{db}: {e:#}"));
             }
         }
     }
@@ -629,9 +629,9 @@ pub async fn find_snapshot(target: &Target, spec: &str, db: Option<&str>) -> Res
         .filter(|e| db.is_none_or(|d| e.db == d))
         .collect();
     if spec == "latest" {
-        return matching
-            .pop()
-            .ok_or_else(|| Error::new(format!("target {:?} has no snapshot", target.name)));
+        return matching.pop().ok_or_else(|| {
+            anyhow::Error::msg(format!("target {:?} has no snapshot", target.name))
+        });
     }
     if let Some(e) = matching.iter().find(|e| e.id == spec) {
         return Ok(e.clone());
@@ -777,7 +777,7 @@ pub async fn verify(
         }
         let tmp = tempfile::NamedTempFile::new().context("temp file")?;
         if let Err(e) = fetch_dump(target, entry, &m, ids, tmp.path()).await {
-            r.problems.push(e.to_string());
+            r.problems.push(format!("{e:#}"));
         }
     }
     Ok(r)

@@ -285,7 +285,7 @@ async fn odoo_zip_export_then_import_round_trips() {
         .unwrap();
     let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
     assert_eq!(
-        zip.by_index(0).unwrap().name(),
+        zip.by_index(0).unwrap().name().unwrap(),
         "dump.sql",
         "dump.sql comes first"
     );
@@ -307,7 +307,13 @@ async fn odoo_zip_export_then_import_round_trips() {
             .starts_with(&pg.psql("postgres", "SHOW server_version_num")[..2])
     );
     let files = (0..zip.len())
-        .filter(|&i| zip.by_index(i).unwrap().name().starts_with("filestore/"))
+        .filter(|&i| {
+            zip.by_index(i)
+                .unwrap()
+                .name()
+                .unwrap()
+                .starts_with("filestore/")
+        })
         .count();
     assert_eq!(files, 6);
 

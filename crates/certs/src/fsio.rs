@@ -2,12 +2,10 @@
 //!
 //! A crash or a full disk while renewing must never leave a half-written
 //! certificate or key where the next start would read it, so every write
-//! goes to a temporary file in the same directory, is fsynced, then renamed
-//! over the old one (rename is atomic on POSIX filesystems).
+//! goes through [`rampart_config::atomic`] (temporary file, fsync, rename).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use crate::CertError;
@@ -29,36 +27,12 @@ pub fn ensure_dir(dir: &Path) -> Result<(), CertError> {
         .map_err(|e| CertError::file(dir, format!("cannot create the directory: {e}")))
 }
 
-/// Replaces `path` with `data` atomically, with the given mode.
+/// Replaces `path` with `data` atomically, with the given mode
+/// ([`rampart_config::atomic::write_atomic`]), creating its directory.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), CertError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    ensure_dir(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), unique()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // The umask may have narrowed the mode; certificates should stay readable.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // The rename itself must reach the disk too.
-        fs::File::open(dir)?.sync_all()
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        CertError::file(path, format!("cannot write: {e}"))
-    })
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+    ensure_dir(path.parent().unwrap_or(Path::new(".")))?;
+    rampart_config::atomic::write_atomic(path, data, mode)
+        .map_err(|e| CertError::file(path, format!("cannot write: {e}")))
 }
 
 /// Reads a file, with an error naming it.

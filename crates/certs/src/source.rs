@@ -7,6 +7,13 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// Where a site's certificate comes from.
+///
+/// ```
+/// use rampart_certs::TlsSource;
+/// let s: TlsSource = serde_json::from_str(r#"{"cert": "/etc/ssl/erp.pem", "key": "/etc/ssl/erp.key"}"#).unwrap();
+/// assert!(matches!(s, TlsSource::Files { .. }));
+/// assert_eq!(serde_json::from_str::<TlsSource>(r#""acme""#).unwrap(), TlsSource::Acme);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum TlsSource {
     /// Issued by Rampart's own local CA, kept in the state dir.

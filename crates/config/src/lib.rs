@@ -5,11 +5,19 @@
 //! address ranges) and the loader that turns a TOML file into any of those
 //! types with errors that name the file, line and key — an administrator
 //! editing a config at 3 a.m. should never have to guess.
+//!
+//! Being the crate every other one already depends on, it also holds the
+//! few helpers they share so that each exists once: [`atomic`] file
+//! replacement, error [`chain`]s for logs, and [`time`] stamps.
 
+#![warn(missing_docs)]
+
+pub mod atomic;
+pub mod chain;
 mod load;
 mod resolve;
-pub mod rfc3339;
 pub mod secret;
+pub mod time;
 mod values;
 
 pub use load::{ConfigError, from_str, from_str_with_secrets, load};

@@ -11,10 +11,15 @@ use crate::secret::Secrets;
 /// (`site[0].timeout`), and what is wrong there.
 #[derive(Debug, Clone)]
 pub struct ConfigError {
+    /// The config file.
     pub file: PathBuf,
+    /// 1-based line, when known.
     pub line: Option<usize>,
+    /// 1-based column, when known.
     pub column: Option<usize>,
+    /// The key path, e.g. `site[0].timeout`.
     pub key: Option<String>,
+    /// What is wrong there.
     pub message: String,
     /// The offending line of the file, for display.
     pub source_line: Option<String>,

@@ -5,8 +5,10 @@
 
 use serde::Serializer;
 
+/// What a secret is printed as.
 pub const MASK: &str = "********";
 
+/// Serialises a secret as [`MASK`] (an empty one stays empty: "not set" shows).
 pub fn mask<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
     if v.is_empty() {
         s.serialize_str("")
@@ -15,6 +17,7 @@ pub fn mask<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
     }
 }
 
+/// [`mask`] for an optional secret.
 pub fn mask_opt<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => mask(v, s),
@@ -28,6 +31,7 @@ pub fn mask_password_in<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error>
     s.serialize_str(&masked_conninfo(v))
 }
 
+/// The connection string with its password replaced by [`MASK`].
 pub fn masked_conninfo(v: &str) -> String {
     if let Some((scheme, rest)) = v.split_once("://") {
         let (auth, host) = match rest.split_once('@') {
@@ -63,7 +67,9 @@ fn mask_params(v: &str, sep: char) -> String {
 /// One step of a key path: a table key or an array index.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Seg {
+    /// A table key.
     Key(String),
+    /// An array index.
     Index(usize),
 }
 
@@ -96,8 +102,11 @@ pub enum Reference {
 /// A value taken from the environment or a file.
 #[derive(Clone, PartialEq)]
 pub struct Resolved {
+    /// Where in the document the value goes.
     pub path: Vec<Seg>,
+    /// How it was written.
     pub reference: Reference,
+    /// What it resolved to (never printed).
     pub value: String,
 }
 
@@ -119,6 +128,7 @@ impl std::fmt::Debug for Secrets {
 const SCRUB_MIN: usize = 4;
 
 impl Secrets {
+    /// Whether the config took no value from the environment or a file.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

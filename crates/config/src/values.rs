@@ -7,18 +7,21 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-/// A duration written as `"720s"`, `"15m"`, `"1h30m"`, `"500ms"`, `"30d"`, or a
-/// bare integer number of seconds.
+/// A duration written as `"720s"`, `"15m"`, `"1h30m"`, `"1h 30m"`, `"1.5s"`,
+/// `"500ms"`, `"30d"`, or a bare integer number of seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Duration(pub std::time::Duration);
 
 impl Duration {
+    /// `s` seconds.
     pub const fn from_secs(s: u64) -> Self {
         Duration(std::time::Duration::from_secs(s))
     }
+    /// `ms` milliseconds.
     pub const fn from_millis(ms: u64) -> Self {
         Duration(std::time::Duration::from_millis(ms))
     }
+    /// The std duration.
     pub fn get(self) -> std::time::Duration {
         self.0
     }
@@ -32,6 +35,10 @@ impl From<Duration> for std::time::Duration {
 
 impl FromStr for Duration {
     type Err = String;
+    /// humantime's parser (any order of `ms`, `s`, `m`, `h`, `d`, `w`,
+    /// spaces between parts, fractions such as `"1.5s"`, every step
+    /// checked for overflow), with two refusals of our own: months and
+    /// years have no fixed length, and `"1 5m"` is not `"15m"`.
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if s.is_empty() {
@@ -40,59 +47,56 @@ impl FromStr for Duration {
         if let Ok(secs) = s.parse::<u64>() {
             return Ok(Duration::from_secs(secs));
         }
-        let mut total = std::time::Duration::ZERO;
-        let mut rest = s;
-        while !rest.is_empty() {
-            let digits = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            if digits == 0 {
+        let units = "(use ms, s, m, h, d)";
+        let words: Vec<&str> = s.split_whitespace().collect();
+        if words.windows(2).any(|w| {
+            w[0].ends_with(|c: char| c.is_ascii_digit())
+                && w[1].starts_with(|c: char| c.is_ascii_digit())
+        }) {
+            return Err(format!(
+                "invalid duration {s:?}: a space inside a number (write e.g. \"1h 30m\")"
+            ));
+        }
+        for word in s.split(|c: char| !c.is_alphabetic()) {
+            if matches!(
+                word,
+                "M" | "month" | "months" | "y" | "yr" | "yrs" | "year" | "years"
+            ) {
                 return Err(format!(
-                    "invalid duration {s:?}: expected a number at {rest:?}"
+                    "invalid duration {s:?}: months and years have no fixed length {units}"
                 ));
             }
-            let n: u64 = rest[..digits]
-                .parse()
-                .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
-            rest = &rest[digits..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            let unit = &rest[..unit_len];
-            rest = &rest[unit_len..];
-            let too_large = || format!("invalid duration {s:?}: too large");
-            let secs = |mult: u64| {
-                n.checked_mul(mult)
-                    .map(std::time::Duration::from_secs)
-                    .ok_or_else(too_large)
-            };
-            let part = match unit {
-                "ms" => std::time::Duration::from_millis(n),
-                "s" => secs(1)?,
-                "m" => secs(60)?,
-                "h" => secs(3600)?,
-                "d" => secs(86400)?,
-                "" => {
-                    return Err(format!(
-                        "invalid duration {s:?}: missing unit (ms, s, m, h, d)"
-                    ));
-                }
-                other => {
-                    return Err(format!(
-                        "invalid duration {s:?}: unknown unit {other:?} (use ms, s, m, h, d)"
-                    ));
-                }
-            };
-            total = total.checked_add(part).ok_or_else(too_large)?;
         }
-        Ok(Duration(total))
+        humantime::parse_duration(s).map(Duration).map_err(|e| {
+            use humantime::DurationError as E;
+            match e {
+                E::UnknownUnit { unit, .. } if unit.is_empty() => {
+                    format!("invalid duration {s:?}: missing unit {units}")
+                }
+                E::UnknownUnit { unit, .. } => {
+                    format!("invalid duration {s:?}: unknown unit {unit:?} {units}")
+                }
+                E::NumberOverflow => format!(
+                    "invalid duration {s:?}: too large (or finer than a nanosecond)"
+                ),
+                E::InvalidCharacter(at) | E::NumberExpected(at) => format!(
+                    "invalid duration {s:?}: unexpected {:?} at byte {at}; write e.g. \"30s\", \"1h 30m\", \"1.5s\"",
+                    s[at..].chars().next().unwrap_or(' ')
+                ),
+                E::Empty => "empty duration (write e.g. \"30s\", \"15m\", \"1h\")".into(),
+            }
+        })
     }
 }
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
-        let (s, ms) = (d.as_secs(), d.subsec_millis());
+        let (s, ms, ns) = (d.as_secs(), d.subsec_millis(), d.subsec_nanos() % 1_000_000);
+        if s == 0 && ns != 0 {
+            // Finer than a millisecond ("1.5s" is exact; "0.0000015s" too).
+            return write!(f, "{}ns", d.subsec_nanos());
+        }
         if s == 0 {
             return write!(f, "{ms}ms");
         }
@@ -106,6 +110,9 @@ impl fmt::Display for Duration {
         write!(f, "{n}{unit}")?;
         if ms != 0 {
             write!(f, "{ms}ms")?;
+        }
+        if ns != 0 {
+            write!(f, "{ns}ns")?;
         }
         Ok(())
     }
@@ -146,12 +153,15 @@ impl Serialize for Duration {
 pub struct ByteSize(pub u64);
 
 impl ByteSize {
+    /// `n` MiB.
     pub const fn mib(n: u64) -> Self {
         ByteSize(n * 1024 * 1024)
     }
+    /// `n` KiB.
     pub const fn kib(n: u64) -> Self {
         ByteSize(n * 1024)
     }
+    /// The number of bytes.
     pub fn get(self) -> u64 {
         self.0
     }
@@ -240,6 +250,7 @@ impl Serialize for ByteSize {
 pub struct Cidr(pub ipnet::IpNet);
 
 impl Cidr {
+    /// Whether the range holds `ip` (IPv4-mapped IPv6 compared as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.0.contains(&canonical_ip(ip))
     }
@@ -317,6 +328,36 @@ mod tests {
         assert!("s".parse::<Duration>().is_err());
         assert!("10".parse::<Duration>().is_ok());
         assert_eq!(Duration::from_secs(900).to_string(), "15m");
+    }
+
+    #[test]
+    fn spaces_fractions_and_refusals() {
+        let secs = |s: &str| s.parse::<Duration>().map(|d| d.get());
+        assert_eq!(secs("1h 30m"), Ok(std::time::Duration::from_secs(5400)));
+        assert_eq!(secs("1.5s"), Ok(std::time::Duration::from_millis(1500)));
+        assert_eq!(
+            secs(" 2d 1h "),
+            Ok(std::time::Duration::from_secs(2 * 86400 + 3600))
+        );
+        assert_eq!(
+            Duration(std::time::Duration::from_millis(1500)).to_string(),
+            "1s500ms"
+        );
+        let fine = Duration(std::time::Duration::new(1, 500_000_250));
+        assert_eq!(fine.to_string().parse::<Duration>(), Ok(fine));
+        let tiny = Duration(std::time::Duration::from_nanos(1500));
+        assert_eq!(tiny.to_string().parse::<Duration>(), Ok(tiny));
+        for (bad, why) in [
+            ("1 5m", "space inside a number"),
+            ("1M", "no fixed length"),
+            ("2 years", "no fixed length"),
+            ("1h-5m", "unexpected"),
+            ("1.5.5s", "unexpected"),
+            ("7 fortnights", "unknown unit"),
+        ] {
+            let e = bad.parse::<Duration>().unwrap_err();
+            assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::config::LogFormat;
 
@@ -240,41 +240,20 @@ fn json(e: &Entry) -> String {
     s
 }
 
-fn parts(t: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (y, m, day) = rampart_config::rfc3339::civil_from_days((secs / 86_400) as i64);
-    let (m, day) = (m as u32, day as u32);
-    let rem = secs % 86_400;
-    (
-        y,
-        m,
-        day,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis(),
-    )
-}
-
+/// Common Log Format time, as fail2ban and log tools parse it: `24/Nov/2026:00:44:57 +0000`.
 fn clf_time(t: SystemTime) -> String {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (y, m, d, hh, mm, ss, _) = parts(t);
-    format!(
-        "{d:02}/{}/{y}:{hh:02}:{mm:02}:{ss:02} +0000",
-        MONTHS[(m - 1) as usize]
-    )
+    rampart_config::time::utc(t, "%d/%b/%Y:%H:%M:%S +0000")
 }
 
-pub fn rfc3339(t: SystemTime) -> String {
-    let (y, m, d, hh, mm, ss, ms) = parts(t);
-    format!("{y}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z")
+/// RFC 3339 in UTC to the millisecond: `2026-11-24T00:44:57.000Z`.
+fn rfc3339(t: SystemTime) -> String {
+    rampart_config::time::utc(t, "%Y-%m-%dT%H:%M:%S%.3fZ")
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     fn entry() -> Entry {
@@ -312,5 +291,12 @@ mod tests {
         assert_eq!(v["client"], "203.0.113.9");
         assert_eq!(v["status"], 200);
         assert_eq!(v["time"], "2026-11-24T00:44:57.000Z");
+    }
+
+    #[test]
+    fn times_pad_days_and_keep_milliseconds() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_799_197_506_042);
+        assert_eq!(clf_time(t), "06/Jan/2027:01:05:06 +0000");
+        assert_eq!(rfc3339(t), "2027-01-06T01:05:06.042Z");
     }
 }

@@ -480,7 +480,11 @@ async fn serve_connection(
     // Behind an L4 balancer that speaks the PROXY protocol, the header's
     // source address stands for the peer.
     let peer = if shared.guard.expects_proxy_header(peer.ip()) {
-        match tokio::time::timeout(listen.handshake_timeout.get(), read_proxy_header(&stream)).await
+        match tokio::time::timeout(
+            listen.handshake_timeout.get(),
+            rampart_guard::read_proxy_header(&stream),
+        )
+        .await
         {
             Ok(Ok(source)) => source.unwrap_or(peer),
             Ok(Err(e)) => {
@@ -570,37 +574,6 @@ async fn serve_connection(
             });
             let io = TokioIo::new(Watched::new(io, marks));
             drive(io, info, false, shared, &listen, shutdown).await;
-        }
-    }
-}
-
-/// Consumes the PROXY v1/v2 header at the start of `stream`, leaving the
-/// TLS bytes after it unread; returns the client address it names.
-async fn read_proxy_header(stream: &TcpStream) -> Result<Option<SocketAddr>, String> {
-    use rampart_guard::{ProxyHeader, parse_proxy_header};
-    let mut buf = [0u8; 536];
-    loop {
-        let n = stream.peek(&mut buf).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("connection closed".into());
-        }
-        match parse_proxy_header(&buf[..n])? {
-            ProxyHeader::Parsed { consumed, source } => {
-                let mut rest = consumed;
-                while rest > 0 {
-                    stream.readable().await.map_err(|e| e.to_string())?;
-                    match stream.try_read(&mut buf[..rest]) {
-                        Ok(0) => return Err("connection closed".into()),
-                        Ok(k) => rest -= k,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e.to_string()),
-                    }
-                }
-                return Ok(source);
-            }
-            ProxyHeader::Incomplete if n == buf.len() => return Err("header too long".into()),
-            // The rest of the header is still on its way.
-            ProxyHeader::Incomplete => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     }
 }

@@ -24,14 +24,41 @@ pub fn is_upgrade(req: &Request<Incoming>) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
+/// Why no tunnel to Odoo's websocket worker was opened.
+#[derive(Debug)]
 pub enum TunnelError {
+    /// The TCP connection to the worker failed.
     Connect(std::io::Error),
+    /// Connecting or the upgrade answer took longer than allowed.
     Timeout,
+    /// The HTTP/1.1 upgrade exchange failed.
     Handshake(hyper::Error),
+}
+
+impl std::fmt::Display for TunnelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TunnelError::Connect(_) => "cannot connect to Odoo's websocket worker",
+            TunnelError::Timeout => "Odoo's websocket worker did not answer in time",
+            TunnelError::Handshake(_) => "the websocket upgrade with Odoo failed",
+        })
+    }
+}
+
+impl std::error::Error for TunnelError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TunnelError::Connect(e) => Some(e),
+            TunnelError::Handshake(e) => Some(e),
+            TunnelError::Timeout => None,
+        }
+    }
 }
 
 /// Sends the upgrade request `up_req` (headers already prepared) to the
 /// leased upstream; on 101, splices the client and upstream connections.
+/// A failure to reach the worker is logged with its causes, as the HTTP
+/// path logs an unreachable Odoo.
 pub async fn open(
     mut client_req: Request<Incoming>,
     mut up_req: Request<Body>,
@@ -53,22 +80,16 @@ pub async fn open(
         .expect("a path and query is a valid URI");
     *up_req.uri_mut() = origin_form;
     let client_upgrade = hyper::upgrade::on(&mut client_req);
-    let stream = tokio::time::timeout(
-        connect_timeout,
-        tokio::net::TcpStream::connect(&lease.upstream.addr),
-    )
-    .await
-    .map_err(|_| TunnelError::Timeout)?
-    .map_err(TunnelError::Connect)?;
-    let _ = stream.set_nodelay(true);
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let addr = &lease.upstream.addr;
+    let mut up_res = upgrade(addr, up_req, connect_timeout, handshake_timeout)
         .await
-        .map_err(TunnelError::Handshake)?;
-    tokio::spawn(conn.with_upgrades());
-    let mut up_res = tokio::time::timeout(handshake_timeout, send.send_request(up_req))
-        .await
-        .map_err(|_| TunnelError::Timeout)?
-        .map_err(TunnelError::Handshake)?;
+        .inspect_err(|e| {
+            tracing::warn!(
+                upstream = %addr,
+                error = %rampart_config::chain::chain(e),
+                "Odoo's websocket worker unreachable"
+            );
+        })?;
 
     if up_res.status() != StatusCode::SWITCHING_PROTOCOLS {
         // Odoo refused (400 without Origin, ...): pass its answer on.
@@ -105,4 +126,26 @@ pub async fn open(
         drop(lease);
     });
     Ok(res)
+}
+
+/// Connects to the websocket worker and sends the upgrade request.
+async fn upgrade(
+    addr: &str,
+    up_req: Request<Body>,
+    connect_timeout: Duration,
+    handshake_timeout: Duration,
+) -> Result<Response<Incoming>, TunnelError> {
+    let stream = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| TunnelError::Timeout)?
+        .map_err(TunnelError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(TunnelError::Handshake)?;
+    tokio::spawn(conn.with_upgrades());
+    tokio::time::timeout(handshake_timeout, send.send_request(up_req))
+        .await
+        .map_err(|_| TunnelError::Timeout)?
+        .map_err(TunnelError::Handshake)
 }

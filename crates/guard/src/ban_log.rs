@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use ipnet::IpNet;
 
 use crate::addr::display_net;
-use rampart_config::rfc3339;
+use rampart_config::time::rfc3339;
 
 /// The file in state_dir.
 pub const BAN_LOG_FILE: &str = "bans.log";
@@ -59,7 +59,7 @@ impl BanLog {
                 .append(true)
                 .open(&self.path)?;
             // One write call per line: concurrent appends never interleave.
-            f.write_all(format!("{} {line}\n", rfc3339::format(SystemTime::now())).as_bytes())
+            f.write_all(format!("{} {line}\n", rfc3339(SystemTime::now())).as_bytes())
         };
         if let Err(e) = write() {
             tracing::error!(target: "rampart::guard", "cannot append to {}: {e}", self.path.display());
@@ -96,7 +96,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         let (time, rest) = lines[0].split_once(' ').unwrap();
-        assert!(rfc3339::parse(time).is_ok(), "{time}");
+        assert!(rampart_config::time::parse_rfc3339(time).is_ok(), "{time}");
         assert_eq!(
             rest,
             "rampart[guard]: ban 203.0.113.7 for 900s reason=\"10 failed logins in 1m\""

@@ -7,7 +7,6 @@
 //! with no bans would free every attacker at the next restart.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -18,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::GuardError;
 use crate::addr::{display_net, parse_ban_target};
-use rampart_config::rfc3339;
+use rampart_config::time::{parse_rfc3339, rfc3339};
 
 /// Longest ban, however often an address comes back.
 pub const MAX_BAN: Duration = Duration::from_secs(7 * 86400);
@@ -98,7 +97,7 @@ impl BanTable {
                         message: format!("bans[{i}]: {m}"),
                     };
                     let net = parse_ban_target(&b.addr).map_err(corrupt)?;
-                    let until = rfc3339::parse(&b.until).map_err(corrupt)?;
+                    let until = parse_rfc3339(&b.until).map_err(corrupt)?;
                     let record = Record {
                         until,
                         reason: b.reason,
@@ -266,7 +265,7 @@ impl BanTable {
 fn info(net: &IpNet, r: &Record) -> BanInfo {
     BanInfo {
         addr: display_net(net),
-        until: rfc3339::format(r.until),
+        until: rfc3339(r.until),
         reason: r.reason.clone(),
         count: r.count,
     }
@@ -299,32 +298,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), GuardError> {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("bans.json");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?
-        };
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new("."))).map_err(io)?;
+    rampart_config::atomic::write_atomic(path, bytes, 0o600).map_err(io)
 }
 
 #[cfg(test)]

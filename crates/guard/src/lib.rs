@@ -103,7 +103,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
 use ipnet::IpNet;
-use rampart_config::rfc3339;
+use rampart_config::time::rfc3339;
 
 pub use addr::{canonical_ip, client_key};
 pub use attempt::{LoginAttempt, Refused};
@@ -119,7 +119,7 @@ pub use config::{
 pub use follow::login_failure_addr;
 pub use login_name::form_login;
 pub use outcome::{LoginOutcome, login_outcome, rpc_access_denied};
-pub use proxy_protocol::{ProxyHeader, parse_proxy_header};
+pub use proxy_protocol::{ProxyHeader, parse_proxy_header, read_proxy_header};
 pub use sessions::{SessionKey, ends_session, request_session_id};
 
 use addr::{display_net, host_net};
@@ -571,7 +571,7 @@ impl Guard {
         self.core.bans.save()?;
         Ok(BanInfo {
             addr: display_net(&net),
-            until: rfc3339::format(record.until),
+            until: rfc3339(record.until),
             reason: record.reason,
             count: record.count,
         })

@@ -6,12 +6,22 @@
 //! ([`crate::Guard::expects_proxy_header`]); from such a peer the header is
 //! required, as the specification asks, so a connection cannot skip it to be
 //! counted as the balancer itself.
+//!
+//! Hand-written: the header is a few fixed fields, and the crates that parse
+//! it either want the whole header in one buffer or read past its end.
+//! [`read_proxy_header`] takes from the socket exactly the header's bytes
+//! (v2 by its length field, v1 up to its CRLF) and leaves the TLS bytes after
+//! it unread, however the header was split across TCP segments.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use tokio::net::TcpStream;
 
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// Longest v1 line, CRLF included (from the specification).
 const V1_MAX: usize = 107;
+/// Longest v2 header: 16 fixed bytes and a 16-bit length.
+const V2_MAX: usize = 16 + u16::MAX as usize;
 
 /// What the first bytes of a connection say.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,6 +37,16 @@ pub enum ProxyHeader {
 }
 
 /// Parses a PROXY header at the start of `buf`.
+///
+/// ```
+/// use rampart_guard::{ProxyHeader, parse_proxy_header};
+/// let h = b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n\x16\x03\x01";
+/// assert_eq!(
+///     parse_proxy_header(h),
+///     Ok(ProxyHeader::Parsed { consumed: 44, source: Some("203.0.113.7:56324".parse().unwrap()) })
+/// );
+/// assert_eq!(parse_proxy_header(b"PROXY TCP4 203.0"), Ok(ProxyHeader::Incomplete));
+/// ```
 pub fn parse_proxy_header(buf: &[u8]) -> Result<ProxyHeader, String> {
     if buf.is_empty() {
         return Ok(ProxyHeader::Incomplete);
@@ -46,6 +66,59 @@ pub fn parse_proxy_header(buf: &[u8]) -> Result<ProxyHeader, String> {
         return parse_v1(buf);
     }
     Err(not_a_header())
+}
+
+/// Consumes the PROXY v1/v2 header at the start of `stream`, leaving the
+/// bytes after it (the TLS handshake) unread; returns the client address it
+/// names (None for `UNKNOWN` / `LOCAL`). The caller bounds it with a deadline.
+///
+/// Each step peeks at what has arrived, and takes only bytes that are
+/// certainly the header's: all of them while the header is incomplete, up to
+/// its end once it is whole. The next peek then waits for new bytes: no
+/// polling, and no limit but the protocol's own (107 bytes for v1,
+/// 16 + 65535 for v2).
+pub async fn read_proxy_header(stream: &TcpStream) -> Result<Option<SocketAddr>, String> {
+    let mut head: Vec<u8> = Vec::new();
+    let mut peeked = vec![0u8; 4096];
+    loop {
+        let room = V2_MAX - head.len();
+        let want = peeked.len().min(room);
+        let n = stream
+            .peek(&mut peeked[..want])
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed in the PROXY header".into());
+        }
+        let have = head.len();
+        head.extend_from_slice(&peeked[..n]);
+        match parse_proxy_header(&head)? {
+            ProxyHeader::Parsed { consumed, source } => {
+                take(stream, consumed - have).await?;
+                return Ok(source);
+            }
+            ProxyHeader::Incomplete if head.len() >= V2_MAX => {
+                return Err("PROXY header longer than the protocol allows".into());
+            }
+            ProxyHeader::Incomplete => take(stream, n).await?,
+        }
+    }
+}
+
+/// Reads and drops exactly `n` bytes that a peek has already seen.
+async fn take(stream: &TcpStream, mut n: usize) -> Result<(), String> {
+    let mut sink = [0u8; 4096];
+    while n > 0 {
+        stream.readable().await.map_err(|e| e.to_string())?;
+        let k = n.min(sink.len());
+        match stream.try_read(&mut sink[..k]) {
+            Ok(0) => return Err("connection closed in the PROXY header".into()),
+            Ok(k) => n -= k,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
 }
 
 fn not_a_header() -> String {
@@ -263,5 +336,91 @@ mod tests {
         let mut bad_version = v2(1, 0x11, &addr4, &[]);
         bad_version[12] = 0x11;
         assert!(parse_proxy_header(&bad_version).is_err());
+    }
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Sends `header` then `after` in `pieces`-byte writes (flushed one by
+    /// one, with a yield between so they leave as separate segments) and
+    /// returns what `read_proxy_header` said and the bytes left unread.
+    async fn over_tcp(
+        header: &[u8],
+        after: &[u8],
+        piece: usize,
+    ) -> (Result<Option<SocketAddr>, String>, Vec<u8>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut bytes = header.to_vec();
+        bytes.extend_from_slice(after);
+        let writer = tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.set_nodelay(true).unwrap();
+            for chunk in bytes.chunks(piece) {
+                c.write_all(chunk).await.unwrap();
+                c.flush().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            c.shutdown().await.unwrap();
+        });
+        let (mut s, _) = listener.accept().await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(30), read_proxy_header(&s))
+            .await
+            .expect("read_proxy_header hung");
+        writer.await.unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        (got, rest)
+    }
+
+    #[tokio::test]
+    async fn reads_v1_split_byte_by_byte_and_leaves_the_rest() {
+        let h = b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n";
+        for piece in [1, 2, 7, 64] {
+            let (got, rest) = over_tcp(h, b"\x16\x03\x01rest", piece).await;
+            assert_eq!(got, Ok(Some(sa("203.0.113.7:56324"))), "piece {piece}");
+            assert_eq!(rest, b"\x16\x03\x01rest", "piece {piece}");
+        }
+        let (got, rest) = over_tcp(b"PROXY UNKNOWN\r\n", b"X", 1).await;
+        assert_eq!((got, rest), (Ok(None), b"X".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn reads_v2_with_large_tlvs_in_many_writes() {
+        let addr4 = [203, 0, 113, 7, 192, 0, 2, 1, 0xdc, 0x04, 0x01, 0xbb];
+        // The old reader stopped at 536 bytes; v2 allows 16 + 65535.
+        for tlv_len in [600usize, 4000, 65535 - 12 - 3] {
+            let mut tlv = vec![0x04]; // PP2_TYPE_NOOP
+            tlv.extend((tlv_len as u16).to_be_bytes());
+            tlv.resize(3 + tlv_len, 0xAA);
+            let h = v2(1, 0x11, &addr4, &tlv);
+            assert!(h.len() <= V2_MAX);
+            for piece in [1000, 4096] {
+                let (got, rest) = over_tcp(&h, b"\x16\x03\x01", piece).await;
+                assert_eq!(got, Ok(Some(sa("203.0.113.7:56324"))), "{tlv_len}/{piece}");
+                assert_eq!(rest, b"\x16\x03\x01", "{tlv_len}/{piece}");
+            }
+        }
+        let h = v2(1, 0x11, &addr4, &[0x04, 0x00, 0x01, 0x00]);
+        let (got, rest) = over_tcp(&h, b"tls", 1).await;
+        assert_eq!(
+            (got, rest),
+            (Ok(Some(sa("203.0.113.7:56324"))), b"tls".to_vec())
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_garbage_truncation_and_overlong_v1() {
+        let (got, _) = over_tcp(b"\x16\x03\x01\x02\x00", b"", 1).await;
+        assert!(got.unwrap_err().contains("does not start with a PROXY"));
+        let (got, _) = over_tcp(b"PROXY TCP4 203.0.113.7", b"", 3).await;
+        assert!(got.unwrap_err().contains("connection closed"));
+        let mut long = b"PROXY TCP4 ".to_vec();
+        long.resize(300, b'7');
+        let (got, _) = over_tcp(&long, b"", 10).await;
+        assert!(got.unwrap_err().contains("longer than 107"));
+        let addr4 = [203, 0, 113, 7, 192, 0, 2, 1, 0xdc, 0x04, 0x01, 0xbb];
+        let h = v2(1, 0x11, &addr4, &[0u8; 100]);
+        let (got, _) = over_tcp(&h[..h.len() - 1], b"", 50).await;
+        assert!(got.unwrap_err().contains("connection closed"));
     }
 }

@@ -62,7 +62,7 @@ impl Refusals {
             .iter()
             .rev()
             .map(|(t, a, r)| Refusal {
-                at: rampart_config::rfc3339::format(*t),
+                at: rampart_config::time::rfc3339(*t),
                 addr: a.to_string(),
                 reason: r,
             })

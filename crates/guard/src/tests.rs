@@ -179,7 +179,7 @@ fn repeat_offenders_get_longer_bans() {
     fail(&g, a);
     let b = &g.bans()[0];
     assert_eq!(b.count, 2);
-    let until = rampart_config::rfc3339::parse(&b.until).unwrap();
+    let until = rampart_config::time::parse_rfc3339(&b.until).unwrap();
     let left = until.duration_since(SystemTime::now()).unwrap_or_default();
     assert!(
         left > Duration::from_secs(2),

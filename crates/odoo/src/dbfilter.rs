@@ -40,6 +40,11 @@ pub fn host_parts(host_header: &str) -> HostParts {
 
 /// Python's `re.escape` (3.7+): escapes exactly these characters. Shown to
 /// the user so the expanded filter reads as Odoo builds it.
+///
+/// ```
+/// use rampart_odoo::dbfilter::python_re_escape;
+/// assert_eq!(python_re_escape("erp.example-1"), r"erp\.example\-1");
+/// ```
 pub fn python_re_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::conf::{ConfError, OdooConf};
 use crate::dbfilter::python_re_escape;
-use crate::fsutil::write_atomic;
 use crate::sizing::Plan;
+use rampart_config::atomic::write_atomic;
 
 /// Odoo versions `init` writes for; the evented port's key changed in 16.
 pub const SUPPORTED_VERSIONS: [u32; 4] = [16, 17, 18, 19];
@@ -157,17 +157,10 @@ pub fn generate(o: &InitOptions, existing_odoo_conf: Option<OdooConf>) -> Vec<Ge
     ]
 }
 
+/// A TOML string literal, escaped by the toml crate (quotes, backslashes
+/// and control characters: a newline in an address cannot start a key).
 fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    toml::Value::String(s.to_string()).to_string()
 }
 
 pub fn rampart_toml(o: &InitOptions) -> String {
@@ -848,6 +841,16 @@ mod tests {
         ] {
             assert!(t.contains(l), "{l} missing in\n{t}");
         }
+    }
+
+    #[test]
+    fn rampart_toml_escapes_what_it_quotes() {
+        let mut o = opts(RolePolicy::Strict, 18);
+        o.email = "ops@example.com\n[evil]\nx = \"1\"\t\\".into();
+        let t = rampart_toml(&o);
+        let v: toml::Table = t.parse().unwrap_or_else(|e| panic!("{e}\n{t}"));
+        assert_eq!(v["acme"]["email"].as_str(), Some(o.email.as_str()));
+        assert!(v.get("evil").is_none(), "{t}");
     }
 
     #[test]

@@ -84,7 +84,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(cmd::CmdError { code, msg }) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> cmd::Outcome {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Serve(a) => cmd::serve::serve(config, a),
@@ -106,5 +115,34 @@ fn main() -> ExitCode {
         Command::Prune(a) => cmd::backup::prune(config, a),
         Command::Completions(a) => cmd::docs::completions(a),
         Command::Man(a) => cmd::docs::man(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `rampart help`, the man pages and completions show every option and
+    /// command with a line saying what it does.
+    #[test]
+    fn every_option_and_command_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.get_help().is_none() && !matches!(id, "help" | "version") {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for s in cmd.get_subcommands() {
+                let sub = format!("{path} {}", s.get_name());
+                if s.get_about().is_none() && s.get_name() != "help" {
+                    missing.push(sub.clone());
+                }
+                walk(s, &sub, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&crate::Cli::command(), "rampart", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
     }
 }

@@ -71,7 +71,10 @@ async fn one_address_holds_only_its_share_of_connections() {
     // late one would take a place of the three below.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while open_connections(&r).await > 0.0 {
-        assert!(tokio::time::Instant::now() < deadline, "connections never closed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "connections never closed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Three idle connections from 127.0.0.1 (each would keep itself alive).

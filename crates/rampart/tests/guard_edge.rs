@@ -605,6 +605,32 @@ async fn proxy_protocol_source_is_the_client() {
     let line = r.wait_access_line(&["/echo/v2"]).await;
     assert!(line.starts_with("198.51.100.8 "), "access log: {line}");
 
+    // A v2 header with 4 KB of TLVs (a balancer's TLS and unique-id
+    // TLVs), arriving in 97-byte segments: read by its length field, with
+    // the TLS bytes after it left for the handshake.
+    let mut big = proxy_v2("198.51.100.9");
+    big.push(0x04); // PP2_TYPE_NOOP
+    big.extend_from_slice(&4000u16.to_be_bytes());
+    big.resize(big.len() + 4000, 0xAA);
+    let len = u16::try_from(big.len() - 16).unwrap();
+    big[14..16].copy_from_slice(&len.to_be_bytes());
+    let mut tcp = c.tcp(ip("127.0.0.1")).await;
+    tcp.set_nodelay(true).unwrap();
+    for chunk in big.chunks(97) {
+        tcp.write_all(chunk).await.unwrap();
+        tcp.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let res = c
+        .send_on(tcp, &Req::get("/echo/v2-large"))
+        .await
+        .unwrap_or_else(|e| panic!("after a 4 KB PROXY v2 header: {e}"));
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        seen_from(&fixture, "198.51.100.9", "/echo/v2-large").len(),
+        1
+    );
+
     // Bans fall on the header's source, not on the balancer.
     for _ in 0..2 {
         let res = via_proxy_header(

@@ -6,6 +6,14 @@
 //! - [`TestClient`], [`raw_exchange`], [`tls_handshake_info`], [`websocket_echo`]: clients that hit
 //!   Rampart by made-up host names on loopback, trusting exactly the CA a test created.
 //! - [`Browser`]: headless Chromium through chromedriver (W3C WebDriver), for the browser tests.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let odoo = rampart_testkit::OdooFixture::start().await;
+//! // ...start Rampart in front of it, send requests, then:
+//! assert!(odoo.requests().iter().all(|r| r.target != "/web/database/manager"));
+//! # }
+//! ```
 
 mod client;
 mod fixture;

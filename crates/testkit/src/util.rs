@@ -65,32 +65,6 @@ pub fn random_token(len: usize) -> String {
     out
 }
 
-/// Calendar fields of a Unix time in UTC: (year, month, day, hour, minute, second, weekday 0=Sunday).
-fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = ((days + 4).rem_euclid(7)) as u32;
-    (
-        year,
-        month,
-        day,
-        (rem / 3600) as u32,
-        ((rem % 3600) / 60) as u32,
-        (rem % 60) as u32,
-        weekday,
-    )
-}
-
 pub fn unix_now() -> (u64, u32) {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -100,22 +74,19 @@ pub fn unix_now() -> (u64, u32) {
 
 /// IMF-fixdate, as in Date, Expires and Last-Modified headers.
 pub fn http_date(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (y, mo, d, h, mi, s, wd) = civil(secs);
-    format!(
-        "{}, {d:02} {} {y} {h:02}:{mi:02}:{s:02} GMT",
-        DAYS[wd as usize],
-        MONTHS[(mo - 1) as usize]
-    )
+    utc(secs).strftime("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 /// Odoo's log timestamp: `2026-11-23 14:56:31,506` (Odoo logs local time; the fixture uses UTC).
 pub fn log_timestamp(secs: u64, millis: u32) -> String {
-    let (y, mo, d, h, mi, s, _) = civil(secs);
-    format!("{y}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02},{millis:03}")
+    format!("{},{millis:03}", utc(secs).strftime("%Y-%m-%d %H:%M:%S"))
+}
+
+fn utc(secs: u64) -> jiff::Timestamp {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .unwrap_or(jiff::Timestamp::MAX)
 }
 
 fn crc32(data: &[u8]) -> u32 {

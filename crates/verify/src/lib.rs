@@ -13,6 +13,8 @@
 //! uses hyper; TLS 1.0/1.1 are probed with a hand-built ClientHello
 //! because rustls cannot speak them.
 
+#![warn(missing_docs)]
+
 mod checks;
 mod http1;
 mod legacy_tls;

@@ -2,17 +2,22 @@
 
 use serde::Serialize;
 
+/// A check's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Status {
+    /// As it should be.
     #[serde(rename = "PASS")]
     Pass,
+    /// Worth a look; not a hole by itself.
     #[serde(rename = "WARN")]
     Warn,
+    /// A weakness to fix (`rampart verify` exits 1).
     #[serde(rename = "FAIL")]
     Fail,
 }
 
 impl Status {
+    /// `PASS`, `WARN` or `FAIL`.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pass => "PASS",
@@ -26,13 +31,18 @@ impl Status {
 /// to change; it is filled for every status so JSON consumers have it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
+    /// The check's short name.
     pub check: String,
+    /// Its verdict.
     pub status: Status,
+    /// What was seen.
     pub detail: String,
+    /// Why it matters and what to change.
     pub fix: String,
 }
 
 impl Check {
+    /// A check line.
     pub fn new(
         check: impl Into<String>,
         status: Status,
@@ -50,6 +60,14 @@ impl Check {
 
 /// The table: `STATUS  check  detail`, with the fix under every non-PASS
 /// line, then a count.
+///
+/// ```
+/// use rampart_verify::{Check, Status, render_table};
+/// let t = render_table(&[Check::new("hsts", Status::Fail, "no Strict-Transport-Security", "add it")]);
+/// assert!(t.starts_with("FAIL  hsts  no Strict-Transport-Security\n"));
+/// assert!(t.contains("fix: add it\n"));
+/// assert!(t.ends_with("1 checks: 0 PASS, 0 WARN, 1 FAIL\n"));
+/// ```
 pub fn render_table(checks: &[Check]) -> String {
     let width = checks.iter().map(|c| c.check.len()).max().unwrap_or(0);
     let mut out = String::new();

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Context, Result};
+use anyhow::{Context, Result};
 
 use super::{Object, Payload, tmp_name};
 
@@ -26,7 +26,7 @@ impl FsTarget {
     pub async fn list(&self, dir: &str) -> Result<Vec<Object>> {
         let d = self.path(dir);
         if !self.root.exists() {
-            crate::error::bail!("{} does not exist", self.root.display());
+            anyhow::bail!("{} does not exist", self.root.display());
         }
         let mut out = Vec::new();
         let rd = match std::fs::read_dir(&d) {

@@ -17,7 +17,7 @@ mod sftp;
 use std::path::{Path, PathBuf};
 
 use crate::config::TargetConfig;
-use crate::error::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 /// What to upload: small objects from memory, large ones from a spool file.
 pub enum Payload<'a> {
@@ -91,7 +91,7 @@ impl TargetUrl {
                 Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
                     let port = p
                         .parse::<u16>()
-                        .map_err(|_| crate::Error::new(format!("{url:?}: bad port {p:?}")))?;
+                        .map_err(|_| anyhow::Error::msg(format!("{url:?}: bad port {p:?}")))?;
                     (h.trim_matches(['[', ']']).to_string(), Some(port))
                 }
                 _ => (hostport.to_string(), None),
@@ -152,8 +152,7 @@ macro_rules! each {
 impl Target {
     /// Opens (connects to) a configured target; errors name the target.
     pub async fn open(cfg: &TargetConfig) -> Result<Target> {
-        let url = TargetUrl::parse(&cfg.url)
-            .map_err(|e| crate::Error::new(format!("target {:?}: {e}", cfg.name)))?;
+        let url = TargetUrl::parse(&cfg.url).with_context(|| format!("target {:?}", cfg.name))?;
         let kind: Result<Kind> = async {
             Ok(match url {
                 TargetUrl::File(p) => Kind::Fs(fs::FsTarget::open(p)?),
@@ -206,20 +205,20 @@ impl Target {
     /// first, even when both started together. True when this call wrote it.
     pub async fn write_if_absent(&self, path: &str, payload: Payload<'_>) -> Result<bool> {
         each!(self, t => t.write_if_absent(path, payload).await)
-            .map_err(|e| crate::Error::new(format!("writing {path}: {e}")))
+            .with_context(|| format!("writing {path}"))
             .with_target(&self.name)
     }
 
     pub async fn get(&self, path: &str) -> Result<Vec<u8>> {
         each!(self, t => t.get(path).await)
-            .map_err(|e| crate::Error::new(format!("reading {path}: {e}")))
+            .with_context(|| format!("reading {path}"))
             .with_target(&self.name)
     }
 
     /// Downloads `path` into the file `dest` (created); returns its size.
     pub async fn get_to_file(&self, path: &str, dest: &Path) -> Result<u64> {
         each!(self, t => t.get_to_file(path, dest).await)
-            .map_err(|e| crate::Error::new(format!("reading {path}: {e}")))
+            .with_context(|| format!("reading {path}"))
             .with_target(&self.name)
     }
 
@@ -230,7 +229,7 @@ impl Target {
     /// Only `prune` deletes, and only where its credentials allow it.
     pub async fn delete(&self, path: &str) -> Result<()> {
         each!(self, t => t.delete(path).await)
-            .map_err(|e| crate::Error::new(format!("deleting {path}: {e}")))
+            .with_context(|| format!("deleting {path}"))
             .with_target(&self.name)
     }
 }
@@ -242,10 +241,10 @@ trait WithTarget<T> {
 impl<T> WithTarget<T> for Result<T> {
     fn with_target(self, name: &str) -> Result<T> {
         self.map_err(|e| {
-            if e.0.starts_with("target ") {
+            if e.to_string().starts_with("target ") {
                 e
             } else {
-                crate::Error::new(format!("target {name:?}: {e}"))
+                e.context(format!("target {name:?}"))
             }
         })
     }
@@ -261,6 +260,12 @@ impl<T> WithTarget<T> for Result<T> {
 /// the directories `blobs data index tmp`, owned by the backup user, made
 /// before the first run (directories the writer made itself would be
 /// read-only too).
+///
+/// ```
+/// let line = rampart_backup::sftp_authorized_keys_line("ssh-ed25519 AAAA backup@erp\n", "/srv/rampart");
+/// assert!(line.starts_with("restrict,command=\"internal-sftp -d /srv/rampart -u 0222 -P remove,"));
+/// assert!(line.ends_with(" ssh-ed25519 AAAA backup@erp"));
+/// ```
 pub fn sftp_authorized_keys_line(pubkey: &str, dir: &str) -> String {
     format!(
         "restrict,command=\"internal-sftp -d {dir} -u 0222 -P {DENIED}\" {}",

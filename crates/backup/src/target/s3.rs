@@ -11,7 +11,7 @@ use std::path::Path;
 use opendal::{ErrorKind, Operator, services::S3};
 
 use crate::config::TargetConfig;
-use crate::error::{Context, Result};
+use anyhow::{Context, Result};
 
 use super::{Object, Payload};
 
@@ -94,7 +94,7 @@ impl S3Target {
         match written {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(false),
-            Err(e) => Err(crate::Error::new(e.to_string())),
+            Err(e) => Err(anyhow::Error::msg(e.to_string())),
         }
     }
 
@@ -151,7 +151,7 @@ impl S3Target {
         match self.op.stat(name).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(crate::Error::new(format!("stat {name}: {e}"))),
+            Err(e) => Err(anyhow::Error::msg(format!("stat {name}: {e}"))),
         }
     }
 

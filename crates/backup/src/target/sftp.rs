@@ -16,7 +16,7 @@ use openssh::{KnownHosts, SessionBuilder};
 use openssh_sftp_client::{Sftp, SftpOptions};
 
 use crate::config::TargetConfig;
-use crate::error::{Context, Result};
+use anyhow::{Context, Result};
 
 use super::{Object, Payload, tmp_name};
 

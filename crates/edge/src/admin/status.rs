@@ -105,7 +105,7 @@ pub fn collect(shared: &Shared, history: &History) -> Status {
             .get()
             .cloned()
             .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
-        started: rampart_config::rfc3339::format(started),
+        started: rampart_config::time::rfc3339(started),
         uptime_secs: t0.elapsed().as_secs(),
         sites,
         certificates: shared.certs.certificates(),

@@ -19,6 +19,17 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers and any header the `Connection` header
 /// names. `keep_upgrade` keeps `Upgrade` (and sets `Connection: upgrade`)
 /// for a websocket handshake.
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue};
+/// let mut h = HeaderMap::new();
+/// h.insert("connection", HeaderValue::from_static("x-secret"));
+/// h.insert("x-secret", HeaderValue::from_static("1"));
+/// h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+/// h.insert("accept", HeaderValue::from_static("*/*"));
+/// rampart_edge::headers::hop::strip(&mut h, false);
+/// assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["accept"]);
+/// ```
 pub fn strip(headers: &mut HeaderMap, keep_upgrade: bool) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)

@@ -40,14 +40,37 @@ pub enum BodyError {
     TooLarge(u64),
     Timeout,
     /// Broken framing or the client went away.
-    Malformed(String),
+    Malformed(hyper::Error),
     /// The body arrived slower than the minimum rate.
     TooSlow,
     /// It could not be stored (spool budget or disk full, IO error).
     Spool {
         full: bool,
-        why: String,
+        source: std::io::Error,
     },
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::TooLarge(limit) => write!(f, "request body over {limit} bytes"),
+            BodyError::Timeout => f.write_str("request body stalled"),
+            BodyError::Malformed(_) => f.write_str("malformed request body"),
+            BodyError::TooSlow => f.write_str("request body below the minimum rate"),
+            BodyError::Spool { full: true, .. } => f.write_str("no room to spool the request body"),
+            BodyError::Spool { full: false, .. } => f.write_str("cannot spool the request body"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::Malformed(e) => Some(e),
+            BodyError::Spool { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }
 
 /// Bodies up to this size are kept in memory; larger ones are spooled.
@@ -129,7 +152,7 @@ pub async fn receive(
             }
             Err(_) => return Err(BodyError::Timeout),
             Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(BodyError::Malformed(e.to_string())),
+            Ok(Some(Err(e))) => return Err(BodyError::Malformed(e)),
             Ok(Some(Ok(f))) => f,
         };
         let Ok(data) = frame.into_data() else {
@@ -176,10 +199,7 @@ pub async fn receive(
 fn spool_error(e: std::io::Error) -> BodyError {
     let full = spool::is_full(&e);
     tracing::error!(error = %e, full, "a request body could not be spooled");
-    BodyError::Spool {
-        full,
-        why: e.to_string(),
-    }
+    BodyError::Spool { full, source: e }
 }
 
 /// Pieces read from a spool file at a time.
@@ -247,7 +267,7 @@ pub async fn prepare(
         let frame = match tokio::time::timeout(idle, incoming.frame()).await {
             Err(_) => return Err(BodyError::Timeout),
             Ok(None) => return Ok(Prepared::Whole(buf.freeze())),
-            Ok(Some(Err(e))) => return Err(BodyError::Malformed(e.to_string())),
+            Ok(Some(Err(e))) => return Err(BodyError::Malformed(e)),
             Ok(Some(Ok(f))) => f,
         };
         if let Ok(data) = frame.into_data() {

@@ -8,7 +8,7 @@ use rampart_backup::{
     BackupConfig, BackupOptions, Keep, Progress, RestoreOptions, Target, TargetConfig, block_on,
 };
 
-use super::{EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE, load_config};
+use super::{CmdError, EXIT_FAILURE, EXIT_FINDINGS, Outcome, load_config};
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -34,6 +34,8 @@ enum BackupAction {
         /// sanity queries (users, installed modules, files), drop them.
         #[arg(long)]
         restore_test: bool,
+        /// age identity file (the private key kept off the server): checks
+        /// the checksums inside the sealed files too.
         #[arg(long, env = "RAMPART_BACKUP_IDENTITY", value_name = "KEYFILE")]
         identity: Option<PathBuf>,
         #[command(flatten)]
@@ -41,9 +43,12 @@ enum BackupAction {
     },
     /// Write a snapshot as an Odoo backup zip (dump.sql + filestore/ + manifest.json).
     Export {
+        /// Snapshot id, unique prefix, or `latest`.
         snapshot: String,
+        /// The zip file to write (replaced whole, never half-written).
         #[arg(long = "odoo-zip", value_name = "FILE")]
         odoo_zip: PathBuf,
+        /// age identity file (the private key kept off the server).
         #[arg(long, env = "RAMPART_BACKUP_IDENTITY", value_name = "KEYFILE")]
         identity: PathBuf,
         #[command(flatten)]
@@ -88,6 +93,7 @@ struct ListArgs {
     /// A configured target by name; default every configured target.
     #[arg(long, value_name = "NAME")]
     target: Option<String>,
+    /// A target URL not in the config (e.g. file:///srv/rampart on the receiver).
     #[arg(long, value_name = "URL", conflicts_with = "target")]
     url: Option<String>,
 }
@@ -134,39 +140,39 @@ pub struct PruneArgs {
     /// A configured target by name; default every configured target.
     #[arg(long, value_name = "NAME")]
     target: Option<String>,
+    /// A target URL not in the config (e.g. file:///srv/rampart on the receiver).
     #[arg(long, value_name = "URL", conflicts_with = "target")]
     url: Option<String>,
 }
 
 /// The [backup] section, validated; exit code 2 when missing or wrong.
-fn section(config: Option<&Path>, required: bool) -> Result<BackupConfig, ExitCode> {
+fn section(config: Option<&Path>, required: bool) -> Result<BackupConfig, CmdError> {
     let c = load_config(config)?;
     let b = match c.backup {
         Some(b) => b,
         None if !required => BackupConfig::default(),
         None => {
-            eprintln!("error: no [backup] section in the config (give --config FILE)");
-            return Err(ExitCode::from(EXIT_USAGE));
+            return Err(CmdError::usage(
+                "no [backup] section in the config (give --config FILE)",
+            ));
         }
     };
     if let Err((key, msg)) = b.validate() {
-        match config.and_then(|p| std::fs::read_to_string(p).ok().map(|t| (p, t))) {
-            Some((path, text)) => {
-                eprintln!(
-                    "error: {}",
-                    rampart_config::ConfigError::at_key(path, &text, &key, msg)
-                )
-            }
-            None => eprintln!("error: {key}: {msg}"),
-        }
-        return Err(ExitCode::from(EXIT_USAGE));
+        return Err(CmdError::usage(
+            match config.and_then(|p| std::fs::read_to_string(p).ok().map(|t| (p, t))) {
+                Some((path, text)) => {
+                    rampart_config::ConfigError::at_key(path, &text, &key, msg).to_string()
+                }
+                None => format!("{key}: {msg}"),
+            },
+        ));
     }
     Ok(b)
 }
 
-fn fail(e: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {e}");
-    ExitCode::from(EXIT_FAILURE)
+/// A backup error, with its causes, as exit code 3.
+fn fail(e: rampart_backup::Error) -> CmdError {
+    CmdError::failure(format!("{e:#}"))
 }
 
 /// The target configs a command works on: a URL, a name, or (with
@@ -176,7 +182,7 @@ fn chosen_targets(
     name: Option<&str>,
     url: Option<&str>,
     all_by_default: bool,
-) -> Result<Vec<TargetConfig>, ExitCode> {
+) -> Result<Vec<TargetConfig>, CmdError> {
     if let Some(u) = url {
         return Ok(vec![TargetConfig {
             name: u.to_string(),
@@ -188,16 +194,18 @@ fn chosen_targets(
         Some(n) => match cfg.target(n) {
             Some(t) => vec![t.clone()],
             None => {
-                eprintln!("error: no target named {n:?} in [[backup.target]]");
-                return Err(ExitCode::from(EXIT_USAGE));
+                return Err(CmdError::usage(format!(
+                    "no target named {n:?} in [[backup.target]]"
+                )));
             }
         },
         None if all_by_default => cfg.targets.clone(),
         None => cfg.targets.iter().take(1).cloned().collect(),
     };
     if chosen.is_empty() {
-        eprintln!("error: no target: add a [[backup.target]] or give --url");
-        return Err(ExitCode::from(EXIT_USAGE));
+        return Err(CmdError::usage(
+            "no target: add a [[backup.target]] or give --url",
+        ));
     }
     Ok(chosen)
 }
@@ -207,17 +215,14 @@ async fn open_one(
     cfg: &BackupConfig,
     name: Option<&str>,
     url: Option<&str>,
-) -> Result<Target, ExitCode> {
+) -> Result<Target, CmdError> {
     let tc = chosen_targets(cfg, name, url, false)?;
     Target::open(&tc[0]).await.map_err(fail)
 }
 
-pub fn backup(config: Option<&Path>, a: BackupArgs) -> ExitCode {
+pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
     let needs_config = a.action.is_none();
-    let cfg = match section(config, needs_config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let cfg = section(config, needs_config)?;
     let progress = Progress::auto();
     match a.action {
         None => {
@@ -225,19 +230,15 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> ExitCode {
                 databases: a.db,
                 targets: a.target,
             };
-            match block_on(rampart_backup::backup(&cfg, &opts, &progress)) {
-                // Failures were reported as they happened; the summary
-                // names the failed targets again.
-                Ok(r) => {
-                    println!("{}", r.summary());
-                    if r.ok() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(EXIT_FAILURE)
-                    }
-                }
-                Err(e) => fail(e),
-            }
+            // Failures were reported as they happened; the summary
+            // names the failed targets again.
+            let r = block_on(rampart_backup::backup(&cfg, &opts, &progress)).map_err(fail)?;
+            println!("{}", r.summary());
+            Ok(if r.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            })
         }
         Some(BackupAction::Verify {
             snapshot,
@@ -246,15 +247,11 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> ExitCode {
             at,
         }) => block_on(async {
             if restore_test && identity.is_none() {
-                eprintln!("error: --restore-test needs --identity KEYFILE");
-                return ExitCode::from(EXIT_USAGE);
+                return Err(CmdError::usage("--restore-test needs --identity KEYFILE"));
             }
-            let t = match open_one(&cfg, at.target.as_deref(), at.url.as_deref()).await {
-                Ok(t) => t,
-                Err(code) => return code,
-            };
+            let t = open_one(&cfg, at.target.as_deref(), at.url.as_deref()).await?;
             let t = &t;
-            let r = async {
+            let (report, tested) = async {
                 let entry = rampart_backup::find_snapshot(t, &snapshot, at.db.as_deref()).await?;
                 let ids = identity
                     .as_deref()
@@ -269,27 +266,22 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> ExitCode {
                 }
                 Ok::<_, rampart_backup::Error>((report, tested))
             }
-            .await;
-            match r {
-                Ok((report, tested)) => {
-                    for p in &report.problems {
-                        println!("PROBLEM {}: {p}", report.id);
-                    }
-                    if report.ok() {
-                        println!(
-                            "{}: complete on {} ({} blobs)",
-                            report.id, t.name, report.checked_blobs
-                        );
-                        if let Some(s) = tested {
-                            println!("{}: restore test passed: {s}", report.id);
-                        }
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(EXIT_FINDINGS)
-                    }
-                }
-                Err(e) => fail(e),
+            .await
+            .map_err(fail)?;
+            for p in &report.problems {
+                println!("PROBLEM {}: {p}", report.id);
             }
+            if !report.ok() {
+                return Ok(ExitCode::from(EXIT_FINDINGS));
+            }
+            println!(
+                "{}: complete on {} ({} blobs)",
+                report.id, t.name, report.checked_blobs
+            );
+            if let Some(s) = tested {
+                println!("{}: restore test passed: {s}", report.id);
+            }
+            Ok(ExitCode::SUCCESS)
         }),
         Some(BackupAction::Export {
             snapshot,
@@ -297,43 +289,31 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> ExitCode {
             identity,
             at,
         }) => block_on(async {
-            let t = match open_one(&cfg, at.target.as_deref(), at.url.as_deref()).await {
-                Ok(t) => t,
-                Err(code) => return code,
-            };
-            let r = async {
+            let t = open_one(&cfg, at.target.as_deref(), at.url.as_deref()).await?;
+            let id = async {
                 let entry = rampart_backup::find_snapshot(&t, &snapshot, at.db.as_deref()).await?;
                 rampart_backup::export_odoo_zip(&cfg, &t, &entry, &identity, &odoo_zip, &progress)
                     .await?;
                 Ok::<_, rampart_backup::Error>(entry.id)
             }
-            .await;
-            match r {
-                Ok(id) => {
-                    println!("{id} written to {}", odoo_zip.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
-            }
+            .await
+            .map_err(fail)?;
+            println!("{id} written to {}", odoo_zip.display());
+            Ok(ExitCode::SUCCESS)
         }),
     }
 }
 
-pub fn backups(config: Option<&Path>, a: BackupsArgs) -> ExitCode {
+pub fn backups(config: Option<&Path>, a: BackupsArgs) -> Outcome {
     let args = match a.action {
         Some(BackupsAction::List(l)) => l,
         None => a.list,
     };
-    let cfg = match section(config, args.url.is_none()) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let cfg = section(config, args.url.is_none())?;
     block_on(async {
-        let chosen = match chosen_targets(&cfg, args.target.as_deref(), args.url.as_deref(), true) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        // One unreachable target does not hide the others' snapshots.
+        let chosen = chosen_targets(&cfg, args.target.as_deref(), args.url.as_deref(), true)?;
+        // One unreachable target does not hide the others' snapshots: each
+        // failure is said here, and the exit code is 3 at the end.
         let mut all = Vec::new();
         let mut failed = false;
         for tc in &chosen {
@@ -345,7 +325,7 @@ pub fn backups(config: Option<&Path>, a: BackupsArgs) -> ExitCode {
             match listed {
                 Ok(list) => all.extend(list.into_iter().map(|e| (tc.name.clone(), e))),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {e:#}");
                     failed = true;
                 }
             }
@@ -368,46 +348,38 @@ pub fn backups(config: Option<&Path>, a: BackupsArgs) -> ExitCode {
                 );
             }
         }
-        if failed {
+        Ok(if failed {
             ExitCode::from(EXIT_FAILURE)
         } else {
             ExitCode::SUCCESS
-        }
+        })
     })
 }
 
-pub fn restore(config: Option<&Path>, a: RestoreArgs) -> ExitCode {
-    let cfg = match section(config, true) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn restore(config: Option<&Path>, a: RestoreArgs) -> Outcome {
+    let cfg = section(config, true)?;
     let progress = Progress::auto();
     if let Some(zip) = &a.odoo_zip {
-        return match block_on(rampart_backup::import_odoo_zip(
+        block_on(rampart_backup::import_odoo_zip(
             &cfg,
             zip,
             &a.new_db,
             a.neutralize,
             &progress,
-        )) {
-            Ok(()) => {
-                println!("{} restored into database {}", zip.display(), a.new_db);
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(e),
-        };
+        ))
+        .map_err(fail)?;
+        println!("{} restored into database {}", zip.display(), a.new_db);
+        return Ok(ExitCode::SUCCESS);
     }
     let Some(identity) = a.identity.clone() else {
-        eprintln!("error: restoring a snapshot needs --identity KEYFILE (the age private key)");
-        return ExitCode::from(EXIT_USAGE);
+        return Err(CmdError::usage(
+            "restoring a snapshot needs --identity KEYFILE (the age private key)",
+        ));
     };
     let snapshot = a.snapshot.clone().unwrap_or_default();
     block_on(async {
-        let t = match open_one(&cfg, a.at.target.as_deref(), a.at.url.as_deref()).await {
-            Ok(t) => t,
-            Err(code) => return code,
-        };
-        let r = async {
+        let t = open_one(&cfg, a.at.target.as_deref(), a.at.url.as_deref()).await?;
+        let (id, db) = async {
             let entry = rampart_backup::find_snapshot(&t, &snapshot, a.at.db.as_deref()).await?;
             let opts = RestoreOptions {
                 new_db: a.new_db.clone(),
@@ -418,38 +390,30 @@ pub fn restore(config: Option<&Path>, a: RestoreArgs) -> ExitCode {
             let db = rampart_backup::restore(&cfg, &t, &entry, &opts, &progress).await?;
             Ok::<_, rampart_backup::Error>((entry.id, db))
         }
-        .await;
-        match r {
-            Ok((id, db)) => {
-                println!("{id} restored into database {db}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(e),
-        }
+        .await
+        .map_err(fail)?;
+        println!("{id} restored into database {db}");
+        Ok(ExitCode::SUCCESS)
     })
 }
 
-pub fn prune(config: Option<&Path>, a: PruneArgs) -> ExitCode {
-    let cfg = match section(config, a.url.is_none()) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn prune(config: Option<&Path>, a: PruneArgs) -> Outcome {
+    let cfg = section(config, a.url.is_none())?;
     let keep = Keep {
         daily: a.keep_daily,
         weekly: a.keep_weekly,
         monthly: a.keep_monthly,
     };
     if keep == Keep::default() {
-        eprintln!("error: give at least one of --keep-daily, --keep-weekly, --keep-monthly");
-        return ExitCode::from(EXIT_USAGE);
+        return Err(CmdError::usage(
+            "give at least one of --keep-daily, --keep-weekly, --keep-monthly",
+        ));
     }
     let progress = Progress::auto();
     block_on(async {
-        let chosen = match chosen_targets(&cfg, a.target.as_deref(), a.url.as_deref(), true) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
-        let mut code = ExitCode::SUCCESS;
+        let chosen = chosen_targets(&cfg, a.target.as_deref(), a.url.as_deref(), true)?;
+        // Every target is tried; each failure is said here, exit code 3 at the end.
+        let mut failed = false;
         for tc in &chosen {
             let pruned = async {
                 let t = Target::open(tc).await?;
@@ -463,9 +427,16 @@ pub fn prune(config: Option<&Path>, a: PruneArgs) -> ExitCode {
                     if a.dry_run { "(dry run) " } else { "" },
                     r.summary()
                 ),
-                Err(e) => code = fail(e),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    failed = true;
+                }
             }
         }
-        code
+        Ok(if failed {
+            ExitCode::from(EXIT_FAILURE)
+        } else {
+            ExitCode::SUCCESS
+        })
     })
 }

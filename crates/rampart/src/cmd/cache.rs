@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{EXIT_FAILURE, EXIT_USAGE};
+use super::{CmdError, Outcome};
 
 #[derive(clap::Args)]
 pub struct CacheArgs {
@@ -27,16 +27,14 @@ enum CacheAction {
         site: Option<String>,
         /// Only targets starting with this, e.g. /web/assets/
         prefix: Option<String>,
+        /// The server's JSON as is.
         #[arg(long)]
         json: bool,
     },
 }
 
-pub fn run(config: Option<&Path>, a: CacheArgs) -> ExitCode {
-    let cfg = match super::load_config(config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn run(config: Option<&Path>, a: CacheArgs) -> Outcome {
+    let cfg = super::load_config(config)?;
     let (method, path, body, json) = match &a.action {
         CacheAction::Stats { json } => ("GET", "/v1/cache", None, *json),
         CacheAction::Purge { site, prefix, json } => (
@@ -46,13 +44,8 @@ pub fn run(config: Option<&Path>, a: CacheArgs) -> ExitCode {
             *json,
         ),
     };
-    let (status, answer) = match super::admin::call(&cfg, method, path, body) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
+    let (status, answer) =
+        super::admin::call(&cfg, method, path, body).map_err(CmdError::failure)?;
     let value: Option<serde_json::Value> = serde_json::from_str(&answer).ok();
     if !(200..300).contains(&status) {
         let message = value
@@ -61,26 +54,26 @@ pub fn run(config: Option<&Path>, a: CacheArgs) -> ExitCode {
             .unwrap_or_else(|| {
                 format!("the server on listen.admin answered {status} to {method} {path}")
             });
-        eprintln!("error: {message}");
-        return ExitCode::from(if (400..500).contains(&status) {
-            EXIT_USAGE
+        return Err(if (400..500).contains(&status) {
+            CmdError::usage(message)
         } else {
-            EXIT_FAILURE
+            CmdError::failure(message)
         });
     }
     if json {
         println!("{}", answer.trim());
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
     let Some(v) = value else {
-        eprintln!("error: the server's answer to {method} {path} is not JSON");
-        return ExitCode::from(EXIT_FAILURE);
+        return Err(CmdError::failure(format!(
+            "the server's answer to {method} {path} is not JSON"
+        )));
     };
     match a.action {
         CacheAction::Stats { .. } => print!("{}", stats_table(&v)),
         CacheAction::Purge { .. } => println!("purged {} entries", v["purged"]),
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 fn stats_table(v: &serde_json::Value) -> String {

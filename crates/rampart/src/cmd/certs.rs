@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use rampart_certs::{CertInfo, CertStore};
 
-use super::{EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE, load_config};
+use super::{CmdError, EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE, Outcome, load_config};
 use crate::config::Config;
 
 #[derive(clap::Args)]
@@ -33,13 +33,10 @@ enum CertsAction {
     },
 }
 
-pub fn run(config: Option<&Path>, a: CertsArgs) -> ExitCode {
-    let config = match load_config(config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn run(config: Option<&Path>, a: CertsArgs) -> Outcome {
+    let config = load_config(config)?;
     match a.action {
-        None => list(&config, a.json),
+        None => Ok(list(&config, a.json)),
         Some(CertsAction::Renew { force, host }) => renew(&config, force, host, a.json),
     }
 }
@@ -97,35 +94,23 @@ fn print_table(certs: &[CertInfo]) {
 
 /// `2026-11-24 01:02` from unix seconds.
 fn utc(secs: i64) -> String {
-    let rem = secs.rem_euclid(86_400);
-    let (year, month, day) = rampart_config::rfc3339::civil_from_days(secs.div_euclid(86_400));
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    rampart_config::time::utc_unix(secs, "%Y-%m-%d %H:%M")
 }
 
-fn renew(config: &Config, force: bool, host: Option<String>, json: bool) -> ExitCode {
+fn renew(config: &Config, force: bool, host: Option<String>, json: bool) -> Outcome {
     let body = serde_json::json!({ "host": host, "force": force }).to_string();
-    match super::admin::call(config, "POST", "/v1/certs/renew", Some(body)) {
-        Ok((status, body)) => {
-            if json {
-                println!("{body}");
-            } else {
-                describe_renewal(&body);
-            }
-            match status {
-                200 | 202 => ExitCode::SUCCESS,
-                404 | 400 => ExitCode::from(EXIT_USAGE),
-                _ => ExitCode::from(EXIT_FAILURE),
-            }
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_FAILURE)
-        }
+    let (status, body) = super::admin::call(config, "POST", "/v1/certs/renew", Some(body))
+        .map_err(CmdError::failure)?;
+    if json {
+        println!("{body}");
+    } else {
+        describe_renewal(&body);
     }
+    Ok(match status {
+        200 | 202 => ExitCode::SUCCESS,
+        404 | 400 => ExitCode::from(EXIT_USAGE),
+        _ => ExitCode::from(EXIT_FAILURE),
+    })
 }
 
 fn describe_renewal(body: &str) {

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use rampart_certs::Problem;
 use serde::Serialize;
 
+use super::{CmdError, Outcome};
 use crate::config::Config;
 
 #[derive(clap::Args)]
@@ -55,10 +56,11 @@ fn problem(key: impl Into<String>, message: impl Into<String>, fatal: bool) -> P
     }
 }
 
-pub fn check(config: Option<&Path>, a: CheckArgs) -> ExitCode {
+pub fn check(config: Option<&Path>, a: CheckArgs) -> Outcome {
     let Some(path) = a.file.as_deref().or(config) else {
-        eprintln!("error: name the file to check: rampart check --config rampart.toml");
-        return ExitCode::from(super::EXIT_USAGE);
+        return Err(CmdError::usage(
+            "name the file to check: rampart check --config rampart.toml",
+        ));
     };
     let cfg = match Config::load(path) {
         Ok(c) => c,
@@ -70,10 +72,9 @@ pub fn check(config: Option<&Path>, a: CheckArgs) -> ExitCode {
                     "findings": [{"severity": "error", "key": e.key, "message": e.to_string()}],
                 });
                 println!("{out:#}");
-            } else {
-                eprintln!("error: {e}");
+                return Ok(ExitCode::from(super::EXIT_USAGE));
             }
-            return ExitCode::from(super::EXIT_USAGE);
+            return Err(CmdError::usage(e));
         }
     };
     let findings: Vec<Finding> = findings(&cfg)
@@ -102,14 +103,11 @@ pub fn check(config: Option<&Path>, a: CheckArgs) -> ExitCode {
             eprintln!("{}: {}: {}", f.severity, f.key, f.message);
         }
         if a.print {
-            let shown = cfg.secrets.print_toml(&cfg);
-            match shown {
-                Ok(t) => print!("{t}"),
-                Err(e) => {
-                    eprintln!("error: cannot print the config as TOML: {e}");
-                    return ExitCode::from(super::EXIT_FAILURE);
-                }
-            }
+            let t = cfg
+                .secrets
+                .print_toml(&cfg)
+                .map_err(|e| CmdError::failure(format!("cannot print the config as TOML: {e}")))?;
+            print!("{t}");
         }
         let summary = match (errors, findings.len() - errors) {
             (0, 0) => format!("ok ({} site(s))", cfg.site.len()),
@@ -125,11 +123,11 @@ pub fn check(config: Option<&Path>, a: CheckArgs) -> ExitCode {
             println!("{}: {summary}", path.display());
         }
     }
-    if errors > 0 {
+    Ok(if errors > 0 {
         ExitCode::from(super::EXIT_FINDINGS)
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
 
 /// Everything serve would refuse or trip over, in config order.

@@ -21,13 +21,13 @@ pub struct ManArgs {
     dir: Option<PathBuf>,
 }
 
-pub fn completions(a: CompletionsArgs) -> ExitCode {
+pub fn completions(a: CompletionsArgs) -> super::Outcome {
     let mut cmd = crate::Cli::command();
     clap_complete::generate(a.shell, &mut cmd, "rampart", &mut std::io::stdout());
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn man(a: ManArgs) -> ExitCode {
+pub fn man(a: ManArgs) -> super::Outcome {
     let cmd = crate::Cli::command();
     let result = match &a.dir {
         Some(dir) => std::fs::create_dir_all(dir)
@@ -37,11 +37,6 @@ pub fn man(a: ManArgs) -> ExitCode {
             .render(&mut std::io::stdout())
             .map_err(|e| e.to_string()),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(super::EXIT_FAILURE)
-        }
-    }
+    result.map_err(super::CmdError::failure)?;
+    Ok(ExitCode::SUCCESS)
 }

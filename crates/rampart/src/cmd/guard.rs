@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use rampart_guard::fail2ban::{self, JailSources};
 
-use super::{EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE};
+use super::{CmdError, EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE, Outcome};
 
 #[derive(clap::Args)]
 pub struct BansArgs {
@@ -32,24 +32,25 @@ enum BansAction {
         /// How long: 30m, 1h, 7d (at most 7 days).
         #[arg(long = "for", value_name = "DURATION")]
         for_: rampart_config::Duration,
+        /// Why, for the ban log and `rampart bans list`.
         #[arg(long)]
         reason: Option<String>,
+        /// The server's JSON as is.
         #[arg(long)]
         json: bool,
     },
     /// Lift a ban (and forget the address's failures and ban history).
     Unban {
+        /// The banned address or IPv6 /64, as `rampart bans list` shows it.
         addr: String,
+        /// The server's JSON as is.
         #[arg(long)]
         json: bool,
     },
 }
 
-pub fn bans(config: Option<&Path>, a: BansArgs) -> ExitCode {
-    let cfg = match super::load_config(config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn bans(config: Option<&Path>, a: BansArgs) -> Outcome {
+    let cfg = super::load_config(config)?;
     let (method, path, body, json) = match &a.action {
         BansAction::List { json } => ("GET", "/v1/bans".to_string(), None, *json),
         BansAction::Ban {
@@ -74,44 +75,35 @@ pub fn bans(config: Option<&Path>, a: BansArgs) -> ExitCode {
             *json,
         ),
     };
-    let (status, answer) = match super::admin::call(&cfg, method, &path, body) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
+    let (status, answer) =
+        super::admin::call(&cfg, method, &path, body).map_err(CmdError::failure)?;
     if !(200..300).contains(&status) {
         let Some(message) = rampart_guard::admin_error(&answer) else {
-            eprintln!(
-                "error: the server on listen.admin answered {status} to {method} {path}, not as Rampart's guard \
+            return Err(CmdError::failure(format!(
+                "the server on listen.admin answered {status} to {method} {path}, not as Rampart's guard \
                  (an older rampart, or another program on that address?)"
-            );
-            return ExitCode::from(EXIT_FAILURE);
+            )));
         };
-        if json {
-            println!("{}", answer.trim());
-        } else {
-            eprintln!("error: {message}");
-        }
-        return ExitCode::from(match status {
+        let code = match status {
             404 => EXIT_FINDINGS, // unban of an address that is not banned
             400..=499 => EXIT_USAGE,
             _ => EXIT_FAILURE,
-        });
+        };
+        if json {
+            println!("{}", answer.trim());
+            return Ok(ExitCode::from(code));
+        }
+        return Err(CmdError { code, msg: message });
     }
     if json {
         println!("{}", answer.trim());
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
     match &a.action {
-        BansAction::List { .. } => match rampart_guard::parse_bans_json(&answer) {
-            Ok(list) => print!("{}", bans_table(&list)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_FAILURE);
-            }
-        },
+        BansAction::List { .. } => {
+            let list = rampart_guard::parse_bans_json(&answer).map_err(CmdError::failure)?;
+            print!("{}", bans_table(&list));
+        }
         BansAction::Ban { .. } => match serde_json_ban(&answer) {
             Some(b) => println!(
                 "banned {} until {} (ban #{} of this address)",
@@ -121,7 +113,7 @@ pub fn bans(config: Option<&Path>, a: BansArgs) -> ExitCode {
         },
         BansAction::Unban { addr, .. } => println!("unbanned {addr}"),
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 fn serde_json_ban(answer: &str) -> Option<rampart_guard::BanInfo> {
@@ -166,11 +158,8 @@ pub struct Fail2banArgs {
     ban_log: Option<PathBuf>,
 }
 
-pub fn fail2ban(config: Option<&Path>, a: Fail2banArgs) -> ExitCode {
-    let cfg = match super::load_config(config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn fail2ban(config: Option<&Path>, a: Fail2banArgs) -> Outcome {
+    let cfg = super::load_config(config)?;
     let odoo_log = a
         .odoo_log
         .or_else(|| cfg.guard.odoo_log.clone())
@@ -199,7 +188,7 @@ pub fn fail2ban(config: Option<&Path>, a: Fail2banArgs) -> ExitCode {
         fail2ban::rampart_filter(),
         fail2ban::jails(&cfg.guard, &sources)
     );
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

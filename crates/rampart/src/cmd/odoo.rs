@@ -14,12 +14,7 @@ use rampart_odoo::init::{self, InitError, InitOptions, RolePolicy, Written};
 use rampart_odoo::passwd::{self, Pbkdf2Hash};
 use rampart_odoo::sizing::{self, Machine};
 
-use super::{EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE};
-
-fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {msg}");
-    ExitCode::from(EXIT_USAGE)
-}
+use super::{CmdError, EXIT_FINDINGS, Outcome};
 
 #[derive(clap::Args)]
 pub struct PlanArgs {
@@ -44,7 +39,7 @@ fn parse_size(s: &str) -> Result<ByteSize, String> {
     s.parse()
 }
 
-pub fn plan(a: PlanArgs) -> ExitCode {
+pub fn plan(a: PlanArgs) -> Outcome {
     let machine = Machine {
         cpus: a.cpus.unwrap_or_else(|| sizing::this_machine().0),
         users: a.users,
@@ -52,7 +47,7 @@ pub fn plan(a: PlanArgs) -> ExitCode {
         heavy_ratio: a.heavy_ratio,
     };
     if let Err(e) = sizing::check(&machine) {
-        return usage_error(e);
+        return Err(CmdError::usage(e));
     }
     let p = sizing::plan(&machine);
     if a.json {
@@ -60,7 +55,7 @@ pub fn plan(a: PlanArgs) -> ExitCode {
     } else {
         print!("{}", p.render_text());
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]
@@ -76,15 +71,19 @@ pub struct PasswdArgs {
     json: bool,
 }
 
-pub fn passwd(a: PasswdArgs) -> ExitCode {
+pub fn passwd(a: PasswdArgs) -> Outcome {
     let (password, generated) = if a.stdin {
         let mut s = String::new();
         if let Err(e) = std::io::stdin().read_to_string(&mut s) {
-            return usage_error(format!("cannot read the password from standard input: {e}"));
+            return Err(CmdError::usage(format!(
+                "cannot read the password from standard input: {e}"
+            )));
         }
         let p = s.trim_end_matches(['\r', '\n']).to_string();
         if p.is_empty() {
-            return usage_error("the password read from standard input is empty");
+            return Err(CmdError::usage(
+                "the password read from standard input is empty",
+            ));
         }
         (p, false)
     } else {
@@ -108,7 +107,7 @@ pub fn passwd(a: PasswdArgs) -> ExitCode {
         }
         println!("admin_passwd = {hash}");
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]
@@ -164,12 +163,12 @@ fn sshd_config_text() -> String {
     text
 }
 
-pub fn init(a: InitArgs) -> ExitCode {
+pub fn init(a: InitArgs) -> Outcome {
     let db =
         a.db.clone()
             .unwrap_or_else(|| init::default_db_name(&a.domain));
     if let Err(e) = init::check_options(&a.domain, &a.email, &db, a.odoo_version) {
-        return usage_error(e);
+        return Err(CmdError::usage(e));
     }
     let (cpus, ram) = sizing::this_machine();
     let plan = sizing::plan(&Machine {
@@ -202,7 +201,7 @@ pub fn init(a: InitArgs) -> ExitCode {
     let existing = if a.force && conf_path.exists() {
         match OdooConf::load(&conf_path) {
             Ok(c) => Some(c),
-            Err(e) => return usage_error(InitError::Conf(e)),
+            Err(e) => return Err(CmdError::usage(InitError::Conf(e))),
         }
     } else {
         None
@@ -210,11 +209,8 @@ pub fn init(a: InitArgs) -> ExitCode {
     let files = init::generate(&opts, existing);
     let written = match init::write_files(&a.out, &files, a.force) {
         Ok(w) => w,
-        Err(e @ InitError::Exists(_)) => return usage_error(e),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
+        Err(e @ InitError::Exists(_)) => return Err(CmdError::usage(e)),
+        Err(e) => return Err(CmdError::failure(e)),
     };
     for w in &written {
         match w {
@@ -232,7 +228,7 @@ pub fn init(a: InitArgs) -> ExitCode {
     println!();
     print!("{}", init::next_steps(&opts, &a.out));
     print!("{}", backup_receiver_steps());
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Off-site backups that this server cannot erase: the receiving side's
@@ -275,10 +271,10 @@ pub struct DbfilterArgs {
     json: bool,
 }
 
-pub fn dbfilter(a: DbfilterArgs) -> ExitCode {
+pub fn dbfilter(a: DbfilterArgs) -> Outcome {
     let conf = match a.odoo_conf.as_deref().map(OdooConf::load).transpose() {
         Ok(c) => c,
-        Err(e) => return usage_error(e),
+        Err(e) => return Err(CmdError::usage(e)),
     };
     let from_conf = |k: &str| {
         conf.as_ref()
@@ -296,7 +292,9 @@ pub fn dbfilter(a: DbfilterArgs) -> ExitCode {
         .or_else(|| from_conf("db_name"))
         .unwrap_or_default();
     if filter.is_empty() && db_name.is_empty() && a.odoo_conf.is_none() {
-        return usage_error("give --filter (e.g. '^%d$') or --odoo-conf");
+        return Err(CmdError::usage(
+            "give --filter (e.g. '^%d$') or --odoo-conf",
+        ));
     }
     let mut dbs = a.dbs.clone();
     let mut listed_from = None;
@@ -311,11 +309,8 @@ pub fn dbfilter(a: DbfilterArgs) -> ExitCode {
             let role = a.db_user.clone().or_else(|| from_conf("db_user"));
             match audit::odoo_list_dbs(dsn, role.as_deref()) {
                 Ok(list) => dbs = list,
-                Err(e @ audit::PgError::Dsn(_)) => return usage_error(e),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
+                Err(e @ audit::PgError::Dsn(_)) => return Err(CmdError::usage(e)),
+                Err(e) => return Err(CmdError::failure(e)),
             }
             listed_from = Some(format!(
                 "PostgreSQL: databases owned by role {}",
@@ -325,14 +320,14 @@ pub fn dbfilter(a: DbfilterArgs) -> ExitCode {
     }
     let outcome = match dbfilter::evaluate(&filter, &db_name, &a.host, &dbs) {
         Ok(o) => o,
-        Err(e) => return usage_error(e),
+        Err(e) => return Err(CmdError::usage(e)),
     };
     if a.json {
         println!(
             "{}",
             dbfilter::render_json(&a.host, &filter, &db_name, &outcome)
         );
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
     println!("host:       {}", a.host);
     println!(
@@ -358,7 +353,7 @@ pub fn dbfilter(a: DbfilterArgs) -> ExitCode {
         println!("served:     {}", join_or_none(&outcome.served));
         println!("not served: {}", join_or_none(&outcome.not_served));
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 fn join_or_none(v: &[String]) -> String {
@@ -463,7 +458,7 @@ impl WatchedPorts {
     }
 }
 
-pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
+pub fn audit(config: Option<&Path>, a: AuditArgs) -> Outcome {
     let mut report = Report::default();
     let conf_path = match (&a.odoo_conf, &a.pg, config) {
         (Some(p), _, _) => Some(p.clone()),
@@ -477,11 +472,11 @@ pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
         let conf = match OdooConf::load(path) {
             Ok(c) => c,
             Err(e) if a.odoo_conf.is_none() => {
-                return usage_error(format!(
+                return Err(CmdError::usage(format!(
                     "{e}\n(name the files to audit: --odoo-conf PATH, --pg DSN, --config rampart.toml)"
-                ));
+                )));
             }
-            Err(e) => return usage_error(e),
+            Err(e) => return Err(CmdError::usage(e)),
         };
         let mode = std::fs::metadata(path).ok().map(|m| m.permissions().mode());
         report.checked.push(format!("odoo.conf {}", path.display()));
@@ -498,10 +493,7 @@ pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
         }
     }
     if let Some(path) = config {
-        let cfg = match super::load_config(Some(path)) {
-            Ok(c) => c,
-            Err(code) => return code,
-        };
+        let cfg = super::load_config(Some(path))?;
         if let Some(admin) = cfg.listen.admin.as_ref().and_then(|a| a.tcp()) {
             watched.admin = admin.port();
         }
@@ -545,11 +537,8 @@ pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
                 ));
                 report.add(findings);
             }
-            Err(e @ audit::PgError::Dsn(_)) => return usage_error(e),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_FAILURE);
-            }
+            Err(e @ audit::PgError::Dsn(_)) => return Err(CmdError::usage(e)),
+            Err(e) => return Err(CmdError::failure(e)),
         }
     }
     match audit::read_live() {
@@ -574,9 +563,9 @@ pub fn audit(config: Option<&Path>, a: AuditArgs) -> ExitCode {
     } else {
         print!("{}", report.render_text());
     }
-    if report.has_high() {
+    Ok(if report.has_high() {
         ExitCode::from(EXIT_FINDINGS)
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }

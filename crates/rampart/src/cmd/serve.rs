@@ -11,6 +11,7 @@ use rampart_guard::Guard;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use super::{CmdError, Outcome};
 use crate::config::Config;
 use crate::notify::{self, notify};
 
@@ -58,11 +59,8 @@ pub(crate) fn edge_config(c: &Config) -> EdgeConfig {
     }
 }
 
-pub fn serve(config_path: Option<&Path>, _a: ServeArgs) -> ExitCode {
-    let config = match super::load_config(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn serve(config_path: Option<&Path>, _a: ServeArgs) -> Outcome {
+    let config = super::load_config(config_path)?;
     init_tracing(config.log.process);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -72,22 +70,12 @@ pub fn serve(config_path: Option<&Path>, _a: ServeArgs) -> ExitCode {
     rt.block_on(run(config_path.map(Path::to_path_buf), config))
 }
 
-async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
+async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
     let _ = rampart_edge::admin::status::VERSION.set(crate::VERSION.to_string());
-    let certs = match CertStore::open(&config.state_dir, config.acme.as_ref(), &config.site_tls()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(super::EXIT_FAILURE);
-        }
-    };
-    let guard = match rampart_guard::Guard::open(&config.guard, &config.state_dir) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(super::EXIT_FAILURE);
-        }
-    };
+    let certs = CertStore::open(&config.state_dir, config.acme.as_ref(), &config.site_tls())
+        .map_err(CmdError::failure)?;
+    let guard =
+        rampart_guard::Guard::open(&config.guard, &config.state_dir).map_err(CmdError::failure)?;
     let mut registry = prometheus_client::registry::Registry::default();
     certs.register_metrics(&mut registry);
     guard.register_metrics(&mut registry);
@@ -131,7 +119,7 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
         Arc::new(move |m, p, b| guard_hook.admin(m, p, b)),
         Arc::new(reload_hook),
     ];
-    let edge = match Edge::bind(
+    let edge = Edge::bind(
         edge_config(&config),
         certs.clone(),
         guard.clone(),
@@ -139,13 +127,7 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
         hooks,
     )
     .await
-    {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(super::EXIT_FAILURE);
-        }
-    };
+    .map_err(CmdError::failure)?;
     let shutdown = CancellationToken::new();
     certs.spawn_background(shutdown.clone());
     spawn_housekeeping(guard.clone(), shutdown.clone());
@@ -200,7 +182,7 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> ExitCode {
         tracing::error!("could not save the ban table: {e}");
     }
     tracing::info!("stopped");
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What the status page says about backups. Listing a target's snapshots
@@ -338,27 +320,19 @@ fn refused(e: impl std::fmt::Display) -> String {
 
 /// Like SIGHUP, through the admin listener (no pid file needed), and
 /// says whether the new config was taken.
-pub fn reload(config_path: Option<&Path>, _a: ReloadArgs) -> ExitCode {
-    let config = match super::load_config(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    match super::admin::call(&config, "POST", "/v1/reload", None) {
-        Ok((200, _)) => {
+pub fn reload(config_path: Option<&Path>, _a: ReloadArgs) -> Outcome {
+    let config = super::load_config(config_path)?;
+    match super::admin::call(&config, "POST", "/v1/reload", None).map_err(CmdError::failure)? {
+        (200, _) => {
             println!("reloaded");
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Ok((_, body)) => {
+        (_, body) => {
             let msg = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| v["error"].as_str().map(str::to_string))
                 .unwrap_or(body);
-            eprintln!("error: {msg}");
-            ExitCode::from(super::EXIT_FINDINGS)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(super::EXIT_FAILURE)
+            Err(CmdError::findings(msg))
         }
     }
 }

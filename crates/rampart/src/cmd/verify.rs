@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use rampart_verify::{Options, RunError, Status};
 
-use super::{EXIT_FAILURE, EXIT_FINDINGS, EXIT_USAGE};
+use super::{CmdError, EXIT_FINDINGS, Outcome};
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
@@ -31,42 +31,31 @@ pub struct VerifyArgs {
     json: bool,
 }
 
-pub fn verify(a: VerifyArgs) -> ExitCode {
+pub fn verify(a: VerifyArgs) -> Outcome {
     let opts = Options {
         url: a.url,
         resolve: a.resolve,
         ca: a.ca,
         http_port: a.http_port,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-    let checks = match runtime.block_on(rampart_verify::run(&opts)) {
-        Ok(checks) => checks,
-        Err(RunError::Usage(m)) => {
-            eprintln!("error: {m}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-        Err(RunError::Unreachable(m)) => {
-            eprintln!("error: {m}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
+        .map_err(|e| CmdError::failure(format!("cannot start the async runtime: {e}")))?;
+    let checks = runtime
+        .block_on(rampart_verify::run(&opts))
+        .map_err(|e| match e {
+            RunError::Usage(m) => CmdError::usage(m),
+            RunError::Unreachable(m) => CmdError::failure(m),
+        })?;
     if a.json {
         print!("{}", rampart_verify::render_json(&checks));
     } else {
         print!("{}", rampart_verify::render_table(&checks));
     }
-    if checks.iter().any(|c| c.status == Status::Fail) {
+    Ok(if checks.iter().any(|c| c.status == Status::Fail) {
         ExitCode::from(EXIT_FINDINGS)
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
