@@ -38,9 +38,10 @@ pub struct ListenConfig {
     pub idle_timeout: Duration,
     /// The longest silence inside a request body (slow uploads).
     pub client_body_timeout: Duration,
-    /// Bytes per second a request body must average once
-    /// `client_body_grace` is over ("0" turns the check off): an upload
-    /// that crawls gets 408.
+    /// Bytes per second a request body must keep up once
+    /// `client_body_grace` is over, on average and in each successive
+    /// period of `client_body_grace` ("0" turns the check off): an upload
+    /// that crawls gets 408 (`stage::body_pace`).
     pub client_body_min_rate: ByteSize,
     pub client_body_grace: Duration,
     /// A response stream whose client accepts no bytes for this long is
