@@ -57,6 +57,9 @@ pub struct ListenConfig {
     /// Memory one client address's buffered bodies (requests received
     /// whole, Odoo's answers drained) may keep before they are spooled.
     pub buffer_memory_per_client: ByteSize,
+    /// Memory all buffered bodies together may keep; past it they go to
+    /// the spool (as past a client's own share).
+    pub buffer_memory_max: ByteSize,
     /// SIGTERM waits this long for in-flight requests and tunnels.
     pub shutdown_grace: Duration,
 }
@@ -83,6 +86,7 @@ impl Default for ListenConfig {
             spool_max: ByteSize::mib(4096),
             spool_per_client: None,
             buffer_memory_per_client: ByteSize::mib(16),
+            buffer_memory_max: ByteSize::mib(256),
             shutdown_grace: Duration::from_secs(30),
         }
     }

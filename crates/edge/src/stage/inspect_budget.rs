@@ -166,7 +166,14 @@ mod tests {
     #[tokio::test]
     async fn a_spooled_body_is_charged_only_while_loaded() {
         let state = std::env::temp_dir().join(format!("rampart-inspect-{}", std::process::id()));
-        let spool = crate::spool::Spool::open(&state, 1 << 20, 1 << 20, 1 << 20).unwrap();
+        let spool = crate::spool::Spool::open(
+            &state,
+            1 << 20,
+            1 << 20,
+            crate::body_memory::BodyMemory::new(1 << 20, 1 << 20),
+            16,
+        )
+        .unwrap();
         let budget: &'static Budget = Box::leak(Box::new(Budget::new(10, 25)));
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let mut f = spool.create(a).await.unwrap();
