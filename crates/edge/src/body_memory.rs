@@ -1,4 +1,4 @@
-//! Memory that buffered bodies hold, per client address.
+//! Memory that buffered bodies hold, per client address and in all.
 //!
 //! Request bodies are received whole and Odoo's answers drained as fast as
 //! Odoo writes them, each kept in memory up to a small size and spooled past
@@ -10,6 +10,11 @@
 //! disk share), and when that is spent too, Odoo's answer waits for the
 //! client as a plain stream would — holding only that client's own upstream
 //! slots, which are capped per client already.
+//!
+//! Shares alone let enough addresses together spend the process's memory
+//! (red team 3: 20 addresses × 200 queued 60 KiB bodies, 24 MB → 327 MB),
+//! so all bodies together keep at most `buffer_memory_max`; past it every
+//! client's bodies go to the spool, as past its own share.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,6 +26,8 @@ use tokio::sync::Notify;
 
 pub struct BodyMemory {
     per_client: usize,
+    /// All clients together (`buffer_memory_max`).
+    max: usize,
     clients: Mutex<HashMap<IpAddr, usize>>,
     total: AtomicUsize,
     /// `total`, for metrics.
@@ -31,9 +38,10 @@ pub struct BodyMemory {
 }
 
 impl BodyMemory {
-    pub fn new(per_client: usize) -> BodyMemory {
+    pub fn new(per_client: usize, max: usize) -> BodyMemory {
         BodyMemory {
             per_client,
+            max,
             clients: Mutex::new(HashMap::new()),
             total: AtomicUsize::new(0),
             gauge: Gauge::default(),
@@ -49,7 +57,7 @@ impl BodyMemory {
     pub fn try_take(&self, owner: IpAddr, n: usize) -> bool {
         let mut clients = self.lock();
         let mine = clients.get(&owner).copied().unwrap_or(0);
-        if mine.saturating_add(n) > self.per_client {
+        if mine.saturating_add(n) > self.per_client || self.used().saturating_add(n) > self.max {
             return false;
         }
         clients.insert(owner, mine + n);
@@ -72,7 +80,7 @@ impl BodyMemory {
 
     /// Whether `owner` may keep more in memory.
     pub fn has_room(&self, owner: IpAddr) -> bool {
-        self.lock().get(&owner).copied().unwrap_or(0) < self.per_client
+        self.lock().get(&owner).copied().unwrap_or(0) < self.per_client && self.used() < self.max
     }
 
     pub fn give_back(&self, owner: IpAddr, n: usize) {
@@ -146,7 +154,7 @@ mod tests {
 
     #[test]
     fn one_client_cannot_take_more_than_its_share_and_others_keep_theirs() {
-        let m = BodyMemory::new(100);
+        let m = BodyMemory::new(100, 1000);
         assert!(m.try_take(A, 60));
         assert!(m.try_take(A, 40));
         assert!(!m.try_take(A, 1), "A's share is spent");
@@ -165,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_charge_gives_its_bytes_back_when_dropped() {
-        let m = Arc::new(BodyMemory::new(100));
+        let m = Arc::new(BodyMemory::new(100, 1000));
         {
             let mut c = Charge::new(m.clone(), A);
             assert!(c.try_add(70));
@@ -174,5 +182,19 @@ mod tests {
         }
         assert_eq!(m.used(), 0);
         assert!(m.try_take(A, 100));
+    }
+
+    #[test]
+    fn all_clients_together_stay_under_the_ceiling() {
+        let m = BodyMemory::new(100, 250);
+        assert!(m.try_take(A, 100));
+        assert!(m.try_take(B, 100));
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        assert!(!m.try_take(c, 51), "over the process's ceiling");
+        assert!(m.try_take(c, 50));
+        assert!(!m.has_room(c), "C's share has room, the process has none");
+        m.give_back(A, 100);
+        assert!(m.has_room(c));
+        assert!(m.try_take(c, 50));
     }
 }

@@ -38,9 +38,10 @@ pub struct ListenConfig {
     pub idle_timeout: Duration,
     /// The longest silence inside a request body (slow uploads).
     pub client_body_timeout: Duration,
-    /// Bytes per second a request body must average once
-    /// `client_body_grace` is over ("0" turns the check off): an upload
-    /// that crawls gets 408.
+    /// Bytes per second a request body must keep up once
+    /// `client_body_grace` is over, on average and in each successive
+    /// period of `client_body_grace` ("0" turns the check off): an upload
+    /// that crawls gets 408 (`stage::body_pace`).
     pub client_body_min_rate: ByteSize,
     pub client_body_grace: Duration,
     /// A response stream whose client accepts no bytes for this long is
@@ -56,6 +57,9 @@ pub struct ListenConfig {
     /// Memory one client address's buffered bodies (requests received
     /// whole, Odoo's answers drained) may keep before they are spooled.
     pub buffer_memory_per_client: ByteSize,
+    /// Memory all buffered bodies together may keep; past it they go to
+    /// the spool (as past a client's own share).
+    pub buffer_memory_max: ByteSize,
     /// SIGTERM waits this long for in-flight requests and tunnels.
     pub shutdown_grace: Duration,
 }
@@ -82,6 +86,7 @@ impl Default for ListenConfig {
             spool_max: ByteSize::mib(4096),
             spool_per_client: None,
             buffer_memory_per_client: ByteSize::mib(16),
+            buffer_memory_max: ByteSize::mib(256),
             shutdown_grace: Duration::from_secs(30),
         }
     }

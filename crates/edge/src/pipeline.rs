@@ -314,13 +314,40 @@ async fn phases(
             // The db service, RPC logins and object calls' credentials
             // hide in the body: read it first, with Odoo's parsers' eyes.
             let reads = guard::reads_body(&parts.method, &path.lower);
-            // Bodies held for inspection are bounded per client and overall.
-            let _held = if reads {
-                let need =
-                    inspect_budget::needed(request_body::declared_length(&parts.headers), INSPECT);
-                match inspect_budget::Budget::global().reserve(ctx.client, need) {
-                    Some(r) => Some(r),
-                    None => {
+            let (body, decision, loaded) = if reads {
+                // Received whole like any upload (memory, then the spool,
+                // at the minimum pace), then read.
+                let limits = body_limits(rt, &site);
+                let received = match request_body::receive(
+                    incoming,
+                    &parts.headers,
+                    limits,
+                    &shared.spool,
+                    ctx.client,
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(e) => return body_error_page(e),
+                };
+                let (d, loaded) = match inspect_budget::load(&received, ctx.client, INSPECT).await {
+                    Ok(Some(loaded)) => {
+                        let d = classify_off_thread(
+                            &parts.method,
+                            &path.lower,
+                            &parts.headers,
+                            &loaded.bytes,
+                        )
+                        .await;
+                        (d, Some(loaded))
+                    }
+                    // Too large to read here (an attachment sent through
+                    // execute_kw): judged unreadable, so it fails closed.
+                    Ok(None) => (
+                        guard::classify(&parts.method, &path.lower, &parts.headers, None),
+                        None,
+                    ),
+                    Err(inspect_budget::LoadError::Busy) => {
                         let mut r = pages::error(
                             StatusCode::SERVICE_UNAVAILABLE,
                             "Too many large requests in progress from your address: retry in a moment.",
@@ -329,31 +356,17 @@ async fn phases(
                             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                         return r;
                     }
-                }
-            } else {
-                None
-            };
-            let (body, decision) = if reads {
-                let limit = site.config.max_body.get();
-                let idle = rt.listen.client_body_timeout.get();
-                match request_body::prepare(incoming, &parts.headers, limit, idle, INSPECT).await {
-                    Ok(Prepared::Whole(bytes)) => {
-                        let d =
-                            classify_off_thread(&parts.method, &path.lower, &parts.headers, &bytes)
-                                .await;
-                        (ReqBody::Read(Prepared::Whole(bytes)), d)
+                    Err(inspect_budget::LoadError::Io(e)) => {
+                        return body_error_page(BodyError::Spool {
+                            full: false,
+                            why: e.to_string(),
+                        });
                     }
-                    // Too large to read here (an attachment sent through
-                    // execute_kw): judged unreadable, so it fails closed.
-                    Ok(Prepared::Streaming(b)) => {
-                        let d = guard::classify(&parts.method, &path.lower, &parts.headers, None);
-                        (ReqBody::Read(Prepared::Streaming(b)), d)
-                    }
-                    Err(e) => return body_error_page(e),
-                }
+                };
+                (ReqBody::Received(received), d, loaded)
             } else {
                 let d = guard::classify(&parts.method, &path.lower, &parts.headers, None);
-                (ReqBody::Unread(incoming), d)
+                (ReqBody::Unread(incoming), d, None)
             };
             if let Some(why) = decision.refuse {
                 return pages::error(StatusCode::BAD_REQUEST, &format!("Bad request: {why}."));
@@ -369,12 +382,10 @@ async fn phases(
             let attempt = match decision.check {
                 None => None,
                 Some(check) => {
-                    let login = decision.login.clone().or_else(|| match &body {
-                        ReqBody::Read(Prepared::Whole(b))
-                            if check == guard::LoginRoute::WebLogin =>
-                        {
+                    let login = decision.login.clone().or_else(|| match &loaded {
+                        Some(l) if check == guard::LoginRoute::WebLogin => {
                             let ct = parts.headers.get(header::CONTENT_TYPE);
-                            guard::form_login(parts.uri.query(), ct.map(|v| v.as_bytes()), b)
+                            guard::form_login(parts.uri.query(), ct.map(|v| v.as_bytes()), &l.bytes)
                         }
                         _ => None,
                     });
@@ -427,6 +438,8 @@ async fn phases(
                     }
                 }
             };
+            // The bytes read are not needed past the guard's decision.
+            drop(loaded);
             // An account under attack from elsewhere: slowed from here.
             if let Some(wait) = attempt.as_ref().and_then(LoginAttempt::delay) {
                 tokio::time::sleep(wait).await;
@@ -554,6 +567,16 @@ async fn read_small(mut b: Body) -> Option<Bytes> {
     Some(buf.freeze())
 }
 
+/// How request bodies received whole are bounded.
+fn body_limits(rt: &Runtime, site: &SiteRuntime) -> request_body::Limits {
+    request_body::Limits {
+        max_body: site.config.max_body.get(),
+        idle: rt.listen.client_body_timeout.get(),
+        min_rate: rt.listen.client_body_min_rate.get(),
+        grace: rt.listen.client_body_grace.get(),
+    }
+}
+
 /// RPC bodies up to this size are read whole to find the `db` service,
 /// login calls and object calls' credentials.
 const INSPECT: usize = 8 * 1024 * 1024;
@@ -674,8 +697,8 @@ struct Target<'a> {
 enum ReqBody {
     /// Not read yet.
     Unread(Incoming),
-    /// Read (whole, or its first part) by a stage that had to look inside.
-    Read(Prepared),
+    /// Received whole by a stage that had to look inside.
+    Received(Received),
 }
 
 async fn proxy(
@@ -696,20 +719,14 @@ async fn proxy(
     let cfg = &site.config;
     // The body first: a slow client must not hold an Odoo slot.
     let body = match body {
-        ReqBody::Read(Prepared::Whole(b)) => Outgoing::Whole(Received::Memory(b, None)),
-        ReqBody::Read(Prepared::Streaming(b)) => Outgoing::Streaming(b),
+        ReqBody::Received(r) => Outgoing::Whole(r),
         ReqBody::Unread(inc) => {
             let lower = normalize::canonical_path(parts.uri.path())
                 .map(|p| p.lower)
                 .unwrap_or_default();
             let listen = &rt.listen;
             let got = if cfg.buffers_request(&lower) {
-                let limits = request_body::Limits {
-                    max_body: cfg.max_body.get(),
-                    idle: listen.client_body_timeout.get(),
-                    min_rate: listen.client_body_min_rate.get(),
-                    grace: listen.client_body_grace.get(),
-                };
+                let limits = body_limits(rt, site);
                 request_body::receive(inc, &parts.headers, limits, &shared.spool, ctx.client)
                     .await
                     .map(Outgoing::Whole)

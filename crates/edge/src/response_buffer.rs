@@ -481,7 +481,17 @@ mod tests {
                 .unwrap()
                 .as_nanos()
         ));
-        (Spool::open(&d, 1 << 30, 1 << 30, 1 << 30).unwrap(), d)
+        (
+            Spool::open(
+                &d,
+                1 << 30,
+                1 << 30,
+                BodyMemory::new(1 << 30, 1 << 30),
+                1000,
+            )
+            .unwrap(),
+            d,
+        )
     }
 
     fn odoo(
@@ -595,7 +605,7 @@ mod tests {
                 .unwrap()
                 .as_nanos()
         ));
-        let spool = Spool::open(&d, 1 << 30, 0, 300_000).unwrap();
+        let spool = Spool::open(&d, 1 << 30, 0, BodyMemory::new(300_000, 1 << 30), 1000).unwrap();
         const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
         let pool = Pool::new(&["a:1".into()], 8, 8, Duration::from_millis(10));
         let settings = |client| Settings {

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::access_log::AccessLog;
 use crate::body::Body;
+use crate::body_memory::BodyMemory;
 use crate::config::{ListenConfig, LogConfig, SiteConfig};
 use crate::headers::security::HeaderSet;
 use crate::io::{Activity, Tracked, idle};
@@ -264,7 +265,11 @@ impl Edge {
             &cfg.state_dir,
             cfg.listen.spool_max.get(),
             per_client,
-            usize::try_from(cfg.listen.buffer_memory_per_client.get()).unwrap_or(usize::MAX),
+            BodyMemory::new(
+                usize::try_from(cfg.listen.buffer_memory_per_client.get()).unwrap_or(usize::MAX),
+                usize::try_from(cfg.listen.buffer_memory_max.get()).unwrap_or(usize::MAX),
+            ),
+            crate::spool::files_max(),
         )
         .map_err(|e| {
             EdgeError(format!(

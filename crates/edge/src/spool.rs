@@ -10,6 +10,14 @@
 //! it per client address (`spool_per_client`), so one client cannot fill
 //! the spool for everyone: a write that would go over either fails like a
 //! full disk.
+//!
+//! Each open spool file is a file descriptor. One address holds at most
+//! `FILES_PER_CLIENT`, and all together at most a quarter of the process's
+//! RLIMIT_NOFILE soft limit (`files_max_for_limit`), so that many
+//! addresses cannot spend the descriptors connections need (red team 3:
+//! ~220 addresses × 256 files = LimitNOFILE 65536). Past either, a request
+//! body that needs a file gets 507 and an answer that would be spooled is
+//! served at its client's pace, holding only that client's slot.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -33,13 +41,21 @@ pub struct Spool {
     clients: Mutex<HashMap<IpAddr, u64>>,
     /// Spool files open per client: each is a file descriptor, and many
     /// HTTP/2 streams from one address must not spend the process's.
-    files: Mutex<HashMap<IpAddr, usize>>,
+    files: Mutex<Files>,
+    /// Spool files all clients together may have open.
+    files_max: usize,
     next: AtomicU64,
     /// Bytes written to spool files, for metrics.
     pub written: Counter,
     /// What buffered bodies keep in memory before they are spooled, per
     /// client: charged here so that one set of shares covers both.
     pub memory: Arc<BodyMemory>,
+}
+
+#[derive(Default)]
+struct Files {
+    by_client: HashMap<IpAddr, usize>,
+    total: usize,
 }
 
 /// The spool budget is spent, or the disk is full.
@@ -60,7 +76,8 @@ impl Spool {
         state_dir: &Path,
         budget: u64,
         per_client: u64,
-        memory_per_client: usize,
+        memory: BodyMemory,
+        files_max: usize,
     ) -> io::Result<Arc<Spool>> {
         let dir = state_dir.join("spool");
         std::fs::DirBuilder::new()
@@ -94,9 +111,10 @@ impl Spool {
             per_client,
             clients: Mutex::default(),
             files: Mutex::default(),
+            files_max,
             next: AtomicU64::new(0),
             written: Counter::default(),
-            memory: Arc::new(BodyMemory::new(memory_per_client)),
+            memory: Arc::new(memory),
         }))
     }
 
@@ -189,6 +207,29 @@ pub struct SpoolFile {
 /// Spool files one client address may have open at once.
 pub const FILES_PER_CLIENT: usize = 256;
 
+/// Spool files all clients may have open at once: a quarter of the
+/// RLIMIT_NOFILE soft limit (read with the `libc` crate, already in the
+/// tree), leaving the rest to connections, upstream sockets and files.
+pub fn files_max() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    };
+    files_max_for_limit(soft)
+}
+
+/// A quarter of `soft` descriptors, at least 16 (an infinite limit counts
+/// as 4 million).
+pub fn files_max_for_limit(soft: u64) -> usize {
+    usize::try_from((soft.min(1 << 22) / 4).max(16)).unwrap_or(usize::MAX)
+}
+
 /// One of a client's `FILES_PER_CLIENT`, given back when dropped.
 struct FileSlot {
     spool: Arc<Spool>,
@@ -199,11 +240,15 @@ impl FileSlot {
     fn take(spool: Arc<Spool>, owner: IpAddr) -> Option<FileSlot> {
         {
             let mut files = spool.files.lock().expect("spool lock");
-            let mine = files.entry(owner).or_insert(0);
+            if files.total >= spool.files_max {
+                return None;
+            }
+            let mine = files.by_client.entry(owner).or_insert(0);
             if *mine >= FILES_PER_CLIENT {
                 return None;
             }
             *mine += 1;
+            files.total += 1;
         }
         Some(FileSlot { spool, owner })
     }
@@ -212,10 +257,11 @@ impl FileSlot {
 impl Drop for FileSlot {
     fn drop(&mut self) {
         let mut files = self.spool.files.lock().expect("spool lock");
-        if let Some(mine) = files.get_mut(&self.owner) {
+        files.total -= 1;
+        if let Some(mine) = files.by_client.get_mut(&self.owner) {
             *mine -= 1;
             if *mine == 0 {
-                files.remove(&self.owner);
+                files.by_client.remove(&self.owner);
             }
         }
     }
@@ -327,7 +373,7 @@ mod tests {
         let state = temp();
         std::fs::create_dir_all(state.join("spool")).unwrap();
         std::fs::write(state.join("spool").join("123-4"), b"left by a kill -9").unwrap();
-        let spool = Spool::open(&state, 16, 10, 1 << 20).unwrap();
+        let spool = Spool::open(&state, 16, 10, BodyMemory::new(1 << 20, 1 << 20), 1000).unwrap();
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         assert_eq!(
             std::fs::read_dir(spool.dir()).unwrap().count(),
@@ -367,7 +413,14 @@ mod tests {
         // Each spool file is a descriptor: many unread HTTP/2 answers from
         // one address must not spend the process's.
         let state = temp();
-        let spool = Spool::open(&state, 1 << 30, 1 << 30, 1 << 20).unwrap();
+        let spool = Spool::open(
+            &state,
+            1 << 30,
+            1 << 30,
+            BodyMemory::new(1 << 20, 1 << 20),
+            1000,
+        )
+        .unwrap();
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let mut held = Vec::new();
         for _ in 0..FILES_PER_CLIENT {
@@ -385,6 +438,32 @@ mod tests {
             .create(a)
             .await
             .expect("a closed file gives its place back");
+        std::fs::remove_dir_all(state).unwrap();
+    }
+
+    #[tokio::test]
+    async fn all_clients_together_hold_at_most_files_max() {
+        let state = temp();
+        let spool = Spool::open(&state, 1 << 30, 1 << 30, BodyMemory::new(1, 1), 3).unwrap();
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let f1 = spool.create(a).await.unwrap();
+        let _f2 = spool.create(a).await.unwrap();
+        let _f3 = spool.create(b).await.unwrap();
+        let e = spool
+            .create(b)
+            .await
+            .err()
+            .expect("over the process's files");
+        assert!(is_full(&e), "{e}");
+        drop(f1);
+        spool
+            .create(b)
+            .await
+            .expect("a closed file gives its place back");
+        assert_eq!(files_max_for_limit(65536), 16384);
+        assert_eq!(files_max_for_limit(1024), 256);
+        assert_eq!(files_max_for_limit(20), 16);
+        assert_eq!(files_max_for_limit(u64::MAX), 1 << 20);
         std::fs::remove_dir_all(state).unwrap();
     }
 }

@@ -118,7 +118,6 @@ async fn reset_http2_streams_keep_their_slot_until_odoo_is_done() {
 const INSPECT_LEN: usize = 8 * 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "redteam3: 8 addresses holding the process-wide RPC inspection budget with no bytes shut every other user's call_kw out (503)"]
 async fn a_few_addresses_cannot_take_the_whole_inspection_budget() {
     let fixture = OdooFixture::start().await;
     let r = Rampart::start(Setup::site(Site::new(HOST, &fixture))).await;
@@ -158,7 +157,6 @@ async fn a_few_addresses_cannot_take_the_whole_inspection_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "redteam3: RPC bodies held for inspection have no minimum receive rate (only the 60 s silence limit)"]
 async fn a_crawling_rpc_body_gets_408_like_any_other_upload() {
     let fixture = OdooFixture::start().await;
     let mut setup = Setup::site(Site::new(HOST, &fixture));
@@ -258,7 +256,6 @@ async fn abandoned_password_checks_are_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "redteam3: uploads sent fast then 1 byte at a time keep the whole-body average above client_body_min_rate and hold the process-wide spool (507 for everyone)"]
 async fn front_loaded_uploads_cannot_hold_the_whole_spool() {
     let fixture = OdooFixture::start().await;
     let mut setup = Setup::site(Site::new(HOST, &fixture).extra("max_body = \"1MiB\""));

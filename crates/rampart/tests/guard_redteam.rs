@@ -393,62 +393,63 @@ async fn xml_with_many_attributes_is_uncertain() {
 }
 
 /// Red team 6c: RPC bodies held for inspection had no per-client budget
-/// (40 connections × 7 MiB from one address held 300 MB). Four 7 MiB
-/// bodies in flight fill one address's 32 MiB; the fifth is refused at
-/// once, before its body is read.
+/// (40 connections × 7 MiB from one address held 300 MB). They are
+/// received like any upload (red team 3: a budget reserved on the
+/// declared length let addresses sending nothing hold it), so one
+/// address's bodies are bounded by its spool share: with 16 MiB, two
+/// 7 MiB bodies held one byte short fit, a third is refused (507).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_hold_unbounded_bodies_for_inspection() {
     use std::time::Duration;
     let fixture = OdooFixture::start().await;
-    let r = start(&fixture, 3).await;
+    let r = Rampart::start(Setup {
+        sites: vec![Site::new(HOST, &fixture)],
+        listen:
+            "spool_per_client = \"16MiB\"\n[guard]\nrate = { per_second = 5000, burst = 5000 }\n"
+                .into(),
+        ..Setup::default()
+    })
+    .await;
     let ca = r.ca_path();
-    // Headers only: the bodies never come, the reservations stay held.
-    let head = format!(
-        "POST /jsonrpc HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{",
-        7 * 1024 * 1024
-    );
+    let len = 7 * 1024 * 1024;
+    let mut held = format!(
+        "POST /jsonrpc HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n{{"
+    )
+    .into_bytes();
+    held.extend(std::iter::repeat_n(b' ', len - 2));
     let mut holders = Vec::new();
-    for _ in 0..4 {
-        let (addr, ca, head) = (r.https, ca.clone(), head.clone());
+    for _ in 0..2 {
+        let (addr, ca, held) = (r.https, ca.clone(), held.clone());
         holders.push(tokio::spawn(async move {
-            rampart_testkit::raw_exchange(
-                addr,
-                Some((&ca, HOST)),
-                head.as_bytes(),
-                Duration::from_secs(8),
-            )
-            .await
+            rampart_testkit::raw_exchange(addr, Some((&ca, HOST)), &held, Duration::from_secs(8))
+                .await
         }));
     }
-    // Give the four time to be read up to their bodies (not a speed
-    // assertion: a slow machine only makes the fifth wait too).
-    let mut answer = Vec::new();
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        answer = rampart_testkit::raw_exchange(
-            r.https,
-            Some((&ca, HOST)),
-            head.as_bytes(),
-            Duration::from_secs(2),
-        )
-        .await;
-        if answer.starts_with(b"HTTP/1.1 503") {
+    // Wait until both are spooled (not a speed assertion).
+    for _ in 0..60 {
+        if metric(&r.metrics().await, "rampart_spooled_bytes") >= 2.0 * (len - 70_000) as f64 {
             break;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let answer =
+        rampart_testkit::raw_exchange(r.https, Some((&ca, HOST)), &held, Duration::from_secs(5))
+            .await;
     let text = String::from_utf8_lossy(&answer);
     assert!(
-        text.starts_with("HTTP/1.1 503"),
-        "the fifth body was accepted: {:?}",
+        text.starts_with("HTTP/1.1 507"),
+        "the third body was accepted: {:?}",
         text.lines().next()
     );
     for h in holders {
         let raw = h.await.unwrap();
         assert!(
-            !raw.starts_with(b"HTTP/1.1 503"),
-            "one of the first four was refused"
+            !raw.starts_with(b"HTTP/1.1 5"),
+            "one of the first two was refused: {:?}",
+            String::from_utf8_lossy(&raw).lines().next()
         );
     }
+    assert_eq!(fixture.count("/jsonrpc"), 0, "Odoo saw no partial body");
     // Released when the connections are gone: a small call goes through.
     let (status, _) = send(
         &r,

@@ -1,15 +1,21 @@
-//! Memory for RPC bodies held whole while the guard reads them (stage 5),
-//! bounded per client address and overall: without it one address opening
-//! 40 connections of 7 MiB each held 300 MB. A request over either budget
-//! is answered 503 before its body is read.
+//! Memory for RPC bodies the guard reads whole (stage 5), bounded per
+//! client address and overall: without it one address opening 40
+//! connections of 7 MiB each held 300 MB.
 //!
-//! The reservation is taken up front (the declared length, or the whole
-//! inspection limit when the length is not declared) and released when
-//! the request is done with the body.
+//! Such a body is first received like any upload (`request_body::receive`:
+//! memory, then the spool, at the minimum pace), and only once it is
+//! complete is it loaded here for reading, charged with its real length.
+//! A reservation taken on the declared length before any byte came let 8
+//! addresses sending nothing hold the whole budget (red team 3). A body
+//! that would go over either budget is answered 503.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
+
+use bytes::Bytes;
+
+use crate::stage::request_body::Received;
 
 /// Bytes of inspected bodies one client address may hold at once.
 pub const PER_CLIENT: u64 = 32 * 1024 * 1024;
@@ -83,10 +89,57 @@ impl Drop for Reservation {
     }
 }
 
-/// What a body about to be inspected reserves: its declared length (it
-/// cannot be longer: hyper enforces it), else the whole inspection limit.
-pub fn needed(declared: Option<u64>, inspect: usize) -> u64 {
-    declared.unwrap_or(inspect as u64).min(inspect as u64)
+/// A received body's bytes, in memory while the guard reads them.
+pub struct Loaded {
+    pub bytes: Bytes,
+    _held: Option<Reservation>,
+}
+
+pub enum LoadError {
+    /// Over the client's or the process's budget.
+    Busy,
+    Io(std::io::Error),
+}
+
+/// The bytes of a received body for the guard to read, or None when it is
+/// longer than `limit` (too large to read here). A body kept in memory is
+/// already charged to its client's memory share; a spooled one is read
+/// back and charged here while it is read.
+pub async fn load(
+    received: &Received,
+    client: IpAddr,
+    limit: usize,
+) -> Result<Option<Loaded>, LoadError> {
+    load_with(Budget::global(), received, client, limit).await
+}
+
+async fn load_with(
+    budget: &'static Budget,
+    received: &Received,
+    client: IpAddr,
+    limit: usize,
+) -> Result<Option<Loaded>, LoadError> {
+    if received.len() > limit as u64 {
+        return Ok(None);
+    }
+    match received {
+        Received::Memory(b, _) => Ok(Some(Loaded {
+            bytes: b.clone(),
+            _held: None,
+        })),
+        Received::Spooled(f) => {
+            let held = budget.reserve(client, f.len()).ok_or(LoadError::Busy)?;
+            let len = usize::try_from(f.len()).expect("at most the inspection limit");
+            let bytes = f.reader().read_at(0, len).await.map_err(LoadError::Io)?;
+            if bytes.len() != len {
+                return Err(LoadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(Some(Loaded {
+                bytes,
+                _held: Some(held),
+            }))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -108,8 +161,48 @@ mod tests {
         assert!(budget.reserve(c, 6).is_some());
         drop(r2);
         assert!(!budget.held.lock().unwrap().by_client.contains_key(&a));
-        assert_eq!(needed(Some(5), 8), 5);
-        assert_eq!(needed(Some(50), 8), 8);
-        assert_eq!(needed(None, 8), 8);
+    }
+
+    #[tokio::test]
+    async fn a_spooled_body_is_charged_only_while_loaded() {
+        let state = std::env::temp_dir().join(format!("rampart-inspect-{}", std::process::id()));
+        let spool = crate::spool::Spool::open(
+            &state,
+            1 << 20,
+            1 << 20,
+            crate::body_memory::BodyMemory::new(1 << 20, 1 << 20),
+            16,
+        )
+        .unwrap();
+        let budget: &'static Budget = Box::leak(Box::new(Budget::new(10, 25)));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut f = spool.create(a).await.unwrap();
+        f.append(Bytes::from_static(b"0123456789")).await.unwrap();
+        let body = Received::Spooled(f);
+        assert_eq!(
+            budget.held.lock().unwrap().total,
+            0,
+            "nothing held while it arrived"
+        );
+        let loaded = load_with(budget, &body, a, 16)
+            .await
+            .ok()
+            .flatten()
+            .unwrap();
+        assert_eq!(&loaded.bytes[..], b"0123456789");
+        assert!(matches!(
+            load_with(budget, &body, a, 16).await,
+            Err(LoadError::Busy)
+        ));
+        drop(loaded);
+        assert_eq!(budget.held.lock().unwrap().total, 0);
+        assert!(
+            matches!(load_with(budget, &body, a, 9).await, Ok(None)),
+            "over the limit"
+        );
+        let mem = Received::Memory(Bytes::from_static(b"abc"), None);
+        let l = load_with(budget, &mem, a, 16).await.ok().flatten().unwrap();
+        assert_eq!(&l.bytes[..], b"abc");
+        std::fs::remove_dir_all(state).unwrap();
     }
 }

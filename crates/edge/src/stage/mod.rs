@@ -2,6 +2,7 @@
 //! order is composed in one place only: `crate::pipeline`.
 
 pub mod accel;
+pub mod body_pace;
 pub mod cache;
 pub mod compress;
 pub mod exchange;

@@ -5,8 +5,11 @@
 //! `max_body`. Odoo's prefork workers read the body themselves, so a body
 //! streamed to Odoo at the client's pace would hold a worker for as long
 //! as the client likes. A malformed chunked body is refused with 400
-//! before any upstream sees a byte, a body that crawls below the minimum
-//! rate gets 408, and Odoo gets a Content-Length. Paths a site lists in
+//! before any upstream sees a byte, a body that falls below the minimum
+//! pace (`body_pace`: on average and in every window) gets 408, and Odoo
+//! gets a Content-Length. RPC bodies the guard reads are received the
+//! same way, so they obey the same pace and the same memory and spool
+//! shares. Paths a site lists in
 //! `request_streaming` keep the old way (`prepare`): the first 64 KiB read
 //! whole, the rest streamed with the limits enforced frame by frame; if
 //! such a body breaks mid-way the upstream request is aborted, so Odoo
@@ -24,6 +27,7 @@ use hyper::body::Incoming;
 use crate::body::{self, Body, BodyTimeout, BodyTooLarge, Guarded};
 use crate::body_memory::Charge;
 use crate::spool::{self, Spool, SpoolFile, SpoolReader};
+use crate::stage::body_pace::{Pace, TooSlow};
 
 /// Bodies up to this size are read whole first.
 pub const PREBUFFER: usize = 64 * 1024;
@@ -82,7 +86,8 @@ pub struct Limits {
     pub max_body: u64,
     /// The longest silence between two pieces.
     pub idle: Duration,
-    /// Bytes per second the body must average once `grace` is over (0: off).
+    /// Bytes per second the body must keep up once `grace` is over, on
+    /// average and in every window of `grace` (`body_pace`; 0: off).
     pub min_rate: u64,
     pub grace: Duration,
 }
@@ -131,33 +136,40 @@ pub async fn receive(
         return Err(BodyError::TooLarge(limits.max_body));
     }
     let start = tokio::time::Instant::now();
+    let mut pace = Pace::new(start, limits.min_rate, limits.grace);
+    let mut last = start;
     let mut buf = BytesMut::new();
     let mut file: Option<SpoolFile> = None;
     let mut charge = Charge::new(spool.memory.clone(), client);
     let mut seen = 0u64;
     while !incoming.is_end_stream() {
-        // By when `seen` bytes must have arrived, at the minimum rate.
-        let earned = (limits.min_rate > 0).then(|| {
-            start + limits.grace + Duration::from_secs_f64(seen as f64 / limits.min_rate as f64)
-        });
-        let now = tokio::time::Instant::now();
-        let wait = match earned {
-            Some(e) if e <= now => return Err(BodyError::TooSlow),
-            Some(e) => limits.idle.min(e - now),
-            None => limits.idle,
-        };
-        let frame = match tokio::time::timeout(wait, incoming.frame()).await {
-            Err(_) if earned.is_some_and(|e| e <= tokio::time::Instant::now()) => {
-                return Err(BodyError::TooSlow);
+        let silent_at = last + limits.idle;
+        let wake = pace
+            .as_ref()
+            .map_or(silent_at, |p| p.next_check().min(silent_at));
+        let frame = match tokio::time::timeout_at(wake, incoming.frame()).await {
+            Err(_) => {
+                let now = tokio::time::Instant::now();
+                if let Some(p) = &mut pace {
+                    p.check(now).map_err(|TooSlow| BodyError::TooSlow)?;
+                }
+                if now >= silent_at {
+                    return Err(BodyError::Timeout);
+                }
+                continue;
             }
-            Err(_) => return Err(BodyError::Timeout),
             Ok(None) => break,
             Ok(Some(Err(e))) => return Err(BodyError::Malformed(e)),
             Ok(Some(Ok(f))) => f,
         };
+        last = tokio::time::Instant::now();
         let Ok(data) = frame.into_data() else {
             continue;
         };
+        if let Some(p) = &mut pace {
+            p.arrived(data.len() as u64, last)
+                .map_err(|TooSlow| BodyError::TooSlow)?;
+        }
         seen += data.len() as u64;
         if seen > limits.max_body {
             linger(incoming);
