@@ -359,7 +359,7 @@ async fn phases(
                     Err(inspect_budget::LoadError::Io(e)) => {
                         return body_error_page(BodyError::Spool {
                             full: false,
-                            why: e.to_string(),
+                            source: e,
                         });
                     }
                 };

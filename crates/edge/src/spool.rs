@@ -208,20 +208,11 @@ pub struct SpoolFile {
 pub const FILES_PER_CLIENT: usize = 256;
 
 /// Spool files all clients may have open at once: a quarter of the
-/// RLIMIT_NOFILE soft limit (read with the `libc` crate, already in the
-/// tree), leaving the rest to connections, upstream sockets and files.
+/// RLIMIT_NOFILE soft limit (read with rustix, already in the tree),
+/// leaving the rest to connections, upstream sockets and files.
 pub fn files_max() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit through a valid pointer.
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        1024
-    };
-    files_max_for_limit(soft)
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    files_max_for_limit(lim.current.unwrap_or(u64::MAX))
 }
 
 /// A quarter of `soft` descriptors, at least 16 (an infinite limit counts

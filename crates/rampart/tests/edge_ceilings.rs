@@ -94,34 +94,27 @@ fn open_spool_files(r: &Rampart) -> usize {
         .count()
 }
 
-/// Lowers this process's soft RLIMIT_NOFILE to `soft` until dropped.
-struct FileLimit(libc::rlimit);
+/// Lowers this process's soft RLIMIT_NOFILE to `soft` until dropped (the
+/// rampart child inherits it at spawn).
+struct FileLimit(rustix::process::Rlimit);
 
 impl FileLimit {
     fn lower_to(soft: u64) -> FileLimit {
-        let mut old = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let old = getrlimit(Resource::Nofile);
+        let current = Some(old.maximum.map_or(soft, |max| soft.min(max)));
+        let new = Rlimit {
+            current,
+            maximum: old.maximum,
         };
-        // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
-        unsafe {
-            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut old), 0);
-            let new = libc::rlimit {
-                rlim_cur: soft.min(old.rlim_max),
-                rlim_max: old.rlim_max,
-            };
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &new), 0);
-        }
+        setrlimit(Resource::Nofile, new).expect("lower RLIMIT_NOFILE");
         FileLimit(old)
     }
 }
 
 impl Drop for FileLimit {
     fn drop(&mut self) {
-        // SAFETY: as above, restoring what getrlimit returned.
-        unsafe {
-            libc::setrlimit(libc::RLIMIT_NOFILE, &self.0);
-        }
+        let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, self.0);
     }
 }
 
