@@ -519,10 +519,21 @@ async fn read_server_frame<R: AsyncRead + Unpin>(reader: &mut R) -> std::io::Res
 
 /// A port that was free a moment ago on 127.0.0.1 (bind :0, read, release).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("cannot bind 127.0.0.1:0")
+    // The kernel may hand the same port out again once its listener is
+    // closed: never give one port twice in this process (a test's http and
+    // admin listeners once got the same one).
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("cannot bind 127.0.0.1:0");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until something accepts TCP connections at `addr`.
