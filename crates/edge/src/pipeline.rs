@@ -831,7 +831,7 @@ async fn proxy(
                             .acquire_avoiding(ctx.who(), Some(&lease.upstream))
                             .await
                     {
-                        tracing::warn!(site = %site.name, upstream = %addr, error = %error_chain(&e), "Odoo refused the connection: trying another upstream");
+                        tracing::warn!(site = %site.name, upstream = %addr, error = %rampart_config::chain::chain(&e), "Odoo refused the connection: trying another upstream");
                         lease = match next {
                             Ok(l) => l,
                             Err(r) => return refused_slot(r, shared, site),
@@ -842,7 +842,7 @@ async fn proxy(
                         continue;
                     }
                 }
-                tracing::warn!(site = %site.name, upstream = %addr, error = %error_chain(&e), "Odoo unreachable");
+                tracing::warn!(site = %site.name, upstream = %addr, error = %rampart_config::chain::chain(&e), "Odoo unreachable");
                 return pages::error(
                     StatusCode::BAD_GATEWAY,
                     "Odoo is not answering. The server may be starting or stopped; please try again shortly.",
@@ -1093,17 +1093,6 @@ fn body_error_page(e: BodyError) -> Response<Body> {
             r
         }
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// The parts of the request line the access log keeps.
