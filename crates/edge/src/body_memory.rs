@@ -21,6 +21,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use ipnet::IpNet;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 
@@ -28,7 +29,7 @@ pub struct BodyMemory {
     per_client: usize,
     /// All clients together (`buffer_memory_max`).
     max: usize,
-    clients: Mutex<HashMap<IpAddr, usize>>,
+    clients: Mutex<HashMap<IpNet, usize>>,
     total: AtomicUsize,
     /// `total`, for metrics.
     pub gauge: Gauge,
@@ -49,12 +50,13 @@ impl BodyMemory {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpNet, usize>> {
         self.clients.lock().expect("body memory lock")
     }
 
     /// Charges `n` bytes to `owner` if its share has room for them.
     pub fn try_take(&self, owner: IpAddr, n: usize) -> bool {
+        let owner = rampart_guard::client_key(owner);
         let mut clients = self.lock();
         let mine = clients.get(&owner).copied().unwrap_or(0);
         if mine.saturating_add(n) > self.per_client || self.used().saturating_add(n) > self.max {
@@ -69,7 +71,10 @@ impl BodyMemory {
     /// drain already holds when neither memory nor the spool can take it
     /// (it then waits with `has_room` before reading more).
     pub fn force_take(&self, owner: IpAddr, n: usize) {
-        *self.lock().entry(owner).or_insert(0) += n;
+        *self
+            .lock()
+            .entry(rampart_guard::client_key(owner))
+            .or_insert(0) += n;
         self.add(n);
     }
 
@@ -80,7 +85,12 @@ impl BodyMemory {
 
     /// Whether `owner` may keep more in memory.
     pub fn has_room(&self, owner: IpAddr) -> bool {
-        self.lock().get(&owner).copied().unwrap_or(0) < self.per_client && self.used() < self.max
+        self.lock()
+            .get(&rampart_guard::client_key(owner))
+            .copied()
+            .unwrap_or(0)
+            < self.per_client
+            && self.used() < self.max
     }
 
     pub fn give_back(&self, owner: IpAddr, n: usize) {
@@ -88,6 +98,7 @@ impl BodyMemory {
             return;
         }
         {
+            let owner = rampart_guard::client_key(owner);
             let mut clients = self.lock();
             if let Some(mine) = clients.get_mut(&owner) {
                 *mine = mine.saturating_sub(n);
@@ -151,6 +162,18 @@ mod tests {
 
     const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+
+    #[test]
+    fn one_ipv6_slash_64_is_one_client() {
+        let m = BodyMemory::new(100, 1000);
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let b: IpAddr = "2001:db8::2".parse().unwrap();
+        assert!(m.try_take(a, 100));
+        assert!(!m.try_take(b, 1), "same /64, same share");
+        assert!(!m.has_room(b));
+        m.give_back(b, 100);
+        assert!(m.lock().is_empty());
+    }
 
     #[test]
     fn one_client_cannot_take_more_than_its_share_and_others_keep_theirs() {

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use ipnet::IpNet;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::body_memory::BodyMemory;
@@ -38,7 +39,7 @@ pub struct Spool {
     budget: u64,
     used: AtomicU64,
     per_client: u64,
-    clients: Mutex<HashMap<IpAddr, u64>>,
+    clients: Mutex<HashMap<IpNet, u64>>,
     /// Spool files open per client: each is a file descriptor, and many
     /// HTTP/2 streams from one address must not spend the process's.
     files: Mutex<Files>,
@@ -54,7 +55,7 @@ pub struct Spool {
 
 #[derive(Default)]
 struct Files {
-    by_client: HashMap<IpAddr, usize>,
+    by_client: HashMap<IpNet, usize>,
     total: usize,
 }
 
@@ -129,6 +130,7 @@ impl Spool {
 
     /// A new, already unlinked, spool file, counted against `owner`'s share.
     pub async fn create(self: &Arc<Self>, owner: IpAddr) -> io::Result<SpoolFile> {
+        let owner = rampart_guard::client_key(owner);
         let slot = FileSlot::take(self.clone(), owner)
             .ok_or_else(|| io::Error::new(io::ErrorKind::StorageFull, SpoolFull))?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -155,7 +157,7 @@ impl Spool {
         })
     }
 
-    fn reserve(&self, owner: IpAddr, n: u64) -> bool {
+    fn reserve(&self, owner: IpNet, n: u64) -> bool {
         let mut clients = self.clients.lock().expect("spool lock");
         let mine = clients.get(&owner).copied().unwrap_or(0);
         if mine.saturating_add(n) > self.per_client {
@@ -173,7 +175,7 @@ impl Spool {
         true
     }
 
-    fn give_back(&self, owner: IpAddr, n: u64) {
+    fn give_back(&self, owner: IpNet, n: u64) {
         if n == 0 {
             return;
         }
@@ -199,7 +201,7 @@ fn libc_o_nofollow() -> i32 {
 pub struct SpoolFile {
     file: Arc<File>,
     len: u64,
-    owner: IpAddr,
+    owner: IpNet,
     spool: Arc<Spool>,
     _slot: FileSlot,
 }
@@ -224,11 +226,11 @@ pub fn files_max_for_limit(soft: u64) -> usize {
 /// One of a client's `FILES_PER_CLIENT`, given back when dropped.
 struct FileSlot {
     spool: Arc<Spool>,
-    owner: IpAddr,
+    owner: IpNet,
 }
 
 impl FileSlot {
-    fn take(spool: Arc<Spool>, owner: IpAddr) -> Option<FileSlot> {
+    fn take(spool: Arc<Spool>, owner: IpNet) -> Option<FileSlot> {
         {
             let mut files = spool.files.lock().expect("spool lock");
             if files.total >= spool.files_max {
@@ -397,6 +399,20 @@ mod tests {
         let mut g = spool.create(a).await.unwrap();
         g.append(Bytes::from_static(b"0123456789")).await.unwrap();
         std::fs::remove_dir_all(&state).unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_ipv6_slash_64_is_one_client() {
+        let state = temp();
+        let spool = Spool::open(&state, 100, 10, BodyMemory::new(1, 1), 1000).unwrap();
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let b: IpAddr = "2001:db8::2".parse().unwrap();
+        let mut f = spool.create(a).await.unwrap();
+        f.append(Bytes::from_static(b"0123456789")).await.unwrap();
+        let mut g = spool.create(b).await.unwrap();
+        let e = g.append(Bytes::from_static(b"!")).await.unwrap_err();
+        assert!(is_full(&e), "same /64, same share: {e}");
+        std::fs::remove_dir_all(state).unwrap();
     }
 
     #[tokio::test]

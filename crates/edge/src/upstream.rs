@@ -21,6 +21,7 @@
 //! `rise` successes; when every upstream is out, requests still try them
 //! (a fresh 502 beats a guess).
 
+use ipnet::IpNet;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -88,7 +89,7 @@ impl Client {
     fn key(&self) -> QKey {
         match self.session {
             Some(s) => QKey::Session(s),
-            None => QKey::Addr(self.addr),
+            None => QKey::Addr(rampart_guard::client_key(self.addr)),
         }
     }
 }
@@ -102,7 +103,9 @@ impl From<IpAddr> for Client {
 /// A fair queue's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum QKey {
-    Addr(IpAddr),
+    /// The guard's unit: an IPv4 address or an IPv6 /64, so rotating
+    /// through one's own /64 does not make fresh queues.
+    Addr(IpNet),
     Session(SessionKey),
 }
 
@@ -141,7 +144,7 @@ struct Queues {
     /// Slots held, per client.
     held: HashMap<QKey, usize>,
     /// Slots held by proven sessions, per address they were used from.
-    session_held: HashMap<IpAddr, usize>,
+    session_held: HashMap<IpNet, usize>,
     /// Waiting requests, per client, and the clients in serving order.
     waiting: HashMap<QKey, VecDeque<Waiter>>,
     ring: VecDeque<QKey>,
@@ -151,14 +154,17 @@ impl Queues {
     fn hold(&mut self, c: &Client) {
         *self.held.entry(c.key()).or_insert(0) += 1;
         if c.session.is_some() {
-            *self.session_held.entry(c.addr).or_insert(0) += 1;
+            *self
+                .session_held
+                .entry(rampart_guard::client_key(c.addr))
+                .or_insert(0) += 1;
         }
     }
 
     fn unhold(&mut self, c: &Client) {
         forget_one(&mut self.held, c.key());
         if c.session.is_some() {
-            forget_one(&mut self.session_held, c.addr);
+            forget_one(&mut self.session_held, rampart_guard::client_key(c.addr));
         }
     }
 
@@ -167,7 +173,12 @@ impl Queues {
     fn under_share(&self, c: &Client, per_client: usize, per_address: usize) -> bool {
         self.held.get(&c.key()).copied().unwrap_or(0) < per_client
             && (c.session.is_none()
-                || self.session_held.get(&c.addr).copied().unwrap_or(0) < per_address)
+                || self
+                    .session_held
+                    .get(&rampart_guard::client_key(c.addr))
+                    .copied()
+                    .unwrap_or(0)
+                    < per_address)
     }
 }
 
@@ -334,7 +345,11 @@ impl Pool {
             let key = client.key();
             let held = q.held.get(&key).copied().unwrap_or(0);
             let address_full = client.session.is_some()
-                && q.session_held.get(&client.addr).copied().unwrap_or(0) >= self.sched.per_address;
+                && q.session_held
+                    .get(&rampart_guard::client_key(client.addr))
+                    .copied()
+                    .unwrap_or(0)
+                    >= self.sched.per_address;
             if self.sched.hard && (held >= self.sched.per_client || address_full) {
                 return Some(Err(Refused::ClientCap));
             }
@@ -666,6 +681,36 @@ mod tests {
         assert!(ws.acquire(session(elsewhere, 9)).await.is_ok());
         drop(held);
         assert!(ws.acquire(session(office, 9)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn one_ipv6_slash_64_is_one_client() {
+        // Rotating through one's own /64 must not make fresh shares.
+        let ws = Pool::new(&["a:1".into()], 8, 1, Duration::from_millis(20)).hard_per_client();
+        let a: IpAddr = "2001:db8:1:2::a".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::b".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::a".parse().unwrap();
+        let _held = ws.acquire(a).await.unwrap();
+        assert_eq!(ws.acquire(b).await.err(), Some(Refused::ClientCap));
+        assert!(
+            ws.acquire(other).await.is_ok(),
+            "another /64 is another client"
+        );
+        let session = |addr: IpAddr, n: u8| Client {
+            addr,
+            session: Some([n; 16]),
+        };
+        let mut held = Vec::new();
+        for n in 0..4u8 {
+            let addr: IpAddr = format!("2001:db8:9:9::{n}").parse().unwrap();
+            held.push(ws.acquire(session(addr, n)).await.unwrap());
+        }
+        let fifth: IpAddr = "2001:db8:9:9::ff".parse().unwrap();
+        assert_eq!(
+            ws.acquire(session(fifth, 9)).await.err(),
+            Some(Refused::ClientCap),
+            "the /64's sessions share one address's bound"
+        );
     }
 
     #[tokio::test]

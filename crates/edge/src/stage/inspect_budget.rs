@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
+use ipnet::IpNet;
 
 use crate::stage::request_body::Received;
 
@@ -24,7 +25,7 @@ pub const TOTAL: u64 = 256 * 1024 * 1024;
 
 #[derive(Default)]
 struct Held {
-    by_client: HashMap<IpAddr, u64>,
+    by_client: HashMap<IpNet, u64>,
     total: u64,
 }
 
@@ -37,7 +38,7 @@ pub struct Budget {
 /// Bytes held for one request; given back when dropped.
 pub struct Reservation {
     budget: &'static Budget,
-    client: IpAddr,
+    client: IpNet,
     bytes: u64,
 }
 
@@ -61,6 +62,7 @@ impl Budget {
 
     /// Holds `bytes` for `client`, or None when either budget would be exceeded.
     pub fn reserve(&'static self, client: IpAddr, bytes: u64) -> Option<Reservation> {
+        let client = rampart_guard::client_key(client);
         let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let mine = h.by_client.get(&client).copied().unwrap_or(0);
         if mine + bytes > self.per_client || h.total + bytes > self.total {
@@ -160,7 +162,25 @@ mod tests {
         drop(r1);
         assert!(budget.reserve(c, 6).is_some());
         drop(r2);
-        assert!(!budget.held.lock().unwrap().by_client.contains_key(&a));
+        assert!(
+            !budget
+                .held
+                .lock()
+                .unwrap()
+                .by_client
+                .contains_key(&rampart_guard::client_key(a))
+        );
+    }
+
+    #[test]
+    fn one_ipv6_slash_64_is_one_client() {
+        let budget: &'static Budget = Box::leak(Box::new(Budget::new(10, 100)));
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let b: IpAddr = "2001:db8::2".parse().unwrap();
+        let other: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        let _r = budget.reserve(a, 8).unwrap();
+        assert!(budget.reserve(b, 8).is_none(), "same /64, same budget");
+        assert!(budget.reserve(other, 8).is_some());
     }
 
     #[tokio::test]
