@@ -1,17 +1,4 @@
-//! Taking, listing and verifying snapshots.
-//!
-//! The dump is stored whole, not chunked: pg_dump -Fc compresses each
-//! table, so chunk-level deduplication between days would only work with
-//! compression off, and an Odoo database is usually small next to its
-//! filestore, which is where the incremental saving is. One object per
-//! dump also keeps restore a single stream and the fault model simple.
-//!
-//! The index entry (plaintext, `index/<id>.json`) is written last; it is
-//! what makes a snapshot exist. It reveals the database name, the time,
-//! object sizes and which blob names (SHA-1 of file contents, already
-//! visible as object names) the snapshot uses: enough to list, verify
-//! presence and prune without the private key. The manifest, with file
-//! names, versions, modules and the dump checksum, is encrypted.
+//! Taking snapshots: dump, filestore blobs, manifest, index entry last.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
@@ -19,18 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
+use super::{FORMAT, FileEntry, IndexEntry, Manifest, check_db_name, odoo_series};
 use crate::config::BackupConfig;
 use crate::filestore;
 use crate::hash::{HashingReader, is_sha1_hex, random_hex, sha1_hex};
 use crate::pg::Pg;
 use crate::progress::{Progress, human_bytes};
-use crate::seal::{Identities, Recipients};
+use crate::seal::Recipients;
 use crate::target::{Payload, Target};
 use anyhow::{Context, Error, Result, bail};
-
-pub const FORMAT: u32 = 1;
 
 /// Files above this are sealed through a spool file instead of memory.
 const IN_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
@@ -39,70 +23,6 @@ const IN_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
 /// overlap), and the sealed bytes they may hold in memory together.
 const MAX_UPLOADS: usize = 16;
 const MAX_UPLOAD_BYTES: u64 = 256 * 1024 * 1024;
-
-/// `index/<id>.json`: plaintext, written last.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct IndexEntry {
-    pub format: u32,
-    pub id: String,
-    pub db: String,
-    /// RFC 3339, UTC.
-    pub time: String,
-    /// Sealed size of `data/<id>.dump`.
-    pub dump_size: u64,
-    /// SHA-1 names of every blob the snapshot uses (`blobs/<sha1>`).
-    pub blobs: Vec<String>,
-    /// Plaintext bytes of the filestore in this snapshot.
-    pub filestore_bytes: u64,
-}
-
-impl IndexEntry {
-    pub fn dump_object(&self) -> String {
-        format!("data/{}.dump", self.id)
-    }
-    pub fn manifest_object(&self) -> String {
-        format!("data/{}.manifest", self.id)
-    }
-    pub fn index_object(&self) -> String {
-        format!("index/{}.json", self.id)
-    }
-    pub fn timestamp(&self) -> Result<jiff::Timestamp> {
-        self.time
-            .parse()
-            .with_context(|| format!("snapshot {}: bad time {:?}", self.id, self.time))
-    }
-}
-
-/// `data/<id>.manifest`: encrypted.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    pub format: u32,
-    pub id: String,
-    pub db: String,
-    pub time: String,
-    /// e.g. "18.0", from base's latest_version; None if not an Odoo database.
-    pub odoo_version: Option<String>,
-    /// PostgreSQL server version, "15.18"-style.
-    pub pg_version: String,
-    /// Installed modules: name → latest_version (what Odoo's manifest.json has).
-    pub modules: BTreeMap<String, String>,
-    pub module_count: usize,
-    /// SHA-256 of the plaintext pg_dump -Fc output, and its size.
-    pub dump_sha256: String,
-    pub dump_bytes: u64,
-    pub files: Vec<FileEntry>,
-}
-
-/// One filestore file: its path under filestore/<db>/ and the blob holding
-/// it. `sha1` differs from the file name when a file's name is not the
-/// hash of its content (copied by hand, or damaged): stored by real hash.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct FileEntry {
-    pub path: String,
-    pub sha1: String,
-    pub size: u64,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
     /// Override `[backup] databases`.
@@ -262,19 +182,6 @@ pub async fn backup(
     report.duration = started.elapsed();
     Ok(report)
 }
-
-/// Odoo allows these in database names; ids and object names rely on it.
-pub(crate) fn check_db_name(db: &str) -> Result<()> {
-    if db.is_empty()
-        || !db
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-    {
-        bail!("database name {db:?}: only letters, digits, '_', '.' and '-' are supported");
-    }
-    Ok(())
-}
-
 fn spool_dir(cfg: &BackupConfig) -> PathBuf {
     cfg.spool_dir.clone().unwrap_or_else(std::env::temp_dir)
 }
@@ -505,16 +412,6 @@ fn settle(
     }
     n
 }
-
-/// "18.0.1.3" → "18.0"; "saas~17.4.1.0" → "saas~17.4".
-pub fn odoo_series(latest_version: &str) -> String {
-    latest_version
-        .split('.')
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
 /// Reads a file, hashing it; keeps the bytes when small enough to seal
 /// from memory (most attachments), else they are re-read when sealing.
 fn read_and_hash(path: &Path) -> Result<(String, u64, Option<Vec<u8>>)> {
@@ -570,233 +467,5 @@ fn seal_file(
             recipients.seal(f, spool.as_file())?;
             Ok(Sealed::File(spool))
         }
-    }
-}
-
-/// Every complete snapshot on a target, oldest first.
-pub async fn list_snapshots(target: &Target) -> Result<Vec<IndexEntry>> {
-    let mut out = Vec::new();
-    for o in target.list("index").await? {
-        let name = o.name;
-        let Some(id) = name.strip_suffix(".json") else {
-            continue;
-        };
-        let bytes = target.get(&format!("index/{name}")).await?;
-        let entry: IndexEntry = serde_json::from_slice(&bytes)
-            .with_context(|| format!("target {:?}: index/{name}", target.name))?;
-        if entry.id != id {
-            bail!(
-                "target {:?}: index/{name} names snapshot {:?}",
-                target.name,
-                entry.id
-            );
-        }
-        out.push(entry);
-    }
-    // By instant, not by text: RFC 3339 strings with and without a
-    // fraction of a second do not sort as text.
-    let mut keyed = Vec::with_capacity(out.len());
-    for e in out {
-        keyed.push((e.timestamp()?, e));
-    }
-    keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
-    Ok(keyed.into_iter().map(|(_, e)| e).collect())
-}
-
-/// `backups list --json`: index entries with their target, the blob list
-/// replaced by its length (a listing, not a manifest).
-pub fn snapshots_json(list: &[(String, IndexEntry)]) -> String {
-    let v: Vec<serde_json::Value> = list
-        .iter()
-        .map(|(t, e)| {
-            let mut v = serde_json::to_value(e).unwrap_or_default();
-            if let Some(o) = v.as_object_mut() {
-                o.remove("blobs");
-                o.insert("blob_count".into(), e.blobs.len().into());
-                o.insert("target".into(), t.clone().into());
-            }
-            v
-        })
-        .collect();
-    serde_json::to_string_pretty(&v).unwrap_or_default()
-}
-
-/// A snapshot by id, unique id prefix, or `latest` (optionally of one db).
-pub async fn find_snapshot(target: &Target, spec: &str, db: Option<&str>) -> Result<IndexEntry> {
-    let all = list_snapshots(target).await?;
-    let mut matching: Vec<IndexEntry> = all
-        .into_iter()
-        .filter(|e| db.is_none_or(|d| e.db == d))
-        .collect();
-    if spec == "latest" {
-        return matching.pop().ok_or_else(|| {
-            anyhow::Error::msg(format!("target {:?} has no snapshot", target.name))
-        });
-    }
-    if let Some(e) = matching.iter().find(|e| e.id == spec) {
-        return Ok(e.clone());
-    }
-    let prefixed: Vec<_> = matching.iter().filter(|e| e.id.starts_with(spec)).collect();
-    match prefixed.len() {
-        1 => Ok(prefixed[0].clone()),
-        0 => bail!(
-            "target {:?} has no snapshot {spec:?} (see `rampart backups list`)",
-            target.name
-        ),
-        n => bail!("{spec:?} matches {n} snapshots; give more of the id"),
-    }
-}
-
-pub async fn read_manifest(
-    target: &Target,
-    entry: &IndexEntry,
-    ids: &Identities,
-) -> Result<Manifest> {
-    let sealed = target.get(&entry.manifest_object()).await?;
-    let m: Manifest = serde_json::from_slice(&ids.open_bytes(&sealed)?)
-        .with_context(|| format!("manifest of {}", entry.id))?;
-    if m.id != entry.id || m.db != entry.db {
-        bail!(
-            "the manifest of {} names another snapshot ({})",
-            entry.id,
-            m.id
-        );
-    }
-    Ok(m)
-}
-
-/// Downloads and opens a snapshot's dump into `dest`, checking its SHA-256.
-pub async fn fetch_dump(
-    target: &Target,
-    entry: &IndexEntry,
-    manifest: &Manifest,
-    ids: &Identities,
-    dest: &Path,
-) -> Result<()> {
-    let sealed = tempfile::NamedTempFile::new().context("temp file")?;
-    target
-        .get_to_file(&entry.dump_object(), sealed.path())
-        .await?;
-    let f = std::fs::File::open(sealed.path()).context("temp file")?;
-    let mut r = HashingReader::sha256(ids.open(f)?);
-    let mut out = std::fs::File::create(dest).with_context(|| dest.display().to_string())?;
-    std::io::copy(&mut r, &mut out).context("decrypting the dump")?;
-    let (sha, n) = r.finish();
-    if sha != manifest.dump_sha256 || n != manifest.dump_bytes {
-        bail!(
-            "the dump of {} does not match its checksum (got {sha}, {n} bytes; manifest {}, {} bytes)",
-            entry.id,
-            manifest.dump_sha256,
-            manifest.dump_bytes
-        );
-    }
-    Ok(())
-}
-
-/// Downloads and opens one blob, checking it is what its name says.
-pub async fn fetch_blob(target: &Target, sha1: &str, ids: &Identities) -> Result<Vec<u8>> {
-    let data = ids.open_bytes(&target.get(&format!("blobs/{sha1}")).await?)?;
-    let got = sha1_hex(&data);
-    if got != sha1 {
-        bail!(
-            "blob {sha1} on target {:?} holds other content ({got})",
-            target.name
-        );
-    }
-    Ok(data)
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct VerifyReport {
-    pub id: String,
-    pub problems: Vec<String>,
-    pub checked_blobs: usize,
-}
-
-impl VerifyReport {
-    pub fn ok(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-/// Checks that everything a snapshot needs is on the target; with the
-/// identity, also that the manifest matches the index and the dump its
-/// checksum.
-pub async fn verify(
-    target: &Target,
-    entry: &IndexEntry,
-    ids: Option<&Identities>,
-) -> Result<VerifyReport> {
-    let mut r = VerifyReport {
-        id: entry.id.clone(),
-        ..Default::default()
-    };
-    let blobs: std::collections::HashMap<String, u64> = target
-        .list("blobs")
-        .await?
-        .into_iter()
-        .map(|o| (o.name, o.size))
-        .collect();
-    let data: std::collections::HashMap<String, u64> = target
-        .list("data")
-        .await?
-        .into_iter()
-        .map(|o| (o.name, o.size))
-        .collect();
-    match data.get(&format!("{}.dump", entry.id)) {
-        None => r
-            .problems
-            .push(format!("{} is missing", entry.dump_object())),
-        Some(&n) if n != entry.dump_size => r.problems.push(format!(
-            "{} is {n} bytes, the index says {}",
-            entry.dump_object(),
-            entry.dump_size
-        )),
-        _ => {}
-    }
-    if !data.contains_key(&format!("{}.manifest", entry.id)) {
-        r.problems
-            .push(format!("{} is missing", entry.manifest_object()));
-    }
-    for b in &entry.blobs {
-        if !blobs.contains_key(b) {
-            r.problems.push(format!("blobs/{b} is missing"));
-        }
-    }
-    r.checked_blobs = entry.blobs.len();
-    if let Some(ids) = ids
-        && r.problems.is_empty()
-    {
-        let m = read_manifest(target, entry, ids).await?;
-        let mut from_manifest: Vec<String> = m.files.iter().map(|f| f.sha1.clone()).collect();
-        from_manifest.sort();
-        from_manifest.dedup();
-        if from_manifest != entry.blobs {
-            r.problems
-                .push("the index and the manifest list different blobs".to_string());
-        }
-        let tmp = tempfile::NamedTempFile::new().context("temp file")?;
-        if let Err(e) = fetch_dump(target, entry, &m, ids, tmp.path()).await {
-            r.problems.push(format!("{e:#}"));
-        }
-    }
-    Ok(r)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn odoo_series_from_latest_version() {
-        assert_eq!(odoo_series("18.0.1.3"), "18.0");
-        assert_eq!(odoo_series("saas~17.4.1.0"), "saas~17.4");
-    }
-
-    #[test]
-    fn database_names_are_checked() {
-        assert!(check_db_name("erp_prod-2.x").is_ok());
-        assert!(check_db_name("a/b").is_err());
-        assert!(check_db_name("").is_err());
     }
 }
