@@ -15,15 +15,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, ChallengeType,
-    ExternalAccountKey, HttpClient, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, ChallengeType, HttpClient,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use rampart_config::chain::chain;
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{eab_key, read_bundle};
 use crate::local_ca::unix_now;
 use crate::pem::load_pem;
 use crate::store::CertStore;
@@ -174,19 +174,15 @@ impl CertStore {
             let key_auth = challenge.key_authorization();
             match kind {
                 ChallengeType::Http01 => {
-                    self.http01
-                        .lock()
-                        .unwrap()
-                        .insert(challenge.token.clone(), key_auth.as_str().to_string());
+                    self.challenges
+                        .add_http01(challenge.token.clone(), key_auth.as_str().to_string());
                     pending.tokens.push(challenge.token.clone());
                 }
                 _ => {
                     let cert =
                         alpn_challenge_cert(&name, key_auth.digest().as_ref(), &self.provider)?;
-                    self.alpn01
-                        .lock()
-                        .unwrap()
-                        .insert(crate::names::normalise(&name), cert);
+                    self.challenges
+                        .add_alpn01(crate::names::normalise(&name), cert);
                     pending.names.push(crate::names::normalise(&name));
                 }
             }
@@ -316,14 +312,7 @@ struct Pending<'a> {
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        let mut http = self.store.http01.lock().unwrap();
-        for t in &self.tokens {
-            http.remove(t);
-        }
-        let mut alpn = self.store.alpn01.lock().unwrap();
-        for n in &self.names {
-            alpn.remove(n);
-        }
+        self.store.challenges.remove(&self.tokens, &self.names);
     }
 }
 
@@ -399,53 +388,6 @@ fn http_client(cfg: &AcmeConfig) -> Result<Box<dyn HttpClient>, CertError> {
     Ok(Box::new(client))
 }
 
-/// The PEM certificates in `ca_bundle`, with an error naming the file.
-pub(crate) fn read_bundle(
-    path: &std::path::Path,
-) -> Result<Vec<CertificateDer<'static>>, CertError> {
-    let pem = fsio::read(path)?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| {
-            CertError::file(
-                path,
-                format!("[acme] ca_bundle: cannot parse the PEM certificates: {e}"),
-            )
-        })?;
-    if certs.is_empty() {
-        return Err(CertError::file(
-            path,
-            "[acme] ca_bundle: no PEM certificate in this file",
-        ));
-    }
-    Ok(certs)
-}
-
-pub(crate) fn eab_key(eab: &crate::Eab) -> Result<ExternalAccountKey, CertError> {
-    let key = base64url_decode(&eab.hmac_key).ok_or_else(|| CertError::Acme {
-        site: None,
-        detail: "[acme] eab.hmac_key is not base64url (the key exactly as the CA gave it)".into(),
-    })?;
-    Ok(ExternalAccountKey::new(eab.kid.clone(), &key))
-}
-
-/// base64url without padding (RFC 8555's encoding); also accepts the
-/// standard alphabet and padding, which some CAs' dashboards show.
-fn base64url_decode(s: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    use base64::alphabet::{STANDARD, URL_SAFE};
-    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    let lenient = GeneralPurposeConfig::new()
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true);
-    let s = s.trim();
-    GeneralPurpose::new(&URL_SAFE, lenient)
-        .decode(s)
-        .or_else(|_| GeneralPurpose::new(&STANDARD, lenient).decode(s))
-        .ok()
-        .filter(|k| !k.is_empty())
-}
-
 fn jitter(max: i64) -> i64 {
     use ring::rand::SecureRandom;
     let mut b = [0u8; 8];
@@ -456,14 +398,6 @@ fn jitter(max: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64url_decodes_pebble_keys() {
-        assert_eq!(base64url_decode("aGVsbG8").unwrap(), b"hello");
-        assert_eq!(base64url_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64url_decode("_-8").unwrap(), [0xff, 0xef]);
-        assert!(base64url_decode("not base64!").is_none());
-    }
 
     #[test]
     fn alpn_challenge_certificate_builds() {

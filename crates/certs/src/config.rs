@@ -2,8 +2,13 @@
 
 use std::path::PathBuf;
 
+use instant_acme::ExternalAccountKey;
 use rampart_config::Duration;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
+
+use crate::{CertError, fsio};
 
 /// Let's Encrypt production, the default CA.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -44,6 +49,29 @@ impl Default for AcmeConfig {
     }
 }
 
+impl AcmeConfig {
+    /// Bad ACME settings are config errors at startup, not a log line at
+    /// the first renewal: the directory URL, the CA bundle, the EAB key.
+    pub(crate) fn validate(&self) -> Result<(), CertError> {
+        if !self.directory.starts_with("https://") {
+            return Err(CertError::Acme {
+                site: None,
+                detail: format!(
+                    "[acme] directory {:?} must be an https:// URL",
+                    self.directory
+                ),
+            });
+        }
+        if let Some(bundle) = &self.ca_bundle {
+            read_bundle(bundle)?;
+        }
+        if let Some(eab) = &self.eab {
+            eab_key(eab)?;
+        }
+        Ok(())
+    }
+}
+
 fn default_directory() -> String {
     LETS_ENCRYPT.to_string()
 }
@@ -71,4 +99,64 @@ pub struct Eab {
     pub kid: String,
     #[serde(serialize_with = "rampart_config::secret::mask")]
     pub hmac_key: String,
+}
+
+/// The PEM certificates in `ca_bundle`, with an error naming the file.
+pub(crate) fn read_bundle(
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let pem = fsio::read(path)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            CertError::file(
+                path,
+                format!("[acme] ca_bundle: cannot parse the PEM certificates: {e}"),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(CertError::file(
+            path,
+            "[acme] ca_bundle: no PEM certificate in this file",
+        ));
+    }
+    Ok(certs)
+}
+
+pub(crate) fn eab_key(eab: &Eab) -> Result<ExternalAccountKey, CertError> {
+    let key = base64url_decode(&eab.hmac_key).ok_or_else(|| CertError::Acme {
+        site: None,
+        detail: "[acme] eab.hmac_key is not base64url (the key exactly as the CA gave it)".into(),
+    })?;
+    Ok(ExternalAccountKey::new(eab.kid.clone(), &key))
+}
+
+/// base64url without padding (RFC 8555's encoding); also accepts the
+/// standard alphabet and padding, which some CAs' dashboards show.
+fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    use base64::alphabet::{STANDARD, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let lenient = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    let s = s.trim();
+    GeneralPurpose::new(&URL_SAFE, lenient)
+        .decode(s)
+        .or_else(|_| GeneralPurpose::new(&STANDARD, lenient).decode(s))
+        .ok()
+        .filter(|k| !k.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64url_decodes_pebble_keys() {
+        assert_eq!(base64url_decode("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(base64url_decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64url_decode("_-8").unwrap(), [0xff, 0xef]);
+        assert!(base64url_decode("not base64!").is_none());
+    }
 }

@@ -13,6 +13,7 @@
 mod acme;
 mod admin;
 mod background;
+mod challenges;
 mod config;
 mod error;
 mod fsio;
@@ -22,6 +23,7 @@ mod metrics;
 mod names;
 mod pem;
 mod preflight;
+mod provider;
 mod source;
 mod store;
 mod table;

@@ -31,17 +31,17 @@ pub fn preflight(acme: Option<&AcmeConfig>, sites: &[SiteTls]) -> Vec<Problem> {
             );
         }
         if let Some(bundle) = &a.ca_bundle
-            && let Err(e) = crate::acme::read_bundle(bundle)
+            && let Err(e) = crate::config::read_bundle(bundle)
         {
             push("acme.ca_bundle".into(), e.to_string(), true);
         }
         if let Some(eab) = &a.eab
-            && let Err(e) = crate::acme::eab_key(eab)
+            && let Err(e) = crate::config::eab_key(eab)
         {
             push("acme.eab".into(), e.to_string(), true);
         }
     }
-    let provider = crate::tls::provider();
+    let provider = crate::provider::provider();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -9,6 +9,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
 use serde::Serialize;
 
+use crate::challenges::Challenges;
 use crate::local_ca::{LocalCa, unix_now};
 use crate::names::{file_stem, local_names, normalise, wildcard_parent};
 use crate::pem::{Loaded, load_files};
@@ -58,10 +59,8 @@ pub struct CertStore {
     table: RwLock<Arc<Table>>,
     /// Serialises read-modify-write of the table (reload vs background swaps).
     update: Mutex<()>,
-    /// HTTP-01: token → key authorization.
-    pub(crate) http01: Mutex<HashMap<String, String>>,
-    /// TLS-ALPN-01: name → challenge certificate.
-    pub(crate) alpn01: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+    /// Pending ACME challenge answers (HTTP-01 tokens, TLS-ALPN-01 certificates).
+    pub(crate) challenges: Challenges,
     /// Wakes the background work (admin renew requests, reloads).
     pub(crate) wake: tokio::sync::Notify,
     /// Sites whose renewal was requested (site index → force).
@@ -88,31 +87,18 @@ impl CertStore {
         sites: &[SiteTls],
     ) -> Result<Arc<CertStore>, CertError> {
         if let Some(a) = acme {
-            // Bad ACME settings are config errors now, not a log line at the first renewal.
-            if !a.directory.starts_with("https://") {
-                return Err(CertError::Acme {
-                    site: None,
-                    detail: format!("[acme] directory {:?} must be an https:// URL", a.directory),
-                });
-            }
-            if let Some(bundle) = &a.ca_bundle {
-                crate::acme::read_bundle(bundle)?;
-            }
-            if let Some(eab) = &a.eab {
-                crate::acme::eab_key(eab)?;
-            }
+            a.validate()?;
         }
         fsio::ensure_dir(state_dir)?;
         let ca = LocalCa::open(state_dir)?;
         let store = CertStore {
             state_dir: state_dir.to_path_buf(),
             acme: acme.cloned(),
-            provider: Arc::new(crate::tls::provider()),
+            provider: Arc::new(crate::provider::provider()),
             ca,
             table: RwLock::new(Arc::new(Table::default())),
             update: Mutex::new(()),
-            http01: Mutex::default(),
-            alpn01: Mutex::default(),
+            challenges: Challenges::default(),
             wake: tokio::sync::Notify::new(),
             renew_requests: Mutex::default(),
             failures: Mutex::default(),
@@ -154,7 +140,7 @@ impl CertStore {
 
     /// HTTP-01: the key authorization for a pending challenge token.
     pub fn http01_response(&self, token: &str) -> Option<String> {
-        self.http01.lock().unwrap().get(token).cloned()
+        self.challenges.http01(token)
     }
 
     /// The site (`site[N]`) whose certificate a handshake without SNI
@@ -352,7 +338,7 @@ impl CertStore {
 
     /// The TLS-ALPN-01 challenge certificate for `name`, if one is pending.
     pub(crate) fn alpn_challenge(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        self.alpn01.lock().unwrap().get(&normalise(name)).cloned()
+        self.challenges.alpn01(&normalise(name))
     }
 }
 

@@ -1,10 +1,8 @@
-//! The rustls side: the crypto provider (ring, chosen explicitly), the
-//! server config, and the SNI certificate resolver.
+//! The rustls side: the server config and the SNI certificate resolver
+//! (the crypto provider is in `provider`).
 
 use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
-use rustls::crypto::ring::cipher_suite as cs;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
@@ -14,24 +12,6 @@ use crate::store::CertStore;
 
 /// The ALPN protocol of a TLS-ALPN-01 validation (RFC 8737).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
-
-/// ring, with only forward-secret AEAD suites: TLS 1.3's three, and for
-/// TLS 1.2 ECDHE with AES-GCM or ChaCha20-Poly1305 (no CBC, no RSA key exchange).
-pub fn provider() -> CryptoProvider {
-    let mut p = rustls::crypto::ring::default_provider();
-    p.cipher_suites = vec![
-        cs::TLS13_AES_128_GCM_SHA256,
-        cs::TLS13_AES_256_GCM_SHA384,
-        cs::TLS13_CHACHA20_POLY1305_SHA256,
-        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
-        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-    ];
-    p
-}
 
 impl CertStore {
     /// A rustls server config (ring, TLS 1.3 + 1.2, AEAD suites, ALPN h2 and

@@ -3,7 +3,8 @@
 //! log and metrics.
 //!
 //! Start at [`pipeline`]: it is the one place that puts the stages in
-//! order. [`server`] accepts connections and hands requests to it.
+//! order. [`server`] accepts connections and hands requests to it;
+//! [`state`] holds what they share.
 
 pub mod access_log;
 pub mod admin;
@@ -21,10 +22,13 @@ pub mod pipeline;
 pub mod preflight;
 pub mod response_buffer;
 pub mod server;
+pub mod socket;
 pub mod spool;
 pub mod stage;
+pub mod state;
 pub mod static_variants;
 pub mod upstream;
 pub mod websocket;
 
-pub use server::{AdminHook, Edge, EdgeConfig, EdgeError, EdgeHandle};
+pub use server::{Edge, EdgeHandle};
+pub use state::{AdminHook, EdgeConfig, EdgeError};

@@ -32,11 +32,11 @@ use crate::access_log::Entry;
 use crate::body::{self, Body, Observed};
 use crate::headers::{forwarded, hop, request as request_fields, request_id};
 use crate::metrics::{QueueLabels, RequestLabels, SiteLabels};
-use crate::server::{ConnInfo, Runtime, Shared, SiteRuntime};
 use crate::stage::request_body::{self, BodyError, Prepared, Received};
 use crate::stage::route::{self, Route};
 use crate::stage::{accel, cache, compress, exchange, plain_http, respond, site};
 use crate::stage::{inspect_budget, normalize};
+use crate::state::{ConnInfo, Runtime, Shared, SiteRuntime};
 use crate::upstream::{self, Pool, Refused};
 use crate::{files, pages, response_buffer, websocket};
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::admin::{AdminAddr, AdminToken};
 use crate::headers::security::HeaderSet;
-use crate::server::EdgeConfig;
+use crate::state::EdgeConfig;
 
 pub use rampart_certs::Problem;
 

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use crate::body::{self, Body};
 use crate::headers::hop;
 use crate::io::{Activity, Tracked, idle};
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::upstream::Lease;
 
 pub fn is_upgrade(req: &Request<Incoming>) -> bool {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::RequestLabels;
-use crate::server::Shared;
+use crate::state::Shared;
 
 pub const STEP: Duration = Duration::from_secs(10);
 pub const POINTS: usize = 90;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::server::EdgeError;
+use crate::state::EdgeError;
 
 /// `listen.admin`: `"127.0.0.1:9180"` or `"unix:/run/rampart/admin.sock"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +80,7 @@ pub enum AdminListener {
 impl AdminListener {
     pub async fn bind(addr: &AdminAddr) -> Result<AdminListener, EdgeError> {
         match addr {
-            AdminAddr::Tcp(a) => crate::server::bind("admin", *a)
+            AdminAddr::Tcp(a) => crate::socket::bind("admin", *a)
                 .await
                 .map(AdminListener::Tcp),
             AdminAddr::Unix(p) => bind_unix(p),

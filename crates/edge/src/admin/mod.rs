@@ -29,7 +29,7 @@ pub use listener::{AdminAddr, AdminListener};
 
 use crate::body::Body;
 use crate::pages;
-use crate::server::Shared;
+use crate::state::Shared;
 use history::History;
 
 /// What the admin handlers share besides the edge's state.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::history::{History, Point};
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// Set by the binary: its version line (commit, build date, target).
 pub static VERSION: OnceLock<String> = OnceLock::new();

@@ -1,0 +1,213 @@
+//! Where request state lives: what lives as long as the process
+//! (`Shared`), what a reload replaces whole (`Runtime`, one `SiteRuntime`
+//! a site), what a request knows of its connection (`ConnInfo`). The
+//! listener (`server`) builds them; the pipeline, admin API and websocket
+//! tunnel read them, so none of those depends on the listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::registry::Registry;
+use rampart_certs::CertStore;
+use rampart_guard::Guard;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+
+use crate::access_log::AccessLog;
+use crate::admin;
+use crate::body::Body;
+use crate::config::{ListenConfig, LogConfig, SiteConfig};
+use crate::headers::security::HeaderSet;
+use crate::io::Activity;
+use crate::metrics::{Metrics, UpstreamLabels};
+use crate::spool::Spool;
+use crate::stage::framing::Marks;
+use crate::stage::site::SiteMatcher;
+use crate::upstream::{Check, CheckSettings, HealthObserver, Pool, spawn_checks};
+
+/// What the edge runs on; `reload` swaps it in whole.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Spool files live in `<state_dir>/spool`.
+    pub state_dir: std::path::PathBuf,
+    pub listen: ListenConfig,
+    pub log: LogConfig,
+    pub sites: Vec<SiteConfig>,
+}
+
+/// Answers the admin API for another crate (bans, certificates):
+/// (method, path, body) → Some((status, json)) when the path is its own.
+pub type AdminHook = Arc<dyn Fn(&str, &str, &[u8]) -> Option<(u16, String)> + Send + Sync>;
+
+/// One site, ready to serve.
+pub struct SiteRuntime {
+    /// For logs and metrics: the first host name.
+    pub name: String,
+    pub config: SiteConfig,
+    pub headers: HeaderSet,
+    pub odoo: Pool,
+    pub websocket: Pool,
+    pub client: Client<HttpConnector, Body>,
+}
+
+/// Everything a request needs from the config; replaced on reload while
+/// requests in flight keep the one they started with.
+pub struct Runtime {
+    pub sites: Vec<Arc<SiteRuntime>>,
+    pub matcher: SiteMatcher,
+    pub listen: ListenConfig,
+    /// From `listen.admin_token_file`, re-read on reload.
+    pub admin_token: Option<Arc<admin::AdminToken>>,
+    _checks: DropGuard,
+}
+
+/// Lives as long as the process.
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    pub metrics: Metrics,
+    pub access_log: AccessLog,
+    pub certs: Arc<CertStore>,
+    pub guard: Arc<Guard>,
+    pub registry: Registry,
+    pub admin_hooks: Vec<AdminHook>,
+    /// Websocket tunnels, waited for on shutdown.
+    pub tunnels: TaskTracker,
+    /// Cancelled when the shutdown grace period is over.
+    pub force_close: CancellationToken,
+    /// Request and response bodies too large for memory.
+    pub spool: Arc<Spool>,
+    /// Open connections per client address.
+    pub conn_cap: Arc<crate::conn_cap::ConnCap>,
+    /// Odoo's immutable public answers, kept across reloads.
+    pub cache: Arc<crate::cache::Cache>,
+    /// Compressed static files, made once per (file, encoding).
+    pub static_variants: crate::static_variants::StaticVariants,
+}
+
+/// What a request knows about its connection.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub https: bool,
+    pub sni: Option<String>,
+    pub activity: Arc<Activity>,
+    /// HTTP/1 requests to refuse for their framing (stage/framing.rs).
+    pub framing: Arc<Marks>,
+    /// Cancelled when the connection is stuck behind answers its client
+    /// does not take (an HTTP/1.1 answer, or every HTTP/2 stream in flight,
+    /// missed its send deadline): the connection is closed.
+    pub stalled: CancellationToken,
+    /// HTTP/2 streams of this connection that missed their send deadline.
+    pub stalled_streams: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct EdgeError(pub String);
+
+impl std::fmt::Display for EdgeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for EdgeError {}
+
+fn site_name(c: &SiteConfig) -> String {
+    match c.hosts.first().map(String::as_str) {
+        Some("*") | None => "default".into(),
+        Some(h) => h.to_string(),
+    }
+}
+
+pub(crate) fn build_runtime(cfg: &EdgeConfig, metrics: &Metrics) -> Result<Runtime, EdgeError> {
+    let stop = CancellationToken::new();
+    let mut sites = Vec::new();
+    for (i, c) in cfg.sites.iter().enumerate() {
+        let headers =
+            HeaderSet::new(&c.headers).map_err(|e| EdgeError(format!("site[{i}].{e}")))?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(c.connect_timeout.get()));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(c.max_conns)
+            .build(connector);
+        let site = SiteRuntime {
+            name: site_name(c),
+            config: c.clone(),
+            headers,
+            odoo: Pool::new(
+                &c.odoo,
+                c.max_conns,
+                c.conns_per_client(),
+                c.queue_timeout.get(),
+            ),
+            websocket: Pool::new(
+                &c.websocket,
+                c.max_websockets,
+                c.websockets_per_client(),
+                c.queue_timeout.get(),
+            )
+            .hard_per_client(),
+            client,
+        };
+        let healthy = metrics.upstream_healthy.clone();
+        let on_change: HealthObserver = Arc::new(move |site, up, ok| {
+            healthy
+                .get_or_create(&UpstreamLabels {
+                    site: site.to_string(),
+                    upstream: up.to_string(),
+                })
+                .set(i64::from(ok));
+        });
+        let hc = &c.health_check;
+        if !hc.path.is_empty() {
+            let http = Arc::new(CheckSettings {
+                check: Check::Http(hc.path.clone()),
+                interval: hc.interval.get(),
+                timeout: hc.timeout.get(),
+                fall: hc.fall,
+                rise: hc.rise,
+            });
+            spawn_checks(
+                site.name.clone(),
+                &site.odoo,
+                http,
+                stop.clone(),
+                on_change.clone(),
+            );
+            let tcp = Arc::new(CheckSettings {
+                check: Check::Tcp,
+                interval: hc.interval.get(),
+                timeout: hc.timeout.get(),
+                fall: hc.fall,
+                rise: hc.rise,
+            });
+            spawn_checks(
+                site.name.clone(),
+                &site.websocket,
+                tcp,
+                stop.clone(),
+                on_change,
+            );
+        }
+        sites.push(Arc::new(site));
+    }
+    let matcher = SiteMatcher::new(cfg.sites.iter().map(|s| s.hosts.as_slice()));
+    let admin_token = match &cfg.listen.admin_token_file {
+        Some(p) => Some(Arc::new(admin::AdminToken::load(p).map_err(EdgeError)?)),
+        None => None,
+    };
+    Ok(Runtime {
+        sites,
+        matcher,
+        listen: cfg.listen.clone(),
+        admin_token,
+        _checks: stop.drop_guard(),
+    })
+}
