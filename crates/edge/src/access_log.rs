@@ -8,9 +8,15 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use http::{Method, Request, Response, Version, header};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body, Observed};
 use crate::config::LogFormat;
+use crate::metrics::RequestLabels;
+use crate::state::{ConnInfo, Ctx, Shared};
 
 pub struct Entry {
     pub client: IpAddr,
@@ -248,6 +254,99 @@ fn clf_time(t: SystemTime) -> String {
 /// RFC 3339 in UTC to the millisecond: `2026-11-24T00:44:57.000Z`.
 fn rfc3339(t: SystemTime) -> String {
     rampart_config::time::utc(t, "%Y-%m-%dT%H:%M:%S%.3fZ")
+}
+
+/// The parts of the request line the access log keeps.
+pub(crate) struct RequestLine {
+    pub(crate) method: Method,
+    pub(crate) target: String,
+    pub(crate) version: &'static str,
+    pub(crate) referer: String,
+    pub(crate) user_agent: String,
+}
+
+impl RequestLine {
+    pub(crate) fn of(req: &Request<Incoming>) -> RequestLine {
+        let h = req.headers();
+        let text = |n: header::HeaderName| {
+            h.get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        RequestLine {
+            method: req.method().clone(),
+            target: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
+            version: match req.version() {
+                Version::HTTP_09 => "HTTP/0.9",
+                Version::HTTP_10 => "HTTP/1.0",
+                Version::HTTP_2 => "HTTP/2.0",
+                Version::HTTP_3 => "HTTP/3.0",
+                _ => "HTTP/1.1",
+            },
+            referer: text(header::REFERER),
+            user_agent: text(header::USER_AGENT),
+        }
+    }
+}
+
+/// 9: logs and counts when the body is done, releasing the connection's
+/// in-flight mark at the same moment.
+pub(crate) fn finish(
+    res: Response<Body>,
+    ctx: Ctx,
+    line: RequestLine,
+    started: Instant,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+) -> Response<Body> {
+    let status = res.status().as_u16();
+    let site_name = ctx
+        .site
+        .as_ref()
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    shared
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            site: site_name.clone(),
+            status,
+        })
+        .inc();
+    let time = SystemTime::now();
+    let client = ctx.client;
+    let upstream = ctx.upstream.unwrap_or_default();
+    let upstream_time = ctx.upstream_time;
+    let cache = ctx.cache;
+    let request_id = String::from_utf8_lossy(ctx.request_id.as_bytes()).into_owned();
+    let (parts, body) = res.into_parts();
+    let on_end = move |bytes: u64, _complete: bool| {
+        conn.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        conn.activity.touch();
+        shared.access_log.log(&Entry {
+            client,
+            time,
+            method: line.method.to_string(),
+            target: line.target,
+            version: line.version,
+            status,
+            bytes,
+            referer: line.referer,
+            user_agent: line.user_agent,
+            site: site_name,
+            upstream,
+            duration: started.elapsed(),
+            upstream_duration: upstream_time,
+            cache,
+            request_id,
+        });
+    };
+    Response::from_parts(parts, body::boxed(Observed::new(body, on_end)))
 }
 
 #[cfg(test)]

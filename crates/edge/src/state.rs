@@ -4,16 +4,18 @@
 //! listener (`server`) builds them; the pipeline, admin API and websocket
 //! tunnel read them, so none of those depends on the listener.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use http::HeaderValue;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::registry::Registry;
 use rampart_certs::CertStore;
+use rampart_guard as guard;
 use rampart_guard::Guard;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
@@ -28,7 +30,7 @@ use crate::metrics::{Metrics, UpstreamLabels};
 use crate::spool::Spool;
 use crate::stage::framing::Marks;
 use crate::stage::site::SiteMatcher;
-use crate::upstream::{Check, CheckSettings, HealthObserver, Pool, spawn_checks};
+use crate::upstream::{self, Check, CheckSettings, HealthObserver, Pool, spawn_checks};
 
 /// What the edge runs on; `reload` swaps it in whole.
 #[derive(Debug, Clone)]
@@ -210,4 +212,37 @@ pub(crate) fn build_runtime(cfg: &EdgeConfig, metrics: &Metrics) -> Result<Runti
         admin_token,
         _checks: stop.drop_guard(),
     })
+}
+
+/// What the access log and metrics need, filled in as the stages run.
+pub(crate) struct Ctx {
+    pub(crate) client: IpAddr,
+    /// The proven session the request carries (its own client), if any.
+    pub(crate) session: Option<guard::SessionKey>,
+    pub(crate) site: Option<Arc<SiteRuntime>>,
+    pub(crate) upstream: Option<String>,
+    pub(crate) upstream_time: Option<std::time::Duration>,
+    /// `hit` or `miss` when the edge cache could answer this request.
+    pub(crate) cache: Option<&'static str>,
+    /// Set when this request fetches a cache entry (stage 7a keeps it).
+    pub(crate) cache_fill: Option<crate::cache::FillGuard>,
+    pub(crate) request_id: HeaderValue,
+}
+
+impl Ctx {
+    /// Who waits in the fair queues: the proven session, else the address.
+    pub(crate) fn who(&self) -> upstream::Client {
+        upstream::Client {
+            addr: self.client,
+            session: self.session,
+        }
+    }
+
+    pub(crate) fn queue_class(&self) -> &'static str {
+        if self.session.is_some() {
+            "session"
+        } else {
+            "address"
+        }
+    }
 }
