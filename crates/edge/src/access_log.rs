@@ -36,6 +36,8 @@ pub struct Entry {
     pub cache: Option<&'static str>,
     /// X-Request-ID (headers/request_id.rs: only safe characters).
     pub request_id: String,
+    /// Why Rampart answered itself (`Refusal::reason`), if it did.
+    pub reason: Option<&'static str>,
 }
 
 /// Lines wait in memory for the writer thread, which wakes every
@@ -202,7 +204,7 @@ fn quote(s: &str) -> String {
 
 fn combined(e: &Entry) -> String {
     format!(
-        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" site={} upstream={} rt={:.3} urt={} rid={}{}\n",
+        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" site={} upstream={} rt={:.3} urt={} rid={}{}{}\n",
         e.client,
         clf_time(e.time),
         quote(&e.method),
@@ -220,6 +222,7 @@ fn combined(e: &Entry) -> String {
             .unwrap_or_else(|| "-".into()),
         dash(&e.request_id),
         e.cache.map(|c| format!(" cache={c}")).unwrap_or_default(),
+        e.reason.map(|r| format!(" reason={r}")).unwrap_or_default(),
     )
 }
 
@@ -240,6 +243,7 @@ fn json(e: &Entry) -> String {
         "upstream_ms": e.upstream_duration.map(|d| d.as_secs_f64() * 1000.0),
         "cache": e.cache,
         "request_id": e.request_id,
+        "reason": e.reason,
     })
     .to_string();
     s.push('\n');
@@ -323,6 +327,7 @@ pub(crate) fn finish(
     let upstream = ctx.upstream.unwrap_or_default();
     let upstream_time = ctx.upstream_time;
     let cache = ctx.cache;
+    let reason = ctx.refusal;
     let request_id = String::from_utf8_lossy(ctx.request_id.as_bytes()).into_owned();
     let (parts, body) = res.into_parts();
     let on_end = move |bytes: u64, _complete: bool| {
@@ -344,6 +349,7 @@ pub(crate) fn finish(
             upstream_duration: upstream_time,
             cache,
             request_id,
+            reason,
         });
     };
     Response::from_parts(parts, body::boxed(Observed::new(body, on_end)))
@@ -372,6 +378,7 @@ mod tests {
             upstream_duration: Some(Duration::from_millis(10)),
             cache: None,
             request_id: "0f8fad5b-d9cb-469f".into(),
+            reason: None,
         }
     }
 

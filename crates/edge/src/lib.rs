@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod pages;
 pub mod pipeline;
 pub mod preflight;
+pub mod refusal;
 pub mod response_buffer;
 pub mod server;
 pub mod socket;

@@ -28,17 +28,11 @@ pub fn error(status: StatusCode, message: &str) -> Response<Body> {
     r
 }
 
-/// The answer to an asterisk-form target. `OPTIONS *` is a ping of the
-/// server (RFC 9110 §9.3.7), answered like a web server does (200 with the
-/// methods Odoo takes) and never sent to Odoo; any other method with `*`
-/// is malformed.
-pub fn asterisk(method: &http::Method) -> Response<Body> {
-    if method != http::Method::OPTIONS {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "Bad request: the target * is only for OPTIONS.",
-        );
-    }
+/// The answer to `OPTIONS *`, a ping of the server (RFC 9110 §9.3.7):
+/// answered like a web server does (200 with the methods Odoo takes) and
+/// never sent to Odoo. Any other method with `*` is refused
+/// (`Refusal::Asterisk`).
+pub fn options_asterisk() -> Response<Body> {
     let mut r = Response::new(body::empty());
     r.headers_mut().insert(
         header::ALLOW,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, header};
 use hyper::body::Incoming;
 use rampart_guard::{self as guard, LoginAttempt};
 
@@ -29,12 +29,12 @@ use crate::access_log::{RequestLine, finish};
 use crate::body::Body;
 use crate::files::static_file;
 use crate::headers::{request as request_fields, request_id};
-use crate::stage::forward::{ReqBody, Target, body_error_page, body_limits, proxy, tunnel};
-use crate::stage::login::{classify_off_thread, refuse};
-use crate::stage::request_body::{self, BodyError};
+use crate::refusal::Refusal;
+use crate::stage::forward::{ReqBody, Target, body_limits, proxy, tunnel};
+use crate::stage::login;
+use crate::stage::normalize;
 use crate::stage::route::{self, Route};
 use crate::stage::{cache, compress, plain_http, respond, site};
-use crate::stage::{inspect_budget, normalize};
 use crate::state::{ConnInfo, Ctx, Runtime, Shared};
 use crate::{pages, websocket};
 
@@ -61,12 +61,19 @@ pub async fn handle(
         upstream_time: None,
         cache: None,
         cache_fill: None,
+        refusal: None,
         request_id,
     };
     let line = RequestLine::of(&req);
     let encoding = compress::negotiate(req.headers().get(header::ACCEPT_ENCODING));
 
-    let mut res = phases(req, conn.clone(), &shared, &rt, &mut ctx).await;
+    let mut res = match phases(req, conn.clone(), &shared, &rt, &mut ctx).await {
+        Ok(res) => res,
+        Err(refusal) => {
+            ctx.refusal = Some(refusal.reason());
+            refusal.response()
+        }
+    };
 
     // 7a cache
     if let (Some(fill), Some(site)) = (ctx.cache_fill.take(), &ctx.site) {
@@ -106,53 +113,30 @@ async fn phases(
     shared: &Arc<Shared>,
     rt: &Runtime,
     ctx: &mut Ctx,
-) -> Response<Body> {
+) -> Result<Response<Body>, Refusal> {
     // 1 normalise
     let this_request = conn.activity.requests.load(Ordering::Relaxed);
     if conn.framing.refuses(this_request) {
-        return pages::error(
-            StatusCode::BAD_REQUEST,
-            "Bad request: ambiguous framing (Content-Length together with Transfer-Encoding, or a connection that could not be followed).",
-        );
+        return Err(Refusal::AmbiguousFraming);
     }
-    if let Err(r) = normalize::check_framing(req.method(), req.version(), req.headers()) {
-        return pages::error(
-            StatusCode::BAD_REQUEST,
-            &format!("Bad request: {}.", r.reason()),
-        );
-    }
-    if let Err(why) = request_fields::normalise(req.headers_mut()) {
-        return pages::error(StatusCode::BAD_REQUEST, &format!("Bad request: {why}."));
-    }
+    normalize::check_framing(req.method(), req.version(), req.headers())
+        .map_err(|r| Refusal::Framing(r.reason()))?;
+    request_fields::normalise(req.headers_mut()).map_err(Refusal::Header)?;
     // `*` asks about the server itself (RFC 9110 §9.3.7): only origin-form
     // targets reach Odoo.
     if req.uri().path() == "*" {
-        return pages::asterisk(req.method());
-    }
-    let path = match normalize::canonical_path(req.uri().path()) {
-        Ok(p) => p,
-        Err(r) => {
-            return pages::error(
-                StatusCode::BAD_REQUEST,
-                &format!("Bad request: {}.", r.reason()),
-            );
+        if req.method() != Method::OPTIONS {
+            return Err(Refusal::Asterisk);
         }
-    };
+        return Ok(pages::options_asterisk());
+    }
+    let path =
+        normalize::canonical_path(req.uri().path()).map_err(|r| Refusal::Path(r.reason()))?;
 
     // 2 site
-    let Some(judged) = site::request_host(req.uri(), req.headers()) else {
-        return pages::error(
-            StatusCode::BAD_REQUEST,
-            "Bad request: missing or invalid Host header.",
-        );
-    };
+    let judged = site::request_host(req.uri(), req.headers()).ok_or(Refusal::Host)?;
     let host = judged.name.clone();
-    let Some(index) = rt.matcher.find(&host) else {
-        return pages::error(
-            StatusCode::MISDIRECTED_REQUEST,
-            "This server does not serve that host name.",
-        );
-    };
+    let index = rt.matcher.find(&host).ok_or(Refusal::UnknownHost)?;
     // On TLS, only the site whose certificate the handshake presented.
     let cert_site = match &conn.sni {
         Some(sni) => rt.matcher.find(sni),
@@ -160,10 +144,7 @@ async fn phases(
         None => Some(index),
     };
     if cert_site != Some(index) {
-        return pages::error(
-            StatusCode::MISDIRECTED_REQUEST,
-            "The host name does not match the one this connection was opened for.",
-        );
+        return Err(Refusal::WrongCertificate);
     }
     // What Odoo is sent is what was judged: origin-form, the judged Host.
     site::to_origin_form(&mut req, &judged);
@@ -181,14 +162,18 @@ async fn phases(
     // 3 plain HTTP
     if !https {
         if let Some(token) = plain_http::acme_token(req.uri().path()) {
-            return plain_http::acme_answer(shared.certs.http01_response(token));
+            return Ok(plain_http::acme_answer(shared.certs.http01_response(token)));
         }
         let pq = req
             .uri()
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        return plain_http::redirect_to_https(&host, rt.listen.https.port(), pq);
+        return Ok(plain_http::redirect_to_https(
+            &host,
+            rt.listen.https.port(),
+            pq,
+        ));
     }
 
     // 4 guard
@@ -196,9 +181,7 @@ async fn phases(
     // other requests go by address. Logins are held to `login_rate` once
     // their body names the login (below).
     ctx.session = shared.guard.proven_session(req.headers());
-    if let Some(refusal) = refuse(shared.guard.admit_request(ctx.client, ctx.session)) {
-        return refusal;
-    }
+    Refusal::admit(shared.guard.admit_request(ctx.client, ctx.session))?;
     if let Some(s) = ctx.session
         && guard::ends_session(&path.lower)
     {
@@ -220,7 +203,7 @@ async fn phases(
         cache::Found::No => {}
         cache::Found::Hit(res) => {
             ctx.cache = Some("hit");
-            return res;
+            return Ok(res);
         }
         cache::Found::Miss(fill) => {
             ctx.cache = Some("miss");
@@ -229,47 +212,34 @@ async fn phases(
     }
 
     // 5 route
-    let allowed_db = site
-        .config
+    let allowed_db = c
         .database_manager
         .allow
         .iter()
         .any(|c| c.contains(ctx.client));
-    let route = route::route(&path);
-    match route {
+    match route::route(&path) {
         Route::DatabaseManager if !allowed_db => {
             tracing::info!(client = %ctx.client, path = %req.uri().path(), "database manager blocked");
-            pages::redirect(StatusCode::SEE_OTHER, "/web/login")
+            Err(Refusal::DatabaseManager)
         }
         Route::DatabaseRpc if !allowed_db => {
             tracing::info!(client = %ctx.client, path = %req.uri().path(), "database RPC blocked");
-            pages::error(
-                StatusCode::FORBIDDEN,
-                "The database service is not available from this address.",
-            )
+            Err(Refusal::DatabaseService)
         }
-        Route::Internal => pages::error(StatusCode::NOT_FOUND, "Not found."),
+        Route::Internal => Err(Refusal::Internal),
+        Route::Websocket | Route::Longpolling if websocket::is_upgrade(&req) => {
+            tunnel(req, &to, ctx).await
+        }
         Route::Websocket | Route::Longpolling => {
-            if websocket::is_upgrade(&req) {
-                tunnel(req, &to, ctx).await
-            } else {
-                let (parts, incoming) = req.into_parts();
-                proxy(
-                    parts,
-                    ReqBody::Unread(incoming),
-                    &site.websocket,
-                    &to,
-                    ctx,
-                    None,
-                )
-                .await
-            }
+            let (parts, incoming) = req.into_parts();
+            let body = ReqBody::Unread(incoming);
+            proxy(parts, body, &site.websocket, &to, ctx, None).await
         }
         Route::Static { module, file }
             if req.method() == Method::GET || req.method() == Method::HEAD =>
         {
             if let Some(res) = static_file(&site, &module, &file, &req, shared).await {
-                return res;
+                return Ok(res);
             }
             let (parts, incoming) = req.into_parts();
             proxy(parts, ReqBody::Unread(incoming), &site.odoo, &to, ctx, None).await
@@ -278,131 +248,32 @@ async fn phases(
             let (parts, incoming) = req.into_parts();
             // The db service, RPC logins and object calls' credentials
             // hide in the body: read it first, with Odoo's parsers' eyes.
-            let reads = guard::reads_body(&parts.method, &path.lower);
-            let (body, decision, loaded) = if reads {
-                // Received whole like any upload (memory, then the spool,
-                // at the minimum pace), then read.
+            let (body, decision, loaded) = if guard::reads_body(&parts.method, &path.lower) {
                 let limits = body_limits(rt, &site);
-                let received = match request_body::receive(
+                let (received, d, loaded) = login::read_for_guard(
                     incoming,
-                    &parts.headers,
+                    &parts,
+                    &path.lower,
                     limits,
                     &shared.spool,
                     ctx.client,
                 )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(e) => return body_error_page(e),
-                };
-                let (d, loaded) = match inspect_budget::load(&received, ctx.client, INSPECT).await {
-                    Ok(Some(loaded)) => {
-                        let d = classify_off_thread(
-                            &parts.method,
-                            &path.lower,
-                            &parts.headers,
-                            &loaded.bytes,
-                        )
-                        .await;
-                        (d, Some(loaded))
-                    }
-                    // Too large to read here (an attachment sent through
-                    // execute_kw): judged unreadable, so it fails closed.
-                    Ok(None) => (
-                        guard::classify(&parts.method, &path.lower, &parts.headers, None),
-                        None,
-                    ),
-                    Err(inspect_budget::LoadError::Busy) => {
-                        let mut r = pages::error(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "Too many large requests in progress from your address: retry in a moment.",
-                        );
-                        r.headers_mut()
-                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                        return r;
-                    }
-                    Err(inspect_budget::LoadError::Io(e)) => {
-                        return body_error_page(BodyError::Spool {
-                            full: false,
-                            source: e,
-                        });
-                    }
-                };
+                .await?;
                 (ReqBody::Received(received), d, loaded)
             } else {
                 let d = guard::classify(&parts.method, &path.lower, &parts.headers, None);
                 (ReqBody::Unread(incoming), d, None)
             };
             if let Some(why) = decision.refuse {
-                return pages::error(StatusCode::BAD_REQUEST, &format!("Bad request: {why}."));
+                return Err(Refusal::RpcBody(why));
             }
             if decision.db_service && !allowed_db {
                 tracing::info!(client = %ctx.client, path = %parts.uri.path(), "database service blocked");
-                return pages::error(
-                    StatusCode::FORBIDDEN,
-                    "The database service is not available from this address.",
-                );
+                return Err(Refusal::DatabaseService);
             }
             // 8 login: a slot is held while the check is in flight.
-            let attempt = match decision.check {
-                None => None,
-                Some(check) => {
-                    let login = decision.login.clone().or_else(|| match &loaded {
-                        Some(l) if check == guard::LoginRoute::WebLogin => {
-                            let ct = parts.headers.get(header::CONTENT_TYPE);
-                            guard::form_login(parts.uri.query(), ct.map(|v| v.as_bytes()), &l.bytes)
-                        }
-                        _ => None,
-                    });
-                    if check.is_login()
-                        && let Some(refusal) =
-                            refuse(shared.guard.admit_login(ctx.client, login.as_deref()))
-                    {
-                        return refusal;
-                    }
-                    let begun = shared.guard.begin_check_as(
-                        ctx.client,
-                        check,
-                        decision.proof,
-                        login.as_deref(),
-                    );
-                    match begun {
-                        Ok(a) => Some(a),
-                        Err(guard::Refused::LoginLocked) => {
-                            return pages::error(
-                                StatusCode::FORBIDDEN,
-                                "Too many failed logins for this account: try again later, or from where you logged in before.",
-                            );
-                        }
-                        // A login over budget is refused as before; other
-                        // checks in flight (an integration's burst) are
-                        // told to retry in a moment.
-                        Err(guard::Refused::Banned) | Err(guard::Refused::Busy)
-                            if check.is_login() =>
-                        {
-                            return pages::error(
-                                StatusCode::FORBIDDEN,
-                                "Too many failed logins from your address: try again later.",
-                            );
-                        }
-                        Err(guard::Refused::Banned) => {
-                            return pages::error(
-                                StatusCode::FORBIDDEN,
-                                "Too many failed password checks from your address: try again later.",
-                            );
-                        }
-                        Err(guard::Refused::Busy) => {
-                            let mut r = pages::error(
-                                StatusCode::TOO_MANY_REQUESTS,
-                                "Too many password checks in flight from your address: retry in a moment.",
-                            );
-                            r.headers_mut()
-                                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                            return r;
-                        }
-                    }
-                }
-            };
+            let attempt =
+                login::begin(&shared.guard, ctx.client, decision, loaded.as_ref(), &parts)?;
             // The bytes read are not needed past the guard's decision.
             drop(loaded);
             // An account under attack from elsewhere: slowed from here.
@@ -413,7 +284,3 @@ async fn phases(
         }
     }
 }
-
-/// RPC bodies up to this size are read whole to find the `db` service,
-/// login calls and object calls' credentials.
-const INSPECT: usize = 8 * 1024 * 1024;

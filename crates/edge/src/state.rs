@@ -226,6 +226,8 @@ pub(crate) struct Ctx {
     pub(crate) cache: Option<&'static str>,
     /// Set when this request fetches a cache entry (stage 7a keeps it).
     pub(crate) cache_fill: Option<crate::cache::FillGuard>,
+    /// The access log's `reason=` when Rampart answered itself.
+    pub(crate) refusal: Option<&'static str>,
     pub(crate) request_id: HeaderValue,
 }
 

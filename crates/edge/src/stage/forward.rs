@@ -11,19 +11,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Version, header};
 use hyper::body::Incoming;
 use rampart_guard::{self as guard, LoginAttempt};
 
 use crate::body::{self, Body};
 use crate::headers::{forwarded, hop};
 use crate::metrics::{QueueLabels, SiteLabels};
+use crate::refusal::Refusal;
 use crate::stage::login::login_outcome;
-use crate::stage::request_body::{self, BodyError, Prepared, Received};
+use crate::stage::request_body::{self, Prepared, Received};
 use crate::stage::{accel, exchange, normalize, respond};
 use crate::state::{ConnInfo, Ctx, Runtime, Shared, SiteRuntime};
 use crate::upstream::{Pool, Refused};
-use crate::{files, pages, response_buffer, websocket};
+use crate::{files, response_buffer, websocket};
 
 #[allow(clippy::too_many_arguments)]
 /// What sending a request upstream needs besides the request itself.
@@ -58,7 +59,7 @@ pub(crate) async fn proxy(
     to: &Target<'_>,
     ctx: &mut Ctx,
     mut attempt: Option<LoginAttempt>,
-) -> Response<Body> {
+) -> Result<Response<Body>, Refusal> {
     let Target {
         site,
         https,
@@ -94,10 +95,7 @@ pub(crate) async fn proxy(
                     Prepared::Streaming(b) => Outgoing::Streaming(b),
                 })
             };
-            match got {
-                Ok(o) => o,
-                Err(e) => return body_error_page(e),
-            }
+            got?
         }
     };
     let queued = Instant::now();
@@ -110,16 +108,9 @@ pub(crate) async fn proxy(
             class: ctx.queue_class(),
         })
         .observe(queued.elapsed().as_secs_f64());
-    let mut lease = match acquired {
-        Ok(l) => l,
-        Err(r) => return refused_slot(r, shared, site),
-    };
+    let mut lease = acquired.map_err(|r| refused_slot(r, shared, site))?;
     let file_req = file_request_headers(&parts.headers);
-    let mut up = match upstream_request(&mut parts, &lease.upstream.addr, ctx.client, https, false)
-    {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let mut up = upstream_request(&mut parts, &lease.upstream.addr, ctx.client, https, false)?;
     let (whole, streaming) = match body {
         Outgoing::Whole(b) => (Some(b), None),
         Outgoing::Streaming(b) => (None, Some(b)),
@@ -160,17 +151,14 @@ pub(crate) async fn proxy(
             exchange::send(&site.client, req, lease, attempt.take(), cfg.timeout.get()).await
         else {
             tracing::warn!(site = %site.name, upstream = %addr, timeout = %cfg.timeout, "Odoo did not answer in time");
-            return pages::error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "Odoo did not answer in time. A long report or import may still be running.",
-            );
+            return Err(Refusal::UpstreamTimeout);
         };
         lease = x.lease;
         attempt = x.attempt;
         match x.res {
             Err(e) => {
                 if let Some(be) = request_body::body_error_of(&e) {
-                    return body_error_page(be);
+                    return Err(be.into());
                 }
                 if e.is_connect() {
                     let hc = &cfg.health_check;
@@ -182,10 +170,7 @@ pub(crate) async fn proxy(
                             .await
                     {
                         tracing::warn!(site = %site.name, upstream = %addr, error = %rampart_config::chain::chain(&e), "Odoo refused the connection: trying another upstream");
-                        lease = match next {
-                            Ok(l) => l,
-                            Err(r) => return refused_slot(r, shared, site),
-                        };
+                        lease = next.map_err(|r| refused_slot(r, shared, site))?;
                         up = retarget(&parts, headers.clone(), &lease.upstream.addr);
                         body = Some(received.body());
                         tried_other = true;
@@ -193,10 +178,7 @@ pub(crate) async fn proxy(
                     }
                 }
                 tracing::warn!(site = %site.name, upstream = %addr, error = %rampart_config::chain::chain(&e), "Odoo unreachable");
-                return pages::error(
-                    StatusCode::BAD_GATEWAY,
-                    "Odoo is not answering. The server may be starting or stopped; please try again shortly.",
-                );
+                return Err(Refusal::UpstreamUnreachable);
             }
             Ok(res) => break (res, lease, sent),
         }
@@ -255,7 +237,7 @@ pub(crate) async fn proxy(
     let res = Response::from_parts(rparts, rbody);
     match attempt {
         Some(a) => login_outcome(a, res, cfg.timeout.get()).await,
-        None => res,
+        None => Ok(res),
     }
 }
 
@@ -263,7 +245,7 @@ pub(crate) async fn tunnel(
     req: Request<Incoming>,
     to: &Target<'_>,
     ctx: &mut Ctx,
-) -> Response<Body> {
+) -> Result<Response<Body>, Refusal> {
     let Target {
         site,
         https,
@@ -271,25 +253,18 @@ pub(crate) async fn tunnel(
         ..
     } = *to;
     let cfg = &site.config;
-    let lease = match site.websocket.acquire(ctx.who()).await {
-        Ok(l) => l,
-        Err(r) => {
-            let why = match r {
-                Refused::ClientCap => "Too many open websockets from your address.",
-                Refused::QueueTimeout => "Too many open websockets.",
-            };
-            let mut res = pages::error(StatusCode::SERVICE_UNAVAILABLE, why);
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return res;
-        }
-    };
+    let lease = site
+        .websocket
+        .acquire(ctx.who())
+        .await
+        .map_err(|r| match r {
+            Refused::ClientCap => Refusal::WebsocketClientCap,
+            Refused::QueueTimeout => Refusal::WebsocketQueueTimeout,
+        })?;
     ctx.upstream = Some(lease.upstream.addr.clone());
     let (mut parts, incoming) = req.into_parts();
-    let up = match upstream_request(&mut parts, &lease.upstream.addr, ctx.client, https, true) {
-        Ok(u) => u.map(|()| body::empty()),
-        Err(r) => return r,
-    };
+    let up = upstream_request(&mut parts, &lease.upstream.addr, ctx.client, https, true)?
+        .map(|()| body::empty());
     let client_req = Request::from_parts(parts, incoming);
     match websocket::open(
         client_req,
@@ -302,43 +277,34 @@ pub(crate) async fn tunnel(
     )
     .await
     {
-        Ok(r) => r,
-        Err(websocket::TunnelError::Timeout) => pages::error(
-            StatusCode::GATEWAY_TIMEOUT,
-            "Odoo's websocket worker did not answer in time.",
-        ),
-        Err(_) => pages::error(
-            StatusCode::BAD_GATEWAY,
-            "Odoo's websocket worker is not answering (is gevent_port running?).",
-        ),
+        Ok(r) => Ok(r),
+        Err(websocket::TunnelError::Timeout) => Err(Refusal::WebsocketTimeout),
+        Err(_) => Err(Refusal::WebsocketUnreachable),
     }
 }
 
-/// 6 upstream: the request as Odoo must see it. The error is the
-/// response to give the client instead.
-#[allow(clippy::result_large_err)]
+/// 6 upstream: the request as Odoo must see it.
 pub(crate) fn upstream_request(
     parts: &mut http::request::Parts,
     addr: &str,
     client: IpAddr,
     https: bool,
     upgrade: bool,
-) -> Result<Request<()>, Response<Body>> {
+) -> Result<Request<()>, Refusal> {
     let pq = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let uri: http::Uri = format!("http://{addr}{pq}").parse().map_err(|_| {
-        pages::error(
-            StatusCode::BAD_REQUEST,
-            "Bad request: invalid request target.",
-        )
-    })?;
+    let uri: http::Uri = format!("http://{addr}{pq}")
+        .parse()
+        .map_err(|_| Refusal::Target)?;
     // The judged Host, set by stage 2 (`site::to_origin_form`).
-    let host = parts.headers.get(header::HOST).cloned().ok_or_else(|| {
-        pages::error(StatusCode::BAD_REQUEST, "Bad request: missing Host header.")
-    })?;
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .ok_or(Refusal::NoHost)?;
     // Taken, not copied: the client's headers are not needed after this.
     let mut headers = std::mem::take(&mut parts.headers);
     hop::strip(&mut headers, upgrade);
@@ -370,10 +336,10 @@ pub(crate) fn file_request_headers(h: &HeaderMap) -> HeaderMap {
 }
 
 /// 503 + Retry-After when no slot is given: the queue timed out, or the
-/// client already holds its share of the pool.
-pub(crate) fn refused_slot(r: Refused, shared: &Shared, site: &SiteRuntime) -> Response<Body> {
+/// client already holds its share of the pool (counted).
+pub(crate) fn refused_slot(r: Refused, shared: &Shared, site: &SiteRuntime) -> Refusal {
     match r {
-        Refused::QueueTimeout => busy(),
+        Refused::QueueTimeout => Refusal::QueueTimeout,
         Refused::ClientCap => {
             shared
                 .metrics
@@ -382,26 +348,9 @@ pub(crate) fn refused_slot(r: Refused, shared: &Shared, site: &SiteRuntime) -> R
                     site: site.name.clone(),
                 })
                 .inc();
-            let mut r = pages::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Too many requests from your address are already in progress. Please try again in a moment.",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            r
+            Refusal::ClientCap
         }
     }
-}
-
-/// 503 when every upstream slot stays taken for `queue_timeout`.
-pub(crate) fn busy() -> Response<Body> {
-    let mut r = pages::error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Odoo is busy: every worker is taken. Please try again in a moment.",
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    r
 }
 
 /// The same upstream request, for another upstream address.
@@ -431,71 +380,32 @@ pub(crate) async fn accel_file(
     method: &Method,
     req_headers: &HeaderMap,
     headers: HeaderMap,
-) -> Response<Body> {
+) -> Result<Response<Body>, Refusal> {
     let rel = match target {
         Ok(r) => r,
         Err(why) => {
             tracing::error!("{why}");
-            return pages::error(StatusCode::BAD_GATEWAY, "The download could not be served.");
+            return Err(Refusal::AccelUnservable);
         }
     };
     let Some(data_dir) = &cfg.data_dir else {
         tracing::error!(
             "Odoo sent X-Accel-Redirect but the site has no data_dir: set data_dir to Odoo's data_dir"
         );
-        return pages::error(StatusCode::BAD_GATEWAY, "The download could not be served.");
+        return Err(Refusal::AccelUnservable);
     };
     match files::resolve_under(&data_dir.join("filestore"), &rel).await {
-        Some((path, meta)) => {
-            files::serve(
-                &path,
-                &meta,
-                method,
-                req_headers,
-                accel::file_headers(headers),
-            )
-            .await
-        }
+        Some((path, meta)) => Ok(files::serve(
+            &path,
+            &meta,
+            method,
+            req_headers,
+            accel::file_headers(headers),
+        )
+        .await),
         None => {
             tracing::warn!(file = %rel, "X-Accel-Redirect names a file missing from the filestore");
-            pages::error(StatusCode::NOT_FOUND, "The file is missing.")
-        }
-    }
-}
-
-pub(crate) fn body_error_page(e: BodyError) -> Response<Body> {
-    match e {
-        BodyError::TooLarge(limit) => pages::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "The request body is larger than this site accepts ({}). Administrators: raise max_body in rampart.toml.",
-                rampart_config::ByteSize(limit)
-            ),
-        ),
-        BodyError::Timeout => pages::error(
-            StatusCode::REQUEST_TIMEOUT,
-            "The request body did not arrive in time.",
-        ),
-        BodyError::Malformed(why) => pages::error(
-            StatusCode::BAD_REQUEST,
-            &format!("Bad request body: {why}."),
-        ),
-        BodyError::TooSlow => pages::error(
-            StatusCode::REQUEST_TIMEOUT,
-            "The request body arrived too slowly.",
-        ),
-        BodyError::Spool { full: true, .. } => pages::error(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "The request body could not be stored: the server's spool is full. Nothing was sent to Odoo.",
-        ),
-        BodyError::Spool { full: false, .. } => {
-            let mut r = pages::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The request body could not be stored (spool error). Nothing was sent to Odoo.",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-            r
+            Err(Refusal::AccelMissing)
         }
     }
 }

@@ -1,15 +1,24 @@
-//! 4 and 8 login bookkeeping: the guard's admission as an answer, RPC
-//! bodies read with the guard's parsers off the async threads, and the
-//! verdict of a password check read back from Odoo's answer.
+//! 5 and 8 login bookkeeping: RPC bodies received and read with the
+//! guard's parsers (large ones off the async threads), the guard's slot
+//! for a password check, and the check's verdict read back from Odoo's
+//! answer.
+
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use http::request::Parts;
+use http::{HeaderMap, Method, Response, header};
 use http_body_util::BodyExt;
-use rampart_guard::{self as guard, Admission, LoginAttempt};
+use hyper::body::Incoming;
+use rampart_guard::{self as guard, Guard, LoginAttempt};
 
 use crate::body::{self, Body};
-use crate::pages;
+use crate::refusal::Refusal;
+use crate::spool::Spool;
 use crate::stage::exchange;
+use crate::stage::inspect_budget::{self, Loaded};
+use crate::stage::request_body::{self, BodyError, Received};
 
 /// Reads an RPC body with the guard's parsers; a large one on the blocking
 /// pool (a few at a time), so its parse does not stall the async threads
@@ -52,25 +61,82 @@ pub(crate) fn unreadable() -> guard::Decision {
 /// Bodies up to this size are classified on the request's own task.
 pub(crate) const CLASSIFY_INLINE: usize = 64 * 1024;
 
-/// The guard's refusal as a response: 403 when banned, 429 with
-/// Retry-After when over the rate.
-pub(crate) fn refuse(a: Admission) -> Option<Response<Body>> {
-    match a {
-        Admission::Admitted => None,
-        Admission::Banned { .. } => Some(pages::error(
-            StatusCode::FORBIDDEN,
-            "Access from your address is blocked for a while after too many failed attempts.",
-        )),
-        limited @ Admission::Limited { .. } => {
-            let secs = limited.retry_after_secs().unwrap_or(1).max(1);
-            let mut r = pages::error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many requests: please slow down.",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            Some(r)
+/// What the guard needs from a request whose body it reads (RPC calls,
+/// login forms): the body received whole like any upload (memory, then the
+/// spool, at the minimum pace), its first `INSPECT` bytes loaded within the
+/// address's inspection budget, and the guard's decision on them.
+pub(crate) async fn read_for_guard(
+    incoming: Incoming,
+    parts: &Parts,
+    lower: &str,
+    limits: request_body::Limits,
+    spool: &Arc<Spool>,
+    client: IpAddr,
+) -> Result<(Received, guard::Decision, Option<Loaded>), Refusal> {
+    let received = request_body::receive(incoming, &parts.headers, limits, spool, client).await?;
+    let (decision, loaded) = match inspect_budget::load(&received, client, INSPECT).await {
+        Ok(Some(loaded)) => {
+            let d = classify_off_thread(&parts.method, lower, &parts.headers, &loaded.bytes).await;
+            (d, Some(loaded))
         }
+        // Too large to read here (an attachment sent through
+        // execute_kw): judged unreadable, so it fails closed.
+        Ok(None) => (
+            guard::classify(&parts.method, lower, &parts.headers, None),
+            None,
+        ),
+        Err(inspect_budget::LoadError::Busy) => return Err(Refusal::InspectBusy),
+        Err(inspect_budget::LoadError::Io(e)) => {
+            return Err(BodyError::Spool {
+                full: false,
+                source: e,
+            }
+            .into());
+        }
+    };
+    Ok((received, decision, loaded))
+}
+
+/// RPC bodies up to this size are read whole to find the `db` service,
+/// login calls and object calls' credentials.
+const INSPECT: usize = 8 * 1024 * 1024;
+
+/// 8 login: takes the guard's slot for a password check (held while the
+/// check is in flight), after the login rate for logins. `None` when the
+/// request checks no secret.
+pub(crate) fn begin(
+    g: &Guard,
+    client: IpAddr,
+    decision: guard::Decision,
+    loaded: Option<&Loaded>,
+    parts: &Parts,
+) -> Result<Option<LoginAttempt>, Refusal> {
+    let Some(check) = decision.check else {
+        return Ok(None);
+    };
+    let login = decision.login.or_else(|| match loaded {
+        Some(l) if check == guard::LoginRoute::WebLogin => {
+            let ct = parts.headers.get(header::CONTENT_TYPE);
+            guard::form_login(parts.uri.query(), ct.map(|v| v.as_bytes()), &l.bytes)
+        }
+        _ => None,
+    });
+    if check.is_login() {
+        Refusal::admit(g.admit_login(client, login.as_deref()))?;
+    }
+    g.begin_check_as(client, check, decision.proof, login.as_deref())
+        .map(Some)
+        .map_err(|r| check_refused(r, check.is_login()))
+}
+
+/// A login over budget is refused as before; other checks in flight (an
+/// integration's burst) are told to retry in a moment.
+fn check_refused(r: guard::Refused, is_login: bool) -> Refusal {
+    match r {
+        guard::Refused::LoginLocked => Refusal::LoginLocked,
+        guard::Refused::Banned | guard::Refused::Busy if is_login => Refusal::LoginsBanned,
+        guard::Refused::Banned => Refusal::ChecksBanned,
+        guard::Refused::Busy => Refusal::ChecksBusy,
     }
 }
 
@@ -82,18 +148,18 @@ pub(crate) async fn login_outcome(
     attempt: LoginAttempt,
     res: Response<Body>,
     timeout: std::time::Duration,
-) -> Response<Body> {
+) -> Result<Response<Body>, Refusal> {
     let route = attempt.route();
     match guard::answer_read(route) {
         guard::AnswerRead::Status => {
             let outcome = guard::login_outcome(route, res.status().as_u16(), res.headers(), b"");
             attempt.finish_answer(outcome, res.headers());
-            res
+            Ok(res)
         }
         // Judged as the buffer drains Odoo's answer (`proxy`).
         guard::AnswerRead::Prefix => {
             drop(attempt);
-            res
+            Ok(res)
         }
         guard::AnswerRead::Body => {
             let (parts, b) = res.into_parts();
@@ -101,16 +167,13 @@ pub(crate) async fn login_outcome(
                 Ok(Some(bytes)) => bytes,
                 _ => {
                     drop(attempt);
-                    return pages::error(
-                        StatusCode::BAD_GATEWAY,
-                        "Odoo's answer to a login could not be read.",
-                    );
+                    return Err(Refusal::LoginAnswer);
                 }
             };
             let outcome =
                 guard::login_outcome(route, parts.status.as_u16(), &parts.headers, &bytes);
             attempt.finish_answer(outcome, &parts.headers);
-            Response::from_parts(parts, body::full(bytes))
+            Ok(Response::from_parts(parts, body::full(bytes)))
         }
     }
 }

@@ -1,0 +1,290 @@
+//! Every answer Rampart makes itself instead of Odoo's, in one enum: its
+//! status, the page's message, a Retry-After where waiting helps, and the
+//! short `reason=` the access log writes. Stages return
+//! `Result<_, Refusal>` and use `?`; the pipeline turns the refusal into a
+//! page once (`pages::error`), so no stage builds an error response, and a
+//! reader finds every refusal, and what the client is told, here.
+
+use std::borrow::Cow;
+
+use http::{HeaderValue, Response, StatusCode, header};
+use rampart_guard::Admission;
+
+use crate::body::Body;
+use crate::pages;
+use crate::stage::request_body::BodyError;
+
+#[derive(Debug)]
+pub enum Refusal {
+    /// 400: the connection's HTTP/1 framing could not be followed (CL + TE, ...).
+    AmbiguousFraming,
+    /// 400: a framing header (stage/normalize.rs), with its reason.
+    Framing(&'static str),
+    /// 400: a header werkzeug and Rampart could read differently.
+    Header(&'static str),
+    /// 400: a target other than OPTIONS with `*`.
+    Asterisk,
+    /// 400: a path werkzeug and Rampart could read differently.
+    Path(&'static str),
+    /// 400: no Host, or one that is not a host name.
+    Host,
+    /// 400: no Host left to send upstream.
+    NoHost,
+    /// 400: the target does not make an upstream URI.
+    Target,
+    /// 421: no site serves this host name.
+    UnknownHost,
+    /// 421: the host is not the site whose certificate the handshake presented.
+    WrongCertificate,
+    /// 403: the guard bans this address.
+    Banned,
+    /// 429: over the request rate.
+    RateLimited { retry_after: u64 },
+    /// 303 to /web/login: the database manager from an address not allowed.
+    DatabaseManager,
+    /// 403: the database service from an address not allowed.
+    DatabaseService,
+    /// 404: paths Odoo serves only to itself.
+    Internal,
+    /// 400: the guard refused an RPC body (unreadable, ambiguous).
+    RpcBody(&'static str),
+    /// 503: too many large bodies read for the guard at once for this address.
+    InspectBusy,
+    /// 403: this account's logins are locked.
+    LoginLocked,
+    /// 403: this address's logins are over their failure budget.
+    LoginsBanned,
+    /// 403: this address's password checks (RPC) are over their budget.
+    ChecksBanned,
+    /// 429: too many password checks in flight from this address.
+    ChecksBusy,
+    /// 413: the body is larger than `max_body`.
+    BodyTooLarge(u64),
+    /// 408: the body stopped arriving.
+    BodyTimeout,
+    /// 408: the body arrived below the minimum rate.
+    BodyTooSlow,
+    /// 400: the body's framing or encoding is broken.
+    BodyMalformed(String),
+    /// 507: the spool is full.
+    SpoolFull,
+    /// 503: the spool could not store the body.
+    SpoolError,
+    /// 503: every Odoo slot stayed taken for `queue_timeout`.
+    QueueTimeout,
+    /// 503: this client already holds its share of Odoo's slots.
+    ClientCap,
+    /// 504: Odoo did not answer within `timeout`.
+    UpstreamTimeout,
+    /// 502: Odoo refused or dropped the connection.
+    UpstreamUnreachable,
+    /// 502: Odoo's answer to a login could not be read.
+    LoginAnswer,
+    /// 502: an X-Accel-Redirect that cannot be served.
+    AccelUnservable,
+    /// 404: an X-Accel-Redirect to a file missing from the filestore.
+    AccelMissing,
+    /// 503: this client holds its share of websockets.
+    WebsocketClientCap,
+    /// 503: every websocket slot stayed taken.
+    WebsocketQueueTimeout,
+    /// 504: the websocket worker did not answer in time.
+    WebsocketTimeout,
+    /// 502: the websocket worker is not answering.
+    WebsocketUnreachable,
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        use Refusal::*;
+        match self {
+            AmbiguousFraming | Framing(_) | Header(_) | Asterisk | Path(_) | Host | NoHost
+            | Target | RpcBody(_) | BodyMalformed(_) => StatusCode::BAD_REQUEST,
+            UnknownHost | WrongCertificate => StatusCode::MISDIRECTED_REQUEST,
+            Banned | DatabaseService | LoginLocked | LoginsBanned | ChecksBanned => {
+                StatusCode::FORBIDDEN
+            }
+            RateLimited { .. } | ChecksBusy => StatusCode::TOO_MANY_REQUESTS,
+            DatabaseManager => StatusCode::SEE_OTHER,
+            Internal | AccelMissing => StatusCode::NOT_FOUND,
+            BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout | BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
+            SpoolFull => StatusCode::INSUFFICIENT_STORAGE,
+            InspectBusy
+            | SpoolError
+            | QueueTimeout
+            | ClientCap
+            | WebsocketClientCap
+            | WebsocketQueueTimeout => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamTimeout | WebsocketTimeout => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamUnreachable | LoginAnswer | AccelUnservable | WebsocketUnreachable => {
+                StatusCode::BAD_GATEWAY
+            }
+        }
+    }
+
+    /// What the page tells the client.
+    pub fn message(&self) -> Cow<'static, str> {
+        use Refusal::*;
+        Cow::Borrowed(match self {
+            AmbiguousFraming => {
+                "Bad request: ambiguous framing (Content-Length together with Transfer-Encoding, or a connection that could not be followed)."
+            }
+            Framing(why) | Header(why) | Path(why) | RpcBody(why) => {
+                return Cow::Owned(format!("Bad request: {why}."));
+            }
+            Asterisk => "Bad request: the target * is only for OPTIONS.",
+            Host => "Bad request: missing or invalid Host header.",
+            NoHost => "Bad request: missing Host header.",
+            Target => "Bad request: invalid request target.",
+            UnknownHost => "This server does not serve that host name.",
+            WrongCertificate => {
+                "The host name does not match the one this connection was opened for."
+            }
+            Banned => {
+                "Access from your address is blocked for a while after too many failed attempts."
+            }
+            RateLimited { .. } => "Too many requests: please slow down.",
+            DatabaseManager => "",
+            DatabaseService => "The database service is not available from this address.",
+            Internal => "Not found.",
+            InspectBusy => {
+                "Too many large requests in progress from your address: retry in a moment."
+            }
+            LoginLocked => {
+                "Too many failed logins for this account: try again later, or from where you logged in before."
+            }
+            LoginsBanned => "Too many failed logins from your address: try again later.",
+            ChecksBanned => "Too many failed password checks from your address: try again later.",
+            ChecksBusy => {
+                "Too many password checks in flight from your address: retry in a moment."
+            }
+            BodyTooLarge(limit) => {
+                return Cow::Owned(format!(
+                    "The request body is larger than this site accepts ({}). Administrators: raise max_body in rampart.toml.",
+                    rampart_config::ByteSize(*limit)
+                ));
+            }
+            BodyTimeout => "The request body did not arrive in time.",
+            BodyTooSlow => "The request body arrived too slowly.",
+            BodyMalformed(why) => return Cow::Owned(format!("Bad request body: {why}.")),
+            SpoolFull => {
+                "The request body could not be stored: the server's spool is full. Nothing was sent to Odoo."
+            }
+            SpoolError => {
+                "The request body could not be stored (spool error). Nothing was sent to Odoo."
+            }
+            QueueTimeout => "Odoo is busy: every worker is taken. Please try again in a moment.",
+            ClientCap => {
+                "Too many requests from your address are already in progress. Please try again in a moment."
+            }
+            UpstreamTimeout => {
+                "Odoo did not answer in time. A long report or import may still be running."
+            }
+            UpstreamUnreachable => {
+                "Odoo is not answering. The server may be starting or stopped; please try again shortly."
+            }
+            LoginAnswer => "Odoo's answer to a login could not be read.",
+            AccelUnservable => "The download could not be served.",
+            AccelMissing => "The file is missing.",
+            WebsocketClientCap => "Too many open websockets from your address.",
+            WebsocketQueueTimeout => "Too many open websockets.",
+            WebsocketTimeout => "Odoo's websocket worker did not answer in time.",
+            WebsocketUnreachable => {
+                "Odoo's websocket worker is not answering (is gevent_port running?)."
+            }
+        })
+    }
+
+    /// Seconds for Retry-After, where waiting is the remedy.
+    pub fn retry_after(&self) -> Option<u64> {
+        use Refusal::*;
+        match self {
+            RateLimited { retry_after } => Some(*retry_after),
+            InspectBusy | ChecksBusy => Some(1),
+            QueueTimeout | ClientCap | WebsocketClientCap | WebsocketQueueTimeout => Some(5),
+            SpoolError => Some(30),
+            _ => None,
+        }
+    }
+
+    /// The access log's `reason=`: one word a log filter can match.
+    pub fn reason(&self) -> &'static str {
+        use Refusal::*;
+        match self {
+            AmbiguousFraming | Framing(_) => "framing",
+            Header(_) => "header",
+            Asterisk => "asterisk",
+            Path(_) => "path",
+            Host | NoHost => "host",
+            Target => "target",
+            UnknownHost => "unknown-host",
+            WrongCertificate => "wrong-certificate",
+            Banned => "banned",
+            RateLimited { .. } => "rate-limited",
+            DatabaseManager => "database-manager",
+            DatabaseService => "database-service",
+            Internal => "internal",
+            RpcBody(_) => "rpc-body",
+            InspectBusy => "inspect-busy",
+            LoginLocked => "login-locked",
+            LoginsBanned => "logins-banned",
+            ChecksBanned => "checks-banned",
+            ChecksBusy => "checks-busy",
+            BodyTooLarge(_) => "body-too-large",
+            BodyTimeout => "body-timeout",
+            BodyTooSlow => "body-too-slow",
+            BodyMalformed(_) => "body-malformed",
+            SpoolFull => "spool-full",
+            SpoolError => "spool-error",
+            QueueTimeout => "queue-timeout",
+            ClientCap => "client-cap",
+            UpstreamTimeout => "upstream-timeout",
+            UpstreamUnreachable => "upstream-unreachable",
+            LoginAnswer => "login-answer",
+            AccelUnservable => "accel-unservable",
+            AccelMissing => "accel-missing",
+            WebsocketClientCap => "websocket-client-cap",
+            WebsocketQueueTimeout => "websocket-queue-timeout",
+            WebsocketTimeout => "websocket-timeout",
+            WebsocketUnreachable => "websocket-unreachable",
+        }
+    }
+
+    /// The page (or, for the database manager, the redirect).
+    pub fn response(&self) -> Response<Body> {
+        if let Refusal::DatabaseManager = self {
+            return pages::redirect(self.status(), "/web/login");
+        }
+        let mut r = pages::error(self.status(), &self.message());
+        if let Some(secs) = self.retry_after() {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
+    }
+
+    /// The guard's word on a request or login: banned or over the rate.
+    pub fn admit(a: Admission) -> Result<(), Refusal> {
+        match a {
+            Admission::Admitted => Ok(()),
+            Admission::Banned { .. } => Err(Refusal::Banned),
+            limited @ Admission::Limited { .. } => Err(Refusal::RateLimited {
+                retry_after: limited.retry_after_secs().unwrap_or(1).max(1),
+            }),
+        }
+    }
+}
+
+impl From<BodyError> for Refusal {
+    fn from(e: BodyError) -> Refusal {
+        match e {
+            BodyError::TooLarge(limit) => Refusal::BodyTooLarge(limit),
+            BodyError::Timeout => Refusal::BodyTimeout,
+            BodyError::Malformed(why) => Refusal::BodyMalformed(why.to_string()),
+            BodyError::TooSlow => Refusal::BodyTooSlow,
+            BodyError::Spool { full: true, .. } => Refusal::SpoolFull,
+            BodyError::Spool { full: false, .. } => Refusal::SpoolError,
+        }
+    }
+}
