@@ -11,7 +11,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{Method, Request, Response, Version, header};
-use hyper::body::Incoming;
 
 use crate::body::{self, Body, Observed};
 use crate::config::LogFormat;
@@ -270,7 +269,7 @@ pub(crate) struct RequestLine {
 }
 
 impl RequestLine {
-    pub(crate) fn of(req: &Request<Incoming>) -> RequestLine {
+    pub(crate) fn of<B>(req: &Request<B>) -> RequestLine {
         let h = req.headers();
         let text = |n: header::HeaderName| {
             h.get(n)
@@ -389,6 +388,44 @@ mod tests {
             l,
             "203.0.113.9 - - [24/Nov/2026:00:44:57 +0000] \"GET /web/login?x=\\\"y\\\" HTTP/1.1\" 200 3300 \"-\" \"curl/8.0\" site=erp.example.com upstream=127.0.0.1:8069 rt=0.012 urt=0.010 rid=0f8fad5b-d9cb-469f\n"
         );
+    }
+
+    #[test]
+    fn a_refused_request_says_why() {
+        let e = Entry {
+            status: 421,
+            reason: Some("unknown-host"),
+            ..entry()
+        };
+        assert!(combined(&e).ends_with(" rid=0f8fad5b-d9cb-469f reason=unknown-host\n"));
+        let v: serde_json::Value = serde_json::from_str(&json(&e)).unwrap();
+        assert_eq!(v["reason"], "unknown-host");
+        let v: serde_json::Value = serde_json::from_str(&json(&entry())).unwrap();
+        assert!(v["reason"].is_null());
+    }
+
+    #[test]
+    fn the_request_line_as_the_client_sent_it() {
+        let req = Request::builder()
+            .method("PROPFIND")
+            .uri("/web?a=1")
+            .version(Version::HTTP_10)
+            .header(header::USER_AGENT, "curl/8.0")
+            .body(())
+            .unwrap();
+        let l = RequestLine::of(&req);
+        assert_eq!(l.method, "PROPFIND");
+        assert_eq!(l.target, "/web?a=1");
+        assert_eq!(l.version, "HTTP/1.0");
+        assert_eq!(l.user_agent, "curl/8.0");
+        assert_eq!(l.referer, "");
+        let h2 = Request::builder()
+            .uri("https://erp.example.com")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap();
+        let l = RequestLine::of(&h2);
+        assert_eq!((l.target.as_str(), l.version), ("/", "HTTP/2.0"));
     }
 
     #[test]

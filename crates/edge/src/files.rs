@@ -199,6 +199,7 @@ pub(crate) fn not_modified(req: &HeaderMap, etag: &str, mtime_secs: u64) -> bool
     false
 }
 
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum RangeAnswer {
     Full,
     Partial(u64, u64),
@@ -313,4 +314,131 @@ pub(crate) async fn static_file(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ETAG: &str = "\"abc\"";
+    /// 2001-09-09T01:46:40Z, `Sun, 09 Sep 2001 01:46:40 GMT`.
+    const MTIME: u64 = 1_000_000_000;
+
+    fn range(headers: &[(&str, &str)], len: u64) -> RangeAnswer {
+        let mut h = HeaderMap::new();
+        for (n, v) in headers {
+            h.append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        requested_range(&h, ETAG, MTIME, len)
+    }
+
+    #[test]
+    fn no_range_is_the_whole_file() {
+        assert_eq!(range(&[], 100), RangeAnswer::Full);
+    }
+
+    #[test]
+    fn one_range_with_both_ends_clamped_to_the_file() {
+        assert_eq!(
+            range(&[("range", "bytes=0-9")], 100),
+            RangeAnswer::Partial(0, 9)
+        );
+        assert_eq!(
+            range(&[("range", "bytes=90-200")], 100),
+            RangeAnswer::Partial(90, 99)
+        );
+        assert_eq!(
+            range(&[("range", "bytes=10-")], 100),
+            RangeAnswer::Partial(10, 99)
+        );
+        assert_eq!(
+            range(&[("range", " bytes= 5 - 6 ")], 100),
+            RangeAnswer::Partial(5, 6)
+        );
+    }
+
+    #[test]
+    fn suffix_ranges_are_the_last_bytes() {
+        assert_eq!(
+            range(&[("range", "bytes=-10")], 100),
+            RangeAnswer::Partial(90, 99)
+        );
+        assert_eq!(
+            range(&[("range", "bytes=-500")], 100),
+            RangeAnswer::Partial(0, 99)
+        );
+        assert_eq!(
+            range(&[("range", "bytes=-0")], 100),
+            RangeAnswer::Unsatisfiable
+        );
+    }
+
+    #[test]
+    fn ranges_outside_the_file_are_unsatisfiable() {
+        assert_eq!(
+            range(&[("range", "bytes=100-")], 100),
+            RangeAnswer::Unsatisfiable
+        );
+        assert_eq!(
+            range(&[("range", "bytes=5-2")], 100),
+            RangeAnswer::Unsatisfiable
+        );
+        assert_eq!(
+            range(&[("range", "bytes=0-")], 0),
+            RangeAnswer::Unsatisfiable
+        );
+        assert_eq!(
+            range(&[("range", "bytes=-5")], 0),
+            RangeAnswer::Unsatisfiable
+        );
+    }
+
+    #[test]
+    fn what_is_not_one_byte_range_gets_the_whole_file() {
+        for spec in [
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=1-x",
+            "bytes=-x",
+            "bytes=5",
+            "bytes=-1-2",
+        ] {
+            assert_eq!(range(&[("range", spec)], 100), RangeAnswer::Full, "{spec}");
+        }
+    }
+
+    #[test]
+    fn if_range_keeps_the_range_only_for_the_same_file() {
+        let r = "bytes=0-0";
+        assert_eq!(
+            range(&[("range", r), ("if-range", ETAG)], 10),
+            RangeAnswer::Partial(0, 0)
+        );
+        assert_eq!(
+            range(&[("range", r), ("if-range", "\"other\"")], 10),
+            RangeAnswer::Full
+        );
+        assert_eq!(
+            range(
+                &[("range", r), ("if-range", "Sun, 09 Sep 2001 01:46:40 GMT")],
+                10
+            ),
+            RangeAnswer::Partial(0, 0)
+        );
+        assert_eq!(
+            range(
+                &[("range", r), ("if-range", "Sun, 09 Sep 2001 01:46:41 GMT")],
+                10
+            ),
+            RangeAnswer::Full
+        );
+        assert_eq!(
+            range(&[("range", r), ("if-range", "yesterday")], 10),
+            RangeAnswer::Full
+        );
+    }
 }

@@ -288,3 +288,159 @@ impl From<BodyError> for Refusal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn page(r: &Refusal) -> (Response<()>, String) {
+        let (parts, body) = r.response().into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (
+            Response::from_parts(parts, ()),
+            String::from_utf8(bytes.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_a_page_with_its_status_message_and_retry_after() {
+        let (res, html) = page(&Refusal::RateLimited { retry_after: 7 }).await;
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "7");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        assert!(
+            html.contains("Too many requests: please slow down."),
+            "{html}"
+        );
+
+        let (res, html) = page(&Refusal::BodyTooLarge(1024 * 1024)).await;
+        assert_eq!(res.status(), 413);
+        assert!(res.headers().get(header::RETRY_AFTER).is_none());
+        assert!(html.contains("raise max_body"), "{html}");
+
+        let (res, _) = page(&Refusal::SpoolError).await;
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "30");
+
+        let (res, html) = page(&Refusal::Header("a <b> & c")).await;
+        assert_eq!(res.status(), 400);
+        assert!(html.contains("Bad request: a &lt;b&gt; &amp; c."), "{html}");
+    }
+
+    #[tokio::test]
+    async fn the_database_manager_is_sent_to_the_login_page() {
+        let (res, body) = page(&Refusal::DatabaseManager).await;
+        assert_eq!(res.status(), 303);
+        assert_eq!(res.headers()[header::LOCATION], "/web/login");
+        assert_eq!(res.headers()[header::CONTENT_LENGTH], "0");
+        assert_eq!(body, "");
+    }
+
+    #[test]
+    fn the_guard_s_word_becomes_403_or_429() {
+        assert!(Refusal::admit(Admission::Admitted).is_ok());
+        let banned = Admission::Banned {
+            until: SystemTime::now() + Duration::from_secs(60),
+        };
+        assert!(matches!(Refusal::admit(banned), Err(Refusal::Banned)));
+        // Never "retry after 0 seconds".
+        let soon = Admission::Limited {
+            retry_after: Duration::from_millis(10),
+        };
+        match Refusal::admit(soon) {
+            Err(r @ Refusal::RateLimited { .. }) => assert_eq!(r.retry_after(), Some(1)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn body_errors_keep_their_answers() {
+        let io = || std::io::Error::other("disk");
+        let cases = [
+            (BodyError::TooLarge(10), 413),
+            (BodyError::Timeout, 408),
+            (BodyError::TooSlow, 408),
+            (
+                BodyError::Spool {
+                    full: true,
+                    source: io(),
+                },
+                507,
+            ),
+            (
+                BodyError::Spool {
+                    full: false,
+                    source: io(),
+                },
+                503,
+            ),
+        ];
+        for (e, status) in cases {
+            assert_eq!(Refusal::from(e).status(), status);
+        }
+    }
+
+    #[test]
+    fn reasons_are_one_word_a_log_filter_can_match() {
+        use Refusal::*;
+        let all = [
+            AmbiguousFraming,
+            Framing("x"),
+            Header("x"),
+            Asterisk,
+            Path("x"),
+            Host,
+            NoHost,
+            Target,
+            UnknownHost,
+            WrongCertificate,
+            Banned,
+            RateLimited { retry_after: 1 },
+            DatabaseManager,
+            DatabaseService,
+            Internal,
+            RpcBody("x"),
+            InspectBusy,
+            LoginLocked,
+            LoginsBanned,
+            ChecksBanned,
+            ChecksBusy,
+            BodyTooLarge(1),
+            BodyTimeout,
+            BodyTooSlow,
+            BodyMalformed("x".into()),
+            SpoolFull,
+            SpoolError,
+            QueueTimeout,
+            ClientCap,
+            UpstreamTimeout,
+            UpstreamUnreachable,
+            LoginAnswer,
+            AccelUnservable,
+            AccelMissing,
+            WebsocketClientCap,
+            WebsocketQueueTimeout,
+            WebsocketTimeout,
+            WebsocketUnreachable,
+        ];
+        for r in &all {
+            let reason = r.reason();
+            assert!(
+                !reason.is_empty() && reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{r:?}: {reason:?}"
+            );
+            // Rampart's own answers are never 2xx.
+            assert!(!r.status().is_success(), "{r:?}");
+            // Every page but the redirect says something.
+            assert_eq!(
+                r.message().is_empty(),
+                matches!(r, DatabaseManager),
+                "{r:?}"
+            );
+        }
+    }
+}

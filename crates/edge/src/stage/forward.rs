@@ -128,12 +128,9 @@ pub(crate) async fn proxy(
             up.headers_mut().remove(header::CONTENT_LENGTH);
         }
     }
-    // A refused connection means nothing was sent: the request may go to
-    // another upstream once, whatever its method, if its body is in hand.
-    let spare = match &whole {
-        Some(_) if pool.upstreams.len() > 1 => Some(up.headers().clone()),
-        _ => None,
-    };
+    // The headers are kept for a second attempt only when one may happen.
+    let spare =
+        may_retry(true, false, whole.is_some(), pool.upstreams.len()).then(|| up.headers().clone());
     let mut body = match (&whole, streaming) {
         (Some(b), _) => Some(b.body()),
         (None, b) => b,
@@ -163,7 +160,7 @@ pub(crate) async fn proxy(
                 if e.is_connect() {
                     let hc = &cfg.health_check;
                     lease.upstream.record(false, hc.fall, hc.rise);
-                    if !tried_other
+                    if may_retry(true, tried_other, whole.is_some(), pool.upstreams.len())
                         && let (Some(headers), Some(received)) = (&spare, &whole)
                         && let Some(next) = pool
                             .acquire_avoiding(ctx.who(), Some(&lease.upstream))
@@ -353,6 +350,14 @@ pub(crate) fn refused_slot(r: Refused, shared: &Shared, site: &SiteRuntime) -> R
     }
 }
 
+/// The retry rule: a refused connection means nothing was sent, so the
+/// request may go to another upstream, once, whatever its method, when its
+/// body is in hand to send again (received whole, not streamed) and the
+/// pool has another upstream. Any other failure may have reached Odoo.
+fn may_retry(refused: bool, retried: bool, body_in_hand: bool, upstreams: usize) -> bool {
+    refused && !retried && body_in_hand && upstreams > 1
+}
+
 /// The same upstream request, for another upstream address.
 pub(crate) fn retarget(
     parts: &http::request::Parts,
@@ -417,5 +422,88 @@ pub(crate) fn body_limits(rt: &Runtime, site: &SiteRuntime) -> request_body::Lim
         idle: rt.listen.client_body_timeout.get(),
         min_rate: rt.listen.client_body_min_rate.get(),
         grace: rt.listen.client_body_grace.get(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+
+    use super::*;
+
+    #[test]
+    fn retry_once_only_after_a_refused_connection_with_the_body_in_hand() {
+        assert!(may_retry(true, false, true, 2));
+        // Once.
+        assert!(!may_retry(true, true, true, 2));
+        // A timeout or a reset may have reached Odoo.
+        assert!(!may_retry(false, false, true, 2));
+        // A streamed body is gone.
+        assert!(!may_retry(true, false, false, 2));
+        // Nowhere else to go.
+        assert!(!may_retry(true, false, true, 1));
+    }
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = Request::builder().method(Method::POST).uri(uri);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.version(Version::HTTP_2).body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_upstream_request_is_origin_form_http11_without_hop_by_hop_headers() {
+        let mut p = parts(
+            "/web/login?redirect=%2Fodoo",
+            &[
+                ("host", "erp.example.com"),
+                ("connection", "x-secret"),
+                ("x-secret", "1"),
+                ("keep-alive", "timeout=5"),
+                ("x-forwarded-for", "10.9.9.9"),
+                ("cookie", "session_id=abc"),
+            ],
+        );
+        let client: IpAddr = "203.0.113.9".parse().unwrap();
+        let up = upstream_request(&mut p, "127.0.0.1:8069", client, true, false).unwrap();
+        assert_eq!(up.uri(), "http://127.0.0.1:8069/web/login?redirect=%2Fodoo");
+        assert_eq!(up.version(), Version::HTTP_11);
+        assert_eq!(up.method(), Method::POST);
+        let h = up.headers();
+        assert!(
+            h.get("x-secret").is_none(),
+            "named by Connection: hop-by-hop"
+        );
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get(header::CONNECTION).is_none());
+        assert_eq!(
+            h["x-forwarded-for"], "203.0.113.9",
+            "the client's own is replaced"
+        );
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h[header::HOST], "erp.example.com");
+        assert_eq!(h[header::COOKIE], "session_id=abc");
+    }
+
+    #[test]
+    fn an_upstream_request_without_host_is_refused() {
+        let mut p = parts("/web", &[]);
+        let client: IpAddr = "203.0.113.9".parse().unwrap();
+        let r = upstream_request(&mut p, "127.0.0.1:8069", client, true, false).unwrap_err();
+        assert!(matches!(r, Refusal::NoHost), "{r:?}");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn retarget_keeps_method_target_and_headers() {
+        let p = parts("/jsonrpc?x=1", &[]);
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("erp.example.com"));
+        let up = retarget(&p, h, "10.0.0.2:8069");
+        assert_eq!(up.uri(), "http://10.0.0.2:8069/jsonrpc?x=1");
+        assert_eq!(up.method(), Method::POST);
+        assert_eq!(up.version(), Version::HTTP_11);
+        assert_eq!(up.headers()[header::HOST], "erp.example.com");
     }
 }

@@ -191,3 +191,110 @@ pub(crate) async fn read_small(mut b: Body) -> Option<Bytes> {
     }
     Some(buf.freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    use http::StatusCode;
+    use rampart_guard::{Admission, GuardConfig, LoginRoute};
+
+    use super::*;
+
+    const CLIENT: &str = "203.0.113.40";
+
+    fn client() -> IpAddr {
+        CLIENT.parse().unwrap()
+    }
+
+    fn max_failures() -> usize {
+        GuardConfig::default().login_failures.max.get() as usize
+    }
+
+    fn answer(status: u16, text: impl Into<Bytes>) -> Response<Body> {
+        let mut r = Response::new(body::full(text.into()));
+        *r.status_mut() = StatusCode::from_u16(status).unwrap();
+        r
+    }
+
+    fn banned(g: &Guard) -> bool {
+        matches!(g.admit_request(client(), None), Admission::Banned { .. })
+    }
+
+    async fn check(g: &Guard, route: LoginRoute, res: Response<Body>) -> Result<Bytes, Refusal> {
+        let attempt = g
+            .begin_check_as(client(), route, None, None)
+            .expect("a slot");
+        let res = login_outcome(attempt, res, Duration::from_secs(5)).await?;
+        Ok(res.into_body().collect().await.unwrap().to_bytes())
+    }
+
+    #[tokio::test]
+    async fn a_form_login_is_judged_by_its_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Guard::open(&GuardConfig::default(), dir.path()).unwrap();
+        for _ in 0..max_failures() {
+            assert!(!banned(&g));
+            // Odoo shows the form again: a failed login, passed on as it is.
+            let body = check(&g, LoginRoute::WebLogin, answer(200, "<form>")).await;
+            assert_eq!(body.unwrap(), "<form>");
+        }
+        assert!(banned(&g), "max failed logins ban the address");
+    }
+
+    #[tokio::test]
+    async fn an_rpc_login_is_judged_by_its_body_passed_on_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Guard::open(&GuardConfig::default(), dir.path()).unwrap();
+        let denied = r#"{"jsonrpc": "2.0", "id": 1, "error": {"code": 200, "message": "Odoo Server Error", "data": {"name": "odoo.exceptions.AccessDenied"}}}"#;
+        for _ in 0..max_failures() {
+            assert!(!banned(&g));
+            let body = check(&g, LoginRoute::SessionAuthenticate, answer(200, denied)).await;
+            assert_eq!(body.unwrap(), denied);
+        }
+        assert!(banned(&g));
+    }
+
+    #[tokio::test]
+    async fn an_rpc_login_answer_too_large_to_judge_is_a_502_and_no_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Guard::open(&GuardConfig::default(), dir.path()).unwrap();
+        let huge = vec![b' '; exchange::LOGIN_ANSWER_MAX + 1];
+        for _ in 0..max_failures() + 1 {
+            let r = check(
+                &g,
+                LoginRoute::SessionAuthenticate,
+                answer(200, huge.clone()),
+            )
+            .await;
+            assert!(matches!(r, Err(Refusal::LoginAnswer)), "{r:?}");
+        }
+        assert!(
+            !banned(&g),
+            "an unread answer is neither a failure nor a success"
+        );
+    }
+
+    #[test]
+    fn logins_over_budget_are_403_other_checks_in_flight_429() {
+        use guard::Refused::*;
+        assert!(matches!(
+            check_refused(LoginLocked, true),
+            Refusal::LoginLocked
+        ));
+        assert!(matches!(
+            check_refused(LoginLocked, false),
+            Refusal::LoginLocked
+        ));
+        assert!(matches!(check_refused(Banned, true), Refusal::LoginsBanned));
+        assert!(matches!(check_refused(Busy, true), Refusal::LoginsBanned));
+        assert!(matches!(
+            check_refused(Banned, false),
+            Refusal::ChecksBanned
+        ));
+        assert!(matches!(check_refused(Busy, false), Refusal::ChecksBusy));
+        assert_eq!(check_refused(Busy, false).status(), 429);
+        assert_eq!(check_refused(Busy, true).status(), 403);
+    }
+}
