@@ -162,7 +162,7 @@ async fn phases(
     // 3 plain HTTP
     if !https {
         if let Some(token) = plain_http::acme_token(req.uri().path()) {
-            return Ok(plain_http::acme_answer(shared.certs.http01_response(token)));
+            return plain_http::acme_answer(shared.certs.http01_response(token));
         }
         let pq = req
             .uri()

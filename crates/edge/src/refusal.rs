@@ -44,6 +44,8 @@ pub enum Refusal {
     DatabaseManager,
     /// 403: the database service from an address not allowed.
     DatabaseService,
+    /// 404: an HTTP-01 token that is not pending.
+    NoAcmeChallenge,
     /// 404: paths Odoo serves only to itself.
     Internal,
     /// 400: the guard refused an RPC body (unreadable, ambiguous).
@@ -106,7 +108,7 @@ impl Refusal {
             }
             RateLimited { .. } | ChecksBusy => StatusCode::TOO_MANY_REQUESTS,
             DatabaseManager => StatusCode::SEE_OTHER,
-            Internal | AccelMissing => StatusCode::NOT_FOUND,
+            Internal | NoAcmeChallenge | AccelMissing => StatusCode::NOT_FOUND,
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout | BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
             SpoolFull => StatusCode::INSUFFICIENT_STORAGE,
@@ -148,6 +150,7 @@ impl Refusal {
             DatabaseManager => "",
             DatabaseService => "The database service is not available from this address.",
             Internal => "Not found.",
+            NoAcmeChallenge => "No such ACME challenge.",
             InspectBusy => {
                 "Too many large requests in progress from your address: retry in a moment."
             }
@@ -225,6 +228,7 @@ impl Refusal {
             DatabaseManager => "database-manager",
             DatabaseService => "database-service",
             Internal => "internal",
+            NoAcmeChallenge => "acme-unknown-token",
             RpcBody(_) => "rpc-body",
             InspectBusy => "inspect-busy",
             LoginLocked => "login-locked",
@@ -403,6 +407,7 @@ mod tests {
             DatabaseManager,
             DatabaseService,
             Internal,
+            NoAcmeChallenge,
             RpcBody("x"),
             InspectBusy,
             LoginLocked,

@@ -6,6 +6,7 @@ use http::{Response, StatusCode};
 
 use crate::body::Body;
 use crate::pages;
+use crate::refusal::Refusal;
 
 pub const ACME_PREFIX: &str = "/.well-known/acme-challenge/";
 
@@ -19,11 +20,9 @@ pub fn acme_token(raw_path: &str) -> Option<&str> {
     ok.then_some(token)
 }
 
-pub fn acme_answer(key_authorization: Option<String>) -> Response<Body> {
-    match key_authorization {
-        Some(k) => pages::text(StatusCode::OK, "text/plain", k),
-        None => pages::error(StatusCode::NOT_FOUND, "No such ACME challenge."),
-    }
+pub fn acme_answer(key_authorization: Option<String>) -> Result<Response<Body>, Refusal> {
+    let k = key_authorization.ok_or(Refusal::NoAcmeChallenge)?;
+    Ok(pages::text(StatusCode::OK, "text/plain", k))
 }
 
 /// `https://host[:port]/path?query`; the port only when not 443.
@@ -49,6 +48,16 @@ mod tests {
         assert_eq!(acme_token("/.well-known/acme-challenge/../x"), None);
         assert_eq!(acme_token("/.well-known/acme-challenge/"), None);
         assert_eq!(acme_token("/web/login"), None);
+    }
+
+    #[test]
+    fn only_a_pending_token_is_answered() {
+        let r = acme_answer(Some("tok.key".into())).unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "text/plain");
+        let r = acme_answer(None).unwrap_err();
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.message(), "No such ACME challenge.");
     }
 
     #[test]
