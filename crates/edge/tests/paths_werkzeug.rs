@@ -14,11 +14,9 @@
 //! skips. `RAMPART_WERKZEUG_CASES` sets the generated corpus size (default
 //! 5000, a few seconds; a million outside CI).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-
 use rampart_edge::stage::normalize::{CanonicalPath, canonical_path};
 use rampart_edge::stage::route::{Route, route};
+use rampart_testkit::oracle::{self, Rng, env_number};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -28,18 +26,10 @@ fn oracle_script() -> String {
 
 /// Fails loudly when the oracle cannot run.
 fn check_python() {
-    let out = Command::new(PYTHON)
-        .args(["-c", "import werkzeug"])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("{PYTHON} is needed for the werkzeug differential test: {e} (apt-get install python3 python3-werkzeug)")
-        });
-    assert!(
-        out.status.success(),
-        "{PYTHON} cannot import werkzeug (apt-get install python3-werkzeug): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    oracle::require_module(PYTHON, "werkzeug", NEEDS);
 }
+
+const NEEDS: &str = "apt-get install python3 python3-werkzeug";
 
 #[derive(Debug, serde::Deserialize)]
 struct Werkzeug {
@@ -54,28 +44,10 @@ struct Werkzeug {
 
 /// Runs the oracle over every target in one process.
 fn werkzeug(targets: &[String]) -> Vec<Werkzeug> {
-    let mut child = Command::new(PYTHON)
-        .arg(oracle_script())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {PYTHON} {}: {e}", oracle_script()));
-    let mut stdin = child.stdin.take().expect("piped");
-    let input: String = targets.iter().map(|t| format!("{t}\n")).collect();
-    let writer = std::thread::spawn(move || {
-        stdin.write_all(input.as_bytes()).expect("oracle stdin");
-    });
-    let stdout = BufReader::new(child.stdout.take().expect("piped"));
-    let answers: Vec<Werkzeug> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(&l.expect("oracle output")).expect("oracle JSON"))
-        .collect();
-    writer.join().expect("writer");
-    let status = child.wait().expect("oracle exit");
-    assert!(status.success(), "the werkzeug oracle failed: {status}");
-    assert_eq!(answers.len(), targets.len(), "one answer per target");
-    answers
+    oracle::run(PYTHON, &oracle_script(), NEEDS, targets.to_vec())
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("a werkzeug answer"))
+        .collect()
 }
 
 /// What Rampart makes of a raw request-target.
@@ -354,22 +326,6 @@ fn hand_written_spellings_agree_with_werkzeug() {
     assert!(t.compared > 30, "most spellings reach the comparison");
 }
 
-/// A small deterministic generator (xorshift64*): no dependency, the same
-/// corpus on every run for a given seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Pieces attackers and browsers put in paths.
 const PIECES: &[&str] = &[
     "/",
@@ -487,7 +443,7 @@ const BASES: &[&str] = &[
 /// characters percent-encoded (either case), pieces inserted, or slashes
 /// doubled.
 fn generated(n: usize, seed: u64) -> Vec<String> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed | 1);
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let mut t = String::from("/");
@@ -524,14 +480,8 @@ fn generated(n: usize, seed: u64) -> Vec<String> {
 #[test]
 fn generated_paths_agree_with_werkzeug() {
     check_python();
-    let n: usize = std::env::var("RAMPART_WERKZEUG_CASES")
-        .ok()
-        .map(|v| v.parse().expect("RAMPART_WERKZEUG_CASES is a number"))
-        .unwrap_or(5000);
-    let seed = std::env::var("RAMPART_WERKZEUG_SEED")
-        .ok()
-        .map(|v| v.parse().expect("RAMPART_WERKZEUG_SEED is a number"))
-        .unwrap_or(0x005e_ed0f_0d00);
+    let n = env_number("RAMPART_WERKZEUG_CASES", 5000) as usize;
+    let seed = env_number("RAMPART_WERKZEUG_SEED", 0x005e_ed0f_0d00);
     let t = run(generated(n, seed));
     assert_agree(&format!("{n} generated targets (seed {seed})"), &t);
     assert!(

@@ -11,32 +11,8 @@
 //! `RAMPART_DIFF_CASES` (default 3000) sets the number of mutations,
 //! `RAMPART_DIFF_SEED` the seed. python3 missing is a failure, not a skip.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-
 use rampart_guard::rpc::{self, Endpoint, Reading};
-
-/// A tiny deterministic generator (xorshift64*): no dependency, same
-/// corpus for a seed on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-}
+use rampart_testkit::oracle::{self, Rng, env_number, hex};
 
 #[derive(Clone)]
 struct Case {
@@ -266,7 +242,7 @@ fn encode_xml(rng: &mut Rng, s: &str) -> Vec<u8> {
             let mut b = s.as_bytes().to_vec();
             if !b.is_empty() {
                 let i = rng.below(b.len());
-                b[i] = (rng.next() & 0xFF) as u8;
+                b[i] = (rng.next_u64() & 0xFF) as u8;
             }
             b
         }
@@ -433,7 +409,7 @@ fn mutate_json(rng: &mut Rng, seed: &str) -> Vec<u8> {
             let mut b = s.into_bytes();
             if !b.is_empty() {
                 let i = rng.below(b.len());
-                b[i] = (rng.next() & 0xFF) as u8;
+                b[i] = (rng.next_u64() & 0xFF) as u8;
             }
             b
         }
@@ -520,7 +496,7 @@ fn hand_written() -> Vec<Case> {
 }
 
 fn corpus(n: usize, seed: u64) -> Vec<Case> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed | 1);
     let mut cases = hand_written();
     for i in 0..n {
         if i % 2 == 0 {
@@ -563,53 +539,33 @@ struct Oracle {
 
 fn oracle(cases: &[Case]) -> Vec<Oracle> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle_rpc.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 is required for the RPC differential test (the oracle is Python's own parsers); install python3");
-    let mut stdin = child.stdin.take().expect("piped");
-    let input: Vec<u8> = cases
+    let lines = cases
         .iter()
-        .flat_map(|c| {
-            let hex: String = c.body.iter().map(|b| format!("{b:02x}")).collect();
-            format!("{} {} {hex}\n", c.kind, c.service).into_bytes()
-        })
+        .map(|c| format!("{} {} {}", c.kind, c.service, hex(&c.body)))
         .collect();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).expect("write to the oracle"));
-    let out = BufReader::new(child.stdout.take().expect("piped"));
-    let mut answers = Vec::with_capacity(cases.len());
-    for line in out.lines() {
-        let v: serde_json::Value =
-            serde_json::from_str(&line.expect("oracle output")).expect("oracle JSON");
+    oracle::run(
+        "python3",
+        script,
+        "python3: the oracle is Python's own parsers",
+        lines,
+    )
+    .iter()
+    .map(|v| {
         let s = |k: &str| v[k].as_str().map(str::to_string);
-        answers.push(Oracle {
+        Oracle {
             call: v["call"].as_bool().expect("call"),
             service: s("service"),
             method: s("method"),
             login: s("login"),
-        });
-    }
-    writer.join().expect("writer");
-    assert!(
-        child.wait().expect("oracle exit").success(),
-        "the oracle failed"
-    );
-    assert_eq!(answers.len(), cases.len(), "the oracle answered every case");
-    answers
+        }
+    })
+    .collect()
 }
 
 #[test]
 fn rampart_reads_rpc_bodies_as_python_does() {
-    let n: usize = std::env::var("RAMPART_DIFF_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
-    let seed: u64 = std::env::var("RAMPART_DIFF_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_0009);
+    let n = env_number("RAMPART_DIFF_CASES", 3000) as usize;
+    let seed = env_number("RAMPART_DIFF_SEED", 0x5eed_0009);
     let mut total = (0usize, 0usize, 0usize, 0usize); // cases, uncertain, extra, python calls
     let mut uncertain_but_read = 0usize;
     let mut samples = Vec::new();

@@ -12,23 +12,9 @@
 //! a real Odoo's virtualenv.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 
 use rampart_guard::{form_login, request_session_id};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use rampart_testkit::oracle::{self, Rng, env_number};
 
 const COOKIES: &[&str] = &[
     "session_id=abc",
@@ -122,16 +108,7 @@ fn mutate(rng: &mut Rng, s: &str) -> String {
 fn rampart_reads_the_session_and_login_as_werkzeug_does() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle_sessions.py");
     let python = std::env::var("RAMPART_ORACLE_PYTHON").unwrap_or_else(|_| "python3".into());
-    let mut py = Command::new(&python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{python} is needed for this test (with werkzeug: Debian's python3-werkzeug): {e}"
-            )
-        });
+    let mut py = oracle::spawn(&python, script, "werkzeug: Debian's python3-werkzeug");
     let mut stdin = py.stdin.take().unwrap();
     let mut stdout = BufReader::new(py.stdout.take().unwrap());
     let mut ask = |req: serde_json::Value| -> serde_json::Value {
@@ -142,14 +119,8 @@ fn rampart_reads_the_session_and_login_as_werkzeug_does() {
             panic!("the oracle did not answer (is werkzeug installed?): {line:?} for {req}")
         })
     };
-    let cases: usize = std::env::var("RAMPART_DIFF_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
-    let mut rng = Rng(std::env::var("RAMPART_DIFF_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5e55_1045));
+    let cases = env_number("RAMPART_DIFF_CASES", 3000) as usize;
+    let mut rng = Rng::new(env_number("RAMPART_DIFF_SEED", 0x5e55_1045) | 1);
     let mut checked = (0, 0, 0);
     let mut disagreements = Vec::new();
     let mut cookies: Vec<String> = COOKIES.iter().map(|s| s.to_string()).collect();

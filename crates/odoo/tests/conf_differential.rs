@@ -6,25 +6,10 @@
 //! reads (it names the line); it must not read one differently.
 //! `RAMPART_DIFF_CASES` sets the number of files (default 2000).
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use rampart_odoo::conf::OdooConf;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-}
+use rampart_testkit::oracle::{self, Rng, env_number, hex};
 
 fn file(rng: &mut Rng) -> String {
     let lines = [
@@ -51,13 +36,13 @@ fn file(rng: &mut Rng) -> String {
         "  indented_key = 1",
         "empty =",
     ];
-    let n = 1 + rng.next() % 10;
+    let n = 1 + rng.next_u64() % 10;
     let mut out = String::new();
-    if !rng.next().is_multiple_of(4) {
+    if !rng.next_u64().is_multiple_of(4) {
         out.push_str("[options]\n");
     }
     for _ in 0..n {
-        out.push_str(rng.pick(&lines));
+        out.push_str(lines[rng.below(lines.len())]);
         out.push('\n');
     }
     out
@@ -65,32 +50,17 @@ fn file(rng: &mut Rng) -> String {
 
 #[test]
 fn odoo_conf_is_read_as_configparser_reads_it() {
-    let n: usize = std::env::var("RAMPART_DIFF_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let mut rng = Rng(0x0d00_c0f1);
+    let n = env_number("RAMPART_DIFF_CASES", 2000) as usize;
+    let mut rng = Rng::new(0x0d00_c0f1);
     let files: Vec<String> = (0..n).map(|_| file(&mut rng)).collect();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oracle_conf.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 is required for the odoo.conf differential test (the oracle is configparser); install python3");
-    let mut stdin = child.stdin.take().expect("piped");
-    let input: String = files
-        .iter()
-        .map(|f| f.bytes().map(|b| format!("{b:02x}")).collect::<String>() + "\n")
-        .collect();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()).expect("write"));
-    let answers: Vec<serde_json::Value> = BufReader::new(child.stdout.take().expect("piped"))
-        .lines()
-        .map(|l| serde_json::from_str(&l.expect("oracle output")).expect("oracle JSON"))
-        .collect();
-    writer.join().expect("writer");
-    assert!(child.wait().expect("oracle").success());
-    assert_eq!(answers.len(), files.len());
+    let lines = files.iter().map(|f| hex(f.as_bytes())).collect();
+    let answers = oracle::run(
+        "python3",
+        script,
+        "python3: the oracle is configparser",
+        lines,
+    );
     let (mut refused, mut refused_read, mut bad) = (0, 0, Vec::new());
     for (text, py) in files.iter().zip(&answers) {
         let ours = OdooConf::parse(Path::new("odoo.conf"), text);

@@ -6,6 +6,7 @@
 //! - [`TestClient`], [`raw_exchange`], [`tls_handshake_info`], [`websocket_echo`]: clients that hit
 //!   Rampart by made-up host names on loopback, trusting exactly the CA a test created.
 //! - [`Browser`]: headless Chromium through chromedriver (W3C WebDriver), for the browser tests.
+//! - [`oracle`]: the differential tests' generator and Python-oracle runner.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -17,6 +18,7 @@
 
 mod client;
 mod fixture;
+pub mod oracle;
 mod util;
 mod webdriver;
 
