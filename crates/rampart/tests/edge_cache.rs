@@ -8,7 +8,7 @@ mod common;
 use std::io::Read;
 use std::sync::Arc;
 
-use common::{Rampart, Setup, Site, run_cli};
+use common::{Rampart, Setup, Site, metric, run_cli};
 use rampart_testkit::{OdooFixture, TestResponse};
 
 const HOST: &str = "erp.test";
@@ -52,15 +52,6 @@ fn decode(enc: Option<&str>, body: &[u8]) -> Vec<u8> {
         Some(other) => panic!("unexpected Content-Encoding {other}"),
     }
     out
-}
-
-/// The value of a Prometheus sample line starting with `prefix`.
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {prefix} in:\n{text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Rampart, Setup, Site, TempDir, bin, require_program, run_cli, wait_line};
+use common::{Rampart, Setup, Site, TempDir, bin, metric, require_program, run_cli, wait_line};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rampart_testkit::{FixtureOptions, OdooFixture, SeenRequest, TestClient};
@@ -386,13 +386,6 @@ async fn wait_banned(r: &Rampart, addr: &str) -> Value {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The value of one unlabelled metric line (`name value`).
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
 
 /// SIGTERM, wait for a clean exit, then `rampart serve` again on the same

@@ -5,34 +5,13 @@
 
 mod common;
 
-use common::{Rampart, Setup, Site};
+use common::{Rampart, Setup, Site, metric, start_guarded};
 use rampart_testkit::OdooFixture;
 
 const HOST: &str = "erp.redteam.test";
 
 async fn start(fixture: &OdooFixture, max: u32) -> Rampart {
-    start_with(fixture, max, "").await
-}
-
-async fn start_with(fixture: &OdooFixture, max: u32, site_extra: &str) -> Rampart {
-    Rampart::start(Setup {
-        sites: vec![Site::new(HOST, fixture).extra(site_extra)],
-        listen: format!(
-            "\n[guard]\nrate = {{ per_second = 5000, burst = 5000 }}\n\
-             login_rate = {{ per_minute = 60000, burst = 5000 }}\n\
-             login_failures = {{ max = {max}, within = \"60s\", ban = \"15m\" }}\n"
-        ),
-        ..Setup::default()
-    })
-    .await
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+    start_guarded(fixture, HOST, max, "").await
 }
 
 async fn failures(r: &Rampart) -> f64 {
@@ -181,8 +160,9 @@ async fn long_json_rpc_ids_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nan_ids_cannot_hide_the_verdict() {
     let fixture = OdooFixture::start().await;
-    let r = start_with(
+    let r = start_guarded(
         &fixture,
+        HOST,
         3,
         "[site.database_manager]\nallow = [\"127.0.0.1/32\"]",
     )
@@ -427,7 +407,7 @@ async fn one_address_cannot_hold_unbounded_bodies_for_inspection() {
     }
     // Wait until both are spooled (not a speed assertion).
     for _ in 0..60 {
-        if metric(&r.metrics().await, "rampart_spooled_bytes") >= 2.0 * (len - 70_000) as f64 {
+        if metric(&r.metrics().await, "rampart_spooled_bytes_total") >= 2.0 * (len - 70_000) as f64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Rampart, Setup, Site};
+use common::{Rampart, Setup, Site, metric, start_guarded};
 use rampart_testkit::{FixtureOptions, OdooFixture};
 
 const HOST: &str = "erp.rpc.test";
@@ -45,10 +45,7 @@ fn json_execute_kw(password: &str) -> Vec<u8> {
 }
 
 async fn post(r: &Rampart, path: &str, ct: &str, body: Vec<u8>) -> u16 {
-    r.client
-        .request("POST", &r.url(HOST, path), &[("content-type", ct)], body)
-        .await
-        .status
+    r.post(HOST, path, ct, body).await.status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,27 +100,6 @@ async fn wrong_passwords_on_execute_kw_lead_to_a_ban() {
 
 // ---- issue 9: bodies read as Odoo reads them ------------------------------
 
-async fn start_with(fixture: &OdooFixture, max: u32, site_extra: &str) -> Rampart {
-    Rampart::start(Setup {
-        sites: vec![Site::new(HOST, fixture).extra(site_extra)],
-        listen: format!(
-            "\n[guard]\nrate = {{ per_second = 5000, burst = 5000 }}\n\
-             login_rate = {{ per_minute = 60000, burst = 5000 }}\n\
-             login_failures = {{ max = {max}, within = \"60s\", ban = \"15m\" }}\n"
-        ),
-        ..Setup::default()
-    })
-    .await
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
-}
-
 fn xml_authenticate(method_element: &str, password: &str) -> String {
     format!(
         "<?xml version='1.0'?>\n<methodCall>\n{method_element}\n<params>\n\
@@ -158,17 +134,14 @@ async fn login_spellings_python_reads_are_counted_and_banned() {
         ("JSON 2-key objects", "/jsonrpc", br#"{"jsonrpc":"2.0","method":"call","id":1,"params":[{"service":0,"common":1},{"method":0,"login":1},["args",["demo1","admin","g7"]]]}"#.to_vec()),
     ];
     let max = spellings.len() as u32;
-    let r = start_with(&fixture, max, "").await;
+    let r = start_guarded(&fixture, HOST, max, "").await;
     for (i, (what, path, body)) in spellings.into_iter().enumerate() {
         let ct = if path == "/jsonrpc" {
             "application/json"
         } else {
             "text/xml"
         };
-        let res = r
-            .client
-            .request("POST", &r.url(HOST, path), &[("content-type", ct)], body)
-            .await;
+        let res = r.post(HOST, path, ct, body).await;
         assert_eq!(res.status, 200, "{what}: {}", res.text());
         let failures = metric(&r.metrics().await, "rampart_guard_login_failures_total");
         assert_eq!(
@@ -179,11 +152,10 @@ async fn login_spellings_python_reads_are_counted_and_banned() {
     }
     let seen = fixture.count("/xmlrpc") + fixture.count("/jsonrpc");
     let res = r
-        .client
-        .request(
-            "POST",
-            &r.url(HOST, "/xmlrpc/2/common"),
-            &[("content-type", "text/xml")],
+        .post(
+            HOST,
+            "/xmlrpc/2/common",
+            "text/xml",
             xml_authenticate("<methodName>authenticate</methodName>", "g8").into_bytes(),
         )
         .await;
@@ -198,7 +170,7 @@ async fn login_spellings_python_reads_are_counted_and_banned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_service_in_any_params_shape_never_reaches_odoo() {
     let fixture = OdooFixture::start().await;
-    let r = start_with(&fixture, 10, "").await;
+    let r = start_guarded(&fixture, HOST, 10, "").await;
     for body in [
         r#"{"jsonrpc":"2.0","method":"call","id":1,"params":[["service","db"],["method","list"],["args",[]]]}"#,
         r#"{"jsonrpc":"2.0","method":"call","id":1,"params":[{"service":1,"db":2},{"method":1,"list":2},["args",[]]]}"#,
@@ -208,11 +180,10 @@ async fn db_service_in_any_params_shape_never_reaches_odoo() {
         r#"{"jsonrpc":"2.0","method":"call","id":1,"params":[["service","db"],["method","dump"],["args",["guess","demo1","zip"]]]}"#,
     ] {
         let res = r
-            .client
-            .request(
-                "POST",
-                &r.url(HOST, "/jsonrpc"),
-                &[("content-type", "application/json")],
+            .post(
+                HOST,
+                "/jsonrpc",
+                "application/json",
                 body.as_bytes().to_vec(),
             )
             .await;
@@ -222,11 +193,10 @@ async fn db_service_in_any_params_shape_never_reaches_odoo() {
     // Other services still pass.
     let version = r#"{"jsonrpc":"2.0","method":"call","id":1,"params":[["service","common"],["method","version"],["args",[]]]}"#;
     let res = r
-        .client
-        .request(
-            "POST",
-            &r.url(HOST, "/jsonrpc"),
-            &[("content-type", "application/json")],
+        .post(
+            HOST,
+            "/jsonrpc",
+            "application/json",
             version.as_bytes().to_vec(),
         )
         .await;
@@ -241,7 +211,7 @@ async fn concurrent_wrong_execute_kw_put_at_most_max_checks_before_odoo() {
     const MAX: u32 = 10;
     const BURST: usize = 100;
     let fixture = OdooFixture::start().await;
-    let r = start_with(&fixture, MAX, "").await;
+    let r = start_guarded(&fixture, HOST, MAX, "").await;
     let client = std::sync::Arc::new(rampart_testkit::TestClient::new(&r.ca_path()));
     let url = r.url(HOST, "/xmlrpc/2/object");
 
@@ -305,7 +275,7 @@ async fn totp_codes_are_counted_and_banned() {
         ..FixtureOptions::default()
     })
     .await;
-    let r = start_with(&fixture, 3, "").await;
+    let r = start_guarded(&fixture, HOST, 3, "").await;
     let (cookie, token) = r.login_form(HOST).await;
     let headers = [
         ("content-type", "application/x-www-form-urlencoded"),
@@ -374,18 +344,18 @@ async fn totp_codes_are_counted_and_banned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_password_and_api_key_guesses_are_counted() {
     let fixture = OdooFixture::start().await;
-    let r = start_with(
+    let r = start_guarded(
         &fixture,
+        HOST,
         3,
         "[site.database_manager]\nallow = [\"127.0.0.1/32\"]",
     )
     .await;
     let res = r
-        .client
-        .request(
-            "POST",
-            &r.url(HOST, "/web/database/drop"),
-            &[("content-type", "application/x-www-form-urlencoded")],
+        .post(
+            HOST,
+            "/web/database/drop",
+            "application/x-www-form-urlencoded",
             b"master_pwd=guess&name=demo1".to_vec(),
         )
         .await;
@@ -393,11 +363,10 @@ async fn master_password_and_api_key_guesses_are_counted() {
     assert!(res.text().contains("Access Denied"));
     let body = r#"{"jsonrpc":"2.0","method":"call","id":1,"params":{"service":"db","method":"dump","args":["guess2","demo1","zip"]}}"#;
     let res = r
-        .client
-        .request(
-            "POST",
-            &r.url(HOST, "/jsonrpc"),
-            &[("content-type", "application/json")],
+        .post(
+            HOST,
+            "/jsonrpc",
+            "application/json",
             body.as_bytes().to_vec(),
         )
         .await;
@@ -418,11 +387,10 @@ async fn master_password_and_api_key_guesses_are_counted() {
     let failures = metric(&r.metrics().await, "rampart_guard_login_failures_total");
     assert_eq!(failures, 3.0);
     let res = r
-        .client
-        .request(
-            "POST",
-            &r.url(HOST, "/web/database/drop"),
-            &[("content-type", "application/x-www-form-urlencoded")],
+        .post(
+            HOST,
+            "/web/database/drop",
+            "application/x-www-form-urlencoded",
             b"master_pwd=guess4&name=demo1".to_vec(),
         )
         .await;
@@ -434,7 +402,7 @@ async fn master_password_and_api_key_guesses_are_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_call_larger_than_the_inspection_limit_passes_and_counts() {
     let fixture = OdooFixture::start().await;
-    let r = start_with(&fixture, 10, "max_body = \"64MiB\"").await;
+    let r = start_guarded(&fixture, HOST, 10, "max_body = \"64MiB\"").await;
     let mut body = String::from_utf8(xml_execute_kw("guess")).unwrap();
     body = body.replace(
         "<string>search</string>",

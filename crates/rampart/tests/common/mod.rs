@@ -283,6 +283,21 @@ impl Rampart {
         self.client.get(&self.url(host, path)).await
     }
 
+    /// POSTs `body` as `content_type` to `path` on `host`.
+    pub async fn post(
+        &self,
+        host: &str,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> TestResponse {
+        let headers = [("content-type", content_type)];
+        let url = self.url(host, path);
+        self.client
+            .request("POST", &url, &headers, body.into())
+            .await
+    }
+
     /// What a browser does before posting the login form: GET /web/login through Rampart and keep
     /// the session cookie it sets and the CSRF token rendered into the form (Odoo refuses a login
     /// POST without both). Returns (`session_id=...` for a Cookie header, token).
@@ -454,4 +469,45 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+}
+
+/// `[guard]` for the guard tests (after the harness's [listen]): rates no
+/// test reaches, and `max` failed logins within 60 s ban for 15 min.
+pub fn guard_failures(max: u32) -> String {
+    format!(
+        "\n[guard]\nrate = {{ per_second = 5000, burst = 5000 }}\n\
+         login_rate = {{ per_minute = 60000, burst = 5000 }}\n\
+         login_failures = {{ max = {max}, within = \"60s\", ban = \"15m\" }}\n"
+    )
+}
+
+/// Rampart in front of `fixture` for one site `host` (with `site_extra`
+/// TOML), the guard as [`guard_failures`] sets it.
+pub async fn start_guarded(
+    fixture: &OdooFixture,
+    host: &str,
+    max: u32,
+    site_extra: &str,
+) -> Rampart {
+    Rampart::start(Setup {
+        sites: vec![Site::new(host, fixture).extra(site_extra)],
+        listen: guard_failures(max),
+        ..Setup::default()
+    })
+    .await
+}
+
+/// The value of the first Prometheus sample whose name (and labels, if
+/// `name` has them) is `name`: `name 3` or `name{site="x"} 3`.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            if !(rest.starts_with(' ') || rest.starts_with('{')) {
+                return None;
+            }
+            l.rsplit(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
