@@ -4,7 +4,8 @@
 //!
 //! Start at [`pipeline`]: it is the one place that puts the stages in
 //! order. [`server`] accepts connections and hands requests to it;
-//! [`state`] holds what they share.
+//! [`state`] holds what they share; [`refusal`] lists every answer Rampart
+//! gives instead of Odoo.
 
 pub mod access_log;
 pub mod admin;
