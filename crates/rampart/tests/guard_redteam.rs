@@ -407,7 +407,8 @@ async fn one_address_cannot_hold_unbounded_bodies_for_inspection() {
     }
     // Wait until both are spooled (not a speed assertion).
     for _ in 0..60 {
-        if metric(&r.metrics().await, "rampart_spooled_bytes_total") >= 2.0 * (len - 70_000) as f64 {
+        if metric(&r.metrics().await, "rampart_spooled_bytes_total") >= 2.0 * (len - 70_000) as f64
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
