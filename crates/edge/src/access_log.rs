@@ -14,8 +14,8 @@ use http::{Method, Request, Response, Version, header};
 
 use crate::body::{self, Body, Observed};
 use crate::config::LogFormat;
-use crate::metrics::RequestLabels;
-use crate::state::{ConnInfo, Ctx, Shared};
+use crate::io::Activity;
+use crate::metrics::{Metrics, RequestLabels};
 
 pub struct Entry {
     pub client: IpAddr,
@@ -297,43 +297,45 @@ impl RequestLine {
     }
 }
 
-/// 9: logs and counts when the body is done, releasing the connection's
-/// in-flight mark at the same moment.
+/// What stage 9 logs of a request besides its line, as the stages left it.
+pub(crate) struct Done {
+    pub(crate) client: IpAddr,
+    pub(crate) site: String,
+    pub(crate) upstream: String,
+    pub(crate) upstream_time: Option<Duration>,
+    pub(crate) cache: Option<&'static str>,
+    /// `Refusal::reason` when Rampart answered itself.
+    pub(crate) reason: Option<&'static str>,
+    pub(crate) request_id: String,
+}
+
+/// 9: counts the answer now, and logs it when its body is done (bytes and
+/// duration as the client got them), releasing the connection's in-flight
+/// mark at the same moment.
 pub(crate) fn finish(
     res: Response<Body>,
-    ctx: Ctx,
+    done: Done,
     line: RequestLine,
     started: Instant,
-    conn: Arc<ConnInfo>,
-    shared: Arc<Shared>,
+    activity: Arc<Activity>,
+    log: AccessLog,
+    metrics: &Metrics,
 ) -> Response<Body> {
     let status = res.status().as_u16();
-    let site_name = ctx
-        .site
-        .as_ref()
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
-    shared
-        .metrics
+    metrics
         .requests
         .get_or_create(&RequestLabels {
-            site: site_name.clone(),
+            site: done.site.clone(),
             status,
         })
         .inc();
     let time = SystemTime::now();
-    let client = ctx.client;
-    let upstream = ctx.upstream.unwrap_or_default();
-    let upstream_time = ctx.upstream_time;
-    let cache = ctx.cache;
-    let reason = ctx.refusal;
-    let request_id = String::from_utf8_lossy(ctx.request_id.as_bytes()).into_owned();
     let (parts, body) = res.into_parts();
     let on_end = move |bytes: u64, _complete: bool| {
-        conn.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-        conn.activity.touch();
-        shared.access_log.log(&Entry {
-            client,
+        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        activity.touch();
+        log.log(&Entry {
+            client: done.client,
             time,
             method: line.method.to_string(),
             target: line.target,
@@ -342,13 +344,13 @@ pub(crate) fn finish(
             bytes,
             referer: line.referer,
             user_agent: line.user_agent,
-            site: site_name,
-            upstream,
+            site: done.site,
+            upstream: done.upstream,
             duration: started.elapsed(),
-            upstream_duration: upstream_time,
-            cache,
-            request_id,
-            reason,
+            upstream_duration: done.upstream_time,
+            cache: done.cache,
+            request_id: done.request_id,
+            reason: done.reason,
         });
     };
     Response::from_parts(parts, body::boxed(Observed::new(body, on_end)))

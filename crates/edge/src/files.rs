@@ -11,15 +11,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use crate::body::{self, Body, BoxError};
-use crate::stage::compress;
-use crate::state::{Shared, SiteRuntime};
 
 /// Resolves `rel` (slash-separated, already canonical) under `root`.
 /// `None` when it does not exist, is not a regular file, or escapes.
@@ -267,53 +265,6 @@ pub(crate) fn requested_range(
         return RangeAnswer::Unsatisfiable;
     }
     RangeAnswer::Partial(start, end)
-}
-
-/// 5 static: `/<module>/static/<file>` from the first addons_path entry
-/// that has it; compressed once per encoding (`static_variants`).
-pub(crate) async fn static_file(
-    site: &SiteRuntime,
-    module: &str,
-    file: &str,
-    req: &Request<Incoming>,
-    shared: &Shared,
-) -> Option<Response<Body>> {
-    for root in &site.config.addons_path {
-        let dir = root.join(module).join("static");
-        if let Some((path, meta)) = resolve_under(&dir, file).await {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(content_type(&path)),
-            );
-            // Odoo's own answer for static files.
-            headers.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=604800"),
-            );
-            let accepted = site
-                .config
-                .compression
-                .then(|| compress::negotiate(req.headers().get(header::ACCEPT_ENCODING)))
-                .flatten();
-            let variants = &shared.static_variants;
-            if let Some(r) = variants
-                .serve(
-                    &path,
-                    &meta,
-                    req.method(),
-                    req.headers(),
-                    headers.clone(),
-                    accepted,
-                )
-                .await
-            {
-                return Some(r);
-            }
-            return Some(serve(&path, &meta, req.method(), req.headers(), headers).await);
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod body_memory;
 pub mod cache;
 pub mod config;
 pub mod conn_cap;
+pub mod error;
 pub mod files;
 pub mod headers;
 pub mod io;
@@ -32,5 +33,6 @@ pub mod static_variants;
 pub mod upstream;
 pub mod websocket;
 
+pub use error::EdgeError;
 pub use server::{Edge, EdgeHandle};
-pub use state::{AdminHook, EdgeConfig, EdgeError};
+pub use state::{AdminHook, EdgeConfig};

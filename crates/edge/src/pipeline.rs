@@ -27,13 +27,13 @@ use rampart_guard::{self as guard, LoginAttempt};
 
 use crate::access_log::{RequestLine, finish};
 use crate::body::Body;
-use crate::files::static_file;
 use crate::headers::{request as request_fields, request_id};
 use crate::refusal::Refusal;
 use crate::stage::forward::{ReqBody, Target, body_limits, proxy, tunnel};
 use crate::stage::login;
 use crate::stage::normalize;
 use crate::stage::route::{self, Route};
+use crate::stage::static_file::static_file;
 use crate::stage::{cache, compress, plain_http, respond, site};
 use crate::state::{ConnInfo, Ctx, Runtime, Shared};
 use crate::{pages, websocket};
@@ -104,7 +104,16 @@ pub async fn handle(
         .insert(request_id::NAME, ctx.request_id.clone());
 
     // 9 log
-    finish(res, ctx, line, started, conn, shared)
+    let (log, activity) = (shared.access_log.clone(), conn.activity.clone());
+    finish(
+        res,
+        ctx.done(),
+        line,
+        started,
+        activity,
+        log,
+        &shared.metrics,
+    )
 }
 
 async fn phases(

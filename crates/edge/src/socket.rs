@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
-use crate::state::EdgeError;
+use crate::error::EdgeError;
 
 pub(crate) async fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
     let sock = match addr {

@@ -20,10 +20,11 @@ use rampart_guard::Guard;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
-use crate::access_log::AccessLog;
-use crate::admin;
+use crate::access_log::{AccessLog, Done};
+use crate::admin::access::AdminToken;
 use crate::body::Body;
 use crate::config::{ListenConfig, LogConfig, SiteConfig};
+use crate::error::EdgeError;
 use crate::headers::security::HeaderSet;
 use crate::io::Activity;
 use crate::metrics::{Metrics, UpstreamLabels};
@@ -64,7 +65,7 @@ pub struct Runtime {
     pub matcher: SiteMatcher,
     pub listen: ListenConfig,
     /// From `listen.admin_token_file`, re-read on reload.
-    pub admin_token: Option<Arc<admin::AdminToken>>,
+    pub admin_token: Option<Arc<AdminToken>>,
     _checks: DropGuard,
 }
 
@@ -106,16 +107,6 @@ pub struct ConnInfo {
     /// HTTP/2 streams of this connection that missed their send deadline.
     pub stalled_streams: std::sync::atomic::AtomicU64,
 }
-
-#[derive(Debug)]
-pub struct EdgeError(pub String);
-
-impl std::fmt::Display for EdgeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for EdgeError {}
 
 fn site_name(c: &SiteConfig) -> String {
     match c.hosts.first().map(String::as_str) {
@@ -202,7 +193,7 @@ pub(crate) fn build_runtime(cfg: &EdgeConfig, metrics: &Metrics) -> Result<Runti
     }
     let matcher = SiteMatcher::new(cfg.sites.iter().map(|s| s.hosts.as_slice()));
     let admin_token = match &cfg.listen.admin_token_file {
-        Some(p) => Some(Arc::new(admin::AdminToken::load(p).map_err(EdgeError)?)),
+        Some(p) => Some(Arc::new(AdminToken::load(p).map_err(EdgeError)?)),
         None => None,
     };
     Ok(Runtime {
@@ -232,6 +223,19 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// What the access log keeps of the request once its answer is ready.
+    pub(crate) fn done(self) -> Done {
+        Done {
+            client: self.client,
+            site: self.site.map(|s| s.name.clone()).unwrap_or_default(),
+            upstream: self.upstream.unwrap_or_default(),
+            upstream_time: self.upstream_time,
+            cache: self.cache,
+            reason: self.refusal,
+            request_id: String::from_utf8_lossy(self.request_id.as_bytes()).into_owned(),
+        }
+    }
+
     /// Who waits in the fair queues: the proven session, else the address.
     pub(crate) fn who(&self) -> upstream::Client {
         upstream::Client {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::state::EdgeError;
+use crate::error::EdgeError;
 
 /// `listen.admin`: `"127.0.0.1:9180"` or `"unix:/run/rampart/admin.sock"`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,3 +16,4 @@ pub mod request_body;
 pub mod respond;
 pub mod route;
 pub mod site;
+pub mod static_file;
