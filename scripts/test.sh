@@ -28,6 +28,8 @@ need fail2ban-client fail2ban
 need unshare util-linux                  # edge: the default-ports test runs in its own network namespace
 need ip iproute2
 need nft nftables                        # init: the generated firewall ruleset checked by nft -c
+need systemd-analyze systemd             # init, packaging: the unit checked by systemd-analyze verify
+need dpkg-deb dpkg                       # packaging: the .deb's contents read back
 need runuser util-linux                  # PostgreSQL runs as an unprivileged user
 need useradd passwd
 need chromium chromium                   # browser tests: headless Chromium through chromedriver
@@ -51,7 +53,7 @@ command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server
 # Checked again after installing: a package that did not provide its program
 # stops the run here, with its name, rather than in the middle of the tests.
 for p in pebble pebble-challtestsrv ssh sftp ssh-keygen curl openssl fail2ban-regex \
-  fail2ban-client unshare ip nft runuser useradd chromium chromedriver moto_server python3; do
+  fail2ban-client unshare ip nft systemd-analyze dpkg-deb runuser useradd chromium chromedriver moto_server python3; do
   command -v "$p" >/dev/null 2>&1 || { echo "missing after install: $p" >&2; exit 1; }
 done
 [ -x /usr/sbin/sshd ] || { echo "missing after install: /usr/sbin/sshd" >&2; exit 1; }
