@@ -143,10 +143,12 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
     guard.spawn_log_follower(async move { stop.cancelled().await });
     let handle = edge.handle();
     let _ = edge_slot.set(handle.clone());
+    // The bound addresses: with port 0 in the config the kernel chose.
+    let listening = listening(&edge);
     tracing::info!(
-        https = %config.listen.https,
-        http = ?config.listen.http,
-        admin = ?config.listen.admin.as_ref().map(ToString::to_string),
+        https = %edge.https_addr(),
+        http = ?edge.http_addr(),
+        admin = ?edge.admin_addr().as_ref().map(ToString::to_string),
         sites = config.site.len(),
         local_ca = %certs.local_ca_cert_path().display(),
         "rampart serving"
@@ -172,9 +174,8 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
     }
     notify("READY=1");
     notify::status(&format!(
-        "serving {} site(s) on {}",
-        config.site.len(),
-        config.listen.https
+        "serving {} site(s) on {listening}",
+        config.site.len()
     ));
     edge.run(shutdown).await;
     signals.abort();
@@ -183,6 +184,20 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `https 127.0.0.1:8443, http 127.0.0.1:8080, admin unix:/run/rampart/admin.sock`:
+/// what READY's STATUS= line names, so a supervisor (or the test harness)
+/// learns the real ports of listeners configured with port 0.
+fn listening(edge: &Edge) -> String {
+    let mut parts = vec![format!("https {}", edge.https_addr())];
+    if let Some(a) = edge.http_addr() {
+        parts.push(format!("http {a}"));
+    }
+    if let Some(a) = edge.admin_addr() {
+        parts.push(format!("admin {a}"));
+    }
+    parts.join(", ")
 }
 
 /// What the status page says about backups. Listing a target's snapshots
