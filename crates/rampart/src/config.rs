@@ -79,6 +79,8 @@ impl Config {
         let (mut config, secrets): (Config, _) =
             rampart_config::from_str_with_secrets(path, &text)?;
         config.secrets = secrets;
+        // From here on, anything printed to stderr masks these values.
+        crate::scrub::register(&config.secrets);
         config.validate().map_err(|(key, msg)| {
             let msg = config.secrets.scrub(&msg, Some(&key));
             ConfigError::at_key(path, &text, &key, msg)

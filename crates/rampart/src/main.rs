@@ -4,6 +4,7 @@
 mod cmd;
 mod config;
 mod notify;
+mod scrub;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,10 +85,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    scrub::install_panic_hook();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(cmd::CmdError { code, msg }) => {
-            eprintln!("error: {msg}");
+            // The one error path: a secret from the config is never shown.
+            eprintln!("error: {}", scrub::text(&msg));
             ExitCode::from(code)
         }
     }

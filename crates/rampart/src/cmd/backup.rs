@@ -325,7 +325,7 @@ pub fn backups(config: Option<&Path>, a: BackupsArgs) -> Outcome {
             match listed {
                 Ok(list) => all.extend(list.into_iter().map(|e| (tc.name.clone(), e))),
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", crate::scrub::text(&format!("{e:#}")));
                     failed = true;
                 }
             }
@@ -428,7 +428,7 @@ pub fn prune(config: Option<&Path>, a: PruneArgs) -> Outcome {
                     r.summary()
                 ),
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", crate::scrub::text(&format!("{e:#}")));
                     failed = true;
                 }
             }

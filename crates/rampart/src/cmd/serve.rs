@@ -30,7 +30,8 @@ pub fn init_tracing(format: ProcessLogFormat) {
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        // Scrubbed of the config's secret values (see scrub.rs).
+        .with_writer(|| crate::scrub::Stderr);
     if format == ProcessLogFormat::Json {
         // The module (`target`) is what a RAMPART_LOG directive names.
         builder
