@@ -99,7 +99,7 @@ impl Write for Stderr {
     }
 }
 
-/// Panic messages too: the default hook's text, scrubbed.
+/// Panic messages too: the default hook's text (and backtrace), scrubbed.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
@@ -115,6 +115,11 @@ pub fn install_panic_hook() {
             .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
             .unwrap_or_default();
         eprintln!("thread '{name}' panicked{at}:\n{}", text(&msg));
+        // As the default hook: a backtrace when RUST_BACKTRACE asks for one.
+        let bt = std::backtrace::Backtrace::capture();
+        if bt.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("stack backtrace:\n{}", text(&bt.to_string()));
+        }
     }));
 }
 
