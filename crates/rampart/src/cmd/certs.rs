@@ -119,7 +119,7 @@ fn describe_renewal(body: &str) {
         return;
     };
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-        eprintln!("error: {}", crate::scrub::text(&e.to_string()));
+        eprintln!("error: {}", crate::scrub::text(e));
     }
     let hosts = |x: &serde_json::Value| {
         x["hosts"]
