@@ -253,6 +253,13 @@ fn errors_while_serve_starts_never_show_a_secret() {
             format!("https://acme:{PASSWORD}@127.0.0.1:{port}/dir"),
             "cannot obtain a certificate",
         ),
+        // Not a URL the ACME client can parse: refused at start (its task
+        // used to panic at the first renewal, after check said ok).
+        (
+            "",
+            format!("https://acme:{PASSWORD}@[::1"),
+            "not a valid URL",
+        ),
     ] {
         let log = if process.is_empty() {
             String::new()
@@ -269,11 +276,17 @@ fn errors_while_serve_starts_never_show_a_secret() {
         );
         let env = [("ACME_DIR", dir_url.as_str())];
         // check: refused or accepted, never shown.
-        let (_, out, err) = run(&["check", &cfg], &env);
+        let (code, out, err) = run(&["check", &cfg], &env);
         assert!(
             !out.contains(PASSWORD) && !err.contains(PASSWORD),
             "check:\n{out}{err}"
         );
+        // check says what serve will refuse.
+        let refused = wanted != "cannot obtain a certificate";
+        assert_eq!(code != 0, refused, "check:\n{out}{err}");
+        if refused {
+            assert!(err.contains(wanted), "check:\n{out}{err}");
+        }
         // serve: until it exits on its own or logs the ACME failure.
         let stderr_path = d.join("serve.err");
         let mut child = Command::new(bin())
