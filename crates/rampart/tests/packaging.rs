@@ -224,11 +224,16 @@ fn deb_package_has_the_binary_unit_config_user_and_docs() {
         std::fs::write(completions.join(file), out).unwrap();
     }
 
-    // The binary under test: target/<dev profile>/rampart.
-    let target_dir = Path::new(bin()).parent().unwrap().parent().unwrap();
+    // The binary under test: target/debug/rampart (or another profile's dir).
+    let profile_dir = Path::new(bin()).parent().unwrap();
+    let target_dir = profile_dir.parent().unwrap();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
     let out_dir = TempDir::new("deb");
     let out = Command::new(cargo_deb)
-        .args(["deb", "--no-build", "-p", "rampart", "--profile", "dev"])
+        .args(["deb", "--no-build", "-p", "rampart", "--profile", profile])
         .args(["--fast", "--strip", "--quiet", "-o"])
         .arg(out_dir.path())
         .env("CARGO_TARGET_DIR", target_dir)
