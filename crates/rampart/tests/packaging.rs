@@ -118,10 +118,15 @@ fn verify_unit(unit: &str, installed_as: &str) {
     assert!(unit.contains("WatchdogSec=") && unit.contains("RuntimeDirectory=rampart"));
     let path = dir.path().join("rampart.service");
     std::fs::write(&path, unit.replace(installed_as, bin())).unwrap();
+    systemd_analyze_verify(&path, &dir.path().join("man"));
+}
+
+/// `systemd-analyze verify UNIT` prints nothing and succeeds.
+fn systemd_analyze_verify(unit: &Path, manpath: &Path) {
     let out = Command::new(require_program("systemd-analyze", "systemd"))
         .arg("verify")
-        .arg(&path)
-        .env("MANPATH", dir.path().join("man"))
+        .arg(unit)
+        .env("MANPATH", manpath)
         .output()
         .expect("cannot run systemd-analyze");
     let text = format!(
@@ -131,8 +136,36 @@ fn verify_unit(unit: &str, installed_as: &str) {
     );
     assert!(
         out.status.success() && text.trim().is_empty(),
-        "systemd-analyze verify:\n{text}"
+        "systemd-analyze verify {}:\n{text}",
+        unit.display()
     );
+}
+
+/// The odoo.service `rampart init` writes (its template) passes too, with
+/// Odoo's program (absent here) played by `true`.
+#[test]
+fn init_odoo_unit_passes_systemd_analyze_verify() {
+    let dir = TempDir::new("init-odoo-unit");
+    let (code, o, err) = run_cli(&[
+        "init",
+        "--domain",
+        "erp.example.com",
+        "--email",
+        "ops@example.com",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{o}{err}");
+    let unit = std::fs::read_to_string(dir.path().join("odoo.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/bin/odoo "), "{unit}");
+    let truth = require_program("true", "coreutils");
+    let path = dir.path().join("odoo-check.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/bin/odoo", truth.to_str().unwrap()),
+    )
+    .unwrap();
+    systemd_analyze_verify(&path, dir.path());
 }
 
 /// `rampart init` writes `crates/odoo/templates/rampart.service` as it is,
@@ -344,21 +377,7 @@ fn deb_package_has_the_binary_unit_config_user_and_docs() {
         unit.replace("/usr/bin/rampart", packaged_bin.to_str().unwrap()),
     )
     .unwrap();
-    let out = Command::new(require_program("systemd-analyze", "systemd"))
-        .arg("verify")
-        .arg(&unit_path)
-        .env("MANPATH", root_fs.join("usr/share/man"))
-        .output()
-        .expect("cannot run systemd-analyze");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.trim().is_empty(),
-        "systemd-analyze verify on the packaged unit:\n{text}"
-    );
+    systemd_analyze_verify(&unit_path, &root_fs.join("usr/share/man"));
     // The packaged config parses (paths like /run/rampart may be missing here).
     let (code, out, err) = run_cli(&[
         "check",
