@@ -44,6 +44,34 @@ pub struct BackupConfig {
     pub zstd_level: i32,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetConfig>,
+
+    // --- Point-in-time recovery (crate::wal): the `wal*` keys. ---
+    /// Stream the cluster's WAL (pg_receivewal on a replication slot,
+    /// supervised by `rampart serve` or `rampart wal-stream`) to the
+    /// targets, with a base backup on `schedule`.
+    #[serde(default)]
+    pub wal: bool,
+    /// Local directory pg_receivewal writes into (persistent disk);
+    /// default `<state_dir>/wal`.
+    #[serde(default)]
+    pub wal_dir: Option<PathBuf>,
+    /// The physical replication slot's name.
+    #[serde(default = "default_wal_slot")]
+    pub wal_slot: String,
+    /// How often the part of the current segment written so far, and new
+    /// filestore files, are sent: bounds the data at risk (RPO).
+    #[serde(default = "default_wal_upload_interval")]
+    pub wal_upload_interval: rampart_config::Duration,
+    /// WAL allowed to wait unsent, on the server (the slot) and in
+    /// wal_dir each; past it streaming stops with a loud error rather
+    /// than fill a disk.
+    #[serde(default = "default_wal_max_behind")]
+    pub wal_max_behind: rampart_config::ByteSize,
+    /// When Rampart runs as root: the OS user the temporary recovery
+    /// cluster of `restore --at` runs as (PostgreSQL refuses root).
+    #[serde(default = "default_wal_os_user")]
+    pub wal_os_user: String,
+    // --- end of the wal keys ---
 }
 
 /// `[[backup.target]]`.
@@ -87,6 +115,12 @@ impl Default for BackupConfig {
             spool_dir: None,
             zstd_level: default_zstd_level(),
             targets: Vec::new(),
+            wal: false,
+            wal_dir: None,
+            wal_slot: default_wal_slot(),
+            wal_upload_interval: default_wal_upload_interval(),
+            wal_max_behind: default_wal_max_behind(),
+            wal_os_user: default_wal_os_user(),
         }
     }
 }
@@ -97,6 +131,19 @@ fn default_data_dir() -> PathBuf {
 
 fn default_zstd_level() -> i32 {
     3
+}
+
+fn default_wal_slot() -> String {
+    "rampart".into()
+}
+fn default_wal_upload_interval() -> rampart_config::Duration {
+    rampart_config::Duration(std::time::Duration::from_secs(30))
+}
+fn default_wal_max_behind() -> rampart_config::ByteSize {
+    rampart_config::ByteSize(4 << 30)
+}
+fn default_wal_os_user() -> String {
+    "postgres".into()
 }
 
 impl BackupConfig {
@@ -128,6 +175,7 @@ impl BackupConfig {
         {
             return Err(("backup.schedule".into(), e.to_string()));
         }
+        crate::wal::validate(self)?;
         if !(1..=19).contains(&self.zstd_level) {
             return Err((
                 "backup.zstd_level".into(),

@@ -52,6 +52,7 @@ mod seal;
 mod snapshot;
 pub mod status;
 pub mod target;
+pub mod wal;
 
 pub use anyhow::{Error, Result};
 pub use config::{BackupConfig, TargetConfig};

@@ -53,7 +53,13 @@ impl Pg {
         }
     }
 
-    fn program(&self, name: &str) -> PathBuf {
+    /// The same programs on another server (a connection string without a database).
+    pub(crate) fn with_conn(mut self, conn: &str) -> Pg {
+        self.conn = conn.to_string();
+        self
+    }
+
+    pub(crate) fn program(&self, name: &str) -> PathBuf {
         if self.bin.as_os_str().is_empty() {
             PathBuf::from(name)
         } else {

@@ -78,6 +78,13 @@ enum Command {
     Restore(cmd::backup::RestoreArgs),
     /// Delete old snapshots by generations (run where the writer cannot).
     Prune(cmd::backup::PruneArgs),
+    /// Stream the cluster's WAL to the backup targets (point-in-time
+    /// recovery; `rampart serve` does this itself when [backup] wal = true).
+    WalStream(cmd::wal::WalStreamArgs),
+    /// Take a base backup (pg_basebackup) of the cluster now.
+    WalBase(cmd::wal::WalBaseArgs),
+    /// restore_command of a `restore --at` recovery (run by PostgreSQL).
+    WalFetch(cmd::wal::WalFetchArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(cmd::docs::CompletionsArgs),
     /// Print the manual page (roff), or write one per command to a directory.
@@ -116,6 +123,9 @@ fn run(cli: Cli) -> cmd::Outcome {
         Command::Backups(a) => cmd::backup::backups(config, a),
         Command::Restore(a) => cmd::backup::restore(config, a),
         Command::Prune(a) => cmd::backup::prune(config, a),
+        Command::WalStream(a) => cmd::wal::stream(config, a),
+        Command::WalBase(a) => cmd::wal::base(config, a),
+        Command::WalFetch(a) => cmd::wal::fetch(a),
         Command::Completions(a) => cmd::docs::completions(a),
         Command::Man(a) => cmd::docs::man(a),
     }

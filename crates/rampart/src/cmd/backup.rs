@@ -65,7 +65,8 @@ struct Where {
     /// A target URL not in the config (e.g. file:///srv/rampart on the receiver).
     #[arg(long, value_name = "URL", conflicts_with = "target")]
     url: Option<String>,
-    /// With `latest`: the latest snapshot of this database.
+    /// With `latest`: the latest snapshot of this database; with
+    /// `restore --at`: the database to restore (default the only one).
     #[arg(long, value_name = "NAME")]
     db: Option<String>,
 }
@@ -101,8 +102,13 @@ struct ListArgs {
 #[derive(clap::Args)]
 pub struct RestoreArgs {
     /// Snapshot id, unique prefix, or `latest` (not with --odoo-zip).
-    #[arg(required_unless_present = "odoo_zip", conflicts_with = "odoo_zip")]
+    #[arg(required_unless_present_any = ["odoo_zip", "at_time"], conflicts_with = "odoo_zip")]
     snapshot: Option<String>,
+    /// A point in time instead of a snapshot (needs `wal = true`):
+    /// "2026-11-30 15:59:30" is the LOCAL time of this machine; add an
+    /// offset ("2026-11-30 15:59:30+01:00", "…Z") for another zone.
+    #[arg(long = "at", value_name = "TIME", conflicts_with_all = ["odoo_zip", "snapshot"])]
+    at_time: Option<String>,
     /// The NEW database name (an existing name is refused).
     #[arg(long = "as", value_name = "NEWDB")]
     new_db: String,
@@ -146,7 +152,7 @@ pub struct PruneArgs {
 }
 
 /// The [backup] section, validated; exit code 2 when missing or wrong.
-fn section(config: Option<&Path>, required: bool) -> Result<BackupConfig, CmdError> {
+pub(super) fn section(config: Option<&Path>, required: bool) -> Result<BackupConfig, CmdError> {
     let c = load_config(config)?;
     let b = match c.backup {
         Some(b) => b,
@@ -171,7 +177,7 @@ fn section(config: Option<&Path>, required: bool) -> Result<BackupConfig, CmdErr
 }
 
 /// A backup error, with its causes, as exit code 3.
-fn fail(e: rampart_backup::Error) -> CmdError {
+pub(super) fn fail(e: rampart_backup::Error) -> CmdError {
     CmdError::failure(format!("{e:#}"))
 }
 
@@ -211,7 +217,7 @@ fn chosen_targets(
 }
 
 /// Opens the one target a command reads from.
-async fn open_one(
+pub(super) async fn open_one(
     cfg: &BackupConfig,
     name: Option<&str>,
     url: Option<&str>,
@@ -376,6 +382,19 @@ pub fn restore(config: Option<&Path>, a: RestoreArgs) -> Outcome {
             "restoring a snapshot needs --identity KEYFILE (the age private key)",
         ));
     };
+    if let Some(at) = &a.at_time {
+        return super::wal::restore_at(
+            config,
+            at,
+            a.at.db.clone(),
+            a.new_db.clone(),
+            a.neutralize,
+            a.swap,
+            identity,
+            a.at.target.as_deref(),
+            a.at.url.as_deref(),
+        );
+    }
     let snapshot = a.snapshot.clone().unwrap_or_default();
     block_on(async {
         let t = open_one(&cfg, a.at.target.as_deref(), a.at.url.as_deref()).await?;

@@ -12,6 +12,7 @@ pub mod guard;
 pub mod odoo;
 pub mod serve;
 pub mod verify;
+pub mod wal;
 
 use std::path::Path;
 use std::process::ExitCode;

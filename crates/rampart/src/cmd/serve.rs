@@ -140,6 +140,7 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
             rampart_backup::run_scheduled(&backup, async move { stop.cancelled().await }).await;
         });
     }
+    super::wal::spawn_in_serve(&config, shutdown.clone());
     let stop = shutdown.clone();
     guard.spawn_log_follower(async move { stop.cancelled().await });
     let handle = edge.handle();
