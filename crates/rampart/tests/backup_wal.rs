@@ -183,6 +183,11 @@ impl Drop for Rig {
 
 /// pg_receivewal processes writing under `dir`.
 fn receivewal_pids(dir: &Path) -> Vec<u32> {
+    pids_of("pg_receivewal", dir)
+}
+
+/// Processes of `program` whose command line names `dir`.
+fn pids_of(program: &str, dir: &Path) -> Vec<u32> {
     let needle = dir.display().to_string();
     std::fs::read_dir("/proc")
         .unwrap()
@@ -191,7 +196,7 @@ fn receivewal_pids(dir: &Path) -> Vec<u32> {
             let pid: u32 = e.file_name().to_str()?.parse().ok()?;
             let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (cmd.contains("pg_receivewal") && cmd.contains(&needle)).then_some(pid)
+            (cmd.contains(program) && cmd.contains(&needle)).then_some(pid)
         })
         .collect()
 }
@@ -289,6 +294,8 @@ fn a_killed_streamer_and_a_killed_receiver_catch_up_and_lose_nothing() {
     std::thread::sleep(Duration::from_millis(1100));
     let (code, out) = rig.restore_at(&local_now(), "erp_now", &[]);
     assert_eq!(code, 0, "{out}\nstreamer log:\n{}", rig.log());
+    // Nothing was committed after the moment asked for: the archive's end.
+    assert!(out.contains("the archived WAL ends before"), "{out}");
     assert_eq!(
         rig.pg.psql("erp_now", "SELECT string_agg(name, ',' ORDER BY id) FROM sale_order"),
         "A,B,C,D",
@@ -340,4 +347,124 @@ fn a_slot_that_lost_wal_is_a_loud_error_and_a_new_history_starts() {
         ),
         "reserved"
     );
+}
+
+/// A tmpfs mounted over a directory; unmounted on drop.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn tmpfs(at: &Path, size: &str) -> Mounted {
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mounting a tmpfs (the tests run as root)");
+        Mounted(at.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the disk holding `file` until it refuses another byte.
+fn fill(file: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(file).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    while f.write_all(&block).and_then(|_| f.sync_all()).is_ok() {}
+    let _ = f.write_all(&[0; 1024]);
+    let _ = f.write_all(&[0; 1]);
+}
+
+/// Every object in `wal/` opens with the identity (age + zstd) or is a
+/// well-formed base backup index: nothing half-written.
+fn assert_every_object_opens(rig: &Rig) {
+    let id = std::fs::read_to_string(&rig.keys.identity).unwrap();
+    let id: age::x25519::Identity = id.trim().parse().unwrap();
+    for name in rig.wal_objects() {
+        let bytes = std::fs::read(rig.store.path().join("wal").join(&name)).unwrap();
+        if name.ends_with(".json") {
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("wal/{name}: {e}"));
+            assert!(v["id"].is_string(), "wal/{name}");
+            continue;
+        }
+        let plain = age::decrypt(&id, &bytes).unwrap_or_else(|e| panic!("wal/{name}: {e}"));
+        zstd::decode_all(&plain[..]).unwrap_or_else(|e| panic!("wal/{name}: {e}"));
+    }
+}
+
+#[test]
+fn a_full_target_disk_loses_nothing_and_catches_up_when_freed() {
+    let mut rig = Rig::new("");
+    let disk = Mounted::tmpfs(rig.store.path(), "64m");
+    make_odoo_db(&rig.pg, rig.data.path(), "erp", 1, 500);
+    rig.pg.psql("erp", "CREATE TABLE sale_order (id serial PRIMARY KEY, name varchar)");
+    rig.start_streamer();
+    rig.wait("a first base backup", Duration::from_secs(120), |r| r.base_backups() == 1);
+    rig.pg.psql("erp", "INSERT INTO sale_order (name) VALUES ('A')");
+    rig.wait_sent("A");
+
+    let filler = rig.store.path().join("filler");
+    fill(&filler);
+    rig.pg.psql("erp", "INSERT INTO sale_order (name) VALUES ('B')");
+    rig.pg.psql("postgres", "SELECT pg_switch_wal()");
+    rig.pg.psql("erp", "INSERT INTO sale_order (name) VALUES ('C')");
+    rig.wait("the full disk reported", Duration::from_secs(30), |r| {
+        r.log().contains("No space left on device")
+    });
+    assert_every_object_opens(&rig);
+
+    std::fs::remove_file(&filler).unwrap();
+    rig.wait_sent("B and C once the disk has room");
+    assert_every_object_opens(&rig);
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, out) = rig.restore_at(&local_now(), "erp_now", &[]);
+    assert_eq!(code, 0, "{out}\nstreamer log:\n{}", rig.log());
+    assert_eq!(
+        rig.pg.psql("erp_now", "SELECT string_agg(name, ',' ORDER BY id) FROM sale_order"),
+        "A,B,C",
+        "{out}"
+    );
+    rig.kill_streamer();
+    drop(disk);
+}
+
+#[test]
+fn a_base_backup_killed_halfway_lists_nothing_and_the_next_one_completes() {
+    let rig = Rig::new("");
+    make_odoo_db(&rig.pg, rig.data.path(), "erp", 1, 500);
+    let spool = rig.dir.path().join("spool");
+    for delay_ms in [150u64, 600, 1200] {
+        let mut child = Command::new(bin())
+            .args(["wal-base", "--config"])
+            .arg(&rig.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Its pg_basebackup, orphaned, may still be writing: end it too.
+        for pid in pids_of("pg_basebackup", &spool) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        // Whatever got written: a listed base backup has both its tars.
+        let objs = rig.wal_objects();
+        for b in objs.iter().filter(|n| n.ends_with(".json")) {
+            let id = b.trim_end_matches(".json");
+            assert!(objs.contains(&format!("{id}.tar")), "{b} without its tar: {objs:?}");
+            assert!(objs.contains(&format!("{id}.wal.tar")), "{b} without its WAL: {objs:?}");
+        }
+    }
+    assert_every_object_opens(&rig);
+    let before = rig.base_backups();
+    let (code, out, err) = run_cli(&["wal-base", "--config", rig.config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(rig.base_backups(), before + 1);
 }

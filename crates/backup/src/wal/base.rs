@@ -79,6 +79,7 @@ pub async fn base_backup(
         .context("wal_segment_size")?;
     let now = jiff::Timestamp::now();
     let id = format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), random_hex(3));
+    clear_stale(&spool_dir(cfg));
     let work = tempfile::Builder::new()
         .prefix(".rampart-base-")
         .tempdir_in(spool_dir(cfg))
@@ -158,6 +159,28 @@ pub async fn base_backup(
         bail!("base backup {}: {}", entry.id, failed.join("; "));
     }
     Ok(entry)
+}
+
+/// Spool dirs of base backups and recoveries killed before they could
+/// remove them; a day old, so a run going on now keeps its own.
+pub(crate) fn clear_stale(dir: &Path) {
+    let day = std::time::Duration::from_secs(24 * 3600);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(".rampart-base-") || name.starts_with(".rampart-pitr-")) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > day);
+        if old {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn file_size(p: &Path) -> u64 {

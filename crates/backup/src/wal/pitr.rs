@@ -86,6 +86,7 @@ pub async fn restore_at(
     // Refuse a taken name before the long part.
     let staging = prepare(&live, &cfg.data_dir, &opts.new_db)?;
     let result = async {
+        super::base::clear_stale(&spool_dir(cfg));
         let work = tempfile::Builder::new()
             .prefix(".rampart-pitr-")
             .tempdir_in(spool_dir(cfg))
