@@ -27,7 +27,7 @@
 //! Setting up receivers so that a compromised server cannot erase history:
 //! - SFTP: a backup user whose authorized_keys line is
 //!   [`sftp_authorized_keys_line`] (files it creates are read-only, delete
-//!   and rename are denied), with `blobs data index tmp` made beforehand;
+//!   and rename are denied), with `blobs data index tmp wal` made beforehand;
 //!   prune on the receiver: `rampart prune --url file:///srv/rampart …`.
 //! - S3: Object Lock and a put/get/list-only key ([`s3_object_lock_advice`]);
 //!   prune with another key.

@@ -135,18 +135,24 @@ impl Rig {
         let (seg, off) = row.split_once('|').unwrap();
         let off: u64 = off.parse().unwrap();
         let seg = seg.to_string();
-        self.wait(&format!("{what}: WAL up to {seg}+{off:#x} sent"), Duration::from_secs(60), |r| {
-            let objs = r.wal_objects();
-            let later = objs.iter().any(|n| n.len() == 24 && n.as_str() > seg.as_str());
-            later
-                || objs.iter().any(|n| {
-                    n == &seg
-                        || n.strip_prefix(&format!("{seg}."))
-                            .and_then(|range| range.split_once('-'))
-                            .and_then(|(_, end)| u64::from_str_radix(end, 16).ok())
-                            .is_some_and(|end| end >= off)
-                })
-        });
+        self.wait(
+            &format!("{what}: WAL up to {seg}+{off:#x} sent"),
+            Duration::from_secs(60),
+            |r| {
+                let objs = r.wal_objects();
+                let later = objs
+                    .iter()
+                    .any(|n| n.len() == 24 && n.as_str() > seg.as_str());
+                later
+                    || objs.iter().any(|n| {
+                        n == &seg
+                            || n.strip_prefix(&format!("{seg}."))
+                                .and_then(|range| range.split_once('-'))
+                                .and_then(|(_, end)| u64::from_str_radix(end, 16).ok())
+                                .is_some_and(|end| end >= off)
+                    })
+            },
+        );
     }
 
     fn restore_at(&self, at: &str, new_db: &str, extra: &[&str]) -> (i32, String) {
@@ -220,13 +226,21 @@ fn orders(pg: &PgCluster, db: &str) -> String {
 fn restore_at_a_noted_local_time_gets_that_moment_with_its_filestore() {
     let mut rig = Rig::new("");
     make_odoo_db(&rig.pg, rig.data.path(), "erp", 2, 1000);
-    rig.pg.psql("erp", "CREATE TABLE sale_order (id serial PRIMARY KEY, name varchar)");
+    rig.pg.psql(
+        "erp",
+        "CREATE TABLE sale_order (id serial PRIMARY KEY, name varchar)",
+    );
     rig.start_streamer();
-    rig.wait("a first base backup", Duration::from_secs(120), |r| r.base_backups() == 1);
+    rig.wait("a first base backup", Duration::from_secs(120), |r| {
+        r.base_backups() == 1
+    });
 
     // Before the noted moment: orders 1-3 and an attachment.
     let root = rig.data.path().join("filestore").join("erp");
-    rig.pg.psql("erp", "INSERT INTO sale_order (name) VALUES ('S1'), ('S2'), ('S3')");
+    rig.pg.psql(
+        "erp",
+        "INSERT INTO sale_order (name) VALUES ('S1'), ('S2'), ('S3')",
+    );
     let before_file = add_attachment(&rig.pg, &root, "erp", "before.pdf", b"in the past");
     let expected_orders = orders(&rig.pg, "erp");
     let expected_attachments = rig.pg.table("erp", "ir_attachment");
@@ -246,7 +260,10 @@ fn restore_at_a_noted_local_time_gets_that_moment_with_its_filestore() {
     assert_eq!(code, 0, "{out}\nstreamer log:\n{}", rig.log());
     assert!(out.contains("restored into database erp_at"), "{out}");
     assert_eq!(orders(&rig.pg, "erp_at"), expected_orders, "{out}");
-    assert_eq!(rig.pg.table("erp_at", "ir_attachment"), expected_attachments);
+    assert_eq!(
+        rig.pg.table("erp_at", "ir_attachment"),
+        expected_attachments
+    );
     let fs = rig.filestore("erp_at");
     assert!(fs.contains_key(&before_file), "{:?}", fs.keys());
     assert!(!fs.contains_key(&after_file), "{:?}", fs.keys());
@@ -265,17 +282,27 @@ fn restore_at_a_noted_local_time_gets_that_moment_with_its_filestore() {
 fn a_killed_streamer_and_a_killed_receiver_catch_up_and_lose_nothing() {
     let mut rig = Rig::new("");
     make_odoo_db(&rig.pg, rig.data.path(), "erp", 1, 500);
-    rig.pg.psql("erp", "CREATE TABLE sale_order (id serial PRIMARY KEY, name varchar)");
+    rig.pg.psql(
+        "erp",
+        "CREATE TABLE sale_order (id serial PRIMARY KEY, name varchar)",
+    );
     rig.start_streamer();
-    rig.wait("a first base backup", Duration::from_secs(120), |r| r.base_backups() == 1);
-    rig.pg.psql("erp", "INSERT INTO sale_order (name) VALUES ('A')");
+    rig.wait("a first base backup", Duration::from_secs(120), |r| {
+        r.base_backups() == 1
+    });
+    rig.pg
+        .psql("erp", "INSERT INTO sale_order (name) VALUES ('A')");
     rig.wait_sent("A");
 
     // SIGKILL pg_receivewal: the streamer starts another.
     let pids = receivewal_pids(rig.dir.path());
     assert_eq!(pids.len(), 1, "one pg_receivewal: {pids:?}");
-    Command::new("kill").args(["-9", &pids[0].to_string()]).status().unwrap();
-    rig.pg.psql("erp", "INSERT INTO sale_order (name) VALUES ('B')");
+    Command::new("kill")
+        .args(["-9", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    rig.pg
+        .psql("erp", "INSERT INTO sale_order (name) VALUES ('B')");
     rig.wait_sent("B after pg_receivewal was killed");
     let pids2 = receivewal_pids(rig.dir.path());
     assert!(!pids2.is_empty() && pids2 != pids, "{pids2:?}");
@@ -283,12 +310,18 @@ fn a_killed_streamer_and_a_killed_receiver_catch_up_and_lose_nothing() {
     // SIGKILL Rampart: its pg_receivewal is orphaned and still holds the
     // slot; commits go on; a new streamer takes the slot over.
     rig.kill_streamer();
-    rig.pg.psql("erp", "INSERT INTO sale_order (name) VALUES ('C')");
+    rig.pg
+        .psql("erp", "INSERT INTO sale_order (name) VALUES ('C')");
     rig.pg.psql("postgres", "SELECT pg_switch_wal()");
-    rig.pg.psql("erp", "INSERT INTO sale_order (name) VALUES ('D')");
+    rig.pg
+        .psql("erp", "INSERT INTO sale_order (name) VALUES ('D')");
     rig.start_streamer();
     rig.wait_sent("C and D after Rampart was killed");
-    assert!(rig.log().contains("pg_receivewal left behind"), "{}", rig.log());
+    assert!(
+        rig.log().contains("pg_receivewal left behind"),
+        "{}",
+        rig.log()
+    );
     assert_eq!(receivewal_pids(rig.dir.path()).len(), 1);
 
     std::thread::sleep(Duration::from_millis(1100));
@@ -297,7 +330,10 @@ fn a_killed_streamer_and_a_killed_receiver_catch_up_and_lose_nothing() {
     // Nothing was committed after the moment asked for: the archive's end.
     assert!(out.contains("the archived WAL ends before"), "{out}");
     assert_eq!(
-        rig.pg.psql("erp_now", "SELECT string_agg(name, ',' ORDER BY id) FROM sale_order"),
+        rig.pg.psql(
+            "erp_now",
+            "SELECT string_agg(name, ',' ORDER BY id) FROM sale_order"
+        ),
         "A,B,C,D",
         "{out}"
     );
@@ -308,7 +344,9 @@ fn a_slot_that_lost_wal_is_a_loud_error_and_a_new_history_starts() {
     let mut rig = Rig::new("wal_max_behind = \"64MiB\"");
     make_odoo_db(&rig.pg, rig.data.path(), "erp", 1, 500);
     rig.start_streamer();
-    rig.wait("a first base backup", Duration::from_secs(120), |r| r.base_backups() == 1);
+    rig.wait("a first base backup", Duration::from_secs(120), |r| {
+        r.base_backups() == 1
+    });
     // Rampart bounded the slot on the server (the test role is superuser).
     assert_eq!(
         rig.pg.psql("postgres", "SHOW max_slot_wal_keep_size"),
@@ -320,10 +358,16 @@ fn a_slot_that_lost_wal_is_a_loud_error_and_a_new_history_starts() {
     // the bound; at the checkpoint it removes it, the slot is lost.
     rig.kill_streamer();
     for pid in receivewal_pids(rig.dir.path()) {
-        Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
     }
     for _ in 0..6 {
-        rig.pg.psql("erp", "CREATE TABLE IF NOT EXISTS t (x int); INSERT INTO t VALUES (1)");
+        rig.pg.psql(
+            "erp",
+            "CREATE TABLE IF NOT EXISTS t (x int); INSERT INTO t VALUES (1)",
+        );
         rig.pg.psql("postgres", "SELECT pg_switch_wal()");
     }
     rig.pg.psql("postgres", "CHECKPOINT");
@@ -335,9 +379,11 @@ fn a_slot_that_lost_wal_is_a_loud_error_and_a_new_history_starts() {
         "lost"
     );
     rig.start_streamer();
-    rig.wait("a loud error, a new slot and a second base backup", Duration::from_secs(120), |r| {
-        r.base_backups() == 2
-    });
+    rig.wait(
+        "a loud error, a new slot and a second base backup",
+        Duration::from_secs(120),
+        |r| r.base_backups() == 2,
+    );
     let log = rig.log();
     assert!(log.contains("ERROR") && log.contains("GAP"), "{log}");
     assert_eq!(
@@ -388,8 +434,8 @@ fn assert_every_object_opens(rig: &Rig) {
     for name in rig.wal_objects() {
         let bytes = std::fs::read(rig.store.path().join("wal").join(&name)).unwrap();
         if name.ends_with(".json") {
-            let v: serde_json::Value = serde_json::from_slice(&bytes)
-                .unwrap_or_else(|e| panic!("wal/{name}: {e}"));
+            let v: serde_json::Value =
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("wal/{name}: {e}"));
             assert!(v["id"].is_string(), "wal/{name}");
             continue;
         }
@@ -403,17 +449,25 @@ fn a_full_target_disk_loses_nothing_and_catches_up_when_freed() {
     let mut rig = Rig::new("");
     let disk = Mounted::tmpfs(rig.store.path(), "64m");
     make_odoo_db(&rig.pg, rig.data.path(), "erp", 1, 500);
-    rig.pg.psql("erp", "CREATE TABLE sale_order (id serial PRIMARY KEY, name varchar)");
+    rig.pg.psql(
+        "erp",
+        "CREATE TABLE sale_order (id serial PRIMARY KEY, name varchar)",
+    );
     rig.start_streamer();
-    rig.wait("a first base backup", Duration::from_secs(120), |r| r.base_backups() == 1);
-    rig.pg.psql("erp", "INSERT INTO sale_order (name) VALUES ('A')");
+    rig.wait("a first base backup", Duration::from_secs(120), |r| {
+        r.base_backups() == 1
+    });
+    rig.pg
+        .psql("erp", "INSERT INTO sale_order (name) VALUES ('A')");
     rig.wait_sent("A");
 
     let filler = rig.store.path().join("filler");
     fill(&filler);
-    rig.pg.psql("erp", "INSERT INTO sale_order (name) VALUES ('B')");
+    rig.pg
+        .psql("erp", "INSERT INTO sale_order (name) VALUES ('B')");
     rig.pg.psql("postgres", "SELECT pg_switch_wal()");
-    rig.pg.psql("erp", "INSERT INTO sale_order (name) VALUES ('C')");
+    rig.pg
+        .psql("erp", "INSERT INTO sale_order (name) VALUES ('C')");
     rig.wait("the full disk reported", Duration::from_secs(30), |r| {
         r.log().contains("No space left on device")
     });
@@ -426,7 +480,10 @@ fn a_full_target_disk_loses_nothing_and_catches_up_when_freed() {
     let (code, out) = rig.restore_at(&local_now(), "erp_now", &[]);
     assert_eq!(code, 0, "{out}\nstreamer log:\n{}", rig.log());
     assert_eq!(
-        rig.pg.psql("erp_now", "SELECT string_agg(name, ',' ORDER BY id) FROM sale_order"),
+        rig.pg.psql(
+            "erp_now",
+            "SELECT string_agg(name, ',' ORDER BY id) FROM sale_order"
+        ),
         "A,B,C",
         "{out}"
     );
@@ -458,8 +515,14 @@ fn a_base_backup_killed_halfway_lists_nothing_and_the_next_one_completes() {
         let objs = rig.wal_objects();
         for b in objs.iter().filter(|n| n.ends_with(".json")) {
             let id = b.trim_end_matches(".json");
-            assert!(objs.contains(&format!("{id}.tar")), "{b} without its tar: {objs:?}");
-            assert!(objs.contains(&format!("{id}.wal.tar")), "{b} without its WAL: {objs:?}");
+            assert!(
+                objs.contains(&format!("{id}.tar")),
+                "{b} without its tar: {objs:?}"
+            );
+            assert!(
+                objs.contains(&format!("{id}.wal.tar")),
+                "{b} without its WAL: {objs:?}"
+            );
         }
     }
     assert_every_object_opens(&rig);

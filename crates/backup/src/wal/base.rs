@@ -151,7 +151,10 @@ pub async fn base_backup(
         }
         .await;
         match r {
-            Ok(()) => progress.line(format!("target {}: base backup {} stored", t.name, entry.id)),
+            Ok(()) => progress.line(format!(
+                "target {}: base backup {} stored",
+                t.name, entry.id
+            )),
             Err(e) => failed.push(format!("{e:#}")),
         }
     }
@@ -219,10 +222,9 @@ pub async fn list_base_backups(target: &Target) -> Result<Vec<BaseBackup>> {
         if b.id != id {
             bail!("target {:?}: wal/{} names {:?}", target.name, o.name, b.id);
         }
-        crate::snapshot::check_db_name(&b.superuser)
-            .with_context(|| format!("wal/{}", o.name))?;
+        crate::snapshot::check_db_name(&b.superuser).with_context(|| format!("wal/{}", o.name))?;
         out.push((b.finished_at()?, b));
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_by_key(|a| a.0);
     Ok(out.into_iter().map(|(_, b)| b).collect())
 }

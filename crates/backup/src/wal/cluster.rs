@@ -128,7 +128,8 @@ impl TempCluster {
     /// Sets (or, with None, clears) the recovery target for the next start.
     pub fn set_target(&self, time: Option<&str>) -> Result<()> {
         let auto = self.data.join("postgresql.auto.conf");
-        let mut text = std::fs::read_to_string(&auto).with_context(|| auto.display().to_string())?;
+        let mut text =
+            std::fs::read_to_string(&auto).with_context(|| auto.display().to_string())?;
         text.push_str(&format!(
             "recovery_target_time = '{}'\n",
             time.map(conf_escape).unwrap_or_default()

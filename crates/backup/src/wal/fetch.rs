@@ -157,7 +157,11 @@ impl<'a> Archive<'a> {
                 .await
                 .with_context(|| format!("a piece of {name}"))?;
             if data.len() as u64 != b - a {
-                bail!("a piece of {name} holds {} bytes, its name says {}", data.len(), b - a);
+                bail!(
+                    "a piece of {name} holds {} bytes, its name says {}",
+                    data.len(),
+                    b - a
+                );
             }
             out.seek(SeekFrom::Start(a)).context("writing")?;
             out.write_all(&data).context("writing")?;

@@ -165,7 +165,10 @@ mod tests {
             parse_piece(p.strip_prefix("wal/").unwrap()),
             Some(("000000010000000000000003", 0, 0x148))
         );
-        assert_eq!(parse_piece("000000010000000000000003.00000148-00000148"), None);
+        assert_eq!(
+            parse_piece("000000010000000000000003.00000148-00000148"),
+            None
+        );
     }
 
     #[test]

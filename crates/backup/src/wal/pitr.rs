@@ -78,7 +78,10 @@ pub async fn restore_at(
                 .unwrap_or_else(|| " (none at all: is backup.wal on?)".into())
         );
     };
-    progress.line(format!("base backup {} (finished {})", base.id, base.finished));
+    progress.line(format!(
+        "base backup {} (finished {})",
+        base.id, base.finished
+    ));
     let live = Pg::connect(&cfg.pg, cfg.pg_bin.as_deref())?;
     if let Some(db) = &opts.db {
         crate::snapshot::check_db_name(db)?;
@@ -92,7 +95,8 @@ pub async fn restore_at(
             .tempdir_in(spool_dir(cfg))
             .with_context(|| format!("creating a work dir in {}", spool_dir(cfg).display()))?;
         let dump = work.path().join("db.dump");
-        let recovered = recover(cfg, target, &ids, &base, opts, work.path(), &dump, progress).await?;
+        let recovered =
+            recover(cfg, target, &ids, &base, opts, work.path(), &dump, progress).await?;
         progress.line(format!(
             "{}: dumped from the recovered cluster ({})",
             recovered.db,
@@ -101,9 +105,15 @@ pub async fn restore_at(
         live.create_database(&opts.new_db, cfg.db_owner.as_deref())?;
         live.restore_dump(&opts.new_db, &dump, cfg.db_owner.as_deref())?;
         drop(work);
-        let missing =
-            fill_filestore(target, &ids, &recovered, at, &staging, progress).await?;
-        finish(cfg, &live, &opts.new_db, &staging, opts.neutralize, !opts.swap)?;
+        let missing = fill_filestore(target, &ids, &recovered, at, &staging, progress).await?;
+        finish(
+            cfg,
+            &live,
+            &opts.new_db,
+            &staging,
+            opts.neutralize,
+            !opts.swap,
+        )?;
         Ok::<_, anyhow::Error>((recovered, missing))
     }
     .await;
@@ -233,7 +243,10 @@ async fn recover(
     }
     let client = cluster.client();
     let replayed_until = client
-        .query_one("postgres", "SELECT coalesce(pg_last_xact_replay_timestamp()::text, '')")
+        .query_one(
+            "postgres",
+            "SELECT coalesce(pg_last_xact_replay_timestamp()::text, '')",
+        )
         .ok()
         .filter(|s| !s.is_empty());
     task.done(&format!(
@@ -255,23 +268,27 @@ async fn recover(
             match dbs.as_slice() {
                 [one] => one.clone(),
                 [] => bail!("no Odoo database in the cluster at {}", opts.at),
-                many => bail!("several Odoo databases at {}: {many:?}; choose one with --db", opts.at),
+                many => bail!(
+                    "several Odoo databases at {}: {many:?}; choose one with --db",
+                    opts.at
+                ),
             }
         }
     };
-    let store_fnames = if client.query_one(&db, "SELECT to_regclass('ir_attachment') IS NOT NULL")? == "t" {
-        client
-            .query(
-                &db,
-                "SELECT DISTINCT store_fname FROM ir_attachment \
+    let store_fnames =
+        if client.query_one(&db, "SELECT to_regclass('ir_attachment') IS NOT NULL")? == "t" {
+            client
+                .query(
+                    &db,
+                    "SELECT DISTINCT store_fname FROM ir_attachment \
                  WHERE store_fname IS NOT NULL AND store_fname <> '' ORDER BY 1",
-            )?
-            .into_iter()
-            .filter_map(|r| r.into_iter().next())
-            .collect()
-    } else {
-        Vec::new()
-    };
+                )?
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect()
+        } else {
+            Vec::new()
+        };
     let out = Command::new(client.program("pg_dump"))
         .args(["-Fc", "--no-owner", "-f"])
         .arg(dump)
@@ -324,7 +341,11 @@ fn set_mode_owner(dir: &Path, owner: Option<(u32, u32)>) -> Result<()> {
             .output()
             .context("running chown")?;
         if !out.status.success() {
-            bail!("chown -R {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "chown -R {}: {}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
     }
     Ok(())
@@ -346,7 +367,12 @@ async fn fill_filestore(
     staging: &Path,
     progress: &Progress,
 ) -> Result<Vec<String>> {
-    let blobs: HashSet<String> = target.list("blobs").await?.into_iter().map(|o| o.name).collect();
+    let blobs: HashSet<String> = target
+        .list("blobs")
+        .await?
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
     let mut by_path: HashMap<String, String> = HashMap::new();
     let odd: Vec<&String> = recovered
         .store_fnames

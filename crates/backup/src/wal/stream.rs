@@ -256,7 +256,11 @@ impl Streamer {
             match c.try_wait() {
                 Ok(None) => return Ok(()),
                 Ok(Some(st)) => {
-                    let log = self.child_log.lock().map(|l| l.join(" | ")).unwrap_or_default();
+                    let log = self
+                        .child_log
+                        .lock()
+                        .map(|l| l.join(" | "))
+                        .unwrap_or_default();
                     self.child = None;
                     self.restart_after = Instant::now() + self.backoff;
                     self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
@@ -346,11 +350,12 @@ impl Streamer {
             Some(r) => {
                 if let Some(pid) = r.get(2).filter(|p| !p.is_empty()) {
                     let pid: i64 = pid.parse().context("active_pid")?;
-                    tracing::warn!(pid, "ending the slot's walsender (a pg_receivewal left behind)");
-                    self.pg.query(
-                        "postgres",
-                        &format!("SELECT pg_terminate_backend({pid})"),
-                    )?;
+                    tracing::warn!(
+                        pid,
+                        "ending the slot's walsender (a pg_receivewal left behind)"
+                    );
+                    self.pg
+                        .query("postgres", &format!("SELECT pg_terminate_backend({pid})"))?;
                     std::thread::sleep(Duration::from_millis(300));
                 }
             }
@@ -620,7 +625,8 @@ impl Streamer {
         if !self.need_base || self.child.is_none() || Instant::now() < self.base_retry_after {
             return;
         }
-        let targets: Vec<Arc<Target>> = self.dests.iter().filter_map(|d| d.target.clone()).collect();
+        let targets: Vec<Arc<Target>> =
+            self.dests.iter().filter_map(|d| d.target.clone()).collect();
         if targets.is_empty() {
             return;
         }

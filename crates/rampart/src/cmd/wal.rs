@@ -52,8 +52,9 @@ pub fn stream(config: Option<&Path>, _a: WalStreamArgs) -> Outcome {
     super::serve::init_tracing(Default::default());
     block_on(async {
         let stop = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
