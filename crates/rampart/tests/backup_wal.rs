@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use backup_common::{Keys, PG_USER, PgCluster, add_attachment, keys, make_odoo_db, read_tree};
-use common::{TempDir, bin, run_cli};
+use common::{Rampart, Setup, Site, TempDir, bin, run_cli};
 
 /// A cluster, a file target, a config with `wal = true`, and the streamer.
 struct Rig {
@@ -25,6 +25,8 @@ struct Rig {
     keys: Keys,
     dir: TempDir,
     config: PathBuf,
+    /// The `[backup]` section alone (for `rampart serve`'s config).
+    section: String,
     streamer: Option<Child>,
 }
 
@@ -39,19 +41,23 @@ impl Rig {
         let spool = dir.path().join("spool");
         std::fs::create_dir_all(&spool).unwrap();
         let config = dir.path().join("rampart.toml");
+        let section = format!(
+            "[backup]\ndata_dir = {:?}\npg = {:?}\nrecipients = [{:?}]\n\
+             spool_dir = {:?}\nwal = true\nwal_upload_interval = \"2s\"\n\
+             wal_dir = {:?}\nwal_os_user = {PG_USER:?}\n{extra}\n\
+             [[backup.target]]\nname = \"local\"\nurl = \"file://{}\"\n",
+            data.path().display().to_string(),
+            pg.conn(),
+            keys.recipient,
+            spool.display().to_string(),
+            dir.path().join("wal").display().to_string(),
+            store.path().display()
+        );
         std::fs::write(
             &config,
             format!(
-                "state_dir = {:?}\n[backup]\ndata_dir = {:?}\npg = {:?}\nrecipients = [{:?}]\n\
-                 spool_dir = {:?}\nwal = true\nwal_upload_interval = \"2s\"\n\
-                 wal_os_user = {PG_USER:?}\n{extra}\n\
-                 [[backup.target]]\nname = \"local\"\nurl = \"file://{}\"\n",
-                dir.path().join("state").display().to_string(),
-                data.path().display().to_string(),
-                pg.conn(),
-                keys.recipient,
-                spool.display().to_string(),
-                store.path().display()
+                "state_dir = {:?}\n{section}",
+                dir.path().join("state").display().to_string()
             ),
         )
         .unwrap();
@@ -62,6 +68,7 @@ impl Rig {
             keys,
             dir,
             config,
+            section,
             streamer: None,
         }
     }
@@ -530,4 +537,30 @@ fn a_base_backup_killed_halfway_lists_nothing_and_the_next_one_completes() {
     let (code, out, err) = run_cli(&["wal-base", "--config", rig.config.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(rig.base_backups(), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_streams_the_wal_when_wal_is_on() {
+    let rig = Rig::new("");
+    make_odoo_db(&rig.pg, rig.data.path(), "erp", 1, 500);
+    let mut setup = Setup::site(Site::unreachable("erp.test"));
+    setup.extra = format!("\n{}", rig.section);
+    let r = Rampart::start(setup).await;
+    let logs = || std::fs::read_to_string(&r.stderr_path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rig.base_backups() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no base backup from serve:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    rig.pg.psql(
+        "erp",
+        "CREATE TABLE sale_order (id serial PRIMARY KEY, name varchar)",
+    );
+    rig.wait_sent("a commit while serve runs");
+    assert!(logs().contains("pg_receivewal started"), "{}", logs());
+    drop(r);
 }
