@@ -332,17 +332,26 @@ fn a_killed_streamer_and_a_killed_receiver_catch_up_and_lose_nothing() {
     assert_eq!(receivewal_pids(rig.dir.path()).len(), 1);
 
     std::thread::sleep(Duration::from_millis(1100));
-    let (code, out) = rig.restore_at(&local_now(), "erp_now", &[]);
+    let (code, out) = rig.restore_at(&local_now(), "erp_now", &["--swap"]);
     assert_eq!(code, 0, "{out}\nstreamer log:\n{}", rig.log());
     // Nothing was committed after the moment asked for: the archive's end.
     assert!(out.contains("the archived WAL ends before"), "{out}");
+    // --swap: the restored copy is now `erp`, the old one kept aside.
+    assert!(!rig.pg.exists("erp_now"), "{out}");
     assert_eq!(
         rig.pg.psql(
-            "erp_now",
+            "erp",
             "SELECT string_agg(name, ',' ORDER BY id) FROM sale_order"
         ),
         "A,B,C,D",
         "{out}"
+    );
+    assert_eq!(
+        rig.pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'erp_old_%'"
+        ),
+        "1"
     );
 }
 

@@ -62,8 +62,21 @@ struct Streamer {
 /// Streams until `stop` resolves. Errors only for a config it cannot run
 /// with; everything else is logged and retried.
 pub async fn run_stream<F: Future<Output = ()>>(cfg: &BackupConfig, stop: F) -> Result<()> {
-    let mut s = Streamer::new(cfg)?;
+    if !cfg.wal {
+        bail!("backup.wal is not true");
+    }
     tokio::pin!(stop);
+    // The server may come up after Rampart: keep trying.
+    let mut s = loop {
+        match Streamer::new(cfg) {
+            Ok(s) => break s,
+            Err(e) => tracing::error!("WAL streaming cannot start (retrying in 30 s): {e:#}"),
+        }
+        tokio::select! {
+            _ = &mut stop => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+    };
     tracing::info!(dir = %s.dir.display(), slot = %cfg.wal_slot, "WAL streaming starts");
     loop {
         if let Err(e) = s.tick().await {
@@ -99,6 +112,12 @@ impl Streamer {
             .clone()
             .ok_or_else(|| anyhow::Error::msg("backup.wal_dir is not set"))?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // The WAL is every row in plaintext.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making {} 0700", dir.display()))?;
+        }
         let recipients = Recipients::parse(&cfg.recipients, cfg.zstd_level)?;
         if cfg.targets.is_empty() {
             bail!("no backup target: add a [[backup.target]]");
@@ -356,7 +375,8 @@ impl Streamer {
                     );
                     self.pg
                         .query("postgres", &format!("SELECT pg_terminate_backend({pid})"))?;
-                    std::thread::sleep(Duration::from_millis(300));
+                    // pg_receivewal may find the slot still active once:
+                    // it is then restarted after the backoff.
                 }
             }
         }
@@ -435,6 +455,9 @@ impl Streamer {
                 continue;
             }
             waiting += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if missing.iter().all(|&i| self.dests[i].target.is_none()) {
+                continue;
+            }
             let sealed = seal_file(&self.recipients, &path, 0, None).await?;
             for i in missing {
                 let Some(t) = self.dests[i].target.clone() else {
