@@ -573,3 +573,39 @@ async fn serve_streams_the_wal_when_wal_is_on() {
     assert!(logs().contains("pg_receivewal started"), "{}", logs());
     drop(r);
 }
+
+#[test]
+fn a_second_streamer_on_the_same_wal_dir_stands_by() {
+    let mut rig = Rig::new("");
+    make_odoo_db(&rig.pg, rig.data.path(), "erp", 1, 500);
+    rig.start_streamer();
+    rig.wait("a first base backup", Duration::from_secs(120), |r| {
+        r.base_backups() == 1
+    });
+    let first = receivewal_pids(rig.dir.path());
+    assert_eq!(first.len(), 1);
+    let mut second = Command::new(bin())
+        .args(["wal-stream", "--config"])
+        .arg(&rig.config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = second.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(err)
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("another Rampart streams into"))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    // The first keeps its receiver: the second took nothing over.
+    assert_eq!(receivewal_pids(rig.dir.path()), first, "{}", rig.log());
+    let _ = second.kill();
+    let _ = second.wait();
+    assert!(
+        lines.join().unwrap().is_some(),
+        "the second streamer said why it waits"
+    );
+}

@@ -38,6 +38,7 @@ struct Dest {
 }
 
 struct Streamer {
+    _lock: std::fs::File,
     cfg: BackupConfig,
     pg: Pg,
     dir: PathBuf,
@@ -118,6 +119,18 @@ impl Streamer {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
                 .with_context(|| format!("making {} 0700", dir.display()))?;
         }
+        // One streamer per wal_dir (serve and a wal-stream would otherwise
+        // take the slot from each other); the kernel drops the lock with
+        // the process, also on SIGKILL.
+        let lock_path = dir.join(".rampart.lock");
+        let lock = std::fs::File::create(&lock_path)
+            .with_context(|| format!("creating {}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            bail!(
+                "another Rampart streams into {} (its lock is held)",
+                dir.display()
+            );
+        }
         let recipients = Recipients::parse(&cfg.recipients, cfg.zstd_level)?;
         if cfg.targets.is_empty() {
             bail!("no backup target: add a [[backup.target]]");
@@ -150,6 +163,7 @@ impl Streamer {
             })
             .collect();
         let mut s = Streamer {
+            _lock: lock,
             cfg: cfg.clone(),
             pg,
             dir,
@@ -387,7 +401,12 @@ impl Streamer {
     /// was sent), and a base backup must start the new history.
     fn fresh_start(&mut self) {
         for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let _ = std::fs::remove_file(e.path());
+            let name = e.file_name().to_string_lossy().into_owned();
+            let seg = name.strip_suffix(".partial").unwrap_or(&name);
+            // WAL files only: the lock file stays (a new one would be unlocked).
+            if parse_segment(seg, self.seg_size).is_some() || is_history(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
         self.need_base = true;
     }
