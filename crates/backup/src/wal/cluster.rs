@@ -19,6 +19,13 @@ pub(crate) struct TempCluster {
     user: Option<String>,
     pub superuser: String,
     log: PathBuf,
+    /// postgresql.auto.conf as prepared (never read back: the cluster's
+    /// user may have replaced it with a link by then).
+    auto_conf: String,
+    /// A directory only this process may write: files are made there and
+    /// renamed into the cluster's (which its user could plant links in).
+    private: PathBuf,
+    owner: Option<(u32, u32)>,
 }
 
 /// The (uid, gid) of an OS user.
@@ -80,16 +87,22 @@ pub(crate) fn untar(tar: &Path, dir: &Path) -> Result<()> {
 impl TempCluster {
     /// Prepares `data` (an unpacked base backup) to recover with
     /// `restore_command` up to `target_time` (RFC 3339, UTC).
+    #[allow(clippy::too_many_arguments)]
     pub fn prepare(
         work: &Path,
+        private: &Path,
         data: PathBuf,
         bin: PathBuf,
         user: Option<String>,
+        owner: Option<(u32, u32)>,
         superuser: String,
         restore_command: &str,
     ) -> Result<TempCluster> {
         let port = spare_port()?;
-        let c = TempCluster {
+        let mut c = TempCluster {
+            auto_conf: String::new(),
+            private: private.to_path_buf(),
+            owner,
             socket_dir: work.to_path_buf(),
             log: work.join("postgres.log"),
             data,
@@ -117,24 +130,26 @@ impl TempCluster {
         w("pg_hba.conf", "local all all trust\n")?;
         w("pg_ident.conf", "")?;
         let auto = c.data.join("postgresql.auto.conf");
-        let mut text = std::fs::read_to_string(&auto).unwrap_or_default();
-        text.push_str(&settings);
-        std::fs::write(&auto, text).with_context(|| auto.display().to_string())?;
+        c.auto_conf = std::fs::read_to_string(&auto).unwrap_or_default();
+        c.auto_conf.push_str(&settings);
+        std::fs::write(&auto, &c.auto_conf).with_context(|| auto.display().to_string())?;
         let _ = std::fs::remove_file(c.data.join("standby.signal"));
         w("recovery.signal", "")?;
         Ok(c)
     }
 
     /// Sets (or, with None, clears) the recovery target for the next start.
-    pub fn set_target(&self, time: Option<&str>) -> Result<()> {
-        let auto = self.data.join("postgresql.auto.conf");
-        let mut text =
-            std::fs::read_to_string(&auto).with_context(|| auto.display().to_string())?;
-        text.push_str(&format!(
+    pub fn set_target(&mut self, time: Option<&str>) -> Result<()> {
+        self.auto_conf.push_str(&format!(
             "recovery_target_time = '{}'\n",
             time.map(conf_escape).unwrap_or_default()
         ));
-        std::fs::write(&auto, text).with_context(|| auto.display().to_string())
+        place(
+            &self.private,
+            &self.data.join("postgresql.auto.conf"),
+            self.auto_conf.as_bytes(),
+            self.owner,
+        )
     }
 
     fn pg_ctl(&self) -> Command {
@@ -220,7 +235,60 @@ impl Drop for TempCluster {
     }
 }
 
+/// Writes `dest` in a directory another user controls without following
+/// a link planted there: made in `private`, handed over, renamed into place.
+pub(crate) fn place(
+    private: &Path,
+    dest: &Path,
+    content: &[u8],
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    let tmp = tempfile::NamedTempFile::new_in(private).context("temp file")?;
+    std::fs::write(tmp.path(), content).context("temp file")?;
+    hand_over(tmp.path(), owner)?;
+    tmp.persist(dest)
+        .map_err(|e| e.error)
+        .with_context(|| dest.display().to_string())?;
+    Ok(())
+}
+
+/// Gives a file in the private directory to the cluster's user, readable.
+pub(crate) fn hand_over(path: &Path, owner: Option<(u32, u32)>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| path.display().to_string())?;
+    if let Some((u, g)) = owner {
+        std::os::unix::fs::lchown(path, Some(u), Some(g))
+            .with_context(|| path.display().to_string())?;
+    }
+    Ok(())
+}
+
 /// A value inside single quotes in postgresql.conf.
 fn conf_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\'', "''")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_planted_in_the_cluster_dir_is_replaced_not_followed() {
+        let private = tempfile::tempdir().unwrap();
+        let theirs = tempfile::tempdir().unwrap();
+        let victim = private.path().join("victim");
+        std::fs::write(&victim, b"root's file").unwrap();
+        let dest = theirs.path().join("postgresql.auto.conf");
+        std::os::unix::fs::symlink(&victim, &dest).unwrap();
+        place(private.path(), &dest, b"port = 5999\n", None).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"root's file");
+        assert!(!std::fs::symlink_metadata(&dest).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"port = 5999\n");
+    }
+
+    #[test]
+    fn config_values_are_quoted() {
+        assert_eq!(conf_escape(r"a'b\c"), r"a''b\\c");
+    }
 }

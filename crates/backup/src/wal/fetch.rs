@@ -182,10 +182,12 @@ impl<'a> Archive<'a> {
     }
 }
 
-/// Answers `wal-fetch` requests in `stage` until dropped; files are
-/// handed to `owner` (uid, gid) so the cluster's user may read and remove them.
+/// Answers `wal-fetch` requests in `stage` until dropped. Answers are
+/// made in `private` (this process's alone) and renamed into `stage`,
+/// which the cluster's user owns and could plant links in.
 pub(crate) async fn answer_requests(
     stage: PathBuf,
+    private: PathBuf,
     archive: &Archive<'_>,
     owner: Option<(u32, u32)>,
 ) -> Result<()> {
@@ -200,12 +202,10 @@ pub(crate) async fn answer_requests(
             .filter(|n| valid_name(n))
             .collect();
         for name in wants {
-            let tmp = stage.join(format!(".{name}.tmp"));
+            let tmp = private.join(format!("{name}.tmp"));
             let answer = match archive.fetch(&name, &tmp).await {
                 Ok(true) => {
-                    if let Some((u, g)) = owner {
-                        let _ = std::os::unix::fs::chown(&tmp, Some(u), Some(g));
-                    }
+                    super::cluster::hand_over(&tmp, owner)?;
                     std::fs::rename(&tmp, stage.join(&name)).context("staging")?;
                     tracing::info!(file = %name, "WAL restored");
                     None
@@ -219,10 +219,7 @@ pub(crate) async fn answer_requests(
             let _ = std::fs::remove_file(&tmp);
             if let Some((ext, msg)) = answer {
                 let p = stage.join(format!("{name}{ext}"));
-                std::fs::write(&p, msg).context("staging")?;
-                if let Some((u, g)) = owner {
-                    let _ = std::os::unix::fs::chown(&p, Some(u), Some(g));
-                }
+                super::cluster::place(&private, &p, msg.as_bytes(), owner)?;
             }
             let _ = std::fs::remove_file(stage.join(format!("{name}.want")));
         }

@@ -94,9 +94,24 @@ pub async fn restore_at(
             .prefix(".rampart-pitr-")
             .tempdir_in(spool_dir(cfg))
             .with_context(|| format!("creating a work dir in {}", spool_dir(cfg).display()))?;
-        let dump = work.path().join("db.dump");
-        let recovered =
-            recover(cfg, target, &ids, &base, opts, work.path(), &dump, progress).await?;
+        // Only this process writes here (the work dir becomes the
+        // recovery cluster's user's): the dump, answers, config files.
+        let private = tempfile::Builder::new()
+            .prefix(".rampart-pitr-")
+            .tempdir_in(spool_dir(cfg))
+            .with_context(|| format!("creating a work dir in {}", spool_dir(cfg).display()))?;
+        let dump = private.path().join("db.dump");
+        let recovered = recover(
+            cfg,
+            target,
+            &ids,
+            &base,
+            opts,
+            (work.path(), private.path()),
+            &dump,
+            progress,
+        )
+        .await?;
         progress.line(format!(
             "{}: dumped from the recovered cluster ({})",
             recovered.db,
@@ -154,7 +169,7 @@ async fn recover(
     ids: &Identities,
     base: &BaseBackup,
     opts: &PitrOptions,
-    work: &Path,
+    (work, private): (&Path, &Path),
     dump: &Path,
     progress: &Progress,
 ) -> Result<Recovered> {
@@ -185,7 +200,6 @@ async fn recover(
         std::fs::remove_file(&plain).context("spool")?;
     }
     task.done("unpacked");
-    set_mode_owner(work, owner)?;
     let bin = cfg
         .pg_bin
         .clone()
@@ -204,14 +218,18 @@ async fn recover(
         shell_quote(&stage.display().to_string())
     );
     let user = owner.map(|_| cfg.wal_os_user.clone());
-    let cluster = TempCluster::prepare(
+    let mut cluster = TempCluster::prepare(
         work,
+        private,
         data,
         bin,
         user,
+        owner,
         base.superuser.clone(),
         &restore_command,
     )?;
+    // Only now the cluster's user owns it: everything above was written
+    // where no other user could plant a link.
     set_mode_owner(work, owner)?;
     let at_text = opts.at.strftime("%Y-%m-%d %H:%M:%S%.f+00").to_string();
     cluster.set_target(Some(&at_text))?;
@@ -221,7 +239,7 @@ async fn recover(
     loop {
         cluster.start()?;
         let outcome = tokio::select! {
-            r = answer_requests(stage.clone(), &archive, owner) => Err(r.err().unwrap_or_else(|| anyhow::Error::msg("stopped"))),
+            r = answer_requests(stage.clone(), private.to_path_buf(), &archive, owner) => Err(r.err().unwrap_or_else(|| anyhow::Error::msg("stopped"))),
             r = wait_promoted(&cluster) => r,
         };
         match outcome {
