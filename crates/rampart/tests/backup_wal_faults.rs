@@ -258,10 +258,12 @@ fn a_second_streamer_on_the_same_wal_dir_stands_by() {
             .find(|l| l.contains("another Rampart streams into"))
     });
     std::thread::sleep(Duration::from_secs(3));
-    // The first keeps its receiver: the second took nothing over.
-    assert_eq!(receivewal_pids(rig.dir.path()), first, "{}", rig.log());
+    let now = receivewal_pids(rig.dir.path());
+    // Stopped before any assertion: a failing test leaves no process behind.
     let _ = second.kill();
     let _ = second.wait();
+    // The first keeps its receiver: the second took nothing over.
+    assert_eq!(now, first, "{}", rig.log());
     assert!(
         lines.join().unwrap().is_some(),
         "the second streamer said why it waits"
