@@ -44,6 +44,33 @@ pub struct BackupConfig {
     pub zstd_level: i32,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetConfig>,
+    // --- incremental hashing, drills (issue 14 §1, §3) ---
+    /// Days after which a filestore file is read and hashed again even if
+    /// its metadata is unchanged; 0 turns the hash cache off.
+    #[serde(default = "default_rehash_days")]
+    pub rehash_days: u32,
+    /// When `rampart serve` restores the newest snapshot into a scratch
+    /// database to prove it works, e.g. `weekly sun 05:00`.
+    #[serde(default)]
+    pub drill: Option<String>,
+    /// age identity file the drill decrypts with (it must be on this server
+    /// for a scheduled drill; `rampart backup drill --identity` otherwise).
+    #[serde(default)]
+    pub drill_identity: Option<PathBuf>,
+    /// Odoo's URL for the drill's login check (the scratch database is
+    /// selected with `?db=`); none: no login check.
+    #[serde(default)]
+    pub drill_odoo_url: Option<String>,
+    /// Login and password the drill signs in with (a user of the
+    /// production database, present in the restored copy).
+    #[serde(default)]
+    pub drill_login: Option<String>,
+    #[serde(default, serialize_with = "rampart_config::secret::mask_opt")]
+    pub drill_password: Option<String>,
+    /// Not a key: the top-level `state_dir`, set by the binary (the hash
+    /// cache and the drill record live there).
+    #[serde(skip)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `[[backup.target]]`.
@@ -87,6 +114,13 @@ impl Default for BackupConfig {
             spool_dir: None,
             zstd_level: default_zstd_level(),
             targets: Vec::new(),
+            rehash_days: default_rehash_days(),
+            drill: None,
+            drill_identity: None,
+            drill_odoo_url: None,
+            drill_login: None,
+            drill_password: None,
+            state_dir: None,
         }
     }
 }
@@ -97,6 +131,10 @@ fn default_data_dir() -> PathBuf {
 
 fn default_zstd_level() -> i32 {
     3
+}
+
+fn default_rehash_days() -> u32 {
+    7
 }
 
 impl BackupConfig {

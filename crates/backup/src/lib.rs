@@ -42,6 +42,7 @@
 mod config;
 mod filestore;
 mod hash;
+mod hash_cache;
 mod odoo_zip;
 mod pg;
 mod progress;

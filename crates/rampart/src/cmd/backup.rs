@@ -21,6 +21,11 @@ pub struct BackupArgs {
     /// Only this target (repeat for several); default every [[backup.target]].
     #[arg(long = "target", value_name = "NAME")]
     target: Vec<String>,
+    /// Read and hash every filestore file, trusting no cached hash (by
+    /// default a file whose size, times, inode and device are unchanged
+    /// is not read again; each is re-read after [backup] rehash_days).
+    #[arg(long)]
+    rehash: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -150,7 +155,10 @@ fn section(config: Option<&Path>, required: bool) -> Result<BackupConfig, CmdErr
     let c = load_config(config)?;
     let b = match c.backup {
         Some(b) => b,
-        None if !required => BackupConfig::default(),
+        None if !required => BackupConfig {
+            state_dir: Some(c.state_dir.clone()),
+            ..Default::default()
+        },
         None => {
             return Err(CmdError::usage(
                 "no [backup] section in the config (give --config FILE)",
@@ -229,6 +237,7 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
             let opts = BackupOptions {
                 databases: a.db,
                 targets: a.target,
+                rehash: a.rehash,
             };
             // Failures were reported as they happened; the summary
             // names the failed targets again.
