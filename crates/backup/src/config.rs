@@ -166,6 +166,26 @@ impl BackupConfig {
         {
             return Err(("backup.schedule".into(), e.to_string()));
         }
+        if let Some(s) = &self.drill {
+            if let Err(e) = s.parse::<crate::Schedule>() {
+                return Err(("backup.drill".into(), e.to_string()));
+            }
+            if self.drill_identity.is_none() {
+                return Err((
+                    "backup.drill".into(),
+                    "a scheduled drill needs drill_identity (the age identity file it decrypts with)"
+                        .into(),
+                ));
+            }
+        }
+        if self.drill_odoo_url.is_some()
+            && (self.drill_login.is_none() || self.drill_password.is_none())
+        {
+            return Err((
+                "backup.drill_odoo_url".into(),
+                "the login check needs drill_login and drill_password".into(),
+            ));
+        }
         if !(1..=19).contains(&self.zstd_level) {
             return Err((
                 "backup.zstd_level".into(),
@@ -209,5 +229,15 @@ mod tests {
         c.targets.clear();
         c.schedule = Some("weekly".into());
         assert_eq!(c.validate().unwrap_err().0, "backup.schedule");
+        c.schedule = None;
+        c.drill = Some("weekly sun 05:00".into());
+        assert_eq!(c.validate().unwrap_err().0, "backup.drill");
+        c.drill_identity = Some("/etc/rampart/drill.key".into());
+        assert!(c.validate().is_ok());
+        c.drill = Some("weekly xyz 05:00".into());
+        assert_eq!(c.validate().unwrap_err().0, "backup.drill");
+        c.drill = None;
+        c.drill_odoo_url = Some("http://127.0.0.1:8069".into());
+        assert_eq!(c.validate().unwrap_err().0, "backup.drill_odoo_url");
     }
 }

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{FORMAT, FileEntry, IndexEntry, Manifest, check_db_name, odoo_series};
+use super::{
+    FORMAT, FileEntry, IndexEntry, Manifest, check_db_name, core_tables_sql, count_rows_sql,
+    odoo_series, parse_counts,
+};
 use crate::config::BackupConfig;
 use crate::filestore;
 use crate::hash::{HashingReader, is_sha1_hex, random_hex, sha1_hex};
@@ -266,14 +269,40 @@ async fn snapshot_db(
         .tempfile_in(spool_dir(cfg))
         .with_context(|| format!("creating a spool file in {}", spool_dir(cfg).display()))?;
     let dump_task = progress.bytes(&format!("{db}: pg_dump"), 0);
+    let mut row_counts = BTreeMap::new();
     let (dump_sha256, dump_bytes) = {
         let stderr_file = tempfile::tempfile().context("temp file")?;
         let stderr_read = stderr_file.try_clone().context("temp file")?;
-        let mut child = pg.spawn_dump(db, stderr_file)?;
+        // Row counts in the dump's own snapshot, so a drill can hold a
+        // restored copy to them exactly however busy the database is.
+        let held = pg.hold_snapshot(db).and_then(|mut h| {
+            let present: Vec<String> = h
+                .query(&core_tables_sql())?
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect();
+            let counts = match count_rows_sql(&present) {
+                Some(sql) => parse_counts(h.query(&sql)?)?,
+                None => BTreeMap::new(),
+            };
+            Ok((h, counts))
+        });
+        let held = match held {
+            Ok((h, counts)) => {
+                row_counts = counts;
+                Some(h)
+            }
+            Err(e) => {
+                tracing::warn!("{db}: row counts not recorded (no exported snapshot): {e:#}");
+                None
+            }
+        };
+        let mut child = pg.spawn_dump(db, held.as_ref().map(|h| h.id.as_str()), stderr_file)?;
         let stdout = child.stdout.take().expect("piped");
         let mut hashing = HashingReader::sha256(stdout);
         let sealed = recipients.seal(&mut hashing, spool.as_file());
         let status = child.wait().context("waiting for pg_dump")?;
+        drop(held);
         if !status.success() {
             let mut err = String::new();
             let mut r = stderr_read;
@@ -402,6 +431,7 @@ async fn snapshot_db(
         dump_sha256,
         dump_bytes,
         files: entries,
+        row_counts,
     };
     let sealed_manifest =
         recipients.seal_bytes(&serde_json::to_vec(&manifest).context("manifest")?)?;

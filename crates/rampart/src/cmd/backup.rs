@@ -46,6 +46,18 @@ enum BackupAction {
         #[command(flatten)]
         at: Where,
     },
+    /// Restore drill now: the newest snapshot of each database into a
+    /// scratch database, checked against its manifest (row counts,
+    /// modules, files; an Odoo login with drill_odoo_url), then dropped.
+    /// The result is recorded for the metrics and the status page.
+    Drill {
+        /// age identity file; default [backup] drill_identity.
+        #[arg(long, env = "RAMPART_BACKUP_IDENTITY", value_name = "KEYFILE")]
+        identity: Option<PathBuf>,
+        /// A configured target by name; default the first one.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
+    },
     /// Write a snapshot as an Odoo backup zip (dump.sql + filestore/ + manifest.json).
     Export {
         /// Snapshot id, unique prefix, or `latest`.
@@ -229,7 +241,7 @@ async fn open_one(
 }
 
 pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
-    let needs_config = a.action.is_none();
+    let needs_config = matches!(a.action, None | Some(BackupAction::Drill { .. }));
     let cfg = section(config, needs_config)?;
     let progress = Progress::auto();
     match a.action {
@@ -270,8 +282,10 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
                 let mut tested = None;
                 if restore_test && report.ok() {
                     let key = identity.as_deref().expect("checked");
-                    tested =
-                        Some(rampart_backup::restore_test(&cfg, t, &entry, key, &progress).await?);
+                    tested = Some(
+                        rampart_backup::restore_test(&cfg, t, &entry, key, false, &progress)
+                            .await?,
+                    );
                 }
                 Ok::<_, rampart_backup::Error>((report, tested))
             }
@@ -292,6 +306,29 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
             }
             Ok(ExitCode::SUCCESS)
         }),
+        Some(BackupAction::Drill { identity, target }) => {
+            let Some(key) = identity.or_else(|| cfg.drill_identity.clone()) else {
+                return Err(CmdError::usage(
+                    "a drill needs --identity KEYFILE or [backup] drill_identity",
+                ));
+            };
+            let r = block_on(rampart_backup::drill(
+                &cfg,
+                &key,
+                target.as_deref(),
+                &progress,
+            ));
+            if r.ok {
+                println!(
+                    "drill passed on {} in {:.1}s: {}",
+                    r.target, r.duration_secs, r.summary
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("drill FAILED on {}: {}", r.target, r.summary);
+                Ok(ExitCode::from(EXIT_FINDINGS))
+            }
+        }
         Some(BackupAction::Export {
             snapshot,
             odoo_zip,
