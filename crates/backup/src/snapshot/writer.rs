@@ -181,19 +181,12 @@ pub async fn backup(
         if !live.iter().any(Live::alive) {
             break;
         }
-        match snapshot_db(
-            cfg,
-            opts,
-            &pg,
-            &recipients,
-            db,
-            &mut live,
-            &mut report,
-            progress,
-        )
-        .await
-        {
-            Ok(read) => report.bytes_read += read,
+        match snapshot_db(cfg, opts, &pg, &recipients, db, &mut live, progress).await {
+            Ok(read) => {
+                report.bytes_read += read.bytes;
+                report.files_hashed += read.hashed;
+                report.files_cached += read.cached;
+            }
             Err(e) => {
                 progress.line(format!("{db}: FAILED: {e:#}"));
                 report.db_errors.push(format!("{db}: {e:#}"));
@@ -230,7 +223,14 @@ fn clear_stale_spool(dir: &Path) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What one database's snapshot read: bytes, and files hashed or
+/// taken from the hash cache.
+struct DbRead {
+    bytes: u64,
+    hashed: usize,
+    cached: usize,
+}
+
 async fn snapshot_db(
     cfg: &BackupConfig,
     opts: &BackupOptions,
@@ -238,9 +238,8 @@ async fn snapshot_db(
     recipients: &Recipients,
     db: &str,
     live: &mut [Live],
-    stats: &mut BackupReport,
     progress: &Progress,
-) -> Result<u64> {
+) -> Result<DbRead> {
     check_db_name(db)?;
     if !pg.database_exists(db)? {
         bail!("database {db:?} does not exist");
@@ -414,8 +413,6 @@ async fn snapshot_db(
     if let Err(e) = cache.save() {
         tracing::warn!("hash cache not saved (the next run reads every file): {e:#}");
     }
-    stats.files_hashed += hashed;
-    stats.files_cached += cached;
 
     // 3. The dump, then the manifest, then the index entry: in that order,
     // so that a snapshot is listed only when everything it needs is there.
@@ -474,7 +471,11 @@ async fn snapshot_db(
             Err(e) => l.fail(e, progress),
         }
     }
-    Ok(bytes_read)
+    Ok(DbRead {
+        bytes: bytes_read,
+        hashed,
+        cached,
+    })
 }
 
 type Upload = (usize, u64, Result<bool>);
