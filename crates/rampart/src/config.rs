@@ -81,6 +81,9 @@ impl Config {
         config.secrets = secrets;
         // From here on, anything printed to stderr masks these values.
         crate::scrub::register(&config.secrets);
+        if let Some(b) = config.backup.as_mut() {
+            b.state_dir = Some(config.state_dir.clone());
+        }
         config.validate().map_err(|(key, msg)| {
             let msg = config.secrets.scrub(&msg, Some(&key));
             ConfigError::at_key(path, &text, &key, msg)

@@ -21,6 +21,11 @@ pub struct BackupArgs {
     /// Only this target (repeat for several); default every [[backup.target]].
     #[arg(long = "target", value_name = "NAME")]
     target: Vec<String>,
+    /// Read and hash every filestore file, trusting no cached hash (by
+    /// default a file whose size, times, inode and device are unchanged
+    /// is not read again; each is re-read after [backup] rehash_days).
+    #[arg(long)]
+    rehash: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -40,6 +45,18 @@ enum BackupAction {
         identity: Option<PathBuf>,
         #[command(flatten)]
         at: Where,
+    },
+    /// Restore drill now: the newest snapshot of each database into a
+    /// scratch database, checked against its manifest (row counts,
+    /// modules, files; an Odoo login with drill_odoo_url), then dropped.
+    /// The result is recorded for the metrics and the status page.
+    Drill {
+        /// age identity file; default [backup] drill_identity.
+        #[arg(long, env = "RAMPART_BACKUP_IDENTITY", value_name = "KEYFILE")]
+        identity: Option<PathBuf>,
+        /// A configured target by name; default the first one.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
     },
     /// Write a snapshot as an Odoo backup zip (dump.sql + filestore/ + manifest.json).
     Export {
@@ -156,7 +173,10 @@ pub(super) fn section(config: Option<&Path>, required: bool) -> Result<BackupCon
     let c = load_config(config)?;
     let b = match c.backup {
         Some(b) => b,
-        None if !required => BackupConfig::default(),
+        None if !required => BackupConfig {
+            state_dir: Some(c.state_dir.clone()),
+            ..Default::default()
+        },
         None => {
             return Err(CmdError::usage(
                 "no [backup] section in the config (give --config FILE)",
@@ -227,7 +247,7 @@ pub(super) async fn open_one(
 }
 
 pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
-    let needs_config = a.action.is_none();
+    let needs_config = matches!(a.action, None | Some(BackupAction::Drill { .. }));
     let cfg = section(config, needs_config)?;
     let progress = Progress::auto();
     match a.action {
@@ -235,6 +255,7 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
             let opts = BackupOptions {
                 databases: a.db,
                 targets: a.target,
+                rehash: a.rehash,
             };
             // Failures were reported as they happened; the summary
             // names the failed targets again.
@@ -267,8 +288,10 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
                 let mut tested = None;
                 if restore_test && report.ok() {
                     let key = identity.as_deref().expect("checked");
-                    tested =
-                        Some(rampart_backup::restore_test(&cfg, t, &entry, key, &progress).await?);
+                    tested = Some(
+                        rampart_backup::restore_test(&cfg, t, &entry, key, false, &progress)
+                            .await?,
+                    );
                 }
                 Ok::<_, rampart_backup::Error>((report, tested))
             }
@@ -289,6 +312,29 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
             }
             Ok(ExitCode::SUCCESS)
         }),
+        Some(BackupAction::Drill { identity, target }) => {
+            let Some(key) = identity.or_else(|| cfg.drill_identity.clone()) else {
+                return Err(CmdError::usage(
+                    "a drill needs --identity KEYFILE or [backup] drill_identity",
+                ));
+            };
+            let r = block_on(rampart_backup::drill(
+                &cfg,
+                &key,
+                target.as_deref(),
+                &progress,
+            ));
+            if r.ok {
+                println!(
+                    "drill passed on {} in {:.1}s: {}",
+                    r.target, r.duration_secs, r.summary
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("drill FAILED on {}: {}", r.target, r.summary);
+                Ok(ExitCode::from(EXIT_FINDINGS))
+            }
+        }
         Some(BackupAction::Export {
             snapshot,
             odoo_zip,

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod backup;
+mod backup_status;
 pub mod cache;
 pub mod certs;
 pub mod check;

@@ -11,6 +11,7 @@ use rampart_guard::Guard;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use super::backup_status::BackupStatus;
 use super::{CmdError, Outcome};
 use crate::config::Config;
 use crate::notify::{self, notify};
@@ -111,6 +112,7 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
     };
     let guard_hook = guard.clone();
     let backups = BackupStatus::new(&config);
+    backups.register_metrics(&mut registry);
     let backups_hook = backups.clone();
     let hooks: Vec<AdminHook> = vec![
         Arc::new(move |m, p, _| {
@@ -138,6 +140,11 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
         let stop = shutdown.clone();
         tokio::spawn(async move {
             rampart_backup::run_scheduled(&backup, async move { stop.cancelled().await }).await;
+        });
+        // `drill` inside serve; without one this returns at once.
+        let (stop, backup) = (shutdown.clone(), config.backup.clone().expect("some"));
+        tokio::spawn(async move {
+            rampart_backup::run_drills(&backup, async move { stop.cancelled().await }).await;
         });
     }
     super::wal::spawn_in_serve(&config, shutdown.clone());
@@ -200,59 +207,6 @@ fn listening(edge: &Edge) -> String {
         parts.push(format!("admin {a}"));
     }
     parts.join(", ")
-}
-
-/// What the status page says about backups. Listing a target's snapshots
-/// means reaching it (SFTP, S3), too slow for a page refreshed every 10 s,
-/// so the page says what is configured and where to look.
-/// The status page's backups: each target's `index/` listed at start and
-/// every few minutes (one LIST per target), ages and staleness computed
-/// when the page asks.
-#[derive(Clone)]
-struct BackupStatus {
-    config: Option<Arc<rampart_backup::BackupConfig>>,
-    listings: Arc<std::sync::Mutex<Option<Vec<rampart_backup::status::Listing>>>>,
-}
-
-const BACKUP_LISTING_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
-
-impl BackupStatus {
-    fn new(config: &Config) -> BackupStatus {
-        BackupStatus {
-            config: config.backup.clone().map(Arc::new),
-            listings: Arc::default(),
-        }
-    }
-
-    fn spawn_refresh(&self, shutdown: CancellationToken) {
-        let Some(cfg) = self.config.clone() else {
-            return;
-        };
-        let listings = self.listings.clone();
-        tokio::spawn(async move {
-            loop {
-                let l = rampart_backup::status::list_targets(&cfg).await;
-                *listings.lock().unwrap() = Some(l);
-                tokio::select! {
-                    _ = tokio::time::sleep(BACKUP_LISTING_EVERY) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        });
-    }
-
-    fn json(&self) -> String {
-        let Some(cfg) = &self.config else {
-            return serde_json::json!({
-                "note": "no [backup] section: nothing is backed up by rampart"
-            })
-            .to_string();
-        };
-        match &*self.listings.lock().unwrap() {
-            None => serde_json::json!({ "note": "listing the backup targets…" }).to_string(),
-            Some(l) => rampart_backup::status::status_now(cfg, l).to_string(),
-        }
-    }
 }
 
 /// Expired bans, idle rate-limiter keys, old failure windows.
