@@ -7,6 +7,7 @@ pub mod backup;
 pub mod cache;
 pub mod certs;
 pub mod check;
+pub mod cluster;
 pub mod docs;
 pub mod guard;
 pub mod odoo;
