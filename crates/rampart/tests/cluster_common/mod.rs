@@ -183,3 +183,25 @@ pub fn pg_ctl(pg: &PgCluster, action: &str) {
 pub async fn get_status(c: &Client, src: IpAddr) -> u16 {
     c.send(src, "GET", "/web/login", vec![]).await.status
 }
+
+/// Sends `sig` (STOP, CONT) to the test PostgreSQL's postmaster and its
+/// children: a server that hangs instead of going away.
+pub fn pg_signal(pg: &PgCluster, sig: &str) {
+    let pidfile = std::fs::read_to_string(pg.dir.path().join("data/postmaster.pid")).unwrap();
+    let main = pidfile.lines().next().unwrap().trim().to_string();
+    let out = Command::new("ps")
+        .args(["-o", "pid=", "--ppid", &main])
+        .output()
+        .unwrap();
+    let mut pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    pids.push(main);
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .args(&pids)
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} {pids:?}");
+}
