@@ -150,15 +150,29 @@ impl Guard {
         proof: Option<rpc::Credential>,
         login: Option<&str>,
     ) -> Result<LoginAttempt, Refused> {
-        let mut attempt = self.begin_check_as(client, route, proof, login)?;
         let Some(shared) = self.core.shared.get().cloned() else {
-            return Ok(attempt);
+            return self.begin_check_as(client, route, proof, login);
         };
-        if !attempt.holds_slot() {
-            return Ok(attempt);
-        }
+        // This node's own count may lock a login for an address the
+        // cluster knows (the user logged in through another node): the
+        // cluster decides then, and only a known address gets through.
+        let mut locked_here = false;
+        let mut attempt = match self.begin_check_as(client, route, proof.clone(), login) {
+            Err(Refused::LoginLocked) => {
+                locked_here = true;
+                self.begin_check(client, route, proof)?
+            }
+            other => other?,
+        };
         let cfg = self.core.cfg();
         let canon = canonical_ip(client);
+        if !attempt.holds_slot() {
+            if locked_here {
+                self.core.metrics.logins_refused.inc();
+                return Err(Refused::LoginLocked);
+            }
+            return Ok(attempt);
+        }
         let key = client_key(canon);
         let plf = cfg.per_login_failures;
         let login = login
@@ -175,7 +189,14 @@ impl Guard {
             addr_within: cfg.login_failures.within.get(),
             login: login.clone(),
         };
+        let locked = |attempt: LoginAttempt| {
+            drop(attempt);
+            self.core.metrics.logins_refused.inc();
+            self.refusals.record(canon, "login locked");
+            Err(Refused::LoginLocked)
+        };
         match shared.reserve(r).await {
+            None if locked_here => locked(attempt),
             None => Ok(attempt),
             Some(SharedVerdict::Go {
                 login_failures,
@@ -192,21 +213,26 @@ impl Guard {
                     login: login.map(|l| (l.login, login_counted)),
                     login_within: plf.within.get(),
                 });
+                // Counted: not known in the cluster either.
+                if locked_here && login_counted {
+                    return locked(attempt);
+                }
                 Ok(attempt)
             }
             Some(SharedVerdict::Refused {
                 addr_failures,
                 login_locked,
             }) => {
-                drop(attempt);
-                self.core.metrics.logins_refused.inc();
                 if addr_failures >= cfg.login_failures.max.get() {
+                    drop(attempt);
+                    self.core.metrics.logins_refused.inc();
                     self.core.auto_ban(key, addr_failures);
                     Err(Refused::Banned)
-                } else if login_locked {
-                    self.refusals.record(canon, "login locked");
-                    Err(Refused::LoginLocked)
+                } else if login_locked || locked_here {
+                    locked(attempt)
                 } else {
+                    drop(attempt);
+                    self.core.metrics.logins_refused.inc();
                     Err(Refused::Busy)
                 }
             }

@@ -461,3 +461,56 @@ async fn a_postgresql_that_hangs_leaves_each_node_on_its_own_budget() {
     assert!(fallbacks >= 1.0, "no decision was counted as taken alone");
     nodes.wait_up().await;
 }
+
+/// A sticky balancer sends a whole botnet to node 2, whose own count
+/// then locks `admin`; the real user, who logged in through node 1, comes
+/// back through node 2 from the same address and still gets in (the
+/// cluster knows the address), while a new address is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_login_locked_on_one_node_still_admits_an_address_known_to_the_cluster() {
+    let pg = start_pg();
+    let dir = TempDir::new("cluster-known");
+    let conf = cli_config(dir.path(), &pg);
+    assert_eq!(cli(&conf, &["cluster", "init"]).0, 0);
+    let fixture = Arc::new(OdooFixture::start().await);
+    let nodes = start_nodes(
+        &fixture,
+        "per_login_failures = { max = 20, delay = \"10ms\" }",
+        Some(&pg),
+    )
+    .await;
+    nodes.wait_up().await;
+    let home = ip("127.0.0.21");
+    assert_eq!(
+        post_login(&nodes.clients[0], &fixture, home, "admin", "admin").await,
+        303
+    );
+    let node2 = Nodes {
+        nodes: Vec::new(),
+        clients: vec![nodes.clients[1].clone()],
+    };
+    let statuses = burst(&node2, &fixture, 40, 10, "admin", |n| {
+        ip(&format!("127.2.0.{}", n + 1))
+    })
+    .await;
+    assert!(
+        statuses.iter().filter(|s| **s == 403).count() >= 20,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        post_login(
+            &nodes.clients[1],
+            &fixture,
+            ip("127.2.1.1"),
+            "admin",
+            "admin"
+        )
+        .await,
+        403,
+        "a new address is refused while admin is under attack"
+    );
+    assert_eq!(
+        post_login(&nodes.clients[1], &fixture, home, "admin", "admin").await,
+        303
+    );
+}
