@@ -88,6 +88,15 @@ impl Cluster {
                 )
                 .await,
             Op::Unban { net, at } => {
+                // Lifting a ban forgets the address's failures, here as on
+                // one node (else its next attempt would ban it again).
+                client
+                    .execute(
+                        "DELETE FROM rampart.budgets WHERE kind = 'a' AND key = $1",
+                        &[net],
+                    )
+                    .await
+                    .map_err(|e| error_text(&e))?;
                 client
                     .execute(
                         "UPDATE rampart.bans SET until = least(until, $2), count = 0,
@@ -129,13 +138,14 @@ impl Cluster {
         count: i32,
         active: bool,
     ) {
-        let r = if active {
-            guard
-                .apply_cluster_ban(net, until, &reason, count.max(0) as u32)
-                .map(|_| ())
+        // PostgreSQL's clock says whether it is over; an ended ban is
+        // still stored (its count makes the next ban longer).
+        let until = if active {
+            until
         } else {
-            guard.apply_cluster_unban(net).map(|_| ())
+            until.min(SystemTime::now())
         };
+        let r = guard.apply_cluster_ban(net, until, &reason, count.max(0) as u32);
         match r {
             Ok(()) => {
                 self.metrics.bans_received.inc();

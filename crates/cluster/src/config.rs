@@ -60,3 +60,53 @@ impl ClusterConfig {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[derive(Deserialize, Serialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    struct Top {
+        cluster: Option<ClusterConfig>,
+    }
+
+    fn parse(text: &str) -> Result<Top, rampart_config::ConfigError> {
+        rampart_config::from_str::<Top>(Path::new("r.toml"), text)
+    }
+
+    #[test]
+    fn defaults_names_and_mistakes() {
+        let c = parse("[cluster]\npg = \"postgresql://rampart@db.internal/rampart\"\n")
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.deadline.get(), std::time::Duration::from_millis(250));
+        assert_eq!(c.heartbeat.get(), std::time::Duration::from_secs(5));
+        assert!(!c.node_name().is_empty(), "the hostname by default");
+        assert!(c.pg_config().is_ok());
+        let named = ClusterConfig {
+            node: Some("front-1".into()),
+            ..c.clone()
+        };
+        assert_eq!(named.node_name(), "front-1");
+        assert!(parse("").unwrap().cluster.is_none(), "absent: one node");
+        let err = parse("[cluster]\nnode = \"a\"\n").unwrap_err();
+        assert!(err.to_string().contains("pg"), "{err}");
+        let err = parse("[cluster]\npg = \"x\"\nnodes = \"a\"\n").unwrap_err();
+        assert!(err.to_string().contains("nodes"), "{err}");
+        let bad = ClusterConfig {
+            pg: "host=/x port=notaport".into(),
+            ..c
+        };
+        assert!(bad.pg_config().unwrap_err().contains("[cluster].pg"));
+    }
+
+    #[test]
+    fn the_password_is_never_printed() {
+        let top = parse("[cluster]\npg = \"postgresql://rampart:s3cret@db/rampart\"\n").unwrap();
+        let text = toml::to_string(&top).unwrap();
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+}

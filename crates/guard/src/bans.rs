@@ -183,12 +183,15 @@ impl BanTable {
         record
     }
 
-    /// Stores a ban as the cluster has it. True when it changed what is
-    /// enforced here (a new or different active ban).
+    /// Stores a ban (or an ended one, kept for the repeat factor) as the
+    /// cluster has it. True when it changed anything.
     pub fn put(&self, net: IpNet, record: Record, now: SystemTime) -> bool {
         let mut records = self.write();
         let same = records.get(&net).is_some_and(|r| {
-            r.active(now) && same_time(r.until, record.until) && r.reason == record.reason
+            r.active(now) == record.active(now)
+                && same_time(r.until, record.until)
+                && r.reason == record.reason
+                && r.count == record.count
         });
         if same {
             return false;

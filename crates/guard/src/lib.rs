@@ -761,3 +761,5 @@ impl Default for Caps {
 mod tests;
 #[cfg(test)]
 mod tests_sessions;
+#[cfg(test)]
+mod tests_shared;

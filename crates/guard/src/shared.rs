@@ -251,7 +251,25 @@ impl Guard {
         let net = parse_ban_target(net)?;
         let now = SystemTime::now();
         if until <= now {
-            return self.apply_cluster_unban(&display_net(&net)).map(|_| ());
+            // Ended or lifted: kept with its count (the repeat factor is
+            // the cluster's), enforced no more.
+            let was = self.core.bans.active_until(&[net], now).is_some();
+            let record = Record {
+                until,
+                reason: reason.to_string(),
+                count,
+                expiry_logged: true,
+            };
+            self.core.bans.put(net, record, now);
+            if was {
+                self.core.failures.clear(&net);
+                self.core.ban_log.unban(&net, "lifted in the cluster");
+                self.core
+                    .metrics
+                    .bans_active
+                    .set(self.core.bans.active_count(now) as i64);
+            }
+            return Ok(());
         }
         let record = Record {
             until,
@@ -268,22 +286,6 @@ impl Guard {
                 .set(self.core.bans.active_count(now) as i64);
         }
         Ok(())
-    }
-
-    /// A ban lifted in the cluster. True if it was active here.
-    pub fn apply_cluster_unban(&self, net: &str) -> Result<bool, String> {
-        let net = parse_ban_target(net)?;
-        let now = SystemTime::now();
-        let was = self.core.bans.remove(&net, now);
-        if was {
-            self.core.failures.clear(&net);
-            self.core.ban_log.unban(&net, "lifted in the cluster");
-            self.core
-                .metrics
-                .bans_active
-                .set(self.core.bans.active_count(now) as i64);
-        }
-        Ok(was)
     }
 
     /// Active bans here as the cluster stores them: (net, until, reason, count).
