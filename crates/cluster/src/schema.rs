@@ -227,3 +227,20 @@ fn random_key() -> [u8; 32] {
         .expect("the system random source is available");
     k
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_says_what_to_do_about_a_schema_it_cannot_use() {
+        assert!(usable(0).unwrap_err().contains("rampart cluster init"));
+        assert!(usable(VERSION).is_ok());
+        assert!(
+            usable(VERSION + 1)
+                .unwrap_err()
+                .contains("upgrade this node")
+        );
+        assert_eq!(MIGRATIONS.len() as i32, VERSION);
+    }
+}

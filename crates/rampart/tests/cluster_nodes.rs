@@ -99,6 +99,13 @@ async fn a_failed_login_burst_over_three_nodes_reaches_odoo_at_most_max_times() 
         statuses.iter().all(|s| [200, 403, 429].contains(s)),
         "{statuses:?}"
     );
+    for r in &nodes.nodes {
+        println!(
+            "without [cluster]: node {} peak RSS {} KiB",
+            r.https,
+            r.vm_hwm_kib()
+        );
+    }
     drop(nodes);
 
     let pg = start_pg();
