@@ -275,10 +275,10 @@ impl Cluster {
                 Ok(Err(e)) => return e,
                 Err(_) => return format!("no answer within {:?}", beat * 2),
             }
-            if overflow.swap(false, Ordering::AcqRel) {
-                if let Err(e) = self.reload(guard, &link.client).await {
-                    return e;
-                }
+            if overflow.swap(false, Ordering::AcqRel)
+                && let Err(e) = self.reload(guard, &link.client).await
+            {
+                return e;
             }
         }
     }

@@ -286,7 +286,7 @@ async fn postgresql_stopped_during_traffic_fails_no_request_and_resyncs() {
                 let c = &nodes.clients[i % 3];
                 let src = ip(&format!("127.0.3.{}", i % 200 + 1));
                 seen.push(("GET", get_status(c, src).await));
-                if i % 4 == 0 {
+                if i.is_multiple_of(4) {
                     // The real user logs in (each time from a new address:
                     // login_rate is per address and login).
                     let src = ip(&format!("127.0.4.{}", (i / 4) % 250 + 1));
