@@ -395,12 +395,10 @@ async fn phases(
                     {
                         return refusal;
                     }
-                    let begun = shared.guard.begin_check_as(
-                        ctx.client,
-                        check,
-                        decision.proof,
-                        login.as_deref(),
-                    );
+                    let begun = shared
+                        .guard
+                        .begin_check_shared(ctx.client, check, decision.proof, login.as_deref())
+                        .await;
                     match begun {
                         Ok(a) => Some(a),
                         Err(guard::Refused::LoginLocked) => {

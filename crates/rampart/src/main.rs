@@ -54,6 +54,8 @@ enum Command {
     Certs(cmd::certs::CertsArgs),
     /// List, add or remove bans on the running server.
     Bans(cmd::guard::BansArgs),
+    /// Several nodes as one through PostgreSQL: create the schema, status.
+    Cluster(cmd::cluster::ClusterArgs),
     /// The running server's edge cache: stats, purge.
     Cache(cmd::cache::CacheArgs),
     /// Print a fail2ban filter and jail for Odoo's own log.
@@ -111,6 +113,7 @@ fn run(cli: Cli) -> cmd::Outcome {
         Command::Reload(a) => cmd::serve::reload(config, a),
         Command::Certs(a) => cmd::certs::run(config, a),
         Command::Bans(a) => cmd::guard::bans(config, a),
+        Command::Cluster(a) => cmd::cluster::run(config, a),
         Command::Cache(a) => cmd::cache::run(config, a),
         Command::Fail2ban(a) => cmd::guard::fail2ban(config, a),
         Command::Plan(a) => cmd::odoo::plan(a),

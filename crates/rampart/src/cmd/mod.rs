@@ -8,6 +8,7 @@ mod backup_status;
 pub mod cache;
 pub mod certs;
 pub mod check;
+pub mod cluster;
 pub mod docs;
 pub mod guard;
 pub mod odoo;

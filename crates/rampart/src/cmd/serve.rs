@@ -81,14 +81,27 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
     let mut registry = prometheus_client::registry::Registry::default();
     certs.register_metrics(&mut registry);
     guard.register_metrics(&mut registry);
+    // [cluster]: bans and login budgets shared through PostgreSQL; the
+    // node serves on local state until (and whenever) it is unreachable.
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let cluster = rampart_cluster::Cluster::new(c, crate::VERSION, &config.cluster_hash())
+                .map_err(CmdError::usage)?;
+            cluster.register_metrics(&mut registry);
+            cluster.start(guard.clone());
+            Some(cluster)
+        }
+        None => None,
+    };
     let certs_hook = certs.clone();
     let edge_slot: Arc<OnceLock<EdgeHandle>> = Arc::default();
     let reload_hook = {
-        let (slot, certs, guard, path) = (
+        let (slot, certs, guard, path, cluster) = (
             edge_slot.clone(),
             certs.clone(),
             guard.clone(),
             config_path.clone(),
+            cluster.clone(),
         );
         move |m: &str, p: &str, _b: &[u8]| -> Option<(u16, String)> {
             if (m, p) != ("POST", "/v1/reload") {
@@ -96,7 +109,7 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
             }
             let edge = slot.get()?;
             notify::reloading();
-            let r = apply_reload(path.as_deref(), edge, &certs, &guard);
+            let r = apply_reload(path.as_deref(), edge, &certs, &guard, cluster.as_deref());
             notify("READY=1");
             Some(match r {
                 Ok(()) => {
@@ -167,6 +180,7 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
         handle,
         certs.clone(),
         guard.clone(),
+        cluster.clone(),
         shutdown.clone(),
     ));
     if let Some(every) = notify::watchdog_interval() {
@@ -231,6 +245,7 @@ async fn signal_loop(
     edge: EdgeHandle,
     certs: Arc<CertStore>,
     guard: Arc<Guard>,
+    cluster: Option<Arc<rampart_cluster::Cluster>>,
     shutdown: CancellationToken,
 ) {
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
@@ -241,7 +256,7 @@ async fn signal_loop(
         tokio::select! {
             _ = hup.recv() => {
                 notify::reloading();
-                let r = apply_reload(config_path.as_deref(), &edge, &certs, &guard);
+                let r = apply_reload(config_path.as_deref(), &edge, &certs, &guard, cluster.as_deref());
                 notify("READY=1");
                 notify::status(&match r {
                     Ok(()) => "config reloaded".to_string(),
@@ -269,6 +284,7 @@ fn apply_reload(
     edge: &EdgeHandle,
     certs: &CertStore,
     guard: &Guard,
+    cluster: Option<&rampart_cluster::Cluster>,
 ) -> Result<(), String> {
     let config = match config_path {
         Some(p) => match Config::load(p) {
@@ -280,6 +296,9 @@ fn apply_reload(
     certs.reload(&config.site_tls()).map_err(refused)?;
     edge.reload(edge_config(&config)).map_err(refused)?;
     guard.reconfigure(&config.guard);
+    if let Some(cluster) = cluster {
+        cluster.set_config_hash(&config.cluster_hash());
+    }
     tracing::info!("config reloaded");
     Ok(())
 }

@@ -114,6 +114,8 @@ pub struct Setup {
     pub extra: String,
     /// Extra environment for the `rampart serve` process.
     pub env: Vec<(String, String)>,
+    /// The loopback address the listeners bind (default 127.0.0.1).
+    pub ip: Option<String>,
 }
 
 impl Setup {
@@ -149,7 +151,8 @@ impl Rampart {
     /// the process's stderr if it does not come up.
     pub async fn start(setup: Setup) -> Rampart {
         let dir = TempDir::new("serve");
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let ip = setup.ip.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let any: SocketAddr = format!("{ip}:0").parse().unwrap();
         let state_dir = dir.path().join("state");
         let access_log = dir.path().join("access.log");
         let config_path = dir.path().join("rampart.toml");
