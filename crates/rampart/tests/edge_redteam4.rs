@@ -1,0 +1,102 @@
+//! Red team 4: holes found against a real Odoo 18 (workers = 2, x_sendfile)
+//! through `rampart serve`, each written as a test that fails on the main it
+//! was found on and passes once fixed (reproductions in /work/redteam4).
+//! Tests of holes not fixed yet are `#[ignore]`d naming the finding.
+
+mod common;
+mod slots_common;
+
+use common::{Rampart, Setup, Site};
+use rampart_testkit::OdooFixture;
+use slots_common::{Client, HOST, ip};
+use tokio::io::AsyncWriteExt;
+
+const BUNDLE: &str = "/web/assets/4f0358a/web.assets_web.min.js";
+
+async fn start(fixture: &OdooFixture) -> (Rampart, Client) {
+    let setup = Setup {
+        sites: vec![Site::new(HOST, fixture)],
+        listen: "\n[guard]\nrate = { per_second = 100000, burst = 100000 }\n".into(),
+        ..Setup::default()
+    };
+    let r = Rampart::start(setup).await;
+    let c = Client::new(&r);
+    (r, c)
+}
+
+/// F1. werkzeug parses a form body on a GET too, and Odoo's `request.params`
+/// is the query overridden by that form: `width=1&height=1`, `mimetype=`,
+/// `download=1` in a GET body change Odoo's answer to a `/web/image` or
+/// `/web/content` URL (seen on the real Odoo: the company logo 11445 B →
+/// 70 B, a bundle served as `text/html` + `attachment`). The edge cache keyed
+/// that answer by the URL alone, so one anonymous request replaced the image
+/// every visitor got for a year. A request with a body is not Odoo's plain
+/// answer to the URL: it neither fills nor reads the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "red team 4 F1: a GET body poisons the edge cache"]
+async fn f1_a_get_body_does_not_poison_the_cached_answer() {
+    let fixture = OdooFixture::start().await;
+    let (r, _c) = start(&fixture).await;
+    let (anon, _) = fixture.login_form_session();
+    let cookie = format!("session_id={anon}");
+    for (n, h2) in [(71, false), (72, true)] {
+        let logo = format!("/web/image/res.company/1/logo?unique={n}");
+        let url = r.url(HOST, &logo);
+        let h = [
+            ("cookie", cookie.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        let body = b"width=1&height=1".to_vec();
+        let attacker = if h2 {
+            r.client.request_h2("GET", &url, &h, body).await
+        } else {
+            r.client.request("GET", &url, &h, body).await
+        };
+        assert_eq!(attacker.status, 200, "{}", attacker.text());
+        assert!(
+            String::from_utf8_lossy(&attacker.body).contains("resized:1x1"),
+            "the fixture answers the GET body as Odoo does"
+        );
+        // Another visitor, no cookie, no body: Odoo's own answer to the URL.
+        let victim = r.client.request("GET", &url, &[], Vec::new()).await;
+        assert_eq!(victim.status, 200);
+        assert!(
+            !String::from_utf8_lossy(&victim.body).contains("resized"),
+            "h2={h2}: a visitor got the image another request's GET body asked Odoo for"
+        );
+    }
+}
+
+/// F1b. The request that fills an entry held it from the lookup on, also
+/// while its (GET) body arrived: one slow body made every other request for
+/// that bundle wait `COALESCE_WAIT` (10 s) and then go to Odoo without
+/// filling, so the cache stayed empty while the body trickled. With the
+/// request out of the cache, the first visitor fills and the next one hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "red team 4 F1b: a slow GET body holds a cache fill"]
+async fn f1b_a_slow_get_body_does_not_hold_a_cache_fill() {
+    let fixture = OdooFixture::start().await;
+    let (r, c) = start(&fixture).await;
+    let mut slow = c.tls(ip("127.0.0.41"), false).await;
+    let head = format!(
+        "GET {BUNDLE} HTTP/1.1\r\nHost: {HOST}:{}\r\nContent-Length: 1000\r\n\r\nx",
+        c.https.port()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.flush().await.unwrap();
+    // Let Rampart take the request in before the visitors come.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for _ in 0..2 {
+        let res = r
+            .client
+            .request("GET", &r.url(HOST, BUNDLE), &[], Vec::new())
+            .await;
+        assert_eq!(res.status, 200);
+    }
+    assert_eq!(
+        fixture.count(BUNDLE),
+        1,
+        "the bundle was not kept while a slow GET body was arriving"
+    );
+    drop(slow);
+}
