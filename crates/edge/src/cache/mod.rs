@@ -15,8 +15,10 @@
 //! an answer uncacheable. An answer is kept under the site, the `Host`
 //! Odoo was sent and the exact request-target Odoo was sent, and only when
 //! that target is the one spelling werkzeug routes on, so no request can
-//! store an answer under another request's key. Only a plain GET fills an
-//! entry (never HEAD, Range or a conditional request), bodies are bounded
+//! store an answer under another request's key. Only a plain GET without a
+//! body fills an entry (never HEAD, Range or a conditional request; a
+//! request with a body never uses the cache: Odoo's `request.params` lets a
+//! form body override the query), bodies are bounded
 //! per entry and in total per site (least recently used evicted first),
 //! and a request carrying `Authorization` neither fills nor reads it.
 //!

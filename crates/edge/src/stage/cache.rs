@@ -27,7 +27,7 @@ pub enum Found {
 }
 
 /// 5a: the request after stage 2 (origin-form, the judged Host).
-pub async fn lookup<B>(
+pub async fn lookup<B: hyper::body::Body>(
     cache: &Arc<Cache>,
     site: &str,
     cfg: &CacheConfig,
@@ -50,13 +50,15 @@ pub async fn lookup<B>(
     }
 }
 
-fn candidate<B>(
+fn candidate<B: hyper::body::Body>(
     site: &str,
     cfg: &CacheConfig,
     req: &Request<B>,
     path: &CanonicalPath,
 ) -> Option<Candidate> {
-    if !cfg.enabled {
+    // An HTTP/2 body may come without Content-Length: only a request
+    // whose stream ended with its head is a plain GET of the URL.
+    if !cfg.enabled || !req.body().is_end_stream() {
         return None;
     }
     let host = req.headers().get(header::HOST)?.to_str().ok()?;
