@@ -129,7 +129,6 @@ fn execute_kw_as_admin(password: &str) -> Vec<u8> {
 /// the budget of 20, while the integration that already used uid 2 from its
 /// own address keeps working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "red team 4 F2: password checks by uid escape the per-login budget"]
 async fn f2_guesses_by_uid_are_bounded_per_login_too() {
     let fixture = OdooFixture::start().await;
     let r = Rampart::start(Setup::site(Site::new(HOST, &fixture))).await;
@@ -221,7 +220,6 @@ where
 /// only): real Odoo, 30 addresses × 1 multipart guess for `admin` → 28
 /// reached Odoo (2 got 503), none refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "red team 4 F2b: a multipart login form escapes the per-login budget"]
 async fn f2b_multipart_login_guesses_are_bounded_per_login() {
     let fixture = std::sync::Arc::new(OdooFixture::start().await);
     let r = Rampart::start(Setup::site(Site::new(HOST, &fixture))).await;
@@ -260,7 +258,6 @@ async fn f2b_multipart_login_guesses_are_bounded_per_login() {
 /// installed by default): the guard counts it as a login but never reads its
 /// name. Real Odoo: 30 addresses × 1 guess → 28 reached Odoo, none refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "red team 4 F2c: login_upload escapes the per-login budget"]
 async fn f2c_login_upload_guesses_are_bounded_per_login() {
     let fixture = OdooFixture::start().await;
     let r = Rampart::start(Setup::site(Site::new(HOST, &fixture))).await;
