@@ -6,9 +6,12 @@
 mod common;
 mod slots_common;
 
+use bytes::Bytes;
 use common::{Rampart, Setup, Site};
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rampart_testkit::OdooFixture;
-use slots_common::{Client, HOST, Upload, ip};
+use slots_common::{CALL_LIMIT, Client, HOST, Upload, ip};
 use std::net::IpAddr;
 use tokio::io::AsyncWriteExt;
 
@@ -275,4 +278,87 @@ async fn f2c_login_upload_guesses_are_bounded_per_login() {
         reached <= 20,
         "{reached} login_upload guesses reached Odoo: {statuses:?}"
     );
+}
+
+/// F3. An answer made from the cache is the entry's bytes: a client that
+/// never reads holds them, also after the entry is evicted, and nothing
+/// counts them (`max_memory`, `buffer_memory_per_client` and
+/// `buffer_memory_max` all miss them). Real Odoo: 200 zero-window HTTP/2
+/// streams from one address, each `GET /web/content/204?unique=<n>` (a
+/// distinct key; Odoo answers the 4.8 MB bundle attachment public and
+/// immutable with X-Accel-Redirect, which the fill reads whole into memory)
+/// took Rampart from 25 MB to 946 MB resident; the same 200 streams
+/// without `unique` (not cacheable: the file is streamed at the client's
+/// pace) added 25 MB. Here: 4 MiB of cache, 1 MiB of buffered answers per
+/// client, 100 unread answers for distinct ~1 MiB bundles (100 MiB if each
+/// is pinned; the same with the cache off passes): Rampart's peak memory may
+/// grow by less than 32 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "red team 4 F3: unread answers from the cache pin evicted entries, uncounted"]
+async fn f3_unread_cache_answers_do_not_pin_uncounted_memory() {
+    let fixture = OdooFixture::start().await;
+    let setup = Setup {
+        sites: vec![Site::new(HOST, &fixture).extra("[site.cache]\nmax_memory = \"4MiB\"\nmax_entry = \"2MiB\"\n")],
+        listen: "buffer_memory_per_client = \"1MiB\"\n\n[guard]\nrate = { per_second = 100000, burst = 100000 }\n".into(),
+        ..Setup::default()
+    };
+    let r = Rampart::start(setup).await;
+    let c = Client::new(&r);
+    let (anon, _) = fixture.login_form_session();
+    let cookie = format!("session_id={anon}");
+    // Warm up (TLS, HTTP/2, the cache's first entries) before the baseline.
+    for n in 0..20 {
+        let res = r
+            .client
+            .request(
+                "GET",
+                &r.url(HOST, &format!("/web/assets/w{n:06}/web.assets_web.min.js")),
+                &[("cookie", cookie.as_str())],
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(res.status, 200);
+    }
+    let before = r.vm_hwm_kib();
+    let (mut held, mut conns) = (Vec::new(), Vec::new());
+    for conn in 0..4 {
+        let tls = c.tls(ip("127.0.0.61"), true).await;
+        let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+        b.initial_stream_window_size(0).adaptive_window(false);
+        let (sender, task) = b.handshake(TokioIo::new(tls)).await.unwrap();
+        let task = tokio::spawn(async move {
+            let _ = task.await;
+        });
+        let mut calls = Vec::new();
+        for i in 0..25 {
+            let uri = format!(
+                "https://{HOST}:{}/web/assets/p{conn}{i:05}/web.assets_big.min.js",
+                c.https.port()
+            );
+            let req = http::Request::get(uri)
+                .header("cookie", cookie.as_str())
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let mut sender = sender.clone();
+            calls.push(tokio::spawn(async move {
+                tokio::time::timeout(CALL_LIMIT * 3, sender.send_request(req))
+                    .await
+                    .expect("response heads in time")
+                    .expect("a response head")
+            }));
+        }
+        for call in calls {
+            let res = call.await.unwrap();
+            assert_eq!(res.status(), 200);
+            held.push(res);
+        }
+        conns.push((sender, task));
+    }
+    let grown = r.vm_hwm_kib().saturating_sub(before);
+    assert!(
+        grown < 32 * 1024,
+        "{} unread answers grew Rampart's peak memory by {grown} KiB",
+        held.len()
+    );
+    drop((held, conns));
 }
