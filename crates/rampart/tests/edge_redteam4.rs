@@ -294,7 +294,6 @@ async fn f2c_login_upload_guesses_are_bounded_per_login() {
 /// is pinned; the same with the cache off passes): Rampart's peak memory may
 /// grow by less than 32 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "red team 4 F3: unread answers from the cache pin evicted entries, uncounted"]
 async fn f3_unread_cache_answers_do_not_pin_uncounted_memory() {
     let fixture = OdooFixture::start().await;
     let setup = Setup {

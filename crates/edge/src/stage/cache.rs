@@ -86,7 +86,16 @@ async fn serve(
         Some(enc) => Some((enc, cache.variant(&c.key, e, enc, cfg).await)),
         None => None,
     };
-    answer::respond(e, method, req, variant)
+    // The answer's body is the entry's bytes: it holds the entry (and so
+    // its count in the site's live bytes) until the client has it all.
+    let held = e.clone();
+    answer::respond(e, method, req, variant).map(|b| {
+        b.map_frame(move |f| {
+            let _ = &held;
+            f
+        })
+        .boxed_unsync()
+    })
 }
 
 /// 7a: Odoo's answer to the request that holds `fill`. Kept when Odoo
@@ -120,6 +129,11 @@ pub async fn keep(
     if declared.is_some_and(|n| n > max) {
         return res;
     }
+    // Counted before it is read (red team 4 F3): no room, no fill.
+    let Some(charge) = cache.reserve(&fill.key().site, declared.unwrap_or(max), cfg) else {
+        tracing::debug!(target = %fill.key().target, "not cached: entries held by readers fill max_memory");
+        return res;
+    };
     let (parts, mut body) = res.into_parts();
     let mut buf = BytesMut::new();
     let read = tokio::time::timeout(read_timeout, async {
@@ -175,6 +189,7 @@ pub async fn keep(
         last_modified,
         max_age,
         upstream_time,
+        charge,
     );
     let c = Candidate {
         key: fill.key().clone(),
