@@ -307,3 +307,45 @@ fn a_long_string_as_args_costs_no_more_than_its_bytes() {
     let body = format!(r#"{{"params":["{}"]}}"#, "x".repeat(1 << 20));
     assert_eq!(read(&Endpoint::JsonRpc, body.as_bytes()), Reading::NoCall);
 }
+
+#[test]
+fn an_object_calls_uid_names_one_budget_whatever_its_spelling() {
+    for s in ["2", " +02 ", "2.0", "02"] {
+        assert_eq!(super::uid_name(s), "\0uid 2", "{s:?}");
+    }
+    for s in ["2.5", "x", "", "2_0", "inf"] {
+        assert_eq!(super::uid_name(s), "\0uid ?", "{s:?}");
+    }
+    let xml = |uid: &str| {
+        format!(
+            "<?xml version='1.0'?><methodCall><methodName>execute_kw</methodName><params>\
+             <param><value><string>db</string></value></param>\
+             <param><value>{uid}</value></param>\
+             <param><value><string>pw</string></value></param>\
+             </params></methodCall>"
+        )
+    };
+    for uid in [
+        "<int>2</int>",
+        "<i4> 2 </i4>",
+        "<double>2.0</double>",
+        "<string>2</string>",
+        "2",
+    ] {
+        let d = crate::classify(
+            &http::Method::POST,
+            "/xmlrpc/2/object",
+            &http::HeaderMap::new(),
+            Some(xml(uid).as_bytes()),
+        );
+        assert_eq!(d.login.as_deref(), Some("\0uid 2"), "{uid}");
+    }
+    let json = br#"{"jsonrpc":"2.0","method":"call","id":1,"params":{"service":"object","method":"execute_kw","args":["db",2.0,"pw","res.partner","search",[[]]]}}"#;
+    let d = crate::classify(
+        &http::Method::POST,
+        "/jsonrpc",
+        &http::HeaderMap::new(),
+        Some(json),
+    );
+    assert_eq!(d.login.as_deref(), Some("\0uid 2"));
+}
