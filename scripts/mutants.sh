@@ -11,16 +11,24 @@
 # the reason it is harmless, in mutants/accepted.txt; anything else fails
 # the run. Names are compared without line:column, so the ratchet survives
 # edits elsewhere in a file. Output: $MUTANTS_OUT (default /tmp/rampart-mutants).
+#
+# Builds go to $MUTANTS_TARGET_DIR (default $MUTANTS_OUT/target), never to
+# the working tree's target dir: workspace crates get the same artifact
+# names wherever the tree is, so a `cargo test` in the working tree during
+# a run would replace a mutated test binary with an unmutated one. It is
+# kept between scopes (dependencies build once); delete it when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out_root=${MUTANTS_OUT:-/tmp/rampart-mutants}
+export CARGO_TARGET_DIR=${MUTANTS_TARGET_DIR:-$out_root/target}
 filter=${1:-}
 command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
 
 # The guard's unit tests minus the three slow ones (a million rotating
 # addresses twice, fail2ban-regex) that no mutant of these files needs.
 guard_fast="--lib -- --skip memory_stays_bounded --skip key_count_stays_under_the_cap --skip fail2ban::"
-# file glob | package whose tests run | cargo test arguments | mutant regex (empty: all)
+# file glob | packages whose tests run (comma-separated) | cargo test
+# arguments | mutant regex (empty: all)
 # In the regex, @line:TEXT@ becomes the number of the line of the file that
 # contains TEXT, so a scope can name one statement of a long function
 # without a line number that goes stale.
@@ -41,8 +49,8 @@ scopes=(
   "crates/guard/src/rpc/*.rs|rampart-guard|--test rpc_differential $guard_fast|"
   "crates/guard/src/classify.rs|rampart-guard|$guard_fast|"
   "crates/backup/src/target/*.rs|rampart-backup|--lib --test races|write_if_absent|write_then_link|put_file|Target::put|read_full|tmp_name"
-  "crates/backup/src/snapshot.rs|rampart-backup|--lib --test local --test faults --test races|snapshot\.rs:4[4-9][0-9]:|settle"
-  "crates/certs/src/store.rs|rampart-certs|--lib --test local_and_files|CertStore::swap|CertStore::reload|CertStore::build|refresh_files"
+  "crates/backup/src/snapshot.rs|rampart-backup|--lib --test commit --test local --test faults --test races|snapshot\.rs:4[4-9][0-9]:|settle"
+  "crates/certs/src/store.rs|rampart-certs,rampart|--lib --test local_and_files --test acme_reload|CertStore::swap|CertStore::reload|CertStore::build|refresh_files"
 )
 
 strip() { sed -E 's/^([^:]+):[0-9]+:[0-9]+:/\1:/'; }
@@ -74,15 +82,30 @@ for s in "${scopes[@]}"; do
   # builds only them, not every test binary of the package; the rest
   # (test name filters) only to the test run.
   targets=()
+  plain=()
   rest=()
   read -r -a words <<<"$args"
   for ((i = 0; i < ${#words[@]}; i++)); do
     case ${words[i]} in
-      --lib) targets+=(--cargo-arg=--lib) ;;
-      --test) targets+=(--cargo-arg=--test "--cargo-arg=${words[i + 1]}"); i=$((i + 1)) ;;
+      --lib) targets+=(--cargo-arg=--lib); plain+=(--lib) ;;
+      --test)
+        targets+=(--cargo-arg=--test "--cargo-arg=${words[i + 1]}")
+        plain+=(--test "${words[i + 1]}")
+        i=$((i + 1))
+        ;;
       *) rest+=("${words[i]}") ;;
     esac
   done
+  # Build the unmutated tests first: the dependencies then build once, not
+  # inside the first mutant's build timeout.
+  pkg_args=()
+  IFS=',' read -r -a pkgs <<<"$pkg"
+  for p in "${pkgs[@]}"; do pkg_args+=(-p "$p"); done
+  if ! cargo test --no-run "${pkg_args[@]}" "${plain[@]}" >"$out/warmup.log" 2>&1; then
+    echo "the unmutated tests do not build: $out/warmup.log"
+    fail=1
+    continue
+  fi
   cargo mutants -j 1 --no-shuffle --baseline skip --timeout "$timeout" --build-timeout 600 \
     -f "$file" "${re_arg[@]}" --test-package "$pkg" -o "$out" "${targets[@]}" -- "${rest[@]}" \
     >"$out/run.log" 2>&1 || true

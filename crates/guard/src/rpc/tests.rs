@@ -349,3 +349,80 @@ fn an_object_calls_uid_names_one_budget_whatever_its_spelling() {
     );
     assert_eq!(d.login.as_deref(), Some("\0uid 2"));
 }
+
+#[test]
+fn json_params_items_of_other_than_two_raise_as_dict_does() {
+    // `dict()` takes items of exactly two (a list, a string, or an object's
+    // keys); Odoo raises and dispatches nothing, so no login is counted.
+    for body in [
+        r#"{"params":[["service","common","x"],["method","login"],["args",["d","admin","pw"]]]}"#,
+        r#"{"params":[{"service":1,"common":2,"x":3},["method","login"],["args",["d","admin","pw"]]]}"#,
+        r#"{"params":[["service"],["method","login"]]}"#,
+    ] {
+        assert_eq!(json(body), Reading::NoCall, "{body}");
+    }
+    // Exactly two of each: the login Python reads.
+    let c = json_call(
+        r#"{"params":[["service","common"],{"method":1,"login":2},["args",["d","admin","pw"]]]}"#,
+    );
+    assert!(c.is_login(), "{c:?}");
+    assert_eq!(c.login.as_deref(), Some("admin"));
+}
+
+#[test]
+fn only_object_calls_carry_a_credential() {
+    // A login's or a db call's arguments are not a proof for `object` calls.
+    for body in [
+        r#"{"params":{"service":"common","method":"login","args":["d","admin","pw"]}}"#,
+        r#"{"params":{"service":"db","method":"drop","args":["master","d","x"]}}"#,
+        r#"{"params":{"service":"common","method":"version","args":["d",2,"pw"]}}"#,
+    ] {
+        let c = json_call(body);
+        assert!(!c.is_object(), "{body}");
+        assert_eq!(c.credential, None, "{body}");
+    }
+    let c = json_call(
+        r#"{"params":{"service":"object","method":"execute_kw","args":["d",2,"pw","res.partner"]}}"#,
+    );
+    assert!(c.is_object());
+    assert!(c.credential.is_some());
+    let xml_login = read(
+        &common(),
+        auth_call("<methodName>login</methodName>").as_bytes(),
+    );
+    let Reading::Call(c) = xml_login else {
+        panic!("{xml_login:?}")
+    };
+    assert!(c.is_login() && !c.is_object());
+    assert_eq!(c.credential, None);
+}
+
+#[test]
+fn debug_output_names_the_call_but_never_the_secret() {
+    // What a log line or a panic message shows of a call: its service,
+    // method and login, never the password or API key.
+    let c = json_call(
+        r#"{"params":{"service":"object","method":"execute_kw","args":["d",2,"hunter2-secret","res.partner"]}}"#,
+    );
+    let shown = format!("{c:?}");
+    assert!(
+        shown.contains("Call") && shown.contains("\"object\"") && shown.contains("\"execute_kw\""),
+        "{shown}"
+    );
+    assert!(shown.contains("credential: Some"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let login = json_call(
+        r#"{"params":{"service":"common","method":"login","args":["d","admin","hunter2-secret"]}}"#,
+    );
+    let shown = format!("{login:?}");
+    assert!(
+        shown.contains("\"admin\"") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    let key = Credential::bearer(b"Bearer hunter2-api-key");
+    assert_eq!(format!("{key:?}"), "Credential(…)");
+    assert_eq!(
+        format!("{:?}", c.credential.as_ref().unwrap()),
+        "Credential(…)"
+    );
+}
