@@ -521,8 +521,9 @@ impl Guard {
     ) -> tokio::task::JoinHandle<()> {
         let core = self.core.clone();
         tokio::spawn(async move {
-            tracing::info!(target: "rampart::guard", "following {} for failed logins", path.display());
+            let shown = path.display().to_string();
             let mut follower = follow::Follower::new(path);
+            let mut first = true;
             tokio::pin!(shutdown);
             loop {
                 // File reads off the async workers: after a rotation the new
@@ -537,6 +538,13 @@ impl Guard {
                     return;
                 };
                 follower = f;
+                if first {
+                    // Said once the file is open and positioned: every line
+                    // written from now on is counted (the first open starts
+                    // at the end, so earlier lines are not).
+                    tracing::info!(target: "rampart::guard", "following {shown} for failed logins");
+                    first = false;
+                }
                 for line in lines {
                     if let Some(addr) = login_failure_addr(&line) {
                         core.log_failure(addr);
