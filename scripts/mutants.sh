@@ -4,6 +4,14 @@
 #
 #   scripts/mutants.sh            every scope below
 #   scripts/mutants.sh guard      only scopes whose file matches "guard"
+#   scripts/mutants.sh --diff REV [filter]
+#                                 only the mutants on lines changed since
+#                                 REV (e.g. HEAD~1: the last commit), in
+#                                 scopes whose file changed
+#
+# $MUTANTS_DEADLINE (unix seconds) stops the run there: the scope running
+# is interrupted and reported, later ones are listed as not run, and the
+# exit status is 3 unless a survivor was found first (then 1).
 #
 # Each scope mutates one file (or one part of it) and runs only the tests
 # that can notice, one mutant at a time (-j 1: the machine is small). Every
@@ -21,8 +29,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out_root=${MUTANTS_OUT:-/tmp/rampart-mutants}
 export CARGO_TARGET_DIR=${MUTANTS_TARGET_DIR:-$out_root/target}
+diff_rev=""
+if [ "${1:-}" = "--diff" ]; then
+  diff_rev=${2:?--diff needs a revision}
+  shift 2
+fi
 filter=${1:-}
-command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
+deadline=${MUTANTS_DEADLINE:-}
+out_of_time=0
 
 # The guard's unit tests minus the three slow ones (a million rotating
 # addresses twice, fail2ban-regex) that no mutant of these files needs.
@@ -59,6 +73,25 @@ fail=0
 for s in "${scopes[@]}"; do
   IFS='|' read -r file pkg args re_rest <<<"$s"
   [[ -z "$filter" || "$file" == *"$filter"* ]] || continue
+  diff_arg=()
+  if [ -n "$diff_rev" ]; then
+    # shellcheck disable=SC2086 # the glob is a git pathspec
+    git diff --quiet "$diff_rev" -- $file && continue
+    mkdir -p "$out_root"
+    git diff "$diff_rev" -- >"$out_root/changes.diff"
+    diff_arg=(--in-diff "$out_root/changes.diff")
+  fi
+  limit=()
+  if [ -n "$deadline" ]; then
+    left=$((deadline - $(date +%s)))
+    if [ "$left" -le 60 ]; then
+      echo "== $file: NOT RUN (time budget spent)"
+      out_of_time=1
+      continue
+    fi
+    # SIGINT: cargo-mutants stops its build or test and writes its results.
+    limit=(timeout -s INT -k 60 "$left")
+  fi
   re=$re_rest
   while [[ $re =~ @line:([^@]*)@ ]]; do
     text=${BASH_REMATCH[1]}
@@ -96,6 +129,9 @@ for s in "${scopes[@]}"; do
       *) rest+=("${words[i]}") ;;
     esac
   done
+  # Installed only when a scope has something to run (a commit that
+  # touches none of these files costs nothing).
+  command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
   # Build the unmutated tests first: the dependencies then build once, not
   # inside the first mutant's build timeout.
   pkg_args=()
@@ -106,10 +142,15 @@ for s in "${scopes[@]}"; do
     fail=1
     continue
   fi
-  cargo mutants -j 1 --no-shuffle --baseline skip --timeout "$timeout" --build-timeout 600 \
-    -f "$file" "${re_arg[@]}" --test-package "$pkg" -o "$out" "${targets[@]}" -- "${rest[@]}" \
-    >"$out/run.log" 2>&1 || true
+  rc=0
+  "${limit[@]}" cargo mutants -j 1 --no-shuffle --baseline skip --timeout "$timeout" --build-timeout 600 \
+    -f "$file" "${re_arg[@]}" "${diff_arg[@]}" --test-package "$pkg" -o "$out" "${targets[@]}" -- "${rest[@]}" \
+    >"$out/run.log" 2>&1 || rc=$?
   tail -n 1 "$out/run.log"
+  if [ -n "$deadline" ] && [ "$(date +%s)" -ge "$deadline" ] && [ "$rc" -ne 0 ]; then
+    echo "== $file: INTERRUPTED (time budget spent); what ran is checked below"
+    out_of_time=1
+  fi
   for kind in missed timeout; do
     f="$out/mutants.out/$kind.txt"
     [ -f "$f" ] || continue
@@ -121,4 +162,5 @@ for s in "${scopes[@]}"; do
     done < <(strip <"$f")
   done
 done
+[ "$fail" -eq 0 ] && [ "$out_of_time" -eq 1 ] && exit 3
 exit $fail
