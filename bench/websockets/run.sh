@@ -31,7 +31,7 @@ hard=$(ulimit -Hn)
 [[ $hard == unlimited || $hard -ge $need ]] || ulimit -Hn "$need" 2>/dev/null || {
   echo "RLIMIT_NOFILE: a front needs $need descriptors for $TUNNELS tunnels, the hard limit is $hard" \
        "and cannot be raised here: TUNNELS=$(( (hard - 96) / 2 )) fits" >&2; exit 1; }
-ulimit -n "$need"
+ulimit -Sn "$need"   # the hard limit stays: HAProxy raises its own to what its maxconn needs
 rm -rf "$WS_STATE" && mkdir -p "$WS_STATE/rampart"
 export WS_STATE
 pids=()
