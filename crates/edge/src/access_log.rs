@@ -193,8 +193,7 @@ fn dash(s: &str) -> &str {
 /// Quotes what a client controls so a line cannot be forged.
 fn quote_into(out: &mut String, s: &str) {
     // Most fields are plain printable ASCII: copied whole.
-    if s
-        .bytes()
+    if s.bytes()
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
     {
         out.push_str(s);
@@ -351,11 +350,11 @@ mod tests {
         e.upstream_duration = None;
         e.cache = Some("hit");
         let l = combined(&e);
+        assert!(l.contains("\"-\" \"a\\\"b\\\\c\\x01d\\x85é\" "), "{l}");
         assert!(
-            l.contains("\"-\" \"a\\\"b\\\\c\\x01d\\x85é\" "),
+            l.ends_with("rt=1.235 urt=- rid=0f8fad5b-d9cb-469f cache=hit\n"),
             "{l}"
         );
-        assert!(l.ends_with("rt=1.235 urt=- rid=0f8fad5b-d9cb-469f cache=hit\n"), "{l}");
         // The reused time string follows the clock.
         let later = combined(&Entry {
             time: e.time + Duration::from_secs(61),

@@ -221,6 +221,9 @@ mod tests {
             text.contains("q_count{site=\"erp.example.com\",class=\"session\"} 1"),
             "{text}"
         );
-        assert!(text.contains("u_count{site=\"erp.example.com\"} 1"), "{text}");
+        assert!(
+            text.contains("u_count{site=\"erp.example.com\"} 1"),
+            "{text}"
+        );
     }
 }
