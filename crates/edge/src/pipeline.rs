@@ -846,9 +846,7 @@ async fn proxy(
     };
     let waited = sent.elapsed();
     ctx.upstream_time = Some(waited);
-    site.meters
-        .upstream_seconds
-        .observe(waited.as_secs_f64());
+    site.meters.upstream_seconds.observe(waited.as_secs_f64());
 
     let (mut rparts, rbody) = res.into_parts();
 
