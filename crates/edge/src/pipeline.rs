@@ -31,7 +31,7 @@ use rampart_guard::{self as guard, Admission, LoginAttempt};
 use crate::access_log::Entry;
 use crate::body::{self, Body, Observed};
 use crate::headers::{forwarded, hop, request as request_fields, request_id};
-use crate::metrics::{QueueLabels, RequestLabels, SiteLabels};
+use crate::metrics::{RequestLabels, SiteLabels};
 use crate::stage::request_body::{self, BodyError, Prepared, Received};
 use crate::stage::route::{self, Route};
 use crate::stage::{accel, cache, compress, exchange, plain_http, respond, site};
@@ -750,13 +750,8 @@ async fn proxy(
     };
     let queued = Instant::now();
     let acquired = pool.acquire(ctx.who()).await;
-    shared
-        .metrics
-        .queue_seconds
-        .get_or_create(&QueueLabels {
-            site: site.name.clone(),
-            class: ctx.queue_class(),
-        })
+    site.meters
+        .queue(ctx.queue_class())
         .observe(queued.elapsed().as_secs_f64());
     let mut lease = match acquired {
         Ok(l) => l,
@@ -851,13 +846,7 @@ async fn proxy(
     };
     let waited = sent.elapsed();
     ctx.upstream_time = Some(waited);
-    shared
-        .metrics
-        .upstream_seconds
-        .get_or_create(&SiteLabels {
-            site: site.name.clone(),
-        })
-        .observe(waited.as_secs_f64());
+    site.meters.upstream_seconds.observe(waited.as_secs_f64());
 
     let (mut rparts, rbody) = res.into_parts();
 
@@ -1147,14 +1136,19 @@ fn finish(
         .as_ref()
         .map(|s| s.name.clone())
         .unwrap_or_default();
-    shared
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            site: site_name.clone(),
-            status,
-        })
-        .inc();
+    match &ctx.site {
+        Some(site) => site.meters.request(status),
+        None => {
+            shared
+                .metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    site: String::new(),
+                    status,
+                })
+                .inc();
+        }
+    }
     let time = SystemTime::now();
     let client = ctx.client;
     let upstream = ctx.upstream.unwrap_or_default();

@@ -24,7 +24,7 @@ use crate::body::Body;
 use crate::config::{ListenConfig, LogConfig, SiteConfig};
 use crate::headers::security::HeaderSet;
 use crate::io::Activity;
-use crate::metrics::{Metrics, UpstreamLabels};
+use crate::metrics::{Metrics, SiteMeters, UpstreamLabels};
 use crate::spool::Spool;
 use crate::stage::framing::Marks;
 use crate::stage::site::SiteMatcher;
@@ -53,6 +53,8 @@ pub struct SiteRuntime {
     pub odoo: Pool,
     pub websocket: Pool,
     pub client: Client<HttpConnector, Body>,
+    /// This site's metric series, resolved once.
+    pub meters: SiteMeters,
 }
 
 /// Everything a request needs from the config; replaced on reload while
@@ -137,8 +139,10 @@ pub(crate) fn build_runtime(cfg: &EdgeConfig, metrics: &Metrics) -> Result<Runti
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(c.max_conns)
             .build(connector);
+        let name = site_name(c);
         let site = SiteRuntime {
-            name: site_name(c),
+            meters: SiteMeters::new(metrics, &name),
+            name,
             config: c.clone(),
             headers,
             odoo: Pool::new(
