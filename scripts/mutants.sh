@@ -4,6 +4,14 @@
 #
 #   scripts/mutants.sh            every scope below
 #   scripts/mutants.sh guard      only scopes whose file matches "guard"
+#   scripts/mutants.sh --diff REV [filter]
+#                                 only the mutants on lines changed since
+#                                 REV (e.g. HEAD~1: the last commit), in
+#                                 scopes whose file changed
+#
+# $MUTANTS_DEADLINE (unix seconds) stops the run there: the scope running
+# is interrupted and reported, later ones are listed as not run, and the
+# exit status is 3 unless a survivor was found first (then 1).
 #
 # Each scope mutates one file (or one part of it) and runs only the tests
 # that can notice, one mutant at a time (-j 1: the machine is small). Every
@@ -11,16 +19,30 @@
 # the reason it is harmless, in mutants/accepted.txt; anything else fails
 # the run. Names are compared without line:column, so the ratchet survives
 # edits elsewhere in a file. Output: $MUTANTS_OUT (default /tmp/rampart-mutants).
+#
+# Builds go to $MUTANTS_TARGET_DIR (default $MUTANTS_OUT/target), never to
+# the working tree's target dir: workspace crates get the same artifact
+# names wherever the tree is, so a `cargo test` in the working tree during
+# a run would replace a mutated test binary with an unmutated one. It is
+# kept between scopes (dependencies build once); delete it when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out_root=${MUTANTS_OUT:-/tmp/rampart-mutants}
+export CARGO_TARGET_DIR=${MUTANTS_TARGET_DIR:-$out_root/target}
+diff_rev=""
+if [ "${1:-}" = "--diff" ]; then
+  diff_rev=${2:?--diff needs a revision}
+  shift 2
+fi
 filter=${1:-}
-command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
+deadline=${MUTANTS_DEADLINE:-}
+out_of_time=0
 
 # The guard's unit tests minus the three slow ones (a million rotating
 # addresses twice, fail2ban-regex) that no mutant of these files needs.
 guard_fast="--lib -- --skip memory_stays_bounded --skip key_count_stays_under_the_cap --skip fail2ban::"
-# file glob | package whose tests run | cargo test arguments | mutant regex (empty: all)
+# file glob | packages whose tests run (comma-separated) | cargo test
+# arguments | mutant regex (empty: all)
 # In the regex, @line:TEXT@ becomes the number of the line of the file that
 # contains TEXT, so a scope can name one statement of a long function
 # without a line number that goes stale.
@@ -41,8 +63,8 @@ scopes=(
   "crates/guard/src/rpc/*.rs|rampart-guard|--test rpc_differential $guard_fast|"
   "crates/guard/src/classify.rs|rampart-guard|$guard_fast|"
   "crates/backup/src/target/*.rs|rampart-backup|--lib --test races|write_if_absent|write_then_link|put_file|Target::put|read_full|tmp_name"
-  "crates/backup/src/snapshot.rs|rampart-backup|--lib --test local --test faults --test races|snapshot\.rs:4[4-9][0-9]:|settle"
-  "crates/certs/src/store.rs|rampart-certs|--lib --test local_and_files|CertStore::swap|CertStore::reload|CertStore::build|refresh_files"
+  "crates/backup/src/snapshot/writer.rs|rampart-backup|--lib --test commit --test local --test faults --test races|writer\.rs:(@line:            if !t@|@line:l.outcome.bytes_new +=@|@line:dump_size + sealed_manifest.len()@):|settle"
+  "crates/certs/src/store.rs|rampart-certs,rampart|--lib --test local_and_files --test acme_reload|CertStore::swap|CertStore::reload|CertStore::build|refresh_files"
 )
 
 strip() { sed -E 's/^([^:]+):[0-9]+:[0-9]+:/\1:/'; }
@@ -51,6 +73,25 @@ fail=0
 for s in "${scopes[@]}"; do
   IFS='|' read -r file pkg args re_rest <<<"$s"
   [[ -z "$filter" || "$file" == *"$filter"* ]] || continue
+  diff_arg=()
+  if [ -n "$diff_rev" ]; then
+    # shellcheck disable=SC2086 # the glob is a git pathspec
+    git diff --quiet "$diff_rev" -- $file && continue
+    mkdir -p "$out_root"
+    git diff "$diff_rev" -- >"$out_root/changes.diff"
+    diff_arg=(--in-diff "$out_root/changes.diff")
+  fi
+  limit=()
+  if [ -n "$deadline" ]; then
+    left=$((deadline - $(date +%s)))
+    if [ "$left" -le 60 ]; then
+      echo "== $file: NOT RUN (time budget spent)"
+      out_of_time=1
+      continue
+    fi
+    # SIGINT: cargo-mutants stops its build or test and writes its results.
+    limit=(timeout -s INT -k 60 "$left")
+  fi
   re=$re_rest
   while [[ $re =~ @line:([^@]*)@ ]]; do
     text=${BASH_REMATCH[1]}
@@ -74,19 +115,42 @@ for s in "${scopes[@]}"; do
   # builds only them, not every test binary of the package; the rest
   # (test name filters) only to the test run.
   targets=()
+  plain=()
   rest=()
   read -r -a words <<<"$args"
   for ((i = 0; i < ${#words[@]}; i++)); do
     case ${words[i]} in
-      --lib) targets+=(--cargo-arg=--lib) ;;
-      --test) targets+=(--cargo-arg=--test "--cargo-arg=${words[i + 1]}"); i=$((i + 1)) ;;
+      --lib) targets+=(--cargo-arg=--lib); plain+=(--lib) ;;
+      --test)
+        targets+=(--cargo-arg=--test "--cargo-arg=${words[i + 1]}")
+        plain+=(--test "${words[i + 1]}")
+        i=$((i + 1))
+        ;;
       *) rest+=("${words[i]}") ;;
     esac
   done
-  cargo mutants -j 1 --no-shuffle --baseline skip --timeout "$timeout" --build-timeout 600 \
-    -f "$file" "${re_arg[@]}" --test-package "$pkg" -o "$out" "${targets[@]}" -- "${rest[@]}" \
-    >"$out/run.log" 2>&1 || true
+  # Installed only when a scope has something to run (a commit that
+  # touches none of these files costs nothing).
+  command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
+  # Build the unmutated tests first: the dependencies then build once, not
+  # inside the first mutant's build timeout.
+  pkg_args=()
+  IFS=',' read -r -a pkgs <<<"$pkg"
+  for p in "${pkgs[@]}"; do pkg_args+=(-p "$p"); done
+  if ! cargo test --no-run "${pkg_args[@]}" "${plain[@]}" >"$out/warmup.log" 2>&1; then
+    echo "the unmutated tests do not build: $out/warmup.log"
+    fail=1
+    continue
+  fi
+  rc=0
+  "${limit[@]}" cargo mutants -j 1 --no-shuffle --baseline skip --timeout "$timeout" --build-timeout 600 \
+    -f "$file" "${re_arg[@]}" "${diff_arg[@]}" --test-package "$pkg" -o "$out" "${targets[@]}" -- "${rest[@]}" \
+    >"$out/run.log" 2>&1 || rc=$?
   tail -n 1 "$out/run.log"
+  if [ -n "$deadline" ] && [ "$(date +%s)" -ge "$deadline" ] && [ "$rc" -ne 0 ]; then
+    echo "== $file: INTERRUPTED (time budget spent); what ran is checked below"
+    out_of_time=1
+  fi
   for kind in missed timeout; do
     f="$out/mutants.out/$kind.txt"
     [ -f "$f" ] || continue
@@ -98,4 +162,5 @@ for s in "${scopes[@]}"; do
     done < <(strip <"$f")
   done
 done
+[ "$fail" -eq 0 ] && [ "$out_of_time" -eq 1 ] && exit 3
 exit $fail

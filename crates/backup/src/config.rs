@@ -44,6 +44,61 @@ pub struct BackupConfig {
     pub zstd_level: i32,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetConfig>,
+
+    // --- Point-in-time recovery (crate::wal): the `wal*` keys. ---
+    /// Stream the cluster's WAL (pg_receivewal on a replication slot,
+    /// supervised by `rampart serve` or `rampart wal-stream`) to the
+    /// targets, with a base backup on `schedule`.
+    #[serde(default)]
+    pub wal: bool,
+    /// Local directory pg_receivewal writes into (persistent disk);
+    /// default `<state_dir>/wal`.
+    #[serde(default)]
+    pub wal_dir: Option<PathBuf>,
+    /// The physical replication slot's name.
+    #[serde(default = "default_wal_slot")]
+    pub wal_slot: String,
+    /// How often the part of the current segment written so far, and new
+    /// filestore files, are sent: bounds the data at risk (RPO).
+    #[serde(default = "default_wal_upload_interval")]
+    pub wal_upload_interval: rampart_config::Duration,
+    /// WAL allowed to wait unsent, on the server (the slot) and in
+    /// wal_dir each; past it streaming stops with a loud error rather
+    /// than fill a disk.
+    #[serde(default = "default_wal_max_behind")]
+    pub wal_max_behind: rampart_config::ByteSize,
+    /// When Rampart runs as root: the OS user the temporary recovery
+    /// cluster of `restore --at` runs as (PostgreSQL refuses root).
+    #[serde(default = "default_wal_os_user")]
+    pub wal_os_user: String,
+    // --- end of the wal keys ---
+    // --- incremental hashing, drills (issue 14 §1, §3) ---
+    /// Days after which a filestore file is read and hashed again even if
+    /// its metadata is unchanged; 0 turns the hash cache off.
+    #[serde(default = "default_rehash_days")]
+    pub rehash_days: u32,
+    /// When `rampart serve` restores the newest snapshot into a scratch
+    /// database to prove it works, e.g. `weekly sun 05:00`.
+    #[serde(default)]
+    pub drill: Option<String>,
+    /// age identity file the drill decrypts with (it must be on this server
+    /// for a scheduled drill; `rampart backup drill --identity` otherwise).
+    #[serde(default)]
+    pub drill_identity: Option<PathBuf>,
+    /// Odoo's URL for the drill's login check (the scratch database is
+    /// selected with `?db=`); none: no login check.
+    #[serde(default)]
+    pub drill_odoo_url: Option<String>,
+    /// Login and password the drill signs in with (a user of the
+    /// production database, present in the restored copy).
+    #[serde(default)]
+    pub drill_login: Option<String>,
+    #[serde(default, serialize_with = "rampart_config::secret::mask_opt")]
+    pub drill_password: Option<String>,
+    /// Not a key: the top-level `state_dir`, set by the binary (the hash
+    /// cache and the drill record live there).
+    #[serde(skip)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `[[backup.target]]`.
@@ -87,6 +142,19 @@ impl Default for BackupConfig {
             spool_dir: None,
             zstd_level: default_zstd_level(),
             targets: Vec::new(),
+            wal: false,
+            wal_dir: None,
+            wal_slot: default_wal_slot(),
+            wal_upload_interval: default_wal_upload_interval(),
+            wal_max_behind: default_wal_max_behind(),
+            wal_os_user: default_wal_os_user(),
+            rehash_days: default_rehash_days(),
+            drill: None,
+            drill_identity: None,
+            drill_odoo_url: None,
+            drill_login: None,
+            drill_password: None,
+            state_dir: None,
         }
     }
 }
@@ -97,6 +165,22 @@ fn default_data_dir() -> PathBuf {
 
 fn default_zstd_level() -> i32 {
     3
+}
+
+fn default_wal_slot() -> String {
+    "rampart".into()
+}
+fn default_wal_upload_interval() -> rampart_config::Duration {
+    rampart_config::Duration(std::time::Duration::from_secs(30))
+}
+fn default_wal_max_behind() -> rampart_config::ByteSize {
+    rampart_config::ByteSize(4 << 30)
+}
+fn default_wal_os_user() -> String {
+    "postgres".into()
+}
+fn default_rehash_days() -> u32 {
+    7
 }
 
 impl BackupConfig {
@@ -127,6 +211,27 @@ impl BackupConfig {
             && let Err(e) = s.parse::<crate::Schedule>()
         {
             return Err(("backup.schedule".into(), e.to_string()));
+        }
+        crate::wal::validate(self)?;
+        if let Some(s) = &self.drill {
+            if let Err(e) = s.parse::<crate::Schedule>() {
+                return Err(("backup.drill".into(), e.to_string()));
+            }
+            if self.drill_identity.is_none() {
+                return Err((
+                    "backup.drill".into(),
+                    "a scheduled drill needs drill_identity (the age identity file it decrypts with)"
+                        .into(),
+                ));
+            }
+        }
+        if self.drill_odoo_url.is_some()
+            && (self.drill_login.is_none() || self.drill_password.is_none())
+        {
+            return Err((
+                "backup.drill_odoo_url".into(),
+                "the login check needs drill_login and drill_password".into(),
+            ));
         }
         if !(1..=19).contains(&self.zstd_level) {
             return Err((
@@ -171,5 +276,15 @@ mod tests {
         c.targets.clear();
         c.schedule = Some("weekly".into());
         assert_eq!(c.validate().unwrap_err().0, "backup.schedule");
+        c.schedule = None;
+        c.drill = Some("weekly sun 05:00".into());
+        assert_eq!(c.validate().unwrap_err().0, "backup.drill");
+        c.drill_identity = Some("/etc/rampart/drill.key".into());
+        assert!(c.validate().is_ok());
+        c.drill = Some("weekly xyz 05:00".into());
+        assert_eq!(c.validate().unwrap_err().0, "backup.drill");
+        c.drill = None;
+        c.drill_odoo_url = Some("http://127.0.0.1:8069".into());
+        assert_eq!(c.validate().unwrap_err().0, "backup.drill_odoo_url");
     }
 }

@@ -27,7 +27,7 @@
 //! Setting up receivers so that a compromised server cannot erase history:
 //! - SFTP: a backup user whose authorized_keys line is
 //!   [`sftp_authorized_keys_line`] (files it creates are read-only, delete
-//!   and rename are denied), with `blobs data index tmp` made beforehand;
+//!   and rename are denied), with `blobs data index tmp wal` made beforehand;
 //!   prune on the receiver: `rampart prune --url file:///srv/rampart …`.
 //! - S3: Object Lock and a put/get/list-only key ([`s3_object_lock_advice`]);
 //!   prune with another key.
@@ -37,11 +37,14 @@
 //! Snapshots are standard files: `age -d -i key blobs/<sha1> | zstd -d`
 //! gives a filestore file back without Rampart.
 //!
-//! For `rampart serve`: [`run_scheduled`] runs backups on `schedule`.
+//! For `rampart serve`: [`run_scheduled`] runs backups on `schedule`,
+//! [`run_drills`] restore drills on `drill`.
 
 mod config;
+mod drill;
 mod filestore;
 mod hash;
+mod hash_cache;
 mod odoo_zip;
 mod pg;
 mod progress;
@@ -52,13 +55,15 @@ mod seal;
 mod snapshot;
 pub mod status;
 pub mod target;
+pub mod wal;
 
 pub use anyhow::{Error, Result};
 pub use config::{BackupConfig, TargetConfig};
+pub use drill::{DrillRecord, drill, last_drill, restore_test, run_drills};
 pub use odoo_zip::{export_odoo_zip, import_odoo_zip};
 pub use progress::Progress;
 pub use prune::{Keep, PruneReport, prune};
-pub use restore::{RestoreOptions, restore, restore_test};
+pub use restore::{RestoreOptions, restore};
 pub use schedule::{Schedule, run_scheduled};
 
 /// Reads an age identity file (for verify with checksums).

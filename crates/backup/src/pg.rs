@@ -18,6 +18,56 @@ pub struct Pg {
 /// A field separator psql will never meet inside Odoo's names.
 const SEP: char = '\u{1f}';
 
+/// A psql session holding a transaction open (see [`Pg::hold_snapshot`]);
+/// dropped, it ends the transaction and the session.
+pub struct HeldSnapshot {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    /// The exported snapshot, for `pg_dump --snapshot`.
+    pub id: String,
+}
+
+/// Printed after each query to know where its rows end.
+const END: &str = "rampart-end-of-rows-7f3a";
+
+impl HeldSnapshot {
+    /// Runs SQL in the held transaction; rows of fields.
+    pub fn query(&mut self, sql: &str) -> Result<Vec<Vec<String>>> {
+        use std::io::{BufRead, Write};
+        let stdin = self.stdin.as_mut().expect("open until drop");
+        writeln!(stdin, "{sql}\nSELECT '{END}';")
+            .and_then(|()| stdin.flush())
+            .context("writing to psql")?;
+        let mut rows = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.out.read_line(&mut line).context("reading from psql")? == 0 {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                bail!("psql ended: {}", err.trim());
+            }
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line == END {
+                return Ok(rows);
+            }
+            if !line.is_empty() {
+                rows.push(line.split(SEP).map(str::to_string).collect());
+            }
+        }
+    }
+}
+
+impl Drop for HeldSnapshot {
+    fn drop(&mut self) {
+        // Closing stdin ends psql, which ends the (read-only) transaction.
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 impl Pg {
     /// Picks the client programs: `pg_bin` if given; else the Debian
     /// directory of the server's major version, else the newest one, else PATH.
@@ -53,7 +103,13 @@ impl Pg {
         }
     }
 
-    fn program(&self, name: &str) -> PathBuf {
+    /// The same programs on another server (a connection string without a database).
+    pub(crate) fn with_conn(mut self, conn: &str) -> Pg {
+        self.conn = conn.to_string();
+        self
+    }
+
+    pub(crate) fn program(&self, name: &str) -> PathBuf {
         if self.bin.as_os_str().is_empty() {
             PathBuf::from(name)
         } else {
@@ -252,16 +308,59 @@ impl Pg {
         .map(|_| ())
     }
 
-    /// `pg_dump -Fc` as a child process with its stdout piped.
-    pub fn spawn_dump(&self, db: &str, stderr: std::fs::File) -> Result<std::process::Child> {
-        Command::new(self.program("pg_dump"))
-            .args(["-Fc", "--no-owner", "-d"])
+    /// `pg_dump -Fc` as a child process with its stdout piped; with
+    /// `snapshot`, it dumps what that exported snapshot sees.
+    pub fn spawn_dump(
+        &self,
+        db: &str,
+        snapshot: Option<&str>,
+        stderr: std::fs::File,
+    ) -> Result<std::process::Child> {
+        let mut cmd = Command::new(self.program("pg_dump"));
+        cmd.args(["-Fc", "--no-owner"]);
+        if let Some(id) = snapshot {
+            cmd.arg(format!("--snapshot={id}"));
+        }
+        cmd.arg("-d")
             .arg(self.conn_for(db))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
             .with_context(|| format!("starting {}", self.program("pg_dump").display()))
+    }
+
+    /// Opens a transaction in `db` and exports its snapshot: queries
+    /// through the returned handle and a `pg_dump --snapshot` see exactly
+    /// the same rows (the manifest's row counts describe the dump itself).
+    pub fn hold_snapshot(&self, db: &str) -> Result<HeldSnapshot> {
+        let mut child = Command::new(self.program("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-F"])
+            .arg(SEP.to_string())
+            .arg("-d")
+            .arg(self.conn_for(db))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {}", self.program("psql").display()))?;
+        let stdin = child.stdin.take().expect("piped");
+        let out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut h = HeldSnapshot {
+            child,
+            stdin: Some(stdin),
+            out,
+            id: String::new(),
+        };
+        let rows = h.query(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot();",
+        )?;
+        h.id = rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .ok_or_else(|| anyhow::Error::msg("pg_export_snapshot gave no id"))?;
+        Ok(h)
     }
 
     /// Loads a custom-format dump into an existing, empty database.

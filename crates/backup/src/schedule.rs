@@ -1,6 +1,7 @@
 //! The in-process schedule for `rampart serve`: `daily HH:MM` in the
-//! server's local time zone (what an admin means by "04:13"), or
-//! `hourly :MM`. A systemd timer calling `rampart backup` works as well.
+//! server's local time zone (what an admin means by "04:13"), `hourly
+//! :MM`, or `weekly sun HH:MM` (drills). A systemd timer calling `rampart
+//! backup` works as well.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -12,8 +13,18 @@ use anyhow::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Schedule {
-    Daily { hour: i8, minute: i8 },
-    Hourly { minute: i8 },
+    Daily {
+        hour: i8,
+        minute: i8,
+    },
+    Hourly {
+        minute: i8,
+    },
+    Weekly {
+        weekday: jiff::civil::Weekday,
+        hour: i8,
+        minute: i8,
+    },
 }
 
 impl FromStr for Schedule {
@@ -21,11 +32,16 @@ impl FromStr for Schedule {
     fn from_str(s: &str) -> Result<Schedule> {
         let bad = || {
             anyhow::Error::msg(format!(
-                "schedule {s:?}: expected \"daily HH:MM\" or \"hourly :MM\""
+                "schedule {s:?}: expected \"daily HH:MM\", \"hourly :MM\" or \"weekly sun HH:MM\""
             ))
         };
         let mut words = s.split_whitespace();
         let kind = words.next().ok_or_else(bad)?;
+        let weekday = if kind == "weekly" {
+            Some(weekday(words.next().ok_or_else(bad)?).ok_or_else(bad)?)
+        } else {
+            None
+        };
         let at = words.next().ok_or_else(bad)?;
         if words.next().is_some() {
             return Err(bad());
@@ -45,17 +61,71 @@ impl FromStr for Schedule {
                     .ok_or_else(bad)?;
                 Ok(Schedule::Daily { hour, minute })
             }
+            "weekly" => {
+                let hour: i8 = h
+                    .parse()
+                    .ok()
+                    .filter(|h| (0..24).contains(h))
+                    .ok_or_else(bad)?;
+                let weekday = weekday.expect("parsed above");
+                Ok(Schedule::Weekly {
+                    weekday,
+                    hour,
+                    minute,
+                })
+            }
             "hourly" if h.is_empty() => Ok(Schedule::Hourly { minute }),
             _ => Err(bad()),
         }
     }
 }
 
+/// `sun`, `Sunday`… (English, any case, three letters or whole).
+fn weekday(s: &str) -> Option<jiff::civil::Weekday> {
+    use jiff::civil::Weekday::*;
+    let s = s.to_ascii_lowercase();
+    let all = [
+        ("monday", Monday),
+        ("tuesday", Tuesday),
+        ("wednesday", Wednesday),
+        ("thursday", Thursday),
+        ("friday", Friday),
+        ("saturday", Saturday),
+        ("sunday", Sunday),
+    ];
+    all.into_iter()
+        .find(|(name, _)| s == *name || (s.len() == 3 && name.starts_with(&s)))
+        .map(|(_, d)| d)
+}
+
 impl Schedule {
+    /// How long from one run to the next.
+    pub fn period(&self) -> jiff::SignedDuration {
+        match self {
+            Schedule::Daily { .. } => jiff::SignedDuration::from_hours(24),
+            Schedule::Hourly { .. } => jiff::SignedDuration::from_hours(1),
+            Schedule::Weekly { .. } => jiff::SignedDuration::from_hours(7 * 24),
+        }
+    }
+
     /// The first run time strictly after `now`.
     pub fn next_after(&self, now: &jiff::Zoned) -> Result<jiff::Zoned> {
         let e = |e: jiff::Error| anyhow::Error::msg(format!("schedule: {e}"));
+        if let Schedule::Weekly {
+            weekday,
+            hour,
+            minute,
+        } = *self
+        {
+            // The daily run at that time, moved on to the weekday.
+            let mut t = Schedule::Daily { hour, minute }.next_after(now)?;
+            while t.weekday() != weekday {
+                t = t.checked_add(jiff::Span::new().days(1)).map_err(e)?;
+            }
+            return Ok(t);
+        }
         let candidate = match *self {
+            Schedule::Weekly { .. } => unreachable!("handled above"),
             Schedule::Daily { hour, minute } => now
                 .with()
                 .hour(hour)
@@ -76,8 +146,8 @@ impl Schedule {
             return Ok(candidate);
         }
         let step = match self {
-            Schedule::Daily { .. } => jiff::Span::new().days(1),
             Schedule::Hourly { .. } => jiff::Span::new().hours(1),
+            _ => jiff::Span::new().days(1),
         };
         candidate.checked_add(step).map_err(e)
     }
@@ -138,10 +208,22 @@ mod tests {
             "hourly :05".parse::<Schedule>().unwrap(),
             Schedule::Hourly { minute: 5 }
         );
+        assert_eq!(
+            "weekly sun 05:00".parse::<Schedule>().unwrap(),
+            Schedule::Weekly {
+                weekday: jiff::civil::Weekday::Sunday,
+                hour: 5,
+                minute: 0
+            }
+        );
+        assert!("weekly Sunday 05:00".parse::<Schedule>().is_ok());
         for bad in [
             "daily",
             "daily 24:00",
             "weekly 04:00",
+            "weekly su 04:00",
+            "weekly sun",
+            "daily sun 04:00",
             "daily 4:60",
             "hourly 3:00",
         ] {
@@ -164,6 +246,22 @@ mod tests {
         assert_eq!(
             d.next_after(&now).unwrap().to_string(),
             "2026-03-11T05:00:00+00:00[UTC]"
+        );
+        // 2026-03-10 is a Tuesday.
+        let w = "weekly sun 05:00".parse::<Schedule>().unwrap();
+        assert_eq!(
+            w.next_after(&now).unwrap().to_string(),
+            "2026-03-15T05:00:00+00:00[UTC]"
+        );
+        let w = "weekly tue 05:30".parse::<Schedule>().unwrap();
+        assert_eq!(
+            w.next_after(&now).unwrap().to_string(),
+            "2026-03-10T05:30:00+00:00[UTC]"
+        );
+        let w = "weekly tue 04:59".parse::<Schedule>().unwrap();
+        assert_eq!(
+            w.next_after(&now).unwrap().to_string(),
+            "2026-03-17T04:59:00+00:00[UTC]"
         );
         let h = Schedule::Hourly { minute: 30 };
         assert_eq!(

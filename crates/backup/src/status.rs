@@ -16,6 +16,7 @@
 use serde::Serialize;
 
 use crate::config::BackupConfig;
+use crate::drill::DrillRecord;
 use crate::schedule::Schedule;
 use crate::target::Target;
 
@@ -96,14 +97,20 @@ pub struct TargetStatus {
 }
 
 /// [`status_json`] now, in the server's time zone (the schedule's).
-pub fn status_now(cfg: &BackupConfig, listings: &[Listing]) -> serde_json::Value {
-    status_json(cfg, listings, &jiff::Zoned::now())
+pub fn status_now(
+    cfg: &BackupConfig,
+    listings: &[Listing],
+    drill: Option<&DrillRecord>,
+) -> serde_json::Value {
+    status_json(cfg, listings, drill, &jiff::Zoned::now())
 }
 
-/// The `/v1/status` backups object: `{"schedule", "targets": [...]}`.
+/// The `/v1/status` backups object: `{"schedule", "targets": [...],
+/// "drill": {"schedule", "last", "ok", "age_secs", "target", "summary"}}`.
 pub fn status_json(
     cfg: &BackupConfig,
     listings: &[Listing],
+    drill: Option<&DrillRecord>,
     now: &jiff::Zoned,
 ) -> serde_json::Value {
     let schedule: Option<Schedule> = cfg.schedule.as_deref().and_then(|s| s.parse().ok());
@@ -132,19 +139,33 @@ pub fn status_json(
             });
         }
     }
+    let drill = drill.map(|d| {
+        let age = d
+            .timestamp()
+            .map(|t| now.timestamp().duration_since(t).as_secs().max(0));
+        serde_json::json!({
+            "last": d.time,
+            "ok": d.ok,
+            "age_secs": age,
+            "target": d.target,
+            "snapshots": d.snapshots,
+            "summary": d.summary,
+        })
+    });
     serde_json::json!({
         "schedule": cfg.schedule,
         "targets": rows,
+        "drill": {
+            "schedule": cfg.drill,
+            "last": drill,
+        },
     })
 }
 
 /// The latest scheduled run at or before `now`, once it has had half a
 /// period to finish; `None` while it may still be running.
 fn due_since(s: &Schedule, now: &jiff::Zoned) -> Option<jiff::Timestamp> {
-    let period = match s {
-        Schedule::Daily { .. } => jiff::SignedDuration::from_hours(24),
-        Schedule::Hourly { .. } => jiff::SignedDuration::from_hours(1),
-    };
+    let period = s.period();
     let before = now.checked_sub(period).ok()?;
     let latest = s.next_after(&before).ok()?;
     let grace_over = latest.timestamp().checked_add(period / 2).ok()?;
@@ -199,7 +220,7 @@ mod tests {
         let at = |s: &str| -> jiff::Zoned { s.parse().unwrap() };
         let daily = cfg(Some("daily 04:13"));
         let stale = |c: &BackupConfig, now: &str| {
-            status_json(c, std::slice::from_ref(&l), &at(now))["targets"][0]["stale"]
+            status_json(c, std::slice::from_ref(&l), None, &at(now))["targets"][0]["stale"]
                 .as_bool()
                 .unwrap()
         };
@@ -214,13 +235,31 @@ mod tests {
         assert!(!stale(&hourly, "2026-12-01T04:40:00[UTC]"));
         assert!(stale(&hourly, "2026-12-01T05:44:00[UTC]"));
         // Nothing on a scheduled target: stale; age is measured.
-        let v = status_json(&daily, &[listing(&[])], &at("2026-12-01T05:00:00[UTC]"));
+        let v = status_json(
+            &daily,
+            &[listing(&[])],
+            None,
+            &at("2026-12-01T05:00:00[UTC]"),
+        );
         assert_eq!(v["targets"][0]["stale"], true);
         let v = status_json(
             &daily,
             std::slice::from_ref(&l),
+            None,
             &at("2026-12-01T05:13:00[UTC]"),
         );
         assert_eq!(v["targets"][0]["age_secs"], 3600);
+        assert_eq!(v["drill"]["last"], serde_json::Value::Null);
+        let d = DrillRecord {
+            time: "2026-12-01T04:13:00Z".into(),
+            ok: false,
+            target: "t".into(),
+            snapshots: vec!["x".into()],
+            summary: "blob y holds other content".into(),
+            duration_secs: 1.0,
+        };
+        let v = status_json(&daily, &[], Some(&d), &at("2026-12-01T05:13:00[UTC]"));
+        assert_eq!(v["drill"]["last"]["ok"], false);
+        assert_eq!(v["drill"]["last"]["age_secs"], 3600);
     }
 }

@@ -113,7 +113,7 @@ async fn round_trip_restores_tables_and_filestore_and_second_snapshot_is_increme
         .await
         .unwrap();
     assert!(v.ok(), "{:?}", v.problems);
-    let tested = rampart_backup::restore_test(&cfg, &t, &second, &keys.identity, &quiet())
+    let tested = rampart_backup::restore_test(&cfg, &t, &second, &keys.identity, false, &quiet())
         .await
         .unwrap();
     assert!(
@@ -122,7 +122,7 @@ async fn round_trip_restores_tables_and_filestore_and_second_snapshot_is_increme
     );
     assert!(
         !pg.psql("postgres", "SELECT datname FROM pg_database")
-            .contains("restoretest")
+            .contains("rampart_drill")
     );
 
     // Restore of the second snapshot has the new attachment.

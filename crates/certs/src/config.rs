@@ -53,13 +53,10 @@ impl AcmeConfig {
     /// Bad ACME settings are config errors at startup, not a log line at
     /// the first renewal: the directory URL, the CA bundle, the EAB key.
     pub(crate) fn validate(&self) -> Result<(), CertError> {
-        if !self.directory.starts_with("https://") {
+        if let Some(problem) = self.directory_problem() {
             return Err(CertError::Acme {
                 site: None,
-                detail: format!(
-                    "[acme] directory {:?} must be an https:// URL",
-                    self.directory
-                ),
+                detail: format!("[acme] directory {problem}"),
             });
         }
         if let Some(bundle) = &self.ca_bundle {
@@ -69,6 +66,21 @@ impl AcmeConfig {
             eab_key(eab)?;
         }
         Ok(())
+    }
+}
+
+impl AcmeConfig {
+    /// What is wrong with `directory`, checked as the ACME client will parse
+    /// it (one it cannot parse made its task panic at the first renewal,
+    /// after `check` had said ok); `serve` and `check` share it.
+    pub(crate) fn directory_problem(&self) -> Option<String> {
+        if !self.directory.starts_with("https://") {
+            return Some(format!("{:?} must be an https:// URL", self.directory));
+        }
+        match self.directory.parse::<http::Uri>() {
+            Ok(_) => None,
+            Err(e) => Some(format!("{:?} is not a valid URL: {e}", self.directory)),
+        }
     }
 }
 
@@ -151,6 +163,27 @@ fn base64url_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_the_acme_client_cannot_parse_is_a_config_error() {
+        for bad in [
+            "ftp://ca.example/dir",
+            "https://acme:pw@[::1",
+            "https://ca example/dir",
+        ] {
+            let c = AcmeConfig {
+                directory: bad.into(),
+                ..AcmeConfig::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("[acme] directory"), "{bad}: {e}");
+        }
+        let good = AcmeConfig {
+            directory: "https://127.0.0.1:14000/dir".into(),
+            ..AcmeConfig::default()
+        };
+        assert!(good.validate().is_ok());
+    }
 
     #[test]
     fn base64url_decodes_pebble_keys() {

@@ -23,12 +23,8 @@ pub fn preflight(acme: Option<&AcmeConfig>, sites: &[SiteTls]) -> Vec<Problem> {
         })
     };
     if let Some(a) = acme {
-        if !a.directory.starts_with("https://") {
-            push(
-                "acme.directory".into(),
-                format!("{:?} must be an https:// URL", a.directory),
-                true,
-            );
+        if let Some(problem) = a.directory_problem() {
+            push("acme.directory".into(), problem, true);
         }
         if let Some(bundle) = &a.ca_bundle
             && let Err(e) = crate::config::read_bundle(bundle)

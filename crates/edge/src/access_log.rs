@@ -4,6 +4,7 @@
 //! appended, or JSON. A writer thread writes them in batches (see
 //! `BATCH`); SIGUSR1 reopens the file after rotation.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +16,7 @@ use http::{Method, Request, Response, Version, header};
 use crate::body::{self, Body, Observed};
 use crate::config::LogFormat;
 use crate::io::Activity;
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::{Metrics, RequestLabels, SiteMeters};
 
 pub struct Entry {
     pub client: IpAddr,
@@ -123,20 +124,29 @@ impl AccessLog {
 
     pub fn log(&self, e: &Entry) {
         let Some(inner) = &self.inner else { return };
-        let line = match self.format {
-            LogFormat::Combined => combined(e),
-            LogFormat::Json => json(e),
-        };
-        let mut pending = inner.pending.lock().unwrap();
-        if pending.len() + line.len() > MAX_PENDING {
-            drop(pending);
-            self.dropped.inc();
-            return;
+        // Formatted into the thread's reused buffer, then copied once into
+        // the batch: no allocation per line.
+        thread_local! {
+            static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        pending.extend_from_slice(line.as_bytes());
-        if pending.len() >= BATCH {
-            inner.wake.notify_one();
-        }
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            match self.format {
+                LogFormat::Combined => combined_into(&mut line, e),
+                LogFormat::Json => line.push_str(&json(e)),
+            }
+            let mut pending = inner.pending.lock().unwrap();
+            if pending.len() + line.len() > MAX_PENDING {
+                drop(pending);
+                self.dropped.inc();
+                return;
+            }
+            pending.extend_from_slice(line.as_bytes());
+            if pending.len() >= BATCH {
+                inner.wake.notify_one();
+            }
+        });
     }
 }
 
@@ -188,41 +198,72 @@ fn dash(s: &str) -> &str {
 }
 
 /// Quotes what a client controls so a line cannot be forged.
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+fn quote_into(out: &mut String, s: &str) {
+    // Most fields are plain printable ASCII: copied whole.
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
             c => out.push(c),
         }
     }
-    out
 }
 
+/// Seconds with three decimals, rounded to the millisecond.
+fn seconds_into(out: &mut String, d: Duration) {
+    let ms = (d.as_micros() + 500) / 1000;
+    let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+}
+
+fn combined_into(out: &mut String, e: &Entry) {
+    let _ = write!(out, "{} - - [", e.client);
+    clf_time_into(out, e.time);
+    out.push_str("] \"");
+    quote_into(out, &e.method);
+    out.push(' ');
+    quote_into(out, &e.target);
+    let _ = write!(out, " {}\" {} {} \"", e.version, e.status, e.bytes);
+    quote_into(out, dash(&e.referer));
+    out.push_str("\" \"");
+    quote_into(out, dash(&e.user_agent));
+    out.push_str("\" site=");
+    out.push_str(dash(&e.site));
+    out.push_str(" upstream=");
+    out.push_str(dash(&e.upstream));
+    out.push_str(" rt=");
+    seconds_into(out, e.duration);
+    out.push_str(" urt=");
+    match e.upstream_duration {
+        Some(d) => seconds_into(out, d),
+        None => out.push('-'),
+    }
+    out.push_str(" rid=");
+    out.push_str(dash(&e.request_id));
+    if let Some(c) = e.cache {
+        out.push_str(" cache=");
+        out.push_str(c);
+    }
+    if let Some(r) = e.reason {
+        out.push_str(" reason=");
+        out.push_str(r);
+    }
+    out.push('\n');
+}
+
+#[cfg(test)]
 fn combined(e: &Entry) -> String {
-    format!(
-        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" site={} upstream={} rt={:.3} urt={} rid={}{}{}\n",
-        e.client,
-        clf_time(e.time),
-        quote(&e.method),
-        quote(&e.target),
-        e.version,
-        e.status,
-        e.bytes,
-        quote(dash(&e.referer)),
-        quote(dash(&e.user_agent)),
-        dash(&e.site),
-        dash(&e.upstream),
-        e.duration.as_secs_f64(),
-        e.upstream_duration
-            .map(|d| format!("{:.3}", d.as_secs_f64()))
-            .unwrap_or_else(|| "-".into()),
-        dash(&e.request_id),
-        e.cache.map(|c| format!(" cache={c}")).unwrap_or_default(),
-        e.reason.map(|r| format!(" reason={r}")).unwrap_or_default(),
-    )
+    let mut s = String::new();
+    combined_into(&mut s, e);
+    s
 }
 
 fn json(e: &Entry) -> String {
@@ -252,6 +293,24 @@ fn json(e: &Entry) -> String {
 /// Common Log Format time, as fail2ban and log tools parse it: `24/Nov/2026:00:44:57 +0000`.
 fn clf_time(t: SystemTime) -> String {
     rampart_config::time::utc(t, "%d/%b/%Y:%H:%M:%S +0000")
+}
+
+/// `clf_time`, formatted once a second per thread.
+fn clf_time_into(out: &mut String, t: SystemTime) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, clf_time(t));
+        }
+        out.push_str(&last.1);
+    });
 }
 
 /// RFC 3339 in UTC to the millisecond: `2026-11-24T00:44:57.000Z`.
@@ -307,6 +366,8 @@ pub(crate) struct Done {
     /// `Refusal::reason` when Rampart answered itself.
     pub(crate) reason: Option<&'static str>,
     pub(crate) request_id: String,
+    /// When the request arrived.
+    pub(crate) started: Instant,
 }
 
 /// 9: counts the answer now, and logs it when its body is done (bytes and
@@ -316,19 +377,24 @@ pub(crate) fn finish(
     res: Response<Body>,
     done: Done,
     line: RequestLine,
-    started: Instant,
     activity: Arc<Activity>,
     log: AccessLog,
+    meters: Option<&SiteMeters>,
     metrics: &Metrics,
 ) -> Response<Body> {
     let status = res.status().as_u16();
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            site: done.site.clone(),
-            status,
-        })
-        .inc();
+    match meters {
+        Some(m) => m.request(status),
+        None => {
+            metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    site: String::new(),
+                    status,
+                })
+                .inc();
+        }
+    }
     let time = SystemTime::now();
     let (parts, body) = res.into_parts();
     let on_end = move |bytes: u64, _complete: bool| {
@@ -346,7 +412,7 @@ pub(crate) fn finish(
             user_agent: line.user_agent,
             site: done.site,
             upstream: done.upstream,
-            duration: started.elapsed(),
+            duration: done.started.elapsed(),
             upstream_duration: done.upstream_time,
             cache: done.cache,
             request_id: done.request_id,
@@ -428,6 +494,28 @@ mod tests {
             .unwrap();
         let l = RequestLine::of(&h2);
         assert_eq!((l.target.as_str(), l.version), ("/", "HTTP/2.0"));
+    }
+
+    #[test]
+    fn combined_quotes_and_rounds() {
+        let mut e = entry();
+        e.user_agent = "a\"b\\c\u{1}d\u{85}é".into();
+        e.referer = "-".into();
+        e.duration = Duration::from_micros(1_234_567);
+        e.upstream_duration = None;
+        e.cache = Some("hit");
+        let l = combined(&e);
+        assert!(l.contains("\"-\" \"a\\\"b\\\\c\\x01d\\x85é\" "), "{l}");
+        assert!(
+            l.ends_with("rt=1.235 urt=- rid=0f8fad5b-d9cb-469f cache=hit\n"),
+            "{l}"
+        );
+        // The reused time string follows the clock.
+        let later = combined(&Entry {
+            time: e.time + Duration::from_secs(61),
+            ..entry()
+        });
+        assert!(later.contains("[24/Nov/2026:00:45:58 +0000]"), "{later}");
     }
 
     #[test]

@@ -105,13 +105,15 @@ pub async fn handle(
 
     // 9 log
     let (log, activity) = (shared.access_log.clone(), conn.activity.clone());
+    let site = ctx.site.clone();
+    let meters = site.as_ref().map(|s| &s.meters);
     finish(
         res,
-        ctx.done(),
+        ctx.done(started),
         line,
-        started,
         activity,
         log,
+        meters,
         &shared.metrics,
     )
 }

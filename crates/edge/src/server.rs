@@ -38,6 +38,11 @@ pub struct Edge {
     admin: Option<admin::AdminListener>,
 }
 
+fn local_addr(l: &TcpListener) -> Result<SocketAddr, EdgeError> {
+    l.local_addr()
+        .map_err(|e| EdgeError(format!("cannot read a bound listener's address: {e}")))
+}
+
 impl Edge {
     /// Binds the listeners and starts health checks; `registry` already
     /// holds the other crates' metrics.
@@ -55,7 +60,7 @@ impl Edge {
             metrics.access_log_dropped.clone(),
         )
         .map_err(|e| EdgeError(format!("log.access = {:?}: {e}", cfg.log.access)))?;
-        let runtime = build_runtime(&cfg, &metrics)?;
+        let mut runtime = build_runtime(&cfg, &metrics)?;
         admin::status::mark_started();
         let largest_body = cfg.sites.iter().map(|s| s.max_body.get()).max();
         let per_client = cfg
@@ -108,6 +113,13 @@ impl Edge {
             Some(a) => Some(admin::AdminListener::bind(a).await?),
             None => None,
         };
+        // Port 0 in the config: the kernel picked one; redirects to https
+        // and the READY status name the real ports.
+        runtime.listen.https = local_addr(&https)?;
+        runtime.listen.http = http.as_ref().map(local_addr).transpose()?;
+        if let Some(admin::AdminListener::Tcp(l)) = &admin {
+            runtime.listen.admin = Some(admin::AdminAddr::Tcp(local_addr(l)?));
+        }
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
@@ -133,6 +145,20 @@ impl Edge {
 
     pub fn https_addr(&self) -> SocketAddr {
         self.https.local_addr().expect("bound")
+    }
+
+    /// The plain-HTTP listener's address, if there is one (the real port
+    /// when the config said 0).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The admin listener's address (`unix:/path` for a socket).
+    pub fn admin_addr(&self) -> Option<admin::AdminAddr> {
+        match self.admin.as_ref()? {
+            admin::AdminListener::Tcp(l) => l.local_addr().ok().map(admin::AdminAddr::Tcp),
+            admin::AdminListener::Unix(_, path, _) => Some(admin::AdminAddr::Unix(path.clone())),
+        }
     }
 
     pub fn handle(&self) -> EdgeHandle {
@@ -216,10 +242,19 @@ impl EdgeHandle {
     /// the old one. Listener addresses only change with a restart.
     pub fn reload(&self, cfg: EdgeConfig) -> Result<(), EdgeError> {
         let old = self.shared.runtime.load();
-        if old.listen.https != cfg.listen.https
-            || old.listen.http != cfg.listen.http
-            || old.listen.admin != cfg.listen.admin
-        {
+        // `old` holds the bound addresses; port 0 in the file matches any.
+        let same = |bound: SocketAddr, want: SocketAddr| {
+            bound == want || (want.port() == 0 && bound.ip() == want.ip())
+        };
+        let same_admin = match (&old.listen.admin, &cfg.listen.admin) {
+            (Some(admin::AdminAddr::Tcp(b)), Some(admin::AdminAddr::Tcp(w))) => same(*b, *w),
+            (b, w) => b == w,
+        };
+        let same_http = match (old.listen.http, cfg.listen.http) {
+            (Some(b), Some(w)) => same(b, w),
+            (b, w) => b == w,
+        };
+        if !same(old.listen.https, cfg.listen.https) || !same_http || !same_admin {
             tracing::warn!("listen addresses changed: they take effect at the next restart");
         }
         let mut runtime = build_runtime(&cfg, &self.shared.metrics)?;

@@ -27,7 +27,7 @@ use crate::config::{ListenConfig, LogConfig, SiteConfig};
 use crate::error::EdgeError;
 use crate::headers::security::HeaderSet;
 use crate::io::Activity;
-use crate::metrics::{Metrics, UpstreamLabels};
+use crate::metrics::{Metrics, SiteMeters, UpstreamLabels};
 use crate::spool::Spool;
 use crate::stage::framing::Marks;
 use crate::stage::site::SiteMatcher;
@@ -56,6 +56,8 @@ pub struct SiteRuntime {
     pub odoo: Pool,
     pub websocket: Pool,
     pub client: Client<HttpConnector, Body>,
+    /// This site's metric series, resolved once.
+    pub meters: SiteMeters,
 }
 
 /// Everything a request needs from the config; replaced on reload while
@@ -130,8 +132,10 @@ pub(crate) fn build_runtime(cfg: &EdgeConfig, metrics: &Metrics) -> Result<Runti
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(c.max_conns)
             .build(connector);
+        let name = site_name(c);
         let site = SiteRuntime {
-            name: site_name(c),
+            meters: SiteMeters::new(metrics, &name),
+            name,
             config: c.clone(),
             headers,
             odoo: Pool::new(
@@ -224,7 +228,7 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     /// What the access log keeps of the request once its answer is ready.
-    pub(crate) fn done(self) -> Done {
+    pub(crate) fn done(self, started: std::time::Instant) -> Done {
         Done {
             client: self.client,
             site: self.site.map(|s| s.name.clone()).unwrap_or_default(),
@@ -233,6 +237,7 @@ impl Ctx {
             cache: self.cache,
             reason: self.refusal,
             request_id: String::from_utf8_lossy(self.request_id.as_bytes()).into_owned(),
+            started,
         }
     }
 

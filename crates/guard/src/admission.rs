@@ -117,7 +117,30 @@ impl Guard {
         let cfg = self.core.cfg();
         let plf = cfg.per_login_failures;
         let canon = canonical_ip(client);
-        let login = login.filter(|_| route.is_login() && plf.max > 0 && !is_allowed(&cfg, canon));
+        if plf.max == 0 || is_allowed(&cfg, canon) {
+            return self.begin_check(client, route, proof);
+        }
+        // Credentials proven right from this address are not a guess.
+        if let Some(p) = &proof
+            && self.core.proven.contains(
+                &self.core.proven.digest(client_key(canon), p),
+                Instant::now(),
+            )
+        {
+            return self.begin_check(client, route, proof);
+        }
+        // Whose password is checked: the login's name; for an `object`
+        // call its uid (classify); a login whose name cannot be read (a
+        // multipart form) counts under one name shared by all such
+        // attempts, or spreading guesses over addresses in that form
+        // would escape the budget (red team 4 F2). The 2FA step follows a
+        // right password: per address only.
+        let login = match (route, login) {
+            (LoginRoute::WebLoginTotp, _) => None,
+            (_, Some(l)) if route.is_login() || route.is_object_call() => Some(l),
+            (_, None) if route.is_login() => Some(UNREADABLE_LOGIN),
+            _ => None,
+        };
         let Some(login) = login else {
             return self.begin_check(client, route, proof);
         };
@@ -163,6 +186,10 @@ impl Guard {
         }
     }
 }
+
+/// The per-login budget's name for logins whose name cannot be read (the
+/// NUL keeps it apart from every login name).
+const UNREADABLE_LOGIN: &str = "\0unreadable";
 
 /// The `rate` of all the proven sessions used from one address together.
 pub(crate) fn session_ceiling(cfg: &GuardConfig) -> governor::Quota {

@@ -46,6 +46,10 @@ pub struct LoginAttempt {
     route: LoginRoute,
     proof: Option<Digest>,
     per_login: Option<PerLoginHold>,
+    /// `[cluster]`: the reservation held in PostgreSQL.
+    shared: Option<crate::shared::SharedHold>,
+    /// The cluster's per-login delay, when longer than the local one.
+    shared_delay: std::time::Duration,
 }
 
 impl LoginAttempt {
@@ -65,7 +69,17 @@ impl LoginAttempt {
             route,
             proof,
             per_login: None,
+            shared: None,
+            shared_delay: std::time::Duration::ZERO,
         }
+    }
+
+    pub(crate) fn hold_shared(&mut self, hold: crate::shared::SharedHold) {
+        self.shared = Some(hold);
+    }
+
+    pub(crate) fn at_least_delay(&mut self, d: std::time::Duration) {
+        self.shared_delay = self.shared_delay.max(d);
     }
 
     pub(crate) fn hold_login(&mut self, hold: PerLoginHold) {
@@ -76,10 +90,13 @@ impl LoginAttempt {
     /// from other addresses slow attempts from an address it is not known
     /// at ([`crate::PerLoginFailuresConfig`]).
     pub fn delay(&self) -> Option<std::time::Duration> {
-        self.per_login
+        let d = self
+            .per_login
             .as_ref()
             .map(|h| h.delay)
-            .filter(|d| !d.is_zero())
+            .unwrap_or_default()
+            .max(self.shared_delay);
+        (!d.is_zero()).then_some(d)
     }
 
     /// The address this attempt is counted for.
@@ -105,6 +122,13 @@ impl LoginAttempt {
     pub fn finish(mut self, outcome: LoginOutcome) {
         let core = self.core.clone();
         let now = Instant::now();
+        if let Some(h) = self.shared.take() {
+            h.finish(
+                &core,
+                outcome == LoginOutcome::Failure,
+                outcome == LoginOutcome::Success,
+            );
+        }
         if let Some(h) = self.per_login.take() {
             let failed = outcome == LoginOutcome::Failure;
             core.per_login.finish(h.login, h.counted, failed, now);
@@ -175,6 +199,9 @@ impl LoginAttempt {
 
 impl Drop for LoginAttempt {
     fn drop(&mut self) {
+        if let Some(h) = self.shared.take() {
+            h.finish(&self.core, false, false);
+        }
         if let Some(h) = self.per_login.take() {
             self.core
                 .per_login

@@ -183,6 +183,36 @@ impl BanTable {
         record
     }
 
+    /// Stores a ban (or an ended one, kept for the repeat factor) as the
+    /// cluster has it. True when it changed anything.
+    pub fn put(&self, net: IpNet, record: Record, now: SystemTime) -> bool {
+        let mut records = self.write();
+        let same = records.get(&net).is_some_and(|r| {
+            r.active(now) == record.active(now)
+                && same_time(r.until, record.until)
+                && r.reason == record.reason
+                && r.count == record.count
+        });
+        if same {
+            return false;
+        }
+        if records.len() >= self.max_records && !records.contains_key(&net) {
+            make_room(&mut records, self.max_records, now);
+        }
+        records.insert(net, record);
+        self.dirty.store(true, Ordering::Release);
+        true
+    }
+
+    /// Active bans: (net, until, reason, count).
+    pub fn active(&self, now: SystemTime) -> Vec<(String, SystemTime, String, u32)> {
+        self.read()
+            .iter()
+            .filter(|(_, r)| r.active(now))
+            .map(|(n, r)| (display_net(n), r.until, r.reason.clone(), r.count))
+            .collect()
+    }
+
     /// Forgets `net` entirely (ban and history). True if it was banned.
     pub fn remove(&self, net: &IpNet, now: SystemTime) -> bool {
         let removed = self.write().remove(net);
@@ -260,6 +290,12 @@ impl BanTable {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<IpNet, Record>> {
         self.records.write().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Equal to the millisecond (PostgreSQL keeps microseconds, the clock nanoseconds).
+fn same_time(a: SystemTime, b: SystemTime) -> bool {
+    let d = a.duration_since(b).or_else(|_| b.duration_since(a));
+    d.is_ok_and(|d| d < Duration::from_millis(1))
 }
 
 fn info(net: &IpNet, r: &Record) -> BanInfo {

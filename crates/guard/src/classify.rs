@@ -71,6 +71,13 @@ impl LoginRoute {
     }
 }
 
+impl LoginRoute {
+    /// An RPC call checking (db, uid, password) or the master password.
+    pub fn is_object_call(self) -> bool {
+        matches!(self, LoginRoute::XmlRpcCall | LoginRoute::JsonRpcCall)
+    }
+}
+
 /// How Odoo's answer to a check is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AnswerRead {
@@ -98,7 +105,9 @@ pub struct Decision {
     pub refuse: Option<&'static str>,
     /// The login name of a login call read from its body (JSON-RPC and
     /// XML-RPC logins, /web/session/authenticate), for `login_rate`; the
-    /// form's is read by [`crate::form_login`] (it needs the query).
+    /// form's is read by [`crate::form_login`] (it needs the query). For
+    /// an `object` call, whose password it checks ([`rpc::uid_name`]), for
+    /// the per-login budget.
     pub login: Option<String>,
 }
 
@@ -281,6 +290,9 @@ pub fn classify(
             } else if call.is_object() {
                 d.check = Some(other);
                 d.proof = call.credential;
+                // Whose password it checks: held to the per-login budget
+                // like a login by name (red team 4 F2).
+                d.login = call.uid;
             }
         }
     }

@@ -95,6 +95,7 @@ mod proxy_protocol;
 pub mod refusals;
 pub mod rpc;
 mod sessions;
+mod shared;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -121,6 +122,7 @@ pub use login_name::form_login;
 pub use outcome::{LoginOutcome, login_outcome, rpc_access_denied};
 pub use proxy_protocol::{ProxyHeader, parse_proxy_header, read_proxy_header};
 pub use sessions::{SessionKey, ends_session, request_session_id};
+pub use shared::{BoxFut, Finish, LoginReserve, Reserve, Shared, SharedBan, SharedVerdict};
 
 use addr::{display_net, host_net};
 use ban_log::BanLog;
@@ -222,6 +224,8 @@ struct Core {
     /// (address, login) pairs that logged in successfully: the same
     /// bounded keyed-hash table as the sessions.
     known_logins: Sessions,
+    /// `[cluster]`: bans and login reservations shared with other nodes.
+    shared: std::sync::OnceLock<Arc<dyn Shared>>,
 }
 
 pub struct Guard {
@@ -266,6 +270,7 @@ impl Guard {
             ),
             per_login: PerLogin::new(per_login::DEFAULT_MAX_LOGINS),
             known_logins: Sessions::new(),
+            shared: std::sync::OnceLock::new(),
         });
         Ok(Arc::new(Guard {
             core,
@@ -516,8 +521,9 @@ impl Guard {
     ) -> tokio::task::JoinHandle<()> {
         let core = self.core.clone();
         tokio::spawn(async move {
-            tracing::info!(target: "rampart::guard", "following {} for failed logins", path.display());
+            let shown = path.display().to_string();
             let mut follower = follow::Follower::new(path);
+            let mut first = true;
             tokio::pin!(shutdown);
             loop {
                 // File reads off the async workers: after a rotation the new
@@ -532,6 +538,13 @@ impl Guard {
                     return;
                 };
                 follower = f;
+                if first {
+                    // Said once the file is open and positioned: every line
+                    // written from now on is counted (the first open starts
+                    // at the end, so earlier lines are not).
+                    tracing::info!(target: "rampart::guard", "following {shown} for failed logins");
+                    first = false;
+                }
                 for line in lines {
                     if let Some(addr) = login_failure_addr(&line) {
                         core.log_failure(addr);
@@ -563,6 +576,16 @@ impl Guard {
         let for_ = for_.min(MAX_BAN);
         let record = self.core.bans.set(net, now + for_, reason.to_string(), now);
         self.core.ban_log.ban(&net, for_, reason);
+        if let Some(shared) = self.core.shared.get() {
+            shared.ban(SharedBan {
+                net: display_net(&net),
+                until: record.until,
+                reason: record.reason.clone(),
+                count: record.count,
+                admin: true,
+                at: now,
+            });
+        }
         self.core.metrics.bans.inc();
         self.core
             .metrics
@@ -581,6 +604,9 @@ impl Guard {
         let now = SystemTime::now();
         let was_banned = self.core.bans.remove(&net, now);
         self.core.failures.clear(&net);
+        if let Some(shared) = self.core.shared.get() {
+            shared.unban(&display_net(&net), now);
+        }
         if was_banned {
             self.core.ban_log.unban(&net, "by administrator");
             self.core
@@ -668,11 +694,17 @@ impl Core {
         let length = ban_length(lf.ban.get(), lf.repeat_factor.get(), previous);
         let reason = format!("{failures} failed logins in {}", lf.within);
         let now = SystemTime::now();
-        if self
-            .bans
-            .insert(key, now + length, reason.clone(), now)
-            .is_some()
-        {
+        if let Some(record) = self.bans.insert(key, now + length, reason.clone(), now) {
+            if let Some(shared) = self.shared.get() {
+                shared.ban(SharedBan {
+                    net: display_net(&key),
+                    until: record.until,
+                    reason: record.reason,
+                    count: record.count,
+                    admin: false,
+                    at: now,
+                });
+            }
             self.failures.clear(&key);
             self.ban_log.ban(&key, length, &reason);
             self.metrics.bans.inc();
@@ -737,3 +769,5 @@ impl Default for Caps {
 mod tests;
 #[cfg(test)]
 mod tests_sessions;
+#[cfg(test)]
+mod tests_shared;

@@ -8,8 +8,6 @@
 //! loaded, never `flush ruleset`: Docker's, fail2ban's or the distribution's
 //! own rules stay as they are. Forwarded (container) traffic is not touched.
 
-use std::fmt::Write as _;
-
 /// Odoo's HTTP and evented ports, PostgreSQL's, Rampart's admin listener.
 pub const ODOO_HTTP_PORT: u16 = 8069;
 pub const ODOO_EVENTED_PORT: u16 = 8072;
@@ -37,52 +35,26 @@ pub fn ssh_ports(sshd_config: &str) -> Vec<u16> {
     ports
 }
 
-/// `rampart.nft` for a server whose sshd listens on `ssh_ports`.
+/// `rampart.nft` for a server whose sshd listens on `ssh_ports`
+/// (`templates/rampart.nft`).
 pub fn nftables(domain: &str, ssh_ports: &[u16]) -> String {
-    let ssh = set(ssh_ports);
-    let private = set(&[POSTGRES_PORT, ODOO_HTTP_PORT, ODOO_EVENTED_PORT, ADMIN_PORT]);
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        "#!/usr/sbin/nft -f\n\
-         # Firewall for {domain}, written by `rampart init`.\n\
-         # Check it:  nft -c -f rampart.nft\n\
-         # Load it now:  nft -f rampart.nft\n\
-         # Keep it across reboots (Debian):  install -m 644 rampart.nft /etc/nftables.d/rampart.nft,\n\
-         #   add `include \"/etc/nftables.d/*.nft\"` to /etc/nftables.conf, systemctl enable --now nftables\n\
-         # Before loading over SSH: sshd must listen on {ssh_list} (read from sshd_config),\n\
-         #   else change it below -- a wrong port locks you out.\n\
-         #\n\
-         # Only this table is replaced; other tables (Docker, fail2ban) are left alone.\n\
-         table inet rampart\n\
-         delete table inet rampart\n\
-         \n\
-         table inet rampart {{\n\
-         \tchain input {{\n\
-         \t\ttype filter hook input priority filter; policy drop;\n\
-         \t\tct state established,related accept\n\
-         \t\tct state invalid drop\n\
-         \t\t# Loopback: Rampart reaches Odoo and PostgreSQL here.\n\
-         \t\tiif \"lo\" accept\n\
-         \t\t# PostgreSQL, Odoo's HTTP and evented workers, Rampart's admin listener:\n\
-         \t\t# loopback only, whatever address they were told to listen on.\n\
-         \t\ttcp dport {private} drop\n\
-         \t\t# ICMP errors (path MTU) and IPv6 neighbour discovery.\n\
-         \t\tmeta l4proto icmp accept\n\
-         \t\tmeta l4proto ipv6-icmp accept\n\
-         \t\t# SSH, kept.\n\
-         \t\ttcp dport {ssh} accept\n\
-         \t\t# Rampart: HTTP (ACME, redirect) and HTTPS.\n\
-         \t\ttcp dport {{ 80, 443 }} accept\n\
-         \t}}\n\
-         }}\n",
-        ssh_list = ssh_ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-    s
+    let ssh_list = ssh_ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    crate::template::render(
+        crate::template::RAMPART_NFT,
+        &[
+            ("domain", domain),
+            ("ssh_list", &ssh_list),
+            (
+                "private_ports",
+                &set(&[POSTGRES_PORT, ODOO_HTTP_PORT, ODOO_EVENTED_PORT, ADMIN_PORT]),
+            ),
+            ("ssh_ports", &set(ssh_ports)),
+        ],
+    )
 }
 
 fn set(ports: &[u16]) -> String {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::conf::{ConfError, OdooConf};
 use crate::dbfilter::python_re_escape;
 use crate::sizing::Plan;
+use crate::template::{self as templates, render};
 use rampart_config::atomic::write_atomic;
 
 /// Odoo versions `init` writes for; the evented port's key changed in 16.
@@ -141,7 +142,7 @@ pub fn generate(o: &InitOptions, existing_odoo_conf: Option<OdooConf>) -> Vec<Ge
         ),
         file("postgres-roles.sql", postgres_roles_sql(o), 0o644),
         file("odoo.service", odoo_service(o), 0o644),
-        file("rampart.service", rampart_service(o), 0o644),
+        file("rampart.service", rampart_service(), 0o644),
         file("compose.yaml", compose_yaml(o), 0o644),
         file(
             "rampart.nft",
@@ -164,36 +165,15 @@ fn toml_str(s: &str) -> String {
 }
 
 pub fn rampart_toml(o: &InitOptions) -> String {
-    format!(
-        "# rampart.toml for {domain}, written by `rampart init`.\n\
-         # Check it with: rampart check --config rampart.toml\n\
-         state_dir = \"/var/lib/rampart\"\n\
-         \n\
-         [listen]\n\
-         http = \"0.0.0.0:80\"\n\
-         https = \"0.0.0.0:443\"\n\
-         # /metrics and /healthz: keep on loopback.\n\
-         admin = \"127.0.0.1:9180\"\n\
-         \n\
-         [acme]\n\
-         # Let's Encrypt writes here about expiring certificates.\n\
-         email = {email}\n\
-         \n\
-         [[site]]\n\
-         hosts = [{host}]\n\
-         tls = \"acme\"\n\
-         # Odoo's HTTP workers and its evented worker (/websocket), on loopback.\n\
-         odoo = [\"127.0.0.1:8069\"]\n\
-         websocket = [\"127.0.0.1:8072\"]\n\
-         # Static files are served from here when present, else by Odoo.\n\
-         addons_path = [{addons}]\n\
-         # For X-Accel-Redirect attachment downloads from the filestore.\n\
-         data_dir = {data}\n",
-        domain = o.domain,
-        email = toml_str(&o.email),
-        host = toml_str(&o.domain),
-        addons = toml_str(ADDONS_PATH),
-        data = toml_str(DATA_DIR),
+    render(
+        templates::RAMPART_TOML,
+        &[
+            ("domain", &o.domain),
+            ("email", &toml_str(&o.email)),
+            ("host", &toml_str(&o.domain)),
+            ("addons_path", &toml_str(ADDONS_PATH)),
+            ("data_dir", &toml_str(DATA_DIR)),
+        ],
     )
 }
 
@@ -202,11 +182,12 @@ pub fn rampart_toml(o: &InitOptions) -> String {
 pub fn odoo_conf(o: &InitOptions, existing: Option<OdooConf>) -> OdooConf {
     let fresh = existing.is_none();
     let mut conf = existing.unwrap_or_else(|| {
-        let header = format!(
-            "# odoo.conf for {}, written by `rampart init` for Odoo {}.\n\
-             # Hardened to run behind Rampart; check it with: rampart audit --odoo-conf odoo.conf\n\
-             [options]\n",
-            o.domain, o.odoo_version
+        let header = render(
+            templates::ODOO_CONF,
+            &[
+                ("domain", &o.domain),
+                ("odoo_version", &o.odoo_version.to_string()),
+            ],
         );
         OdooConf::parse(Path::new("odoo.conf"), &header).expect("the header parses")
     });
@@ -301,254 +282,72 @@ pub fn odoo_conf(o: &InitOptions, existing: Option<OdooConf>) -> OdooConf {
 }
 
 pub fn postgres_roles_sql(o: &InitOptions) -> String {
-    let role = ODOO_ROLE;
-    let mut s = String::new();
-    let policy = match o.policy {
-        RolePolicy::Strict => "strict",
-        RolePolicy::Flexible => "flexible",
+    let (policy, part) = match o.policy {
+        RolePolicy::Strict => (
+            "strict",
+            render(
+                templates::POSTGRES_ROLES_STRICT,
+                &[
+                    ("role", ODOO_ROLE),
+                    ("owner", OWNER_ROLE),
+                    // Validated by check_options; a quote would end the identifier.
+                    ("db", &o.db.replace('"', "")),
+                ],
+            ),
+        ),
+        RolePolicy::Flexible => (
+            "flexible",
+            render(templates::POSTGRES_ROLES_FLEXIBLE, &[("role", ODOO_ROLE)]),
+        ),
     };
-    let _ = write!(
-        s,
-        "-- PostgreSQL roles for Odoo on {domain} (policy: {policy}), written by `rampart init`.\n\
-         -- Run it as a superuser; it can be run again (it also repairs an existing role):\n\
-         --     sudo -u postgres psql -f postgres-roles.sql\n\
-         -- Odoo connects over the local socket as the OS user \"{role}\" (peer authentication,\n\
-         -- no password). For TCP connections (compose), put a password in ODOO_DB_PASSWORD.\n\
-         \\set ON_ERROR_STOP on\n\
-         \n\
-         -- Odoo's role is never a superuser: a superuser runs programs on the server\n\
-         -- (COPY ... PROGRAM), so one SQL injection would become a shell.\n\
-         SELECT 'CREATE ROLE {role} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') \\gexec\n",
-        domain = o.domain,
-    );
-    match o.policy {
-        RolePolicy::Strict => {
-            let db = o.db.replace('"', "");
-            let _ = write!(
-                s,
-                "-- Strict: it cannot create databases or roles either.\n\
-                 ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;\n\
-                 \\getenv odoo_password ODOO_DB_PASSWORD\n\
-                 \\if :{{?odoo_password}}\n\
-                 ALTER ROLE {role} PASSWORD :'odoo_password';\n\
-                 \\endif\n\
-                 \n\
-                 -- The database belongs to an administrator role, so Odoo cannot drop it\n\
-                 -- (dropping needs ownership); Odoo gets connect, temp and schema rights.\n\
-                 SELECT 'CREATE ROLE {owner} NOLOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') \\gexec\n\
-                 ALTER ROLE {owner} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;\n\
-                 -- As Odoo creates its databases: UTF-8, C collation, from template0.\n\
-                 SELECT 'CREATE DATABASE \"{db}\" OWNER {owner} ENCODING ''UTF8'' LC_COLLATE ''C'' TEMPLATE template0'\n\
-                 \x20   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{db}') \\gexec\n\
-                 ALTER DATABASE \"{db}\" OWNER TO {owner};\n\
-                 REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC;\n\
-                 GRANT CONNECT, TEMPORARY ON DATABASE \"{db}\" TO {role};\n\
-                 \\connect \"{db}\"\n\
-                 -- Odoo creates and alters its own tables in schema public.\n\
-                 GRANT USAGE, CREATE ON SCHEMA public TO {role};\n\
-                 -- Extensions Odoo uses when present; its role may not create them.\n\
-                 CREATE EXTENSION IF NOT EXISTS pg_trgm;\n\
-                 CREATE EXTENSION IF NOT EXISTS unaccent;\n",
-                owner = OWNER_ROLE,
-            );
-        }
-        RolePolicy::Flexible => {
-            let _ = write!(
-                s,
-                "-- Flexible: it may create databases (the database manager, `odoo -d NAME -i base`),\n\
-                 -- and owns the ones it creates; still no superuser and no role creation.\n\
-                 ALTER ROLE {role} LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION;\n\
-                 \\getenv odoo_password ODOO_DB_PASSWORD\n\
-                 \\if :{{?odoo_password}}\n\
-                 ALTER ROLE {role} PASSWORD :'odoo_password';\n\
-                 \\endif\n",
-            );
-        }
-    }
-    s
+    render(
+        templates::POSTGRES_ROLES,
+        &[
+            ("domain", &o.domain),
+            ("policy", policy),
+            ("role", ODOO_ROLE),
+            ("policy_part", part.strip_suffix('\n').unwrap_or(&part)),
+        ],
+    )
 }
 
 /// Why each sandboxing line is there is in systemd.exec(5); the ones left
 /// out would break Odoo (MemoryDenyWriteExecute: wkhtmltopdf's JIT).
 pub fn odoo_service(o: &InitOptions) -> String {
-    format!(
-        "# Odoo {v} for {domain}, written by `rampart init`.\n\
-         # Install: install -m 644 odoo.service /etc/systemd/system/ && systemctl daemon-reload\n\
-         [Unit]\n\
-         Description=Odoo {v} ({domain})\n\
-         After=network.target postgresql.service\n\
-         Wants=postgresql.service\n\
-         \n\
-         [Service]\n\
-         Type=simple\n\
-         User=odoo\n\
-         Group=odoo\n\
-         ExecStart=/usr/bin/odoo --config /etc/odoo/odoo.conf\n\
-         Restart=on-failure\n\
-         RestartSec=5s\n\
-         # Odoo's workers are recycled on limit_time_real; give requests time to finish.\n\
-         TimeoutStopSec=60s\n\
-         UMask=0027\n\
-         \n\
-         # Sandboxing: Odoo writes only its data_dir (filestore, sessions) and logs.\n\
-         ProtectSystem=strict\n\
-         ReadWritePaths={data} /var/log/odoo\n\
-         LogsDirectory=odoo\n\
-         ProtectHome=yes\n\
-         PrivateTmp=yes\n\
-         PrivateDevices=yes\n\
-         NoNewPrivileges=yes\n\
-         CapabilityBoundingSet=\n\
-         ProtectKernelTunables=yes\n\
-         ProtectKernelModules=yes\n\
-         ProtectKernelLogs=yes\n\
-         ProtectControlGroups=yes\n\
-         ProtectClock=yes\n\
-         ProtectHostname=yes\n\
-         RestrictSUIDSGID=yes\n\
-         RestrictRealtime=yes\n\
-         RestrictNamespaces=yes\n\
-         LockPersonality=yes\n\
-         RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n\
-         SystemCallArchitectures=native\n\
-         \n\
-         [Install]\n\
-         WantedBy=multi-user.target\n",
-        v = o.odoo_version,
-        domain = o.domain,
-        data = DATA_DIR,
+    render(
+        templates::ODOO_SERVICE,
+        &[
+            ("odoo_version", &o.odoo_version.to_string()),
+            ("domain", &o.domain),
+            ("data_dir", DATA_DIR),
+        ],
     )
 }
 
-pub fn rampart_service(o: &InitOptions) -> String {
-    format!(
-        "# Rampart in front of Odoo for {domain}, written by `rampart init`.\n\
-         # Install: install -m 644 rampart.service /etc/systemd/system/ && systemctl daemon-reload\n\
-         [Unit]\n\
-         Description=Rampart HTTPS front for Odoo ({domain})\n\
-         Documentation=man:rampart(1)\n\
-         After=network-online.target odoo.service\n\
-         Wants=network-online.target\n\
-         \n\
-         [Service]\n\
-         # Rampart tells systemd when its listeners are up.\n\
-         Type=notify\n\
-         User=rampart\n\
-         Group=rampart\n\
-         # Reads the filestore for X-Accel-Redirect downloads.\n\
-         SupplementaryGroups=odoo\n\
-         ExecStartPre=/usr/local/bin/rampart check --config /etc/rampart/rampart.toml\n\
-         ExecStart=/usr/local/bin/rampart serve --config /etc/rampart/rampart.toml\n\
-         # Re-reads rampart.toml and certificates without dropping connections.\n\
-         ExecReload=/bin/kill -HUP $MAINPID\n\
-         Restart=on-failure\n\
-         RestartSec=2s\n\
-         # Rampart pings the watchdog at half this while its runtime runs, and\n\
-         # reports STATUS= and RELOADING=1 with MONOTONIC_USEC (on systemd >= 253\n\
-         # Type=notify-reload can replace Type=notify and ExecReload).\n\
-         WatchdogSec=30s\n\
-         # Ports 80 and 443 without running as root.\n\
-         AmbientCapabilities=CAP_NET_BIND_SERVICE\n\
-         CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n\
-         # /var/lib/rampart: ACME account, certificates, bans.\n\
-         StateDirectory=rampart\n\
-         StateDirectoryMode=0700\n\
-         # /run/rampart: for listen.admin = \"unix:/run/rampart/admin.sock\".\n\
-         RuntimeDirectory=rampart\n\
-         RuntimeDirectoryMode=0750\n\
-         UMask=0077\n\
-         LimitNOFILE=65536\n\
-         \n\
-         # Sandboxing.\n\
-         ProtectSystem=strict\n\
-         ProtectHome=yes\n\
-         PrivateTmp=yes\n\
-         PrivateDevices=yes\n\
-         NoNewPrivileges=yes\n\
-         ProtectKernelTunables=yes\n\
-         ProtectKernelModules=yes\n\
-         ProtectKernelLogs=yes\n\
-         ProtectControlGroups=yes\n\
-         ProtectClock=yes\n\
-         ProtectHostname=yes\n\
-         RestrictSUIDSGID=yes\n\
-         RestrictRealtime=yes\n\
-         RestrictNamespaces=yes\n\
-         LockPersonality=yes\n\
-         MemoryDenyWriteExecute=yes\n\
-         RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n\
-         SystemCallArchitectures=native\n\
-         SystemCallFilter=@system-service\n\
-         \n\
-         [Install]\n\
-         WantedBy=multi-user.target\n",
-        domain = o.domain,
-    )
+/// Rampart's unit: the same file for every site (and the one the package
+/// installs), so it has no placeholders.
+pub fn rampart_service() -> String {
+    templates::RAMPART_SERVICE.to_string()
 }
 
 pub fn compose_yaml(o: &InitOptions) -> String {
-    format!(
-        "# Odoo {v} for {domain} with containers, written by `rampart init`.\n\
-         # Start: docker compose up -d    (passwords are in .env, made by rampart init)\n\
-         # Rampart publishes 80 and 443. Odoo is not published: it shares Rampart's\n\
-         # network namespace and listens on 127.0.0.1 (odoo.conf), so Rampart reaches it\n\
-         # at 127.0.0.1:8069/8072 with the same rampart.toml as on a plain server.\n\
-         services:\n\
-         \x20 rampart:\n\
-         \x20   # No official image yet: build one with the rampart binary, or set RAMPART_IMAGE.\n\
-         \x20   image: ${{RAMPART_IMAGE:-rampart:latest}}\n\
-         \x20   command: [\"serve\", \"--config\", \"/etc/rampart/rampart.toml\"]\n\
-         \x20   ports:\n\
-         \x20     - \"80:80\"\n\
-         \x20     - \"443:443\"\n\
-         \x20   volumes:\n\
-         \x20     - ./rampart.toml:/etc/rampart/rampart.toml:ro\n\
-         \x20     - rampart-state:/var/lib/rampart\n\
-         \x20     - odoo-data:/var/lib/odoo:ro\n\
-         \x20   restart: unless-stopped\n\
-         \n\
-         \x20 odoo:\n\
-         \x20   image: odoo:{v}\n\
-         \x20   network_mode: \"service:rampart\"\n\
-         \x20   depends_on: [db, rampart]\n\
-         \x20   environment:\n\
-         \x20     HOST: db\n\
-         \x20     USER: {role}\n\
-         \x20     PASSWORD: ${{ODOO_DB_PASSWORD:?set it in .env}}\n\
-         \x20   volumes:\n\
-         \x20     - ./odoo.conf:/etc/odoo/odoo.conf:ro\n\
-         \x20     - odoo-data:/var/lib/odoo\n\
-         \x20   restart: unless-stopped\n\
-         \n\
-         \x20 db:\n\
-         \x20   image: postgres:16\n\
-         \x20   environment:\n\
-         \x20     POSTGRES_USER: postgres\n\
-         \x20     POSTGRES_PASSWORD: ${{POSTGRES_PASSWORD:?set it in .env}}\n\
-         \x20     # Read by postgres-roles.sql on first start.\n\
-         \x20     ODOO_DB_PASSWORD: ${{ODOO_DB_PASSWORD:?set it in .env}}\n\
-         \x20   volumes:\n\
-         \x20     - db-data:/var/lib/postgresql/data\n\
-         \x20     - ./postgres-roles.sql:/docker-entrypoint-initdb.d/10-odoo-roles.sql:ro\n\
-         \x20   restart: unless-stopped\n\
-         \n\
-         volumes:\n\
-         \x20 rampart-state:\n\
-         \x20 odoo-data:\n\
-         \x20 db-data:\n",
-        v = o.odoo_version,
-        domain = o.domain,
-        role = ODOO_ROLE,
+    render(
+        templates::COMPOSE_YAML,
+        &[
+            ("odoo_version", &o.odoo_version.to_string()),
+            ("domain", &o.domain),
+            ("role", ODOO_ROLE),
+        ],
     )
 }
 
 fn compose_env() -> String {
-    format!(
-        "# Secrets for compose.yaml, written by `rampart init`. Keep this file private.\n\
-         POSTGRES_PASSWORD={}\n\
-         ODOO_DB_PASSWORD={}\n",
-        crate::passwd::random_password(32),
-        crate::passwd::random_password(32)
+    render(
+        templates::ENV,
+        &[
+            ("postgres_password", &crate::passwd::random_password(32)),
+            ("odoo_db_password", &crate::passwd::random_password(32)),
+        ],
     )
 }
 
@@ -631,7 +430,8 @@ pub fn next_steps(o: &InitOptions, dir: &Path) -> String {
     let _ = writeln!(s, "Next steps on a server with systemd (files in {d}):");
     let steps = [
         format!("sudo -u postgres psql -f {d}/postgres-roles.sql"),
-        "useradd --system --home /var/lib/odoo odoo; useradd --system rampart   (if they do not exist)".into(),
+        "useradd --system --home /var/lib/odoo odoo; useradd --system --groups odoo rampart   (if they do not exist; in group odoo, rampart reads the filestore)".into(),
+        "the binary at /usr/bin/rampart, where rampart.service runs it: the rampart .deb puts it there, else install -m 755 rampart /usr/bin/".into(),
         format!("install -d -o odoo -g odoo -m 750 {DATA_DIR} && install -o root -g odoo -m 640 {d}/odoo.conf /etc/odoo/odoo.conf"),
         format!(
             "sudo -u odoo odoo --config /etc/odoo/odoo.conf -d {} -i base --stop-after-init   (first start: creates the tables)",
@@ -804,7 +604,7 @@ mod tests {
         ] {
             assert!(odoo.contains(l), "{l} missing in odoo.service");
         }
-        let rampart = rampart_service(&o);
+        let rampart = rampart_service();
         for l in [
             "Type=notify",
             "AmbientCapabilities=CAP_NET_BIND_SERVICE",

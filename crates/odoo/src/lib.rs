@@ -9,7 +9,7 @@
 //! - [`sizing`]: the deployment guide's worker and memory formulas;
 //! - [`passwd`]: the master password hash in passlib's format;
 //! - [`dbfilter`]: which databases Odoo serves for a host, as Odoo computes it;
-//! - [`init`]: the files `rampart init` writes;
+//! - [`init`]: the files `rampart init` writes, from [`template`]'s files;
 //! - [`audit`]: the rules `rampart audit` checks.
 
 pub mod audit;
@@ -19,3 +19,4 @@ pub mod firewall;
 pub mod init;
 pub mod passwd;
 pub mod sizing;
+pub mod template;

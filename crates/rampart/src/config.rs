@@ -24,6 +24,9 @@ pub struct Config {
     pub guard: rampart_guard::GuardConfig,
     #[serde(default)]
     pub backup: Option<rampart_backup::BackupConfig>,
+    /// Several nodes sharing bans and login budgets through PostgreSQL.
+    #[serde(default)]
+    pub cluster: Option<rampart_cluster::ClusterConfig>,
     /// Values taken from `${VAR}` or `{ file = … }`: never printed.
     #[serde(skip)]
     pub secrets: rampart_config::Secrets,
@@ -39,6 +42,7 @@ impl Default for Config {
             acme: None,
             guard: Default::default(),
             backup: None,
+            cluster: None,
             secrets: Default::default(),
         }
     }
@@ -79,6 +83,11 @@ impl Config {
         let (mut config, secrets): (Config, _) =
             rampart_config::from_str_with_secrets(path, &text)?;
         config.secrets = secrets;
+        // From here on, anything printed to stderr masks these values.
+        crate::scrub::register(&config.secrets);
+        if let Some(b) = config.backup.as_mut() {
+            b.state_dir = Some(config.state_dir.clone());
+        }
         config.validate().map_err(|(key, msg)| {
             let msg = config.secrets.scrub(&msg, Some(&key));
             ConfigError::at_key(path, &text, &key, msg)
@@ -99,11 +108,28 @@ impl Config {
             .collect()
     }
 
+    /// What every node of a cluster should share (sites, guard, ACME),
+    /// hashed for `rampart cluster status`; listeners, paths and the node
+    /// name may differ.
+    pub fn cluster_hash(&self) -> String {
+        let shared = serde_json::json!({
+            "site": self.site,
+            "guard": self.guard,
+            "acme": self.acme,
+        });
+        rampart_cluster::config_hash(shared.to_string().as_bytes())
+    }
+
     /// Checks that span fields or sections; returns the key and the problem.
     pub fn validate(&self) -> Result<(), (String, String)> {
         rampart_edge::config::validate_sites(&self.site)?;
         if let Some(backup) = &self.backup {
             backup.validate()?;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .pg_config()
+                .map_err(|e| ("cluster.pg".to_string(), e))?;
         }
         for (i, site) in self.site.iter().enumerate() {
             if site.tls == rampart_certs::TlsSource::Acme && self.acme.is_none() {

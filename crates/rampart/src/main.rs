@@ -4,6 +4,7 @@
 mod cmd;
 mod config;
 mod notify;
+mod scrub;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,8 @@ enum Command {
     Certs(cmd::certs::CertsArgs),
     /// List, add or remove bans on the running server.
     Bans(cmd::guard::BansArgs),
+    /// Several nodes as one through PostgreSQL: create the schema, status.
+    Cluster(cmd::cluster::ClusterArgs),
     /// The running server's edge cache: stats, purge.
     Cache(cmd::cache::CacheArgs),
     /// Print a fail2ban filter and jail for Odoo's own log.
@@ -77,6 +80,13 @@ enum Command {
     Restore(cmd::backup::RestoreArgs),
     /// Delete old snapshots by generations (run where the writer cannot).
     Prune(cmd::backup::PruneArgs),
+    /// Stream the cluster's WAL to the backup targets (point-in-time
+    /// recovery; `rampart serve` does this itself when [backup] wal = true).
+    WalStream(cmd::wal::WalStreamArgs),
+    /// Take a base backup (pg_basebackup) of the cluster now.
+    WalBase(cmd::wal::WalBaseArgs),
+    /// restore_command of a `restore --at` recovery (run by PostgreSQL).
+    WalFetch(cmd::wal::WalFetchArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(cmd::docs::CompletionsArgs),
     /// Print the manual page (roff), or write one per command to a directory.
@@ -84,10 +94,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    scrub::install_panic_hook();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(cmd::CmdError { code, msg }) => {
-            eprintln!("error: {msg}");
+            // The one error path: a secret from the config is never shown.
+            eprintln!("error: {}", scrub::text(&msg));
             ExitCode::from(code)
         }
     }
@@ -101,6 +113,7 @@ fn run(cli: Cli) -> cmd::Outcome {
         Command::Reload(a) => cmd::serve::reload(config, a),
         Command::Certs(a) => cmd::certs::run(config, a),
         Command::Bans(a) => cmd::guard::bans(config, a),
+        Command::Cluster(a) => cmd::cluster::run(config, a),
         Command::Cache(a) => cmd::cache::run(config, a),
         Command::Fail2ban(a) => cmd::guard::fail2ban(config, a),
         Command::Plan(a) => cmd::odoo::plan(a),
@@ -113,6 +126,9 @@ fn run(cli: Cli) -> cmd::Outcome {
         Command::Backups(a) => cmd::backup::backups(config, a),
         Command::Restore(a) => cmd::backup::restore(config, a),
         Command::Prune(a) => cmd::backup::prune(config, a),
+        Command::WalStream(a) => cmd::wal::stream(config, a),
+        Command::WalBase(a) => cmd::wal::base(config, a),
+        Command::WalFetch(a) => cmd::wal::fetch(a),
         Command::Completions(a) => cmd::docs::completions(a),
         Command::Man(a) => cmd::docs::man(a),
     }

@@ -225,3 +225,102 @@ async fn serve_uses_values_from_the_environment() {
     let res = r.get("erp.from-env.test", "/web/login").await;
     assert_eq!(res.status, 200, "{}", res.text());
 }
+
+/// What `serve` and `check` print while starting never shows a value from
+/// `${VAR}`: here an ACME directory URL with a password in it, refused when
+/// the certificate store opens (serve's own error line), and one that is
+/// accepted but unreachable (the error the ACME task logs, in both log
+/// formats). Before scrub.rs, serve printed both URLs whole.
+#[test]
+fn errors_while_serve_starts_never_show_a_secret() {
+    let dir = TempDir::new("secrets-serve");
+    let d = dir.path();
+    const PASSWORD: &str = "hunter2-acme-5eb1";
+    let port = rampart_testkit::free_port();
+    for (process, dir_url, wanted) in [
+        (
+            "",
+            format!("ftp://acme:{PASSWORD}@127.0.0.1:{port}/dir"),
+            "https:// URL",
+        ),
+        (
+            "",
+            format!("https://acme:{PASSWORD}@127.0.0.1:{port}/dir"),
+            "cannot obtain a certificate",
+        ),
+        (
+            "json",
+            format!("https://acme:{PASSWORD}@127.0.0.1:{port}/dir"),
+            "cannot obtain a certificate",
+        ),
+        // Not a URL the ACME client can parse: refused at start (its task
+        // used to panic at the first renewal, after check said ok).
+        (
+            "",
+            format!("https://acme:{PASSWORD}@[::1"),
+            "not a valid URL",
+        ),
+    ] {
+        let log = if process.is_empty() {
+            String::new()
+        } else {
+            format!("[log]\nprocess = \"{process}\"\n")
+        };
+        let cfg = config(
+            d,
+            "tls = \"acme\"",
+            &format!(
+                "{log}[listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+                 [acme]\nemail = \"ops@example.com\"\ndirectory = \"${{ACME_DIR}}\"\n"
+            ),
+        );
+        let env = [("ACME_DIR", dir_url.as_str())];
+        // check: refused or accepted, never shown.
+        let (code, out, err) = run(&["check", &cfg], &env);
+        assert!(
+            !out.contains(PASSWORD) && !err.contains(PASSWORD),
+            "check:\n{out}{err}"
+        );
+        // check says what serve will refuse.
+        let refused = wanted != "cannot obtain a certificate";
+        assert_eq!(code != 0, refused, "check:\n{out}{err}");
+        if refused {
+            assert!(err.contains(wanted), "check:\n{out}{err}");
+        }
+        // serve: until it exits on its own or logs the ACME failure.
+        let stderr_path = d.join("serve.err");
+        let mut child = Command::new(bin())
+            .args(["serve", "--config", &cfg])
+            .env_remove("RAMPART_CONFIG")
+            .envs(env)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("cannot run the rampart binary");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let text = loop {
+            let exited = child.try_wait().unwrap().is_some();
+            let text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            if exited || text.contains(wanted) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {wanted:?} within 30 s:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(
+            text.contains(wanted),
+            "{process} {dir_url}: wanted {wanted:?} in\n{text}"
+        );
+        assert!(
+            !text.contains(PASSWORD),
+            "{process}: the password leaked:\n{text}"
+        );
+        assert!(text.contains("********"), "{process}: not masked:\n{text}");
+    }
+}

@@ -52,18 +52,17 @@ fn serve_speaks_sd_notify_with_watchdog_and_reload() {
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let cfg = dir.path().join("rampart.toml");
+    // Every listener on port 0: READY's STATUS= names what the kernel chose.
     std::fs::write(
         &cfg,
         format!(
-            "state_dir = {:?}\n[listen]\nhttps = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\nadmin = \"127.0.0.1:{}\"\n[log]\naccess = \"off\"\n[[site]]\nhosts = [\"erp.test\"]\nodoo = [\"127.0.0.1:{}\"]\n",
-            dir.path().join("state").display().to_string(),
-            free_port(),
-            free_port(),
-            free_port(),
+            "state_dir = {}\n[listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[log]\naccess = \"off\"\n[[site]]\nhosts = [\"erp.test\"]\nodoo = [\"127.0.0.1:{}\"]\n",
+            common::toml_value(dir.path().join("state").display().to_string()),
             free_port()
         ),
     )
     .unwrap();
+    let stderr_path = dir.path().join("stderr.log");
     let child = Command::new(bin())
         .args(["serve", "--config"])
         .arg(&cfg)
@@ -72,7 +71,7 @@ fn serve_speaks_sd_notify_with_watchdog_and_reload() {
         .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .expect("cannot start the rampart binary");
     let pid = child.id();
@@ -81,6 +80,15 @@ fn serve_speaks_sd_notify_with_watchdog_and_reload() {
     wait_for(&sock, &mut seen, |m| m == "READY=1");
     let status = wait_for(&sock, &mut seen, |m| m.starts_with("STATUS="));
     assert!(status.contains("serving 1 site"), "{status}");
+    let listening = common::parse_listening(&status).unwrap_or_else(|| panic!("{status}"));
+    let names: Vec<&str> = listening.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["https", "http", "admin"], "{status}");
+    for (name, addr) in &listening {
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        assert_ne!(addr.port(), 0, "{status}");
+        std::net::TcpStream::connect(addr)
+            .unwrap_or_else(|e| panic!("{name} {addr} from {status:?}: {e}"));
+    }
     wait_for(&sock, &mut seen, |m| m == "WATCHDOG=1");
     wait_for(&sock, &mut seen, |m| m == "WATCHDOG=1");
 
@@ -103,4 +111,7 @@ fn serve_speaks_sd_notify_with_watchdog_and_reload() {
     );
     wait_for(&sock, &mut seen, |m| m == "READY=1");
     wait_for(&sock, &mut seen, |m| m == "STATUS=config reloaded");
+    // The same file again: port 0 matches the bound ports, nothing "changed".
+    let log = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(!log.contains("listen addresses changed"), "{log}");
 }

@@ -355,7 +355,7 @@ impl OldTlsServer {
     }
 
     fn dir(&self) -> &Path {
-        self._dir.0.as_path()
+        self._dir.path()
     }
 }
 

@@ -83,6 +83,62 @@ pub struct Manifest {
     pub dump_sha256: String,
     pub dump_bytes: u64,
     pub files: Vec<FileEntry>,
+    /// Rows in each of [`CORE_TABLES`] present, counted in the dump's own
+    /// snapshot; what a drill expects after restoring (empty in snapshots
+    /// taken before this was recorded).
+    #[serde(default)]
+    pub row_counts: BTreeMap<String, u64>,
+}
+
+/// Tables whose row counts a snapshot records and a drill checks: the
+/// records an ERP cannot lose (those that exist in the database).
+pub const CORE_TABLES: &[&str] = &[
+    "res_users",
+    "res_partner",
+    "res_company",
+    "ir_module_module",
+    "ir_attachment",
+    "account_move",
+    "account_move_line",
+    "sale_order",
+    "purchase_order",
+    "stock_move",
+    "mail_message",
+];
+
+/// `SELECT name, count(*)` over those of [`CORE_TABLES`] in `present`.
+pub(crate) fn count_rows_sql(present: &[String]) -> Option<String> {
+    let parts: Vec<String> = CORE_TABLES
+        .iter()
+        .filter(|t| present.iter().any(|p| p == *t))
+        .map(|t| format!("SELECT '{t}', count(*) FROM public.\"{t}\""))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" UNION ALL ") + ";")
+}
+
+/// Which of [`CORE_TABLES`] exist (plain tables in `public`).
+pub(crate) fn core_tables_sql() -> String {
+    let names: Vec<String> = CORE_TABLES.iter().map(|t| format!("'{t}'")).collect();
+    format!(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname IN ({});",
+        names.join(", ")
+    )
+}
+
+/// Parses `name, count` rows.
+pub(crate) fn parse_counts(rows: Vec<Vec<String>>) -> Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let (Some(name), Some(n)) = (r.first(), r.get(1)) else {
+            bail!("row count: unexpected row {r:?}");
+        };
+        let n: u64 = n
+            .parse()
+            .with_context(|| format!("row count of {name}: {n:?}"))?;
+        out.insert(name.clone(), n);
+    }
+    Ok(out)
 }
 
 /// One filestore file: its path under filestore/<db>/ and the blob holding

@@ -130,7 +130,9 @@ pub async fn fetch_dump(
 
 /// Downloads and opens one blob, checking it is what its name says.
 pub async fn fetch_blob(target: &Target, sha1: &str, ids: &Identities) -> Result<Vec<u8>> {
-    let data = ids.open_bytes(&target.get(&format!("blobs/{sha1}")).await?)?;
+    let data = ids
+        .open_bytes(&target.get(&format!("blobs/{sha1}")).await?)
+        .with_context(|| format!("blob {sha1} on target {:?}", target.name))?;
     let got = sha1_hex(&data);
     if got != sha1 {
         bail!(

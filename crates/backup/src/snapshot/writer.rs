@@ -6,10 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{FORMAT, FileEntry, IndexEntry, Manifest, check_db_name, odoo_series};
+use super::{
+    FORMAT, FileEntry, IndexEntry, Manifest, check_db_name, core_tables_sql, count_rows_sql,
+    odoo_series, parse_counts,
+};
 use crate::config::BackupConfig;
 use crate::filestore;
 use crate::hash::{HashingReader, is_sha1_hex, random_hex, sha1_hex};
+use crate::hash_cache::{HashCache, Stat, now_ns};
 use crate::pg::Pg;
 use crate::progress::{Progress, human_bytes};
 use crate::seal::Recipients;
@@ -29,6 +33,8 @@ pub struct BackupOptions {
     pub databases: Vec<String>,
     /// Only these targets (names); empty = all.
     pub targets: Vec<String>,
+    /// Read and hash every filestore file, trusting no cached hash.
+    pub rehash: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -46,6 +52,9 @@ pub struct BackupReport {
     /// Databases that could not be snapshot at all (pg_dump failed…).
     pub db_errors: Vec<String>,
     pub bytes_read: u64,
+    /// Filestore files read and hashed, and taken from the hash cache.
+    pub files_hashed: usize,
+    pub files_cached: usize,
     pub duration: Duration,
 }
 
@@ -65,8 +74,10 @@ impl BackupReport {
             .map(|t| t.target.as_str())
             .collect();
         let mut s = format!(
-            "{snaps} snapshot(s) stored; read {}, new bytes stored {}, took {:.1}s",
+            "{snaps} snapshot(s) stored; read {} ({} files hashed, {} unchanged), new bytes stored {}, took {:.1}s",
             human_bytes(self.bytes_read),
+            self.files_hashed,
+            self.files_cached,
             human_bytes(self.bytes_new()),
             self.duration.as_secs_f64()
         );
@@ -170,8 +181,12 @@ pub async fn backup(
         if !live.iter().any(Live::alive) {
             break;
         }
-        match snapshot_db(cfg, &pg, &recipients, db, &mut live, progress).await {
-            Ok(read) => report.bytes_read += read,
+        match snapshot_db(cfg, opts, &pg, &recipients, db, &mut live, progress).await {
+            Ok(read) => {
+                report.bytes_read += read.bytes;
+                report.files_hashed += read.hashed;
+                report.files_cached += read.cached;
+            }
             Err(e) => {
                 progress.line(format!("{db}: FAILED: {e:#}"));
                 report.db_errors.push(format!("{db}: {e:#}"));
@@ -208,14 +223,23 @@ fn clear_stale_spool(dir: &Path) {
     }
 }
 
+/// What one database's snapshot read: bytes, and files hashed or
+/// taken from the hash cache.
+struct DbRead {
+    bytes: u64,
+    hashed: usize,
+    cached: usize,
+}
+
 async fn snapshot_db(
     cfg: &BackupConfig,
+    opts: &BackupOptions,
     pg: &Pg,
     recipients: &Recipients,
     db: &str,
     live: &mut [Live],
     progress: &Progress,
-) -> Result<u64> {
+) -> Result<DbRead> {
     check_db_name(db)?;
     if !pg.database_exists(db)? {
         bail!("database {db:?} does not exist");
@@ -244,14 +268,40 @@ async fn snapshot_db(
         .tempfile_in(spool_dir(cfg))
         .with_context(|| format!("creating a spool file in {}", spool_dir(cfg).display()))?;
     let dump_task = progress.bytes(&format!("{db}: pg_dump"), 0);
+    let mut row_counts = BTreeMap::new();
     let (dump_sha256, dump_bytes) = {
         let stderr_file = tempfile::tempfile().context("temp file")?;
         let stderr_read = stderr_file.try_clone().context("temp file")?;
-        let mut child = pg.spawn_dump(db, stderr_file)?;
+        // Row counts in the dump's own snapshot, so a drill can hold a
+        // restored copy to them exactly however busy the database is.
+        let held = pg.hold_snapshot(db).and_then(|mut h| {
+            let present: Vec<String> = h
+                .query(&core_tables_sql())?
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect();
+            let counts = match count_rows_sql(&present) {
+                Some(sql) => parse_counts(h.query(&sql)?)?,
+                None => BTreeMap::new(),
+            };
+            Ok((h, counts))
+        });
+        let held = match held {
+            Ok((h, counts)) => {
+                row_counts = counts;
+                Some(h)
+            }
+            Err(e) => {
+                tracing::warn!("{db}: row counts not recorded (no exported snapshot): {e:#}");
+                None
+            }
+        };
+        let mut child = pg.spawn_dump(db, held.as_ref().map(|h| h.id.as_str()), stderr_file)?;
         let stdout = child.stdout.take().expect("piped");
         let mut hashing = HashingReader::sha256(stdout);
         let sealed = recipients.seal(&mut hashing, spool.as_file());
         let status = child.wait().context("waiting for pg_dump")?;
+        drop(held);
         if !status.success() {
             let mut err = String::new();
             let mut r = stderr_read;
@@ -284,9 +334,41 @@ async fn snapshot_db(
     let mut new_blobs = 0usize;
     let mut uploads = tokio::task::JoinSet::new();
     let mut in_flight_bytes = 0u64;
+    let mut cache = HashCache::open(
+        cfg.state_dir.as_deref(),
+        db,
+        &root,
+        cfg.rehash_days,
+        opts.rehash,
+    );
+    let (mut hashed, mut cached) = (0usize, 0usize);
     for (rel, _) in &files {
         let path = root.join(rel);
+        let before = stat(&path)?;
+        let missing_from = |sha1: &str| -> Vec<usize> {
+            (0..live.len())
+                .filter(|&i| live[i].alive() && !live[i].blobs.contains(sha1))
+                .collect()
+        };
+        // A remembered hash only ever names a blob every target has: when
+        // one must be uploaded, the file is read and hashed again.
+        if let Some(sha1) = cache.lookup(rel, &before)
+            && missing_from(sha1).is_empty()
+        {
+            entries.push(FileEntry {
+                path: rel.clone(),
+                sha1: sha1.to_string(),
+                size: before.size,
+            });
+            cache.keep(rel);
+            cached += 1;
+            task.inc(before.size);
+            continue;
+        }
+        let seen = now_ns();
         let (sha1, size, data) = read_and_hash(&path)?;
+        cache.record(rel, &before, &stat(&path)?, &sha1, seen);
+        hashed += 1;
         bytes_read += size;
         task.inc(size);
         let name_hash = rel.rsplit('/').next().unwrap_or("");
@@ -298,9 +380,7 @@ async fn snapshot_db(
             sha1: sha1.clone(),
             size,
         });
-        let missing: Vec<usize> = (0..live.len())
-            .filter(|&i| live[i].alive() && !live[i].blobs.contains(&sha1))
-            .collect();
+        let missing = missing_from(&sha1);
         if missing.is_empty() {
             continue;
         }
@@ -326,10 +406,13 @@ async fn snapshot_db(
         settle(done, live, &mut new_blobs, progress);
     }
     task.done(&format!(
-        "{} files, {}, {new_blobs} new blob upload(s)",
+        "{} files, {}, {hashed} read, {cached} unchanged (hash cache), {new_blobs} new blob upload(s)",
         files.len(),
         human_bytes(total)
     ));
+    if let Err(e) = cache.save() {
+        tracing::warn!("hash cache not saved (the next run reads every file): {e:#}");
+    }
 
     // 3. The dump, then the manifest, then the index entry: in that order,
     // so that a snapshot is listed only when everything it needs is there.
@@ -345,6 +428,7 @@ async fn snapshot_db(
         dump_sha256,
         dump_bytes,
         files: entries,
+        row_counts,
     };
     let sealed_manifest =
         recipients.seal_bytes(&serde_json::to_vec(&manifest).context("manifest")?)?;
@@ -387,7 +471,11 @@ async fn snapshot_db(
             Err(e) => l.fail(e, progress),
         }
     }
-    Ok(bytes_read)
+    Ok(DbRead {
+        bytes: bytes_read,
+        hashed,
+        cached,
+    })
 }
 
 type Upload = (usize, u64, Result<bool>);
@@ -412,6 +500,12 @@ fn settle(
     }
     n
 }
+fn stat(path: &Path) -> Result<Stat> {
+    let m =
+        std::fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Stat::of(&m))
+}
+
 /// Reads a file, hashing it; keeps the bytes when small enough to seal
 /// from memory (most attachments), else they are re-read when sealing.
 fn read_and_hash(path: &Path) -> Result<(String, u64, Option<Vec<u8>>)> {

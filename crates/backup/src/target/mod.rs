@@ -257,7 +257,7 @@ impl<T> WithTarget<T> for Result<T> {
 /// 0222 so every file the writer creates is read-only, and with the
 /// requests that could delete, rename over, or change modes denied. The
 /// writer can add files but never change or remove them. `dir` must hold
-/// the directories `blobs data index tmp`, owned by the backup user, made
+/// the directories `blobs data index tmp wal`, owned by the backup user, made
 /// before the first run (directories the writer made itself would be
 /// read-only too).
 ///

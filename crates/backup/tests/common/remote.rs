@@ -150,6 +150,35 @@ impl Drop for Sshd {
     }
 }
 
+/// The TCP port process `pid` listens on (IPv4 loopback), from its socket
+/// inodes and /proc/net/tcp.
+fn listening_port(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.path()).ok()?;
+            let link = link.to_str()?;
+            Some(
+                link.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let listening = f.get(3) == Some(&"0A");
+        let ours = f.get(9).is_some_and(|i| inodes.iter().any(|x| x == i));
+        let port = f.get(1)?.rsplit(':').next()?;
+        (listening && ours)
+            .then(|| u16::from_str_radix(port, 16).ok())
+            .flatten()
+    })
+}
+
 /// moto's S3-compatible server with one bucket.
 pub struct S3Server {
     pub port: u16,
@@ -158,28 +187,48 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// moto binds a port of its own choosing (`-p 0`) and the port is read
+    /// from its listening socket: a port picked here and handed over would
+    /// be free for the seconds moto takes to start under load, and another
+    /// process could take it (the bucket creation then went to a stranger,
+    /// or moto failed to bind).
     pub fn start(bucket: &str) -> S3Server {
-        let port = free_port();
         let mut child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p"])
-            .arg(port.to_string())
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server (pip install 'moto[server]') is installed");
-        wait_for_port(port, &mut child, "moto_server");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let port = loop {
+            if let Some(port) = listening_port(child.id()) {
+                break port;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("moto_server exited early: {st}");
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("moto_server did not listen within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         // Built before the bucket is made, so a failure below still stops moto.
         let server = S3Server {
             port,
             bucket: bucket.into(),
             child,
         };
-        // Buckets are made by the admin; moto takes an unsigned PUT. Right
-        // after its port opens moto may still reset a connection: retry.
+        // Buckets are made by the admin; moto takes an unsigned PUT (and
+        // answers 200 again for a bucket it has). Right after its port
+        // opens moto may still reset a connection, and its first answer
+        // takes seconds under load: retry until a deadline.
         use std::io::{Read, Write};
         let create = || -> std::io::Result<String> {
             let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
             write!(
                 s,
                 "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -188,15 +237,17 @@ impl S3Server {
             s.read_to_string(&mut resp)?;
             Ok(resp)
         };
-        let mut resp = Err(std::io::Error::other("not tried"));
-        for _ in 0..50 {
-            resp = create();
-            if resp.as_ref().is_ok_and(|r| r.starts_with("HTTP/1.1 200")) {
-                break;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let resp = loop {
+            let resp = create();
+            if resp.as_ref().is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
+                || Instant::now() >= deadline
+            {
+                break resp;
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let resp = resp.expect("moto_server answers the bucket creation");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let resp = resp.expect("moto_server answers the bucket creation within 60 s");
         assert!(resp.starts_with("HTTP/1.1 200"), "create bucket: {resp}");
         server
     }

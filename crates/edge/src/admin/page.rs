@@ -376,6 +376,42 @@ fn backups(b: &mut String, v: &serde_json::Value) {
         );
     }
     b.push_str("</table>");
+    drill(b, v.get("drill"));
+}
+
+/// `{"schedule", "last": {"last", "ok", "age_secs", "target", "summary"}}`.
+fn drill(b: &mut String, d: Option<&serde_json::Value>) {
+    let Some(d) = d else { return };
+    let schedule = d
+        .get("schedule")
+        .and_then(|x| x.as_str())
+        .unwrap_or("none (run `rampart backup drill`)");
+    let last = d.get("last").filter(|l| !l.is_null());
+    let Some(l) = last else {
+        let _ = write!(
+            b,
+            "<p class=\"drill never bad\">Restore drill: never run (schedule: {})</p>",
+            esc(schedule)
+        );
+        return;
+    };
+    let ok = l.get("ok").and_then(|x| x.as_bool()).unwrap_or(false);
+    let age = l
+        .get("age_secs")
+        .and_then(|x| x.as_u64())
+        .map(duration)
+        .unwrap_or_else(|| "?".into());
+    let summary = l.get("summary").and_then(|x| x.as_str()).unwrap_or("");
+    let _ = write!(
+        b,
+        "<p class=\"drill {}\">Restore drill: <span class=\"{}\">{}</span>, {} ago (schedule: {}): {}</p>",
+        if ok { "passed" } else { "failed" },
+        if ok { "ok" } else { "bad" },
+        if ok { "passed" } else { "FAILED" },
+        esc(&age),
+        esc(schedule),
+        esc(summary)
+    );
 }
 
 #[cfg(test)]

@@ -15,8 +15,10 @@
 //! an answer uncacheable. An answer is kept under the site, the `Host`
 //! Odoo was sent and the exact request-target Odoo was sent, and only when
 //! that target is the one spelling werkzeug routes on, so no request can
-//! store an answer under another request's key. Only a plain GET fills an
-//! entry (never HEAD, Range or a conditional request), bodies are bounded
+//! store an answer under another request's key. Only a plain GET without a
+//! body fills an entry (never HEAD, Range or a conditional request; a
+//! request with a body never uses the cache: Odoo's `request.params` lets a
+//! form body override the query), bodies are bounded
 //! per entry and in total per site (least recently used evicted first),
 //! and a request carrying `Authorization` neither fills nor reads it.
 //!
@@ -33,6 +35,7 @@ pub mod policy;
 pub(crate) mod variants;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,6 +63,39 @@ pub struct Entry {
     pub upstream_time: Duration,
     expires: Instant,
     variants: variants::Variants,
+    /// Its bytes in its site's live count until the last reader lets go.
+    charge: Charge,
+}
+
+/// Bytes counted in a site's `live` total (every entry's body and
+/// variants, in the cache or held by an answer being sent) until dropped.
+/// An answer made from an entry is the entry's bytes: a client that never
+/// reads it keeps them alive after the cache evicted them (red team 4 F3),
+/// so fills stop while such bytes would pass `max_memory`.
+pub struct Charge {
+    live: Arc<AtomicU64>,
+    n: AtomicU64,
+}
+
+impl Charge {
+    fn add(&self, k: u64) {
+        self.live.fetch_add(k, Ordering::Relaxed);
+        self.n.fetch_add(k, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes instead of what was reserved.
+    pub fn set(&self, n: u64) {
+        let old = self.n.swap(n, Ordering::Relaxed);
+        self.live.fetch_add(n, Ordering::Relaxed);
+        self.live.fetch_sub(old, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.live
+            .fetch_sub(self.n.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
 }
 
 impl Entry {
@@ -80,6 +116,8 @@ struct SiteStore {
     /// Last use tick → key: the front is the least recently used.
     order: BTreeMap<u64, Key>,
     bytes: u64,
+    /// Bytes of this site's live entries, kept or not ([`Charge`]).
+    live: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -140,6 +178,25 @@ impl Cache {
         })
     }
 
+    /// Counts `n` bytes for a new entry of `site`, unless the bytes of its
+    /// entries no longer kept but still held by readers would then pass
+    /// `max_memory`: the answer then goes by as if uncacheable.
+    pub fn reserve(&self, site: &str, n: u64, cfg: &CacheConfig) -> Option<Charge> {
+        let mut inner = self.inner.lock().unwrap();
+        let store = inner.sites.entry(site.to_string()).or_default();
+        let live = store.live.load(Ordering::Relaxed);
+        let held = live.saturating_sub(store.bytes);
+        if held.saturating_add(n) > cfg.max_memory.get() {
+            return None;
+        }
+        let c = Charge {
+            live: store.live.clone(),
+            n: AtomicU64::new(0),
+        };
+        c.add(n);
+        Some(c)
+    }
+
     /// An entry of the disk tier, read back off the async threads and put
     /// in memory.
     async fn read_back(&self, key: &Key, cfg: &CacheConfig) -> Option<Arc<Entry>> {
@@ -151,6 +208,7 @@ impl Cache {
         let (meta, body) = tokio::task::spawn_blocking(move || disk.load(&k))
             .await
             .ok()??;
+        let charge = self.reserve(&key.site, body.len() as u64, cfg)?;
         let entry = Arc::new(Entry {
             headers: meta.header_map(),
             etag: meta.etag.clone(),
@@ -159,6 +217,7 @@ impl Cache {
             expires: Instant::now() + meta.remaining()?,
             body,
             variants: variants::Variants::default(),
+            charge,
         });
         self.put(key, cfg, entry.clone());
         Some(entry)
@@ -238,7 +297,9 @@ impl Cache {
         last_modified: Option<u64>,
         max_age: Duration,
         upstream_time: Duration,
+        charge: Charge,
     ) -> Arc<Entry> {
+        charge.set(body.len() as u64);
         let entry = Arc::new(Entry {
             body,
             headers,
@@ -247,6 +308,7 @@ impl Cache {
             upstream_time,
             expires: Instant::now() + max_age,
             variants: variants::Variants::default(),
+            charge,
         });
         self.put(&guard.key, cfg, entry.clone());
         if let Some(disk) = self.disk.clone().filter(|_| cfg.disk.get() > 0) {
@@ -312,6 +374,7 @@ impl Cache {
     ) -> Bytes {
         let (bytes, made) = entry.variants.get(enc, &entry.body).await;
         if made {
+            entry.charge.add(bytes.len() as u64);
             let mut inner = self.inner.lock().unwrap();
             if let Some(site) = inner.sites.get_mut(&key.site)
                 && let Some(slot) = site.entries.get_mut(key)
@@ -483,6 +546,7 @@ mod tests {
         let Lookup::Fill(g) = cache.lookup(&cand(target), &CacheConfig::default()).await else {
             panic!("expected a fill for {target}");
         };
+        let charge = cache.reserve("s", len as u64, &cfg(max)).unwrap();
         cache.insert(
             &g,
             &cfg(max),
@@ -492,6 +556,7 @@ mod tests {
             None,
             Duration::from_secs(60),
             Duration::from_millis(250),
+            charge,
         );
     }
 
@@ -545,6 +610,7 @@ mod tests {
             !waiter.is_finished(),
             "the second request waits for the first fetch"
         );
+        let charge = cache.reserve("s", 4, &cfg(1 << 20)).unwrap();
         cache.insert(
             &g,
             &cfg(1 << 20),
@@ -554,6 +620,7 @@ mod tests {
             None,
             Duration::from_secs(60),
             Duration::ZERO,
+            charge,
         );
         drop(g);
         assert!(

@@ -41,12 +41,13 @@ pub(crate) const MIN_SIZE: u64 = 1024;
 /// zstd, then br, then gzip. `q=0` refuses an encoding (also through `*`).
 pub fn negotiate(accept: Option<&HeaderValue>) -> Option<Encoding> {
     let accept = accept?.to_str().ok()?;
-    let mut best: Option<(Encoding, u32)> = None;
     let mut star: Option<u32> = None;
-    let mut explicit: Vec<(Encoding, u32)> = Vec::new();
+    // The first q given for zstd, br, gzip (in that order); no allocation:
+    // this runs for every request.
+    let mut explicit: [Option<u32>; 3] = [None; 3];
     for item in accept.split(',') {
         let mut parts = item.split(';');
-        let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let name = parts.next().unwrap_or("").trim();
         let mut q = 1000u32;
         for p in parts {
             if let Some(v) = p
@@ -57,25 +58,26 @@ pub fn negotiate(accept: Option<&HeaderValue>) -> Option<Encoding> {
                 q = (v.trim().parse::<f32>().unwrap_or(0.0).clamp(0.0, 1.0) * 1000.0) as u32;
             }
         }
-        let enc = match name.as_str() {
-            "zstd" => Encoding::Zstd,
-            "br" => Encoding::Brotli,
-            "gzip" | "x-gzip" => Encoding::Gzip,
-            "*" => {
-                star = Some(q);
-                continue;
-            }
-            _ => continue,
+        let slot = if name.eq_ignore_ascii_case("zstd") {
+            0
+        } else if name.eq_ignore_ascii_case("br") {
+            1
+        } else if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            2
+        } else if name == "*" {
+            star = Some(q);
+            continue;
+        } else {
+            continue;
         };
-        explicit.push((enc, q));
+        explicit[slot].get_or_insert(q);
     }
-    for enc in [Encoding::Zstd, Encoding::Brotli, Encoding::Gzip] {
-        let q = explicit
-            .iter()
-            .find(|(e, _)| *e == enc)
-            .map(|(_, q)| *q)
-            .or(star)
-            .unwrap_or(0);
+    let mut best: Option<(Encoding, u32)> = None;
+    for (i, enc) in [Encoding::Zstd, Encoding::Brotli, Encoding::Gzip]
+        .into_iter()
+        .enumerate()
+    {
+        let q = explicit[i].or(star).unwrap_or(0);
         if q > 0 && best.is_none_or(|(_, bq)| q > bq) {
             best = Some((enc, q));
         }
@@ -214,6 +216,10 @@ pub fn apply(
 /// in one go by a per-thread compressor that is reset rather than rebuilt:
 /// setting up deflate's tables for every 12 KB page cost about as much as
 /// compressing it (profiled under the bench).
+/// libdeflate (whole-buffer, level 1) was measured against this on the
+/// bench's 12.5 KB login page: 40-52 µs of CPU per page against zlib-rs's
+/// 33-45 µs, for a 22% smaller output (3,076 vs 3,961 bytes). Not worth a
+/// C dependency for more CPU per request; zlib-rs stays.
 const ONE_SHOT_MAX: u64 = 256 * 1024;
 
 pin_project_lite::pin_project! {
@@ -316,6 +322,10 @@ mod tests {
         assert_eq!(neg("*"), Some(Encoding::Zstd));
         assert_eq!(neg("gzip;q=0, br;q=0"), None);
         assert_eq!(negotiate(None), None);
+        // Names are case-insensitive; the first q given for a name counts.
+        assert_eq!(neg("GZIP, BR;q=0.1"), Some(Encoding::Gzip));
+        assert_eq!(neg("br;q=0, br, gzip;q=0.5"), Some(Encoding::Gzip));
+        assert_eq!(neg("x-gzip;q=0.3, *;q=0.2"), Some(Encoding::Gzip));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use rampart_guard::{self as guard, LoginAttempt};
 
 use crate::body::{self, Body};
 use crate::headers::{forwarded, hop};
-use crate::metrics::{QueueLabels, SiteLabels};
+use crate::metrics::SiteLabels;
 use crate::refusal::Refusal;
 use crate::stage::login::login_outcome;
 use crate::stage::request_body::{self, Prepared, Received};
@@ -100,13 +100,8 @@ pub(crate) async fn proxy(
     };
     let queued = Instant::now();
     let acquired = pool.acquire(ctx.who()).await;
-    shared
-        .metrics
-        .queue_seconds
-        .get_or_create(&QueueLabels {
-            site: site.name.clone(),
-            class: ctx.queue_class(),
-        })
+    site.meters
+        .queue(ctx.queue_class())
         .observe(queued.elapsed().as_secs_f64());
     let mut lease = acquired.map_err(|r| refused_slot(r, shared, site))?;
     let file_req = file_request_headers(&parts.headers);
@@ -182,13 +177,7 @@ pub(crate) async fn proxy(
     };
     let waited = sent.elapsed();
     ctx.upstream_time = Some(waited);
-    shared
-        .metrics
-        .upstream_seconds
-        .get_or_create(&SiteLabels {
-            site: site.name.clone(),
-        })
-        .observe(waited.as_secs_f64());
+    site.meters.upstream_seconds.observe(waited.as_secs_f64());
 
     let (mut rparts, rbody) = res.into_parts();
 

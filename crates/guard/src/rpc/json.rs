@@ -92,6 +92,7 @@ pub fn read(body: &[u8]) -> Reading {
         method: text("method"),
         login: None,
         credential: None,
+        uid: None,
     };
     if call.service.as_deref() == Some("common")
         && matches!(call.method.as_deref(), Some("login" | "authenticate"))
@@ -108,6 +109,10 @@ pub fn read(body: &[u8]) -> Reading {
             c.push(0);
         }
         call.credential = Some(Credential(c));
+        call.uid = Some(super::uid_name(match &args[1] {
+            Py::Int(s) | Py::Float(s) | Py::Str(s) => s,
+            _ => "?",
+        }));
     }
     Reading::Call(call)
 }

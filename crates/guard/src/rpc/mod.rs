@@ -49,6 +49,28 @@ pub struct Call {
     /// `object` calls: the first three arguments (database, uid, password)
     /// in one canonical byte string, for [`crate::Guard::proven`]. Never logged.
     pub credential: Option<Credential>,
+    /// `object` calls: whose password is checked, as the per-login budget
+    /// names it ([`uid_name`]).
+    pub uid: Option<String>,
+}
+
+/// The per-login budget's name for the user an `object` call's uid picks:
+/// `\0uid <n>` for any spelling Python or PostgreSQL reads as the integer
+/// n (`2`, ` +02 `, `2.0`, the string "2"), one shared `\0uid ?` otherwise
+/// (a spelling not read here with certainty shares one budget: stricter).
+/// The NUL keeps it apart from every login name.
+pub fn uid_name(text: &str) -> String {
+    let t = text.trim();
+    let n = t.parse::<i64>().ok().or_else(|| {
+        t.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    });
+    match n {
+        Some(n) => format!("\0uid {n}"),
+        None => "\0uid ?".to_string(),
+    }
 }
 
 impl fmt::Debug for Call {
@@ -58,6 +80,7 @@ impl fmt::Debug for Call {
             .field("method", &self.method)
             .field("login", &self.login)
             .field("credential", &self.credential.as_ref().map(|_| "…"))
+            .field("uid", &self.uid)
             .finish()
     }
 }

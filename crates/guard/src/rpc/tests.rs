@@ -307,3 +307,122 @@ fn a_long_string_as_args_costs_no_more_than_its_bytes() {
     let body = format!(r#"{{"params":["{}"]}}"#, "x".repeat(1 << 20));
     assert_eq!(read(&Endpoint::JsonRpc, body.as_bytes()), Reading::NoCall);
 }
+
+#[test]
+fn an_object_calls_uid_names_one_budget_whatever_its_spelling() {
+    for s in ["2", " +02 ", "2.0", "02"] {
+        assert_eq!(super::uid_name(s), "\0uid 2", "{s:?}");
+    }
+    for s in ["2.5", "x", "", "2_0", "inf"] {
+        assert_eq!(super::uid_name(s), "\0uid ?", "{s:?}");
+    }
+    let xml = |uid: &str| {
+        format!(
+            "<?xml version='1.0'?><methodCall><methodName>execute_kw</methodName><params>\
+             <param><value><string>db</string></value></param>\
+             <param><value>{uid}</value></param>\
+             <param><value><string>pw</string></value></param>\
+             </params></methodCall>"
+        )
+    };
+    for uid in [
+        "<int>2</int>",
+        "<i4> 2 </i4>",
+        "<double>2.0</double>",
+        "<string>2</string>",
+        "2",
+    ] {
+        let d = crate::classify(
+            &http::Method::POST,
+            "/xmlrpc/2/object",
+            &http::HeaderMap::new(),
+            Some(xml(uid).as_bytes()),
+        );
+        assert_eq!(d.login.as_deref(), Some("\0uid 2"), "{uid}");
+    }
+    let json = br#"{"jsonrpc":"2.0","method":"call","id":1,"params":{"service":"object","method":"execute_kw","args":["db",2.0,"pw","res.partner","search",[[]]]}}"#;
+    let d = crate::classify(
+        &http::Method::POST,
+        "/jsonrpc",
+        &http::HeaderMap::new(),
+        Some(json),
+    );
+    assert_eq!(d.login.as_deref(), Some("\0uid 2"));
+}
+
+#[test]
+fn json_params_items_of_other_than_two_raise_as_dict_does() {
+    // `dict()` takes items of exactly two (a list, a string, or an object's
+    // keys); Odoo raises and dispatches nothing, so no login is counted.
+    for body in [
+        r#"{"params":[["service","common","x"],["method","login"],["args",["d","admin","pw"]]]}"#,
+        r#"{"params":[{"service":1,"common":2,"x":3},["method","login"],["args",["d","admin","pw"]]]}"#,
+        r#"{"params":[["service"],["method","login"]]}"#,
+    ] {
+        assert_eq!(json(body), Reading::NoCall, "{body}");
+    }
+    // Exactly two of each: the login Python reads.
+    let c = json_call(
+        r#"{"params":[["service","common"],{"method":1,"login":2},["args",["d","admin","pw"]]]}"#,
+    );
+    assert!(c.is_login(), "{c:?}");
+    assert_eq!(c.login.as_deref(), Some("admin"));
+}
+
+#[test]
+fn only_object_calls_carry_a_credential() {
+    // A login's or a db call's arguments are not a proof for `object` calls.
+    for body in [
+        r#"{"params":{"service":"common","method":"login","args":["d","admin","pw"]}}"#,
+        r#"{"params":{"service":"db","method":"drop","args":["master","d","x"]}}"#,
+        r#"{"params":{"service":"common","method":"version","args":["d",2,"pw"]}}"#,
+    ] {
+        let c = json_call(body);
+        assert!(!c.is_object(), "{body}");
+        assert_eq!(c.credential, None, "{body}");
+    }
+    let c = json_call(
+        r#"{"params":{"service":"object","method":"execute_kw","args":["d",2,"pw","res.partner"]}}"#,
+    );
+    assert!(c.is_object());
+    assert!(c.credential.is_some());
+    let xml_login = read(
+        &common(),
+        auth_call("<methodName>login</methodName>").as_bytes(),
+    );
+    let Reading::Call(c) = xml_login else {
+        panic!("{xml_login:?}")
+    };
+    assert!(c.is_login() && !c.is_object());
+    assert_eq!(c.credential, None);
+}
+
+#[test]
+fn debug_output_names_the_call_but_never_the_secret() {
+    // What a log line or a panic message shows of a call: its service,
+    // method and login, never the password or API key.
+    let c = json_call(
+        r#"{"params":{"service":"object","method":"execute_kw","args":["d",2,"hunter2-secret","res.partner"]}}"#,
+    );
+    let shown = format!("{c:?}");
+    assert!(
+        shown.contains("Call") && shown.contains("\"object\"") && shown.contains("\"execute_kw\""),
+        "{shown}"
+    );
+    assert!(shown.contains("credential: Some"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let login = json_call(
+        r#"{"params":{"service":"common","method":"login","args":["d","admin","hunter2-secret"]}}"#,
+    );
+    let shown = format!("{login:?}");
+    assert!(
+        shown.contains("\"admin\"") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    let key = Credential::bearer(b"Bearer hunter2-api-key");
+    assert_eq!(format!("{key:?}"), "Credential(…)");
+    assert_eq!(
+        format!("{:?}", c.credential.as_ref().unwrap()),
+        "Credential(…)"
+    );
+}

@@ -60,6 +60,7 @@ pub fn read(service: &str, body: &[u8]) -> Reading {
         method: u.method,
         login: None,
         credential: None,
+        uid: None,
     };
     if call.service.as_deref() == Some("common")
         && matches!(call.method.as_deref(), Some("login" | "authenticate"))
@@ -76,6 +77,13 @@ pub fn read(service: &str, body: &[u8]) -> Reading {
             c.push(0);
         }
         call.credential = Some(Credential(c));
+        call.uid = Some(super::uid_name(match &u.stack[1] {
+            Val::Str(s) => s,
+            Val::Other(o) => o
+                .strip_prefix("int ")
+                .or_else(|| o.strip_prefix("float "))
+                .unwrap_or("?"),
+        }));
     }
     Reading::Call(call)
 }

@@ -21,6 +21,11 @@ pub struct BackupArgs {
     /// Only this target (repeat for several); default every [[backup.target]].
     #[arg(long = "target", value_name = "NAME")]
     target: Vec<String>,
+    /// Read and hash every filestore file, trusting no cached hash (by
+    /// default a file whose size, times, inode and device are unchanged
+    /// is not read again; each is re-read after [backup] rehash_days).
+    #[arg(long)]
+    rehash: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -40,6 +45,18 @@ enum BackupAction {
         identity: Option<PathBuf>,
         #[command(flatten)]
         at: Where,
+    },
+    /// Restore drill now: the newest snapshot of each database into a
+    /// scratch database, checked against its manifest (row counts,
+    /// modules, files; an Odoo login with drill_odoo_url), then dropped.
+    /// The result is recorded for the metrics and the status page.
+    Drill {
+        /// age identity file; default [backup] drill_identity.
+        #[arg(long, env = "RAMPART_BACKUP_IDENTITY", value_name = "KEYFILE")]
+        identity: Option<PathBuf>,
+        /// A configured target by name; default the first one.
+        #[arg(long, value_name = "NAME")]
+        target: Option<String>,
     },
     /// Write a snapshot as an Odoo backup zip (dump.sql + filestore/ + manifest.json).
     Export {
@@ -65,7 +82,8 @@ struct Where {
     /// A target URL not in the config (e.g. file:///srv/rampart on the receiver).
     #[arg(long, value_name = "URL", conflicts_with = "target")]
     url: Option<String>,
-    /// With `latest`: the latest snapshot of this database.
+    /// With `latest`: the latest snapshot of this database; with
+    /// `restore --at`: the database to restore (default the only one).
     #[arg(long, value_name = "NAME")]
     db: Option<String>,
 }
@@ -101,8 +119,13 @@ struct ListArgs {
 #[derive(clap::Args)]
 pub struct RestoreArgs {
     /// Snapshot id, unique prefix, or `latest` (not with --odoo-zip).
-    #[arg(required_unless_present = "odoo_zip", conflicts_with = "odoo_zip")]
+    #[arg(required_unless_present_any = ["odoo_zip", "at_time"], conflicts_with = "odoo_zip")]
     snapshot: Option<String>,
+    /// A point in time instead of a snapshot (needs `wal = true`):
+    /// "2026-11-30 15:59:30" is the LOCAL time of this machine; add an
+    /// offset ("2026-11-30 15:59:30+01:00", "…Z") for another zone.
+    #[arg(long = "at", value_name = "TIME", conflicts_with_all = ["odoo_zip", "snapshot"])]
+    at_time: Option<String>,
     /// The NEW database name (an existing name is refused).
     #[arg(long = "as", value_name = "NEWDB")]
     new_db: String,
@@ -146,11 +169,14 @@ pub struct PruneArgs {
 }
 
 /// The [backup] section, validated; exit code 2 when missing or wrong.
-fn section(config: Option<&Path>, required: bool) -> Result<BackupConfig, CmdError> {
+pub(super) fn section(config: Option<&Path>, required: bool) -> Result<BackupConfig, CmdError> {
     let c = load_config(config)?;
     let b = match c.backup {
         Some(b) => b,
-        None if !required => BackupConfig::default(),
+        None if !required => BackupConfig {
+            state_dir: Some(c.state_dir.clone()),
+            ..Default::default()
+        },
         None => {
             return Err(CmdError::usage(
                 "no [backup] section in the config (give --config FILE)",
@@ -171,7 +197,7 @@ fn section(config: Option<&Path>, required: bool) -> Result<BackupConfig, CmdErr
 }
 
 /// A backup error, with its causes, as exit code 3.
-fn fail(e: rampart_backup::Error) -> CmdError {
+pub(super) fn fail(e: rampart_backup::Error) -> CmdError {
     CmdError::failure(format!("{e:#}"))
 }
 
@@ -211,7 +237,7 @@ fn chosen_targets(
 }
 
 /// Opens the one target a command reads from.
-async fn open_one(
+pub(super) async fn open_one(
     cfg: &BackupConfig,
     name: Option<&str>,
     url: Option<&str>,
@@ -221,7 +247,7 @@ async fn open_one(
 }
 
 pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
-    let needs_config = a.action.is_none();
+    let needs_config = matches!(a.action, None | Some(BackupAction::Drill { .. }));
     let cfg = section(config, needs_config)?;
     let progress = Progress::auto();
     match a.action {
@@ -229,6 +255,7 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
             let opts = BackupOptions {
                 databases: a.db,
                 targets: a.target,
+                rehash: a.rehash,
             };
             // Failures were reported as they happened; the summary
             // names the failed targets again.
@@ -261,8 +288,10 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
                 let mut tested = None;
                 if restore_test && report.ok() {
                     let key = identity.as_deref().expect("checked");
-                    tested =
-                        Some(rampart_backup::restore_test(&cfg, t, &entry, key, &progress).await?);
+                    tested = Some(
+                        rampart_backup::restore_test(&cfg, t, &entry, key, false, &progress)
+                            .await?,
+                    );
                 }
                 Ok::<_, rampart_backup::Error>((report, tested))
             }
@@ -283,6 +312,29 @@ pub fn backup(config: Option<&Path>, a: BackupArgs) -> Outcome {
             }
             Ok(ExitCode::SUCCESS)
         }),
+        Some(BackupAction::Drill { identity, target }) => {
+            let Some(key) = identity.or_else(|| cfg.drill_identity.clone()) else {
+                return Err(CmdError::usage(
+                    "a drill needs --identity KEYFILE or [backup] drill_identity",
+                ));
+            };
+            let r = block_on(rampart_backup::drill(
+                &cfg,
+                &key,
+                target.as_deref(),
+                &progress,
+            ));
+            if r.ok {
+                println!(
+                    "drill passed on {} in {:.1}s: {}",
+                    r.target, r.duration_secs, r.summary
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("drill FAILED on {}: {}", r.target, r.summary);
+                Ok(ExitCode::from(EXIT_FINDINGS))
+            }
+        }
         Some(BackupAction::Export {
             snapshot,
             odoo_zip,
@@ -325,7 +377,7 @@ pub fn backups(config: Option<&Path>, a: BackupsArgs) -> Outcome {
             match listed {
                 Ok(list) => all.extend(list.into_iter().map(|e| (tc.name.clone(), e))),
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", crate::scrub::text(&format!("{e:#}")));
                     failed = true;
                 }
             }
@@ -376,6 +428,19 @@ pub fn restore(config: Option<&Path>, a: RestoreArgs) -> Outcome {
             "restoring a snapshot needs --identity KEYFILE (the age private key)",
         ));
     };
+    if let Some(at) = &a.at_time {
+        return super::wal::restore_at(
+            config,
+            at,
+            a.at.db.clone(),
+            a.new_db.clone(),
+            a.neutralize,
+            a.swap,
+            identity,
+            a.at.target.as_deref(),
+            a.at.url.as_deref(),
+        );
+    }
     let snapshot = a.snapshot.clone().unwrap_or_default();
     block_on(async {
         let t = open_one(&cfg, a.at.target.as_deref(), a.at.url.as_deref()).await?;
@@ -428,7 +493,7 @@ pub fn prune(config: Option<&Path>, a: PruneArgs) -> Outcome {
                     r.summary()
                 ),
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    eprintln!("error: {}", crate::scrub::text(&format!("{e:#}")));
                     failed = true;
                 }
             }

@@ -119,7 +119,7 @@ fn describe_renewal(body: &str) {
         return;
     };
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-        eprintln!("error: {e}");
+        eprintln!("error: {}", crate::scrub::text(e));
     }
     let hosts = |x: &serde_json::Value| {
         x["hosts"]
@@ -148,7 +148,11 @@ fn describe_renewal(body: &str) {
         );
     }
     for e in v["errors"].as_array().into_iter().flatten() {
-        eprintln!("site {}: {}", e["site"], e["error"].as_str().unwrap_or(""));
+        eprintln!(
+            "site {}: {}",
+            e["site"],
+            crate::scrub::text(e["error"].as_str().unwrap_or(""))
+        );
     }
 }
 

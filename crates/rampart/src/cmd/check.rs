@@ -100,7 +100,12 @@ pub fn check(config: Option<&Path>, a: CheckArgs) -> Outcome {
         println!("{out:#}");
     } else {
         for f in &findings {
-            eprintln!("{}: {}: {}", f.severity, f.key, f.message);
+            eprintln!(
+                "{}: {}: {}",
+                f.severity,
+                f.key,
+                crate::scrub::text(&f.message)
+            );
         }
         if a.print {
             let t = cfg

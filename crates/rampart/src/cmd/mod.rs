@@ -4,14 +4,17 @@
 
 pub mod admin;
 pub mod backup;
+mod backup_status;
 pub mod cache;
 pub mod certs;
 pub mod check;
+pub mod cluster;
 pub mod docs;
 pub mod guard;
 pub mod odoo;
 pub mod serve;
 pub mod verify;
+pub mod wal;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -236,7 +236,7 @@ pub fn init(a: InitArgs) -> Outcome {
 fn backup_receiver_steps() -> String {
     let key = "ssh-ed25519 AAAA...this-server's-backup-key";
     format!(
-        "\nOff-site backups this server cannot erase ([backup] in rampart.toml):\n           SFTP: make a key here (ssh-keygen -t ed25519 -f /etc/rampart/backup_key -N ''), create\n           blobs/ data/ index/ tmp/ in the receiver's backup directory, and put this line (with the\n           public key) in the receiving account's ~/.ssh/authorized_keys; it allows uploads only:\n             {}\n  {}",
+        "\nOff-site backups this server cannot erase ([backup] in rampart.toml):\n           SFTP: make a key here (ssh-keygen -t ed25519 -f /etc/rampart/backup_key -N ''), create\n           blobs/ data/ index/ tmp/ wal/ in the receiver's backup directory, and put this line (with the\n           public key) in the receiving account's ~/.ssh/authorized_keys; it allows uploads only:\n             {}\n  {}",
         rampart_backup::sftp_authorized_keys_line(key, "/srv/rampart-backups"),
         rampart_backup::s3_object_lock_advice("BUCKET").replace('\n', "\n  ")
     )

@@ -11,6 +11,7 @@ use rampart_guard::Guard;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use super::backup_status::BackupStatus;
 use super::{CmdError, Outcome};
 use crate::config::Config;
 use crate::notify::{self, notify};
@@ -30,7 +31,8 @@ pub fn init_tracing(format: ProcessLogFormat) {
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        // Scrubbed of the config's secret values (see scrub.rs).
+        .with_writer(|| crate::scrub::Stderr);
     if format == ProcessLogFormat::Json {
         // The module (`target`) is what a RAMPART_LOG directive names.
         builder
@@ -79,14 +81,27 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
     let mut registry = prometheus_client::registry::Registry::default();
     certs.register_metrics(&mut registry);
     guard.register_metrics(&mut registry);
+    // [cluster]: bans and login budgets shared through PostgreSQL; the
+    // node serves on local state until (and whenever) it is unreachable.
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let cluster = rampart_cluster::Cluster::new(c, crate::VERSION, &config.cluster_hash())
+                .map_err(CmdError::usage)?;
+            cluster.register_metrics(&mut registry);
+            cluster.start(guard.clone());
+            Some(cluster)
+        }
+        None => None,
+    };
     let certs_hook = certs.clone();
     let edge_slot: Arc<OnceLock<EdgeHandle>> = Arc::default();
     let reload_hook = {
-        let (slot, certs, guard, path) = (
+        let (slot, certs, guard, path, cluster) = (
             edge_slot.clone(),
             certs.clone(),
             guard.clone(),
             config_path.clone(),
+            cluster.clone(),
         );
         move |m: &str, p: &str, _b: &[u8]| -> Option<(u16, String)> {
             if (m, p) != ("POST", "/v1/reload") {
@@ -94,7 +109,7 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
             }
             let edge = slot.get()?;
             notify::reloading();
-            let r = apply_reload(path.as_deref(), edge, &certs, &guard);
+            let r = apply_reload(path.as_deref(), edge, &certs, &guard, cluster.as_deref());
             notify("READY=1");
             Some(match r {
                 Ok(()) => {
@@ -110,6 +125,7 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
     };
     let guard_hook = guard.clone();
     let backups = BackupStatus::new(&config);
+    backups.register_metrics(&mut registry);
     let backups_hook = backups.clone();
     let hooks: Vec<AdminHook> = vec![
         Arc::new(move |m, p, _| {
@@ -138,15 +154,23 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
         tokio::spawn(async move {
             rampart_backup::run_scheduled(&backup, async move { stop.cancelled().await }).await;
         });
+        // `drill` inside serve; without one this returns at once.
+        let (stop, backup) = (shutdown.clone(), config.backup.clone().expect("some"));
+        tokio::spawn(async move {
+            rampart_backup::run_drills(&backup, async move { stop.cancelled().await }).await;
+        });
     }
+    super::wal::spawn_in_serve(&config, shutdown.clone());
     let stop = shutdown.clone();
     guard.spawn_log_follower(async move { stop.cancelled().await });
     let handle = edge.handle();
     let _ = edge_slot.set(handle.clone());
+    // The bound addresses: with port 0 in the config the kernel chose.
+    let listening = listening(&edge);
     tracing::info!(
-        https = %config.listen.https,
-        http = ?config.listen.http,
-        admin = ?config.listen.admin.as_ref().map(ToString::to_string),
+        https = %edge.https_addr(),
+        http = ?edge.http_addr(),
+        admin = ?edge.admin_addr().as_ref().map(ToString::to_string),
         sites = config.site.len(),
         local_ca = %certs.local_ca_cert_path().display(),
         "rampart serving"
@@ -156,6 +180,7 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
         handle,
         certs.clone(),
         guard.clone(),
+        cluster.clone(),
         shutdown.clone(),
     ));
     if let Some(every) = notify::watchdog_interval() {
@@ -172,9 +197,8 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
     }
     notify("READY=1");
     notify::status(&format!(
-        "serving {} site(s) on {}",
-        config.site.len(),
-        config.listen.https
+        "serving {} site(s) on {listening}",
+        config.site.len()
     ));
     edge.run(shutdown).await;
     signals.abort();
@@ -185,57 +209,18 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the status page says about backups. Listing a target's snapshots
-/// means reaching it (SFTP, S3), too slow for a page refreshed every 10 s,
-/// so the page says what is configured and where to look.
-/// The status page's backups: each target's `index/` listed at start and
-/// every few minutes (one LIST per target), ages and staleness computed
-/// when the page asks.
-#[derive(Clone)]
-struct BackupStatus {
-    config: Option<Arc<rampart_backup::BackupConfig>>,
-    listings: Arc<std::sync::Mutex<Option<Vec<rampart_backup::status::Listing>>>>,
-}
-
-const BACKUP_LISTING_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
-
-impl BackupStatus {
-    fn new(config: &Config) -> BackupStatus {
-        BackupStatus {
-            config: config.backup.clone().map(Arc::new),
-            listings: Arc::default(),
-        }
+/// `https 127.0.0.1:8443, http 127.0.0.1:8080, admin unix:/run/rampart/admin.sock`:
+/// what READY's STATUS= line names, so a supervisor (or the test harness)
+/// learns the real ports of listeners configured with port 0.
+fn listening(edge: &Edge) -> String {
+    let mut parts = vec![format!("https {}", edge.https_addr())];
+    if let Some(a) = edge.http_addr() {
+        parts.push(format!("http {a}"));
     }
-
-    fn spawn_refresh(&self, shutdown: CancellationToken) {
-        let Some(cfg) = self.config.clone() else {
-            return;
-        };
-        let listings = self.listings.clone();
-        tokio::spawn(async move {
-            loop {
-                let l = rampart_backup::status::list_targets(&cfg).await;
-                *listings.lock().unwrap() = Some(l);
-                tokio::select! {
-                    _ = tokio::time::sleep(BACKUP_LISTING_EVERY) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        });
+    if let Some(a) = edge.admin_addr() {
+        parts.push(format!("admin {a}"));
     }
-
-    fn json(&self) -> String {
-        let Some(cfg) = &self.config else {
-            return serde_json::json!({
-                "note": "no [backup] section: nothing is backed up by rampart"
-            })
-            .to_string();
-        };
-        match &*self.listings.lock().unwrap() {
-            None => serde_json::json!({ "note": "listing the backup targets…" }).to_string(),
-            Some(l) => rampart_backup::status::status_now(cfg, l).to_string(),
-        }
-    }
+    parts.join(", ")
 }
 
 /// Expired bans, idle rate-limiter keys, old failure windows.
@@ -260,6 +245,7 @@ async fn signal_loop(
     edge: EdgeHandle,
     certs: Arc<CertStore>,
     guard: Arc<Guard>,
+    cluster: Option<Arc<rampart_cluster::Cluster>>,
     shutdown: CancellationToken,
 ) {
     let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
@@ -270,7 +256,7 @@ async fn signal_loop(
         tokio::select! {
             _ = hup.recv() => {
                 notify::reloading();
-                let r = apply_reload(config_path.as_deref(), &edge, &certs, &guard);
+                let r = apply_reload(config_path.as_deref(), &edge, &certs, &guard, cluster.as_deref());
                 notify("READY=1");
                 notify::status(&match r {
                     Ok(()) => "config reloaded".to_string(),
@@ -298,6 +284,7 @@ fn apply_reload(
     edge: &EdgeHandle,
     certs: &CertStore,
     guard: &Guard,
+    cluster: Option<&rampart_cluster::Cluster>,
 ) -> Result<(), String> {
     let config = match config_path {
         Some(p) => match Config::load(p) {
@@ -309,6 +296,9 @@ fn apply_reload(
     certs.reload(&config.site_tls()).map_err(refused)?;
     edge.reload(edge_config(&config)).map_err(refused)?;
     guard.reconfigure(&config.guard);
+    if let Some(cluster) = cluster {
+        cluster.set_config_hash(&config.cluster_hash());
+    }
     tracing::info!("config reloaded");
     Ok(())
 }

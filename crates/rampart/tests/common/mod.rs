@@ -1,48 +1,49 @@
 //! Harness for the edge integration tests: writes a rampart.toml into a
-//! private temp dir, starts the real `rampart serve` on free loopback
-//! ports, and gives the test a client that trusts exactly the local CA
-//! this instance created. Dropping the harness stops the process
-//! (SIGTERM, then SIGKILL after 5 s) and removes the dir.
+//! private temp dir, starts the real `rampart serve` with its listeners on
+//! port 0, and learns the ports the kernel gave them from the process's
+//! sd_notify READY/STATUS message (the harness plays systemd on
+//! NOTIFY_SOCKET): no free-port race, and sd_notify is exercised by every
+//! test. It gives the test a client that trusts exactly the local CA this
+//! instance created. Dropping the harness stops the process (SIGTERM, then
+//! SIGKILL after 5 s) and removes the dir.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rampart_testkit::{OdooFixture, TestClient, TestResponse, free_port, wait_for_port};
+use rampart_testkit::{OdooFixture, TestClient, TestResponse, free_port};
+use tokio::net::UnixDatagram;
 
-/// A directory unique to one test, removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A directory unique to one test (tempfile's), removed on drop.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "rampart-edge-{tag}-{}-{}-{nanos}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rampart-{tag}-"))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temp dir for {tag}: {e}"));
         TempDir(dir)
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A TOML value as the toml crate writes it (strings escaped as TOML
+/// escapes them, not as Rust's `{:?}` does).
+pub fn toml_value(v: impl Into<toml::Value>) -> String {
+    v.into().to_string()
+}
+
+/// `key = value` lines for a table's plain keys, written by the toml crate.
+fn toml_keys(pairs: Vec<(&str, toml::Value)>) -> String {
+    let table: toml::Table = pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    toml::to_string(&table).expect("plain keys serialise")
 }
 
 /// One `[[site]]`, written as TOML; `extra` is appended verbatim inside
@@ -83,17 +84,15 @@ impl Site {
     }
 
     fn to_toml(&self) -> String {
-        let list = |v: &[String]| {
-            v.iter()
-                .map(|s| format!("{s:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let list = |v: &[String]| toml::Value::Array(v.iter().map(|s| s.as_str().into()).collect());
         format!(
-            "\n[[site]]\nhosts = [{}]\ntls = \"local\"\nodoo = [{}]\nwebsocket = [{}]\n{}\n",
-            list(&self.hosts),
-            list(&self.odoo),
-            list(&self.websocket),
+            "\n[[site]]\n{}{}\n",
+            toml_keys(vec![
+                ("hosts", list(&self.hosts)),
+                ("tls", "local".into()),
+                ("odoo", list(&self.odoo)),
+                ("websocket", list(&self.websocket)),
+            ]),
             self.extra
         )
     }
@@ -109,13 +108,14 @@ pub struct Setup {
     pub log_format: Option<String>,
     /// Extra lines inside `[log]` (`process = "json"`).
     pub log: String,
-    /// `listen.admin` instead of a free loopback port (e.g. "unix:/path");
-    /// the harness then does not wait for the admin port.
+    /// `listen.admin` instead of loopback port 0 (e.g. "unix:/path").
     pub admin: Option<String>,
     /// Top-level tables appended after the sites (`[backup]`, ...).
     pub extra: String,
     /// Extra environment for the `rampart serve` process.
     pub env: Vec<(String, String)>,
+    /// The loopback address the listeners bind (default 127.0.0.1).
+    pub ip: Option<String>,
 }
 
 impl Setup {
@@ -147,13 +147,12 @@ pub fn bin() -> &'static str {
 }
 
 impl Rampart {
-    /// Writes the config and starts `rampart serve`; panics with the
-    /// process's stderr if it does not come up.
+    /// Writes the config and starts `rampart serve` on port 0; panics with
+    /// the process's stderr if it does not come up.
     pub async fn start(setup: Setup) -> Rampart {
         let dir = TempDir::new("serve");
-        let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let ip = setup.ip.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let any: SocketAddr = format!("{ip}:0").parse().unwrap();
         let state_dir = dir.path().join("state");
         let access_log = dir.path().join("access.log");
         let config_path = dir.path().join("rampart.toml");
@@ -162,9 +161,9 @@ impl Rampart {
             dir,
             child: None,
             pid: 0,
-            https,
-            http,
-            admin,
+            https: any,
+            http: any,
+            admin: any,
             config_path,
             access_log,
             stderr_path,
@@ -174,23 +173,38 @@ impl Rampart {
         };
         r.write_config(&r.setup.clone());
         r.spawn().await;
+        // From now on the file names the ports the kernel chose, so a
+        // restart (or a test's own) comes back on the same ones, and a
+        // config written for a reload keeps them.
+        r.write_config(&r.setup.clone());
         r
     }
 
     /// The rampart.toml text for `setup` with this instance's ports/paths.
     pub fn config_text(&self, setup: &Setup) -> String {
+        let admin = setup
+            .admin
+            .clone()
+            .unwrap_or_else(|| self.admin.to_string());
         let mut text = format!(
-            "state_dir = {:?}\n\n[listen]\nhttp = \"{}\"\nhttps = \"{}\"\nadmin = \"{}\"\n{}\n\n[log]\naccess = {:?}\nformat = \"{}\"\n{}\n",
-            self.state_dir.display().to_string(),
-            self.http,
-            self.https,
-            setup
-                .admin
-                .clone()
-                .unwrap_or_else(|| self.admin.to_string()),
+            "{}\n[listen]\n{}{}\n\n[log]\n{}{}\n",
+            toml_keys(vec![(
+                "state_dir",
+                self.state_dir.display().to_string().into()
+            )]),
+            toml_keys(vec![
+                ("http", self.http.to_string().into()),
+                ("https", self.https.to_string().into()),
+                ("admin", admin.into()),
+            ]),
             setup.listen,
-            self.access_log.display().to_string(),
-            setup.log_format.as_deref().unwrap_or("combined"),
+            toml_keys(vec![
+                ("access", self.access_log.display().to_string().into()),
+                (
+                    "format",
+                    setup.log_format.as_deref().unwrap_or("combined").into()
+                ),
+            ]),
             setup.log,
         );
         for s in &setup.sites {
@@ -222,12 +236,18 @@ impl Rampart {
 
     async fn spawn(&mut self) {
         let stderr = std::fs::File::create(&self.stderr_path).unwrap();
+        let notify_path = self.dir.path().join("notify.sock");
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path)
+            .unwrap_or_else(|e| panic!("cannot bind {}: {e}", notify_path.display()));
         let child = Command::new(bin())
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
             .env("RAMPART_LOG", "info")
             .env_remove("RAMPART_CONFIG")
+            .env_remove("WATCHDOG_USEC")
+            .env("NOTIFY_SOCKET", &notify_path)
             .envs(self.setup.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -237,34 +257,59 @@ impl Rampart {
             .expect("cannot start the rampart binary");
         self.pid = child.id();
         self.child = Some(child);
-        let mut addrs = vec![self.https, self.http];
-        if self.setup.admin.is_none() {
-            addrs.push(self.admin);
-        }
-        for addr in addrs {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                    panic!(
-                        "rampart exited ({status}) before listening on {addr}:\n{}\nconfig:\n{}",
-                        self.stderr(),
-                        std::fs::read_to_string(&self.config_path).unwrap_or_default()
-                    );
-                }
-                if wait_for_port(addr, Duration::from_millis(200))
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "rampart did not listen on {addr} within 30 s:\n{}",
-                    self.stderr()
-                );
+        let status = self.wait_ready(&notify).await;
+        let listening = parse_listening(&status)
+            .unwrap_or_else(|| panic!("READY came with an unexpected STATUS: {status:?}"));
+        for (name, addr) in listening {
+            let tcp = || {
+                addr.parse::<SocketAddr>()
+                    .unwrap_or_else(|e| panic!("{name} {addr:?} in {status:?}: {e}"))
+            };
+            match name.as_str() {
+                "https" => self.https = tcp(),
+                "http" => self.http = tcp(),
+                "admin" if !addr.starts_with("unix:") => self.admin = tcp(),
+                _ => {}
             }
         }
         self.client = TestClient::new(&self.ca_path());
+    }
+
+    /// Reads sd_notify datagrams until READY=1 and the STATUS= line that
+    /// names the listeners (both come once every listener is bound).
+    async fn wait_ready(&mut self, notify: &UnixDatagram) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        let mut ready = false;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "rampart exited ({status}) before it was ready:\n{}\nconfig:\n{}",
+                    self.stderr(),
+                    std::fs::read_to_string(&self.config_path).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rampart did not report READY within 30 s (got {seen:?}):\n{}",
+                self.stderr()
+            );
+            let got = tokio::time::timeout(Duration::from_millis(200), notify.recv(&mut buf)).await;
+            let Ok(Ok(n)) = got else { continue };
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            for line in msg.lines() {
+                if line == "READY=1" {
+                    ready = true;
+                } else if let Some(status) = line.strip_prefix("STATUS=")
+                    && ready
+                    && status.starts_with("serving ")
+                {
+                    return status.to_string();
+                }
+            }
+            seen.push(msg);
+        }
     }
 
     pub fn ca_path(&self) -> PathBuf {
@@ -427,6 +472,18 @@ pub async fn wait_line(path: &Path, needles: &[&str]) -> String {
     }
 }
 
+/// `serving 1 site(s) on https 127.0.0.1:41234, http 127.0.0.1:41235, admin unix:/x`
+/// → [("https", "127.0.0.1:41234"), ...].
+pub fn parse_listening(status: &str) -> Option<Vec<(String, String)>> {
+    let (_, list) = status.split_once(" on ")?;
+    list.split(", ")
+        .map(|part| {
+            let (name, addr) = part.split_once(' ')?;
+            Some((name.to_string(), addr.to_string()))
+        })
+        .collect()
+}
+
 /// The status code of a raw HTTP answer (`HTTP/1.1 400 ...`), or 0.
 pub fn raw_status(raw: &[u8]) -> u16 {
     let text = String::from_utf8_lossy(raw);
@@ -461,7 +518,7 @@ pub fn require_program(name: &str, package: &str) -> PathBuf {
     })
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
+pub fn find_program(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
