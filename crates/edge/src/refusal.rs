@@ -40,7 +40,9 @@ pub enum Refusal {
     Banned,
     /// 429: over the request rate.
     RateLimited { retry_after: u64 },
-    /// 303 to /web/login: the database manager from an address not allowed.
+    /// 302 to /web/login: the database manager from an address not allowed
+    /// (302, not 303: the redirect hardening checklists accept, and
+    /// browsers follow either with a GET).
     DatabaseManager,
     /// 403: the database service from an address not allowed.
     DatabaseService,
@@ -107,7 +109,7 @@ impl Refusal {
                 StatusCode::FORBIDDEN
             }
             RateLimited { .. } | ChecksBusy => StatusCode::TOO_MANY_REQUESTS,
-            DatabaseManager => StatusCode::SEE_OTHER,
+            DatabaseManager => StatusCode::FOUND,
             Internal | NoAcmeChallenge | AccelMissing => StatusCode::NOT_FOUND,
             BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout | BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
@@ -338,7 +340,7 @@ mod tests {
     #[tokio::test]
     async fn the_database_manager_is_sent_to_the_login_page() {
         let (res, body) = page(&Refusal::DatabaseManager).await;
-        assert_eq!(res.status(), 303);
+        assert_eq!(res.status(), 302);
         assert_eq!(res.headers()[header::LOCATION], "/web/login");
         assert_eq!(res.headers()[header::CONTENT_LENGTH], "0");
         assert_eq!(body, "");

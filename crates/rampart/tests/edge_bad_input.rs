@@ -453,7 +453,7 @@ async fn upgrade_requests_outside_websocket_are_not_tunnelled() {
         Duration::from_secs(2),
     )
     .await;
-    assert_eq!(raw_status(&raw), 303, "{}", String::from_utf8_lossy(&raw));
+    assert_eq!(raw_status(&raw), 302, "{}", String::from_utf8_lossy(&raw));
     // A websocket upgrade on an ordinary page goes to the HTTP workers without
     // the upgrade (Odoo would log "Couldn't bind the websocket").
     let ws_login = b"GET /web/login HTTP/1.1\r\nHost: erp.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: https://erp.test\r\n\r\n";

@@ -69,13 +69,13 @@ async fn database_manager_is_unreachable_by_any_spelling() {
         let status = raw_status(&raw);
         let text = String::from_utf8_lossy(&raw);
         assert!(
-            status == 303 || status == 400 || status == 404,
+            status == 302 || status == 400 || status == 404,
             "{target}: answered {status}:\n{text}"
         );
-        if status == 303 {
+        if status == 302 {
             assert!(
                 text.to_ascii_lowercase().contains("location: /web/login"),
-                "{target}: 303 not to /web/login:\n{text}"
+                "{target}: 302 not to /web/login:\n{text}"
             );
         }
         assert!(!text.contains("UPSTREAM-REACHED"), "{target}: {text}");
@@ -89,7 +89,7 @@ async fn database_manager_is_unreachable_by_any_spelling() {
     }
     // The plain spelling is the redirect a user sees, over h1 and h2.
     let res = r.get("erp.test", "/web/database/manager").await;
-    assert_eq!(res.status, 303);
+    assert_eq!(res.status, 302);
     assert_eq!(res.header("location"), Some("/web/login"));
     let res = r
         .client
@@ -100,7 +100,7 @@ async fn database_manager_is_unreachable_by_any_spelling() {
             vec![],
         )
         .await;
-    assert_eq!(res.status, 303, "h2: {}", res.text());
+    assert_eq!(res.status, 302, "h2: {}", res.text());
     // A POST (database drop form) too.
     let res = r
         .client
@@ -111,7 +111,7 @@ async fn database_manager_is_unreachable_by_any_spelling() {
             b"master_pwd=admin&name=demo1".to_vec(),
         )
         .await;
-    assert_eq!(res.status, 303);
+    assert_eq!(res.status, 302);
 
     // Absolute-form request target naming the manager.
     let raw = raw_exchange(
@@ -123,7 +123,7 @@ async fn database_manager_is_unreachable_by_any_spelling() {
     .await;
     let status = raw_status(&raw);
     assert!(
-        status == 303 || status == 400,
+        status == 302 || status == 400,
         "absolute-form: {}",
         String::from_utf8_lossy(&raw)
     );
@@ -146,7 +146,7 @@ async fn database_manager_is_unreachable_by_any_spelling() {
             )
             .await;
         assert!(
-            res.status == 403 || res.status == 303,
+            res.status == 403 || res.status == 302,
             "{path}: {} {}",
             res.status,
             res.text()
@@ -314,7 +314,7 @@ async fn database_routes_are_refused_to_clients_outside_a_non_empty_allow_list()
         };
         let proto = if h2 { "h2" } else { "h1" };
         let res = send("GET", "/web/database/manager", "text/plain", b"").await;
-        assert_eq!(res.status, 303, "{proto} manager: {}", res.text());
+        assert_eq!(res.status, 302, "{proto} manager: {}", res.text());
         assert_eq!(res.header("location"), Some("/web/login"), "{proto}");
         let res = send(
             "POST",
@@ -323,7 +323,7 @@ async fn database_routes_are_refused_to_clients_outside_a_non_empty_allow_list()
             b"master_pwd=admin&name=demo1",
         )
         .await;
-        assert_eq!(res.status, 303, "{proto} drop: {}", res.text());
+        assert_eq!(res.status, 302, "{proto} drop: {}", res.text());
         let res = send("POST", "/xmlrpc/2/db", "text/xml", xml_list).await;
         assert_eq!(res.status, 403, "{proto} xmlrpc db: {}", res.text());
         let res = send("POST", "/xmlrpc/db", "text/xml", xml_list).await;

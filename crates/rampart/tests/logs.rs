@@ -147,7 +147,7 @@ async fn process_log_as_json_with_a_per_module_filter() {
     )];
     let r = Rampart::start(setup).await;
     let res = r.get(HOST, "/web/database/manager").await;
-    assert_eq!(res.status, 303);
+    assert_eq!(res.status, 302);
     r.wait_stderr_line(&["database manager blocked"]).await;
     let stderr = r.stderr();
     let events: Vec<serde_json::Value> = stderr
