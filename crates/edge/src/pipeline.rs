@@ -284,7 +284,7 @@ async fn phases(
             }
             // 8 login: a slot is held while the check is in flight.
             let attempt =
-                login::begin(&shared.guard, ctx.client, decision, loaded.as_ref(), &parts)?;
+                login::begin(&shared.guard, ctx.client, decision, loaded.as_ref(), &parts).await?;
             // The bytes read are not needed past the guard's decision.
             drop(loaded);
             // An account under attack from elsewhere: slowed from here.

@@ -103,8 +103,9 @@ const INSPECT: usize = 8 * 1024 * 1024;
 
 /// 8 login: takes the guard's slot for a password check (held while the
 /// check is in flight), after the login rate for logins. `None` when the
-/// request checks no secret.
-pub(crate) fn begin(
+/// request checks no secret. With `[cluster]` the attempt is also
+/// reserved in PostgreSQL (one round trip, logins and checks only).
+pub(crate) async fn begin(
     g: &Guard,
     client: IpAddr,
     decision: guard::Decision,
@@ -124,7 +125,8 @@ pub(crate) fn begin(
     if check.is_login() {
         Refusal::admit(g.admit_login(client, login.as_deref()))?;
     }
-    g.begin_check_as(client, check, decision.proof, login.as_deref())
+    g.begin_check_shared(client, check, decision.proof, login.as_deref())
+        .await
         .map(Some)
         .map_err(|r| check_refused(r, check.is_login()))
 }
