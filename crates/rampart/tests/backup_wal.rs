@@ -90,11 +90,29 @@ async fn serve_streams_the_wal_when_wal_is_on() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let committed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     rig.pg.psql(
         "erp",
         "CREATE TABLE sale_order (id serial PRIMARY KEY, name varchar)",
     );
     rig.wait_sent("a commit while serve runs");
     assert!(logs().contains("pg_receivewal started"), "{}", logs());
+    // The freshness gauge an alert reads ("WAL N minutes behind") moves
+    // past the commit once the target holds it.
+    let name = "rampart_backup_wal_caught_up_timestamp_seconds";
+    loop {
+        let m = r.metrics().await;
+        if m.contains(name) && common::metric(&m, name) >= committed.floor() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} not past the commit:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(r);
 }

@@ -37,6 +37,7 @@
 mod base;
 mod cluster;
 mod fetch;
+pub mod freshness;
 mod pitr;
 mod stream;
 

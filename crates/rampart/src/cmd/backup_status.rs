@@ -110,6 +110,19 @@ impl Collector for BackupStatus {
                 ConstGauge::new(i64::from(l.error.is_none())).encode(up.encode_family(&labels)?)?;
             }
         }
+        let wal = rampart_backup::wal::freshness::caught_up();
+        if cfg.wal && !wal.is_empty() {
+            let mut caught_up = encoder.encode_descriptor(
+                "rampart_backup_wal_caught_up_timestamp_seconds",
+                "When the target last held all the WAL the streamer had received (Unix seconds; \
+                 refreshed every wal_upload_interval while streaming works)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (target, t) in wal {
+                ConstGauge::new(t).encode(caught_up.encode_family(&[("target", target)])?)?;
+            }
+        }
         if let Some(d) = Self::last_drill(cfg) {
             let mut when = encoder.encode_descriptor(
                 "rampart_backup_drill_last_timestamp_seconds",

@@ -232,9 +232,15 @@ impl Streamer {
             .is_none_or(|t| t.elapsed() >= self.cfg.wal_upload_interval.get());
         if due {
             self.last_pass = Some(Instant::now());
+            let pass = jiff::Timestamp::now().as_second();
             let lsn = self.check_slot()?;
             if let Some(lsn) = lsn {
                 self.send_open_segment(lsn).await?;
+                // A target still open after this pass took every finished
+                // segment and the open one up to the slot's position.
+                for d in self.dests.iter().filter(|d| d.target.is_some()) {
+                    crate::wal::freshness::caught_up_at(&d.cfg.name, pass);
+                }
             }
             self.send_new_files().await?;
         }
