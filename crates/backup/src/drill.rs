@@ -89,7 +89,7 @@ pub async fn drill(
                 newest.insert(e.db.clone(), e);
             }
         }
-        if newest.is_empty() {
+        if newest.is_empty() && !cfg.wal {
             bail!("target {:?} has no snapshot to restore", t.name);
         }
         let mut seen = Vec::new();
@@ -99,6 +99,28 @@ pub async fn drill(
                 .await
                 .with_context(|| format!("snapshot {}", e.id))?;
             seen.push(format!("{}: {s}", e.id));
+        }
+        if cfg.wal {
+            // The databases backed up, else the only one in the cluster.
+            let mut dbs: Vec<Option<String>> = if cfg.databases.is_empty() {
+                newest.keys().cloned().map(Some).collect()
+            } else {
+                cfg.databases.iter().cloned().map(Some).collect()
+            };
+            if dbs.is_empty() {
+                dbs.push(None);
+            }
+            for db in dbs {
+                let s = pitr_test(cfg, &t, db.as_deref(), identity, progress)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "point in time of {}",
+                            db.as_deref().unwrap_or("the database")
+                        )
+                    })?;
+                seen.push(s);
+            }
         }
         Ok(seen.join("; "))
     }
@@ -187,6 +209,68 @@ pub async fn restore_test(
         tracing::error!("drill: could not drop the scratch database {name}: {e:#}");
     }
     checks
+}
+
+/// With `wal = true`: the database as it was two upload intervals ago
+/// (so its WAL has reached the target), through the newest base backup
+/// before then and the WAL (`restore --at`), into a scratch database and
+/// filestore; it must have users. Both are dropped after.
+async fn pitr_test(
+    cfg: &BackupConfig,
+    target: &Target,
+    db: Option<&str>,
+    identity: &Path,
+    progress: &Progress,
+) -> Result<String> {
+    let scratch = match &cfg.spool_dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .context("creating a scratch filestore directory")?;
+    let mut c = cfg.clone();
+    c.data_dir = scratch.path().to_path_buf();
+    let name = format!("rampart_drill_{}", random_hex(4));
+    let ago = jiff::SignedDuration::try_from(cfg.wal_upload_interval.get() * 2)
+        .context("wal_upload_interval")?;
+    let at = jiff::Timestamp::now()
+        .checked_sub(ago)
+        .context("wal_upload_interval")?;
+    let opts = crate::wal::PitrOptions {
+        at,
+        db: db.map(str::to_owned),
+        new_db: name.clone(),
+        neutralize: false,
+        swap: false,
+        identity: identity.to_path_buf(),
+        exe: std::env::current_exe().context("the rampart executable (for restore_command)")?,
+    };
+    let restored = crate::wal::restore_at(&c, target, &opts, progress).await;
+    let pg = Pg::connect(&cfg.pg, cfg.pg_bin.as_deref())?;
+    let checked = (|| {
+        let report = restored?;
+        let users: u64 = pg
+            .query_one(&name, "SELECT count(*) FROM res_users")?
+            .parse()
+            .unwrap_or(0);
+        if users == 0 {
+            bail!("the database recovered to {at} has no res_users row");
+        }
+        Ok(format!(
+            "point in time {at} from base backup {}: {users} users{}",
+            report.base_backup,
+            if report.missing_files.is_empty() {
+                String::new()
+            } else {
+                format!(", {} filestore files missing", report.missing_files.len())
+            }
+        ))
+    })();
+    if pg.database_exists(&name).unwrap_or(true)
+        && let Err(e) = pg.drop_database(&name)
+    {
+        tracing::error!("drill: could not drop the scratch database {name}: {e:#}");
+    }
+    checked
 }
 
 /// Sanity queries on the restored copy against the manifest.

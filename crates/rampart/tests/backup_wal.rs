@@ -73,6 +73,59 @@ fn restore_at_a_noted_local_time_gets_that_moment_with_its_filestore() {
     assert_eq!(orders(&rig.pg, "erp_at_utc"), expected_orders);
 }
 
+#[test]
+fn a_drill_with_wal_restores_a_recent_point_in_time() {
+    let mut rig = Rig::new("");
+    make_odoo_db(&rig.pg, rig.data.path(), "erp", 1, 500);
+    rig.start_streamer();
+    rig.wait("a first base backup", Duration::from_secs(120), |r| {
+        r.base_backups() == 1
+    });
+    rig.pg.psql(
+        "erp",
+        "CREATE TABLE sale_order (id serial PRIMARY KEY, name varchar)",
+    );
+    rig.wait_sent("a commit after the base backup");
+    // The drill recovers to two upload intervals (2 s each) ago.
+    std::thread::sleep(Duration::from_secs(5));
+    let identity = rig.keys.identity.clone();
+    let config = rig.config.clone();
+    let drill = |extra: &[&str]| {
+        let mut args = vec![
+            "backup",
+            "drill",
+            "--identity",
+            identity.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let (code, out, err) = common::run_cli(&args);
+        (code, format!("{out}{err}"))
+    };
+    let (code, out) = drill(&[]);
+    assert_eq!(code, 0, "{out}\nstreamer log:\n{}", rig.log());
+    assert!(
+        out.contains("drill passed") && out.contains("point in time"),
+        "{out}"
+    );
+    let left = rig.pg.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'rampart_drill_%'",
+    );
+    assert_eq!(left.trim(), "0", "the scratch database is dropped");
+    // Without a base backup on the target, the same drill fails, and says so.
+    rig.kill_streamer();
+    std::fs::remove_dir_all(rig.store.path().join("wal")).unwrap();
+    std::fs::create_dir(rig.store.path().join("wal")).unwrap();
+    let (code, out) = drill(&[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("drill FAILED") && out.contains("point in time"),
+        "{out}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_streams_the_wal_when_wal_is_on() {
     let rig = Rig::new("");
