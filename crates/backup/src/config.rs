@@ -42,6 +42,7 @@ pub struct BackupConfig {
     /// zstd level (1..=19); 3 is zstd's own default, fast and decent.
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
+    /// The `[[backup.target]]` sections: where snapshots are stored.
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetConfig>,
 
@@ -93,6 +94,7 @@ pub struct BackupConfig {
     /// production database, present in the restored copy).
     #[serde(default)]
     pub drill_login: Option<String>,
+    /// The drill's password (masked when the config is shown).
     #[serde(default, serialize_with = "rampart_config::secret::mask_opt")]
     pub drill_password: Option<String>,
     /// Not a key: the top-level `state_dir`, set by the binary (the hash
@@ -105,6 +107,7 @@ pub struct BackupConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
+    /// The name commands and status use for the target.
     pub name: String,
     /// `file:///path`, `sftp://user@host:port/path`, `s3://bucket/prefix`.
     pub url: String,
@@ -242,6 +245,7 @@ impl BackupConfig {
         Ok(())
     }
 
+    /// The target called `name`, if configured.
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
         self.targets.iter().find(|t| t.name == name)
     }

@@ -38,16 +38,20 @@ use anyhow::{Context, Result, bail};
 pub struct DrillRecord {
     /// When it finished, RFC 3339 UTC.
     pub time: String,
+    /// Whether the drill passed.
     pub ok: bool,
+    /// The target restored from.
     pub target: String,
     /// The snapshots restored (or tried).
     pub snapshots: Vec<String>,
     /// What was seen, or what failed.
     pub summary: String,
+    /// How long it took, in seconds.
     pub duration_secs: f64,
 }
 
 impl DrillRecord {
+    /// `time`, parsed; None when it is not a valid timestamp.
     pub fn timestamp(&self) -> Option<jiff::Timestamp> {
         self.time.parse().ok()
     }

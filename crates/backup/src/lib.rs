@@ -40,6 +40,8 @@
 //! For `rampart serve`: [`run_scheduled`] runs backups on `schedule`,
 //! [`run_drills`] restore drills on `drill`.
 
+#![warn(missing_docs)]
+
 mod config;
 mod drill;
 mod filestore;

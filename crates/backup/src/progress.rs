@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// Where backup commands report progress: bars, plain lines, or nothing.
 #[derive(Clone)]
 pub struct Progress {
     mode: Mode,
@@ -29,10 +30,12 @@ impl Progress {
         Progress { mode }
     }
 
+    /// Reports nothing.
     pub fn quiet() -> Progress {
         Progress { mode: Mode::Quiet }
     }
 
+    /// One line of progress on stderr (nothing when quiet).
     pub fn line(&self, msg: impl AsRef<str>) {
         match self.mode {
             Mode::Quiet => {}

@@ -28,21 +28,31 @@ pub const GRACE: Duration = Duration::from_secs(24 * 3600);
 /// How many of each generation to keep, per database.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Keep {
+    /// The last this many days that have snapshots keep their newest (UTC).
     pub daily: usize,
+    /// The last this many ISO weeks that have snapshots keep their newest.
     pub weekly: usize,
+    /// The last this many months that have snapshots keep their newest.
     pub monthly: usize,
 }
 
+/// What a prune kept and removed (or would, in a dry run).
 #[derive(Debug, Clone, Default)]
 pub struct PruneReport {
+    /// Snapshot ids kept.
     pub kept: Vec<String>,
+    /// Snapshot ids removed.
     pub removed: Vec<String>,
+    /// Blobs no kept snapshot uses any more.
     pub blobs_removed: usize,
+    /// Bytes those removals give back.
     pub bytes_freed: u64,
+    /// Old `data/` objects of no live snapshot, and old uploads left in `tmp/`.
     pub leftovers_removed: usize,
 }
 
 impl PruneReport {
+    /// One line for the command's output.
     pub fn summary(&self) -> String {
         format!(
             "kept {} snapshot(s), removed {}; {} unreferenced blob(s) and {} leftover(s) removed, {} freed",
@@ -96,6 +106,8 @@ pub fn select(snapshots: &[IndexEntry], keep: Keep) -> Result<BTreeSet<String>> 
     Ok(kept)
 }
 
+/// Keeps the generations `keep` asks for on `target` and removes the rest,
+/// with the blobs and leftovers nothing uses any more.
 pub async fn prune(
     target: &Target,
     keep: Keep,

@@ -16,6 +16,7 @@ use crate::snapshot::{IndexEntry, fetch_blob, fetch_dump, read_manifest};
 use crate::target::Target;
 use anyhow::{Context, Result, bail};
 
+/// How `rampart restore` restores a snapshot.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     /// The new database (and filestore directory) name.

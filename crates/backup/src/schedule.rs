@@ -11,18 +11,28 @@ use crate::progress::Progress;
 use crate::snapshot::{BackupOptions, backup};
 use anyhow::{Error, Result};
 
+/// When `rampart serve` runs backups or drills on its own, in server local time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Schedule {
+    /// `daily HH:MM`.
     Daily {
+        /// Hour of the day, 0 to 23.
         hour: i8,
+        /// Minute of the hour, 0 to 59.
         minute: i8,
     },
+    /// `hourly :MM`.
     Hourly {
+        /// Minute of the hour, 0 to 59.
         minute: i8,
     },
+    /// `weekly sun HH:MM`.
     Weekly {
+        /// Day of the week.
         weekday: jiff::civil::Weekday,
+        /// Hour of the day, 0 to 23.
         hour: i8,
+        /// Minute of the hour, 0 to 59.
         minute: i8,
     },
 }

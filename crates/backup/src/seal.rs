@@ -80,6 +80,7 @@ impl Identities {
         Ok(Box::new(z))
     }
 
+    /// The plaintext of a sealed object held in memory.
     pub fn open_bytes(&self, sealed: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         self.open(sealed)?

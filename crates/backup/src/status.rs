@@ -23,9 +23,11 @@ use crate::target::Target;
 /// One target's listing, as last read.
 #[derive(Debug, Clone)]
 pub struct Listing {
+    /// The target's name.
     pub target: String,
     /// (database, the instant of its newest snapshot, that snapshot's id).
     pub last: Vec<(String, jiff::Timestamp, String)>,
+    /// Why the target could not be listed, when it could not.
     pub error: Option<String>,
 }
 
@@ -84,15 +86,21 @@ fn newest_per_db<'a>(
     best.into_iter().map(|(db, (t, id))| (db, t, id)).collect()
 }
 
+/// One (target, database) row of the backup status.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct TargetStatus {
+    /// The target's name.
     pub target: String,
     /// Empty when the target holds no snapshot (or could not be listed).
     pub db: String,
     /// The newest snapshot's id, empty when none.
     pub last: String,
+    /// Seconds since the newest snapshot; None when there is none.
     pub age_secs: Option<u64>,
+    /// The schedule's latest run should have left a newer snapshot (or the
+    /// target could not be listed).
     pub stale: bool,
+    /// Why the target could not be listed, when it could not.
     pub error: Option<String>,
 }
 

@@ -13,6 +13,7 @@ use crate::{CertError, fsio};
 /// Let's Encrypt production, the default CA.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
+/// `[acme]` in rampart.toml: the account and CA that `tls = "acme"` sites use.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AcmeConfig {
@@ -25,6 +26,7 @@ pub struct AcmeConfig {
     /// Extra PEM roots to trust for the directory's HTTPS (a private or test CA).
     #[serde(default)]
     pub ca_bundle: Option<PathBuf>,
+    /// Which challenge proves control of the names (`auto` unless set).
     #[serde(default)]
     pub challenge: Challenge,
     /// External account binding, for CAs that require one (ZeroSSL, Google, ...).
@@ -108,7 +110,9 @@ pub enum Challenge {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Eab {
+    /// The key id.
     pub kid: String,
+    /// The base64url HMAC key (masked when the config is shown).
     #[serde(serialize_with = "rampart_config::secret::mask")]
     pub hmac_key: String,
 }

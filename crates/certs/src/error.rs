@@ -3,14 +3,30 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// What went wrong with certificates, naming the file, site or CA at fault.
 #[derive(Debug, Clone)]
 pub enum CertError {
     /// A certificate or key file (the administrator's, or one in the state dir).
-    File { path: PathBuf, problem: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A site whose configuration cannot be served (e.g. a wildcard with ACME).
-    Site { site: usize, problem: String },
+    Site {
+        /// The site's index in the config (`site[N]`).
+        site: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// The ACME CA refused or could not be reached.
-    Acme { site: Option<usize>, detail: String },
+    Acme {
+        /// The site being served, when the failure is about one.
+        site: Option<usize>,
+        /// What the CA said, or why it could not be reached.
+        detail: String,
+    },
 }
 
 impl CertError {

@@ -10,6 +10,8 @@
 //! restarts), `local/` (local leaves), `acme/` (account and certificates).
 //! Every file there is written atomically; private keys are mode 0600.
 
+#![warn(missing_docs)]
+
 mod acme;
 mod admin;
 mod background;

@@ -8,11 +8,16 @@ use crate::{AcmeConfig, SiteTls, TlsSource};
 /// `serve` would refuse to start (error) or start and misbehave (warning).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The config key concerned (`acme.directory`, `site[0].tls`...).
     pub key: String,
+    /// What is wrong, for the administrator.
     pub message: String,
+    /// `serve` would refuse to start (an error, not a warning).
     pub fatal: bool,
 }
 
+/// The problems [`CertStore::open`](crate::CertStore::open) would meet with this config,
+/// for `rampart check`; reads files but writes nothing.
 pub fn preflight(acme: Option<&AcmeConfig>, sites: &[SiteTls]) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut push = |key: String, message: String, fatal: bool| {

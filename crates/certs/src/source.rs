@@ -22,7 +22,12 @@ pub enum TlsSource {
     /// Obtained and renewed from an ACME CA.
     Acme,
     /// PEM files managed by the administrator.
-    Files { cert: PathBuf, key: PathBuf },
+    Files {
+        /// The certificate chain, leaf first.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+    },
 }
 
 impl serde::Serialize for TlsSource {

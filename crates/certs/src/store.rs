@@ -23,25 +23,31 @@ pub struct SiteTls {
     pub site: usize,
     /// `erp.example.com`, `*.example.org` (one label), or `*` (any name).
     pub hosts: Vec<String>,
+    /// Where its certificate comes from.
     pub source: TlsSource,
 }
 
 /// One certificate as `rampart certs` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CertInfo {
+    /// The site's index in the config (`site[N]`).
     pub site: usize,
+    /// The site's host names, as configured.
     pub hosts: Vec<String>,
     /// The names the certificate lists.
     pub names: Vec<String>,
+    /// Who issued the certificate.
     pub issuer: String,
     /// Unix seconds.
     pub not_after: i64,
+    /// Whole days until `not_after` (negative once expired).
     pub days_left: i64,
     /// "local", "acme" or "files".
     pub source: &'static str,
     /// True while an ACME site serves a local-CA certificate, before its
     /// real certificate arrives.
     pub temporary: bool,
+    /// The certificate file read.
     pub path: Option<PathBuf>,
     /// ACME: when the background task will renew it (unix secs).
     pub renew_at: Option<i64>,
@@ -51,6 +57,8 @@ pub struct CertInfo {
     pub problem: Option<String>,
 }
 
+/// The certificates of every site: the TLS listener's SNI resolver,
+/// updated in place on renewal or reload.
 pub struct CertStore {
     pub(crate) state_dir: PathBuf,
     pub(crate) acme: Option<AcmeConfig>,

@@ -19,6 +19,8 @@
 //! heartbeat that does not come back within its interval ends it, and the
 //! node reconnects with backoff.
 
+#![warn(missing_docs)]
+
 mod bans;
 mod budget;
 mod config;
@@ -86,10 +88,12 @@ impl Cluster {
         }))
     }
 
+    /// This node's name in `rampart.nodes` (`node`, else the hostname).
     pub fn node(&self) -> &str {
         &self.node
     }
 
+    /// Registers the `rampart_cluster_*` metrics in `registry`.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.metrics.register(registry);
     }

@@ -6,12 +6,19 @@ use tokio_postgres::Client;
 
 use crate::error_text;
 
+/// One node as `rampart.nodes` has it.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeRow {
+    /// The node's name (`[cluster] node`, else its hostname).
     pub name: String,
+    /// The Rampart version it runs.
     pub version: String,
+    /// The hash of what every node should share (sites, guard, ACME): nodes
+    /// that differ show different hashes.
     pub config_hash: String,
+    /// The cluster schema version it runs with.
     pub schema_version: i32,
+    /// Its process id.
     pub pid: i32,
     /// Seconds since its last heartbeat (the database's clock).
     pub last_seen_secs: f64,

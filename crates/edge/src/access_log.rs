@@ -18,19 +18,33 @@ use crate::config::LogFormat;
 use crate::io::Activity;
 use crate::metrics::{Metrics, RequestLabels, SiteMeters};
 
+/// One line of the access log: one request, once its response body is done.
 pub struct Entry {
+    /// The client's address, as the guard sees it.
     pub client: IpAddr,
+    /// When the answer's headers were ready.
     pub time: SystemTime,
+    /// The request method.
     pub method: String,
+    /// The path and query, as received.
     pub target: String,
+    /// `HTTP/1.1`, `HTTP/2.0`...
     pub version: &'static str,
+    /// The status sent.
     pub status: u16,
+    /// Body bytes the client got.
     pub bytes: u64,
+    /// The Referer header, empty when absent.
     pub referer: String,
+    /// The User-Agent header, empty when absent.
     pub user_agent: String,
+    /// The site's name.
     pub site: String,
+    /// The upstream that answered, empty when none did.
     pub upstream: String,
+    /// From the request's arrival to the end of the response body.
     pub duration: Duration,
+    /// Time Odoo took to its response headers, when it was asked.
     pub upstream_duration: Option<Duration>,
     /// `hit` or `miss` for requests the edge cache may answer.
     pub cache: Option<&'static str>,
@@ -57,6 +71,7 @@ struct Inner {
     dest: String,
 }
 
+/// Where access log lines go; off, standard output, or a file a writer thread fills.
 #[derive(Clone)]
 pub struct AccessLog {
     inner: Option<Arc<Inner>>,
@@ -122,6 +137,7 @@ impl AccessLog {
         }
     }
 
+    /// Queues one line (dropped and counted when the writer has fallen too far behind).
     pub fn log(&self, e: &Entry) {
         let Some(inner) = &self.inner else { return };
         // Formatted into the thread's reused buffer, then copied once into

@@ -12,19 +12,24 @@ use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
+/// Any error a body may end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type every stage passes on, requests and answers alike.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
+/// A body of these bytes.
 pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into())
         .map_err(|never| match never {})
         .boxed_unsync()
 }
 
+/// A body with no bytes.
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// Any body of `Bytes`, as a [`Body`].
 pub fn boxed<B>(b: B) -> Body
 where
     B: HttpBody<Data = Bytes> + Send + 'static,
@@ -81,6 +86,7 @@ pin_project! {
 }
 
 impl<B> Guarded<B> {
+    /// Wraps `inner`: at most `limit` bytes, at most `idle` between frames.
     pub fn new(inner: B, limit: u64, idle: Duration) -> Self {
         Guarded {
             inner,
@@ -157,6 +163,7 @@ pin_project! {
 }
 
 impl<B, F: FnOnce(u64, bool)> Observed<B, F> {
+    /// Wraps `inner`; `on_end` gets the byte count and whether the body ended.
     pub fn new(inner: B, on_end: F) -> Self {
         Observed {
             inner,
@@ -231,6 +238,7 @@ pin_project! {
 }
 
 impl<B, F: FnOnce(&[u8])> Prefixed<B, F> {
+    /// Wraps `inner`; `on_end` gets the first bytes.
     pub fn new(inner: B, on_end: F) -> Self {
         Prefixed {
             inner,

@@ -25,6 +25,7 @@ use ipnet::IpNet;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 
+/// Bytes buffered bodies hold in memory, per client address and in all.
 pub struct BodyMemory {
     per_client: usize,
     /// All clients together (`buffer_memory_max`).
@@ -39,6 +40,7 @@ pub struct BodyMemory {
 }
 
 impl BodyMemory {
+    /// `per_client` bytes per address, `max` for all together.
     pub fn new(per_client: usize, max: usize) -> BodyMemory {
         BodyMemory {
             per_client,
@@ -93,6 +95,7 @@ impl BodyMemory {
             && self.used() < self.max
     }
 
+    /// Returns `n` bytes of `owner`'s share.
     pub fn give_back(&self, owner: IpAddr, n: usize) {
         if n == 0 {
             return;
@@ -132,6 +135,7 @@ pub struct Charge {
 }
 
 impl Charge {
+    /// A charge to `owner`, empty so far.
     pub fn new(memory: Arc<BodyMemory>, owner: IpAddr) -> Charge {
         Charge {
             memory,
@@ -140,6 +144,7 @@ impl Charge {
         }
     }
 
+    /// Charges `n` more bytes; false, and nothing charged, when over a share.
     pub fn try_add(&mut self, n: usize) -> bool {
         let ok = self.memory.try_take(self.owner, n);
         if ok {

@@ -43,6 +43,7 @@ pub struct ListenConfig {
     /// period of `client_body_grace` ("0" turns the check off): an upload
     /// that crawls gets 408 (`stage::body_pace`).
     pub client_body_min_rate: ByteSize,
+    /// How long a request body may take before `client_body_min_rate` applies.
     pub client_body_grace: Duration,
     /// A response stream whose client accepts no bytes for this long is
     /// dropped (its spool and memory freed; on HTTP/1.1 the connection
@@ -98,6 +99,7 @@ impl Default for ListenConfig {
 pub struct LogConfig {
     /// A file path, or "-" for standard output, or "off".
     pub access: String,
+    /// The access log's format.
     pub format: LogFormat,
     /// The process log on stderr (events filtered by `RAMPART_LOG`); read
     /// at start, a reload keeps the format it started with.
@@ -114,6 +116,7 @@ impl Default for LogConfig {
     }
 }
 
+/// The format of the process's own log on stderr.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ProcessLogFormat {
@@ -125,6 +128,7 @@ pub enum ProcessLogFormat {
     Json,
 }
 
+/// The access log's format.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -142,6 +146,7 @@ pub struct SiteConfig {
     /// Host names this site answers: exact (`erp.example.com`), a wildcard
     /// for one label (`*.example.org`), or `*` for any host.
     pub hosts: Vec<String>,
+    /// Where the site's certificate comes from (`local`, `acme`, or files).
     #[serde(default)]
     pub tls: TlsSource,
     /// Odoo's HTTP workers (`host:port`), balanced by least connections.
@@ -163,6 +168,7 @@ pub struct SiteConfig {
     /// body (reports and imports run for minutes; Odoo's docs use 720 s).
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
+    /// How long connecting to Odoo may take.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Duration,
     /// Requests in flight to one upstream at most (Odoo has a fixed number
@@ -170,6 +176,7 @@ pub struct SiteConfig {
     /// `queue_timeout` in per-client queues served round-robin, then 503.
     #[serde(default = "default_max_conns", alias = "workers")]
     pub max_conns: usize,
+    /// How long a request may wait for an upstream slot before 503.
     #[serde(default = "default_queue_timeout")]
     pub queue_timeout: Duration,
     /// Upstream slots one client address may hold while other clients
@@ -202,13 +209,16 @@ pub struct SiteConfig {
     /// Compress text responses (gzip, br, zstd by Accept-Encoding).
     #[serde(default = "default_true")]
     pub compression: bool,
+    /// Security headers added to every response.
     #[serde(default)]
     pub headers: SecurityHeaders,
     /// `[site.cache]`: Odoo's immutable public assets kept at the edge.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// How each upstream is checked.
     #[serde(default)]
     pub health_check: HealthCheck,
+    /// Who may reach Odoo's database manager.
     #[serde(default)]
     pub database_manager: DatabaseManager,
 }
@@ -307,10 +317,15 @@ fn default_true() -> bool {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityHeaders {
+    /// `Strict-Transport-Security` (sent on HTTPS only).
     pub strict_transport_security: String,
+    /// `X-Content-Type-Options`.
     pub content_type_options: String,
+    /// `X-Frame-Options`.
     pub frame_options: String,
+    /// `Referrer-Policy`.
     pub referrer_policy: String,
+    /// `Permissions-Policy`.
     pub permissions_policy: String,
     /// Odoo's web client needs inline and eval'd scripts (QWeb), inline
     /// styles, data:/blob: images and its websocket; website pages embed
@@ -339,6 +354,7 @@ impl Default for SecurityHeaders {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
+    /// Whether the site's cache is used at all.
     pub enabled: bool,
     /// Memory all of this site's entries (and their compressed variants)
     /// may hold; the least recently used go first.
@@ -370,7 +386,9 @@ impl Default for CacheConfig {
 pub struct HealthCheck {
     /// Odoo 16+ answers `/web/health`; set "" to turn checks off.
     pub path: String,
+    /// Time between two checks of an upstream.
     pub interval: Duration,
+    /// How long one check may take.
     pub timeout: Duration,
     /// Consecutive failures that take an upstream out.
     pub fall: u32,

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 
+/// Open connections per client address, so one host cannot take every slot.
 #[derive(Default)]
 pub struct ConnCap {
     open: Mutex<HashMap<IpNet, usize>>,

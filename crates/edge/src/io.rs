@@ -22,6 +22,7 @@ pub fn now_ms() -> u64 {
     epoch().elapsed().as_millis() as u64
 }
 
+/// What one connection did lately, for idle timeouts.
 #[derive(Default)]
 pub struct Activity {
     last_ms: AtomicU64,
@@ -32,23 +33,28 @@ pub struct Activity {
 }
 
 impl Activity {
+    /// Activity as of now.
     pub fn new() -> Arc<Activity> {
         let a = Activity::default();
         a.touch();
         Arc::new(a)
     }
+    /// Notes that bytes moved now.
     pub fn touch(&self) {
         self.last_ms.store(now_ms(), Ordering::Relaxed);
     }
+    /// Time since bytes last moved.
     pub fn idle_for(&self) -> Duration {
         Duration::from_millis(now_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed)))
     }
+    /// Whether a request is in flight (its body not yet done).
     pub fn busy(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) > 0
     }
 }
 
 pin_project! {
+    /// Connection IO that updates its [`Activity`] on every read and write.
     pub struct Tracked<T> {
         #[pin]
         inner: T,
@@ -57,6 +63,7 @@ pin_project! {
 }
 
 impl<T> Tracked<T> {
+    /// Wraps `inner`, reporting to `activity`.
     pub fn new(inner: T, activity: Arc<Activity>) -> Self {
         Tracked { inner, activity }
     }

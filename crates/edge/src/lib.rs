@@ -7,6 +7,8 @@
 //! [`state`] holds what they share; [`refusal`] lists every answer Rampart
 //! gives instead of Odoo.
 
+#![warn(missing_docs)]
+
 pub mod access_log;
 pub mod admin;
 pub mod body;

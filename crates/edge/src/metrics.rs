@@ -8,14 +8,19 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// `rampart_requests` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// The site's name.
     pub site: String,
+    /// The status sent.
     pub status: u16,
 }
 
+/// Labels of series kept per site.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SiteLabels {
+    /// The site's name.
     pub site: String,
 }
 
@@ -23,13 +28,18 @@ pub struct SiteLabels {
 /// session's own; `address`: requests grouped by client address).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
+    /// The site's name.
     pub site: String,
+    /// `session` or `address`.
     pub class: &'static str,
 }
 
+/// `rampart_upstream_healthy` labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
+    /// The site's name.
     pub site: String,
+    /// The upstream's `host:port`.
     pub upstream: String,
 }
 
@@ -39,6 +49,7 @@ pub struct UpstreamLabels {
 /// they survive reloads and `/metrics` sees every count.
 #[derive(Clone)]
 pub struct SiteMeters {
+    /// `rampart_upstream_response_seconds` for this site.
     pub upstream_seconds: Histogram,
     queue_session: Histogram,
     queue_address: Histogram,
@@ -49,6 +60,7 @@ pub struct SiteMeters {
 }
 
 impl SiteMeters {
+    /// Resolves the site's series in `m`.
     pub fn new(m: &Metrics, site: &str) -> SiteMeters {
         let queue = |class| {
             m.queue_seconds
@@ -103,20 +115,31 @@ impl SiteMeters {
     }
 }
 
+/// The edge's metric families, registered once per process.
 #[derive(Clone)]
 pub struct Metrics {
+    /// `rampart_requests`: requests answered, by site and status.
     pub requests: Family<RequestLabels, Counter>,
+    /// `rampart_upstream_response_seconds`: time to Odoo's response headers.
     pub upstream_seconds: Family<SiteLabels, Histogram>,
+    /// `rampart_upstream_healthy`: 1 while an upstream passes its check.
     pub upstream_healthy: Family<UpstreamLabels, Gauge>,
+    /// `rampart_upstream_queue_seconds`: waits for a worker slot, by queue class.
     pub queue_seconds: Family<QueueLabels, Histogram>,
+    /// `rampart_client_cap_refusals`: refused because the client held its share.
     pub client_cap_refusals: Family<SiteLabels, Counter>,
+    /// `rampart_websocket_tunnels_open`.
     pub websocket_tunnels: Gauge,
+    /// `rampart_connections_open`: open client connections.
     pub connections: Gauge,
+    /// `rampart_tls_handshake_failures`: failed or timed-out handshakes.
     pub tls_failures: Counter,
+    /// `rampart_access_log_dropped`: lines dropped because the writer fell behind.
     pub access_log_dropped: Counter,
 }
 
 impl Metrics {
+    /// Creates the families and registers them in `registry`.
     pub fn new(registry: &mut Registry) -> Metrics {
         let m = Metrics {
             requests: Family::default(),

@@ -5,6 +5,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::{self, Body};
 
+/// An HTML error page with `message`, never cached.
 pub fn error(status: StatusCode, message: &str) -> Response<Body> {
     let title = format!(
         "{} {}",
@@ -43,6 +44,7 @@ pub fn options_asterisk() -> Response<Body> {
     r
 }
 
+/// A redirect to `location`, with an empty body.
 pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     let mut r = Response::new(body::empty());
     *r.status_mut() = status;
@@ -54,6 +56,7 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     r
 }
 
+/// A plain answer of `content_type`, never cached.
 pub fn text(
     status: StatusCode,
     content_type: &'static str,

@@ -38,6 +38,7 @@ use crate::stage::{cache, compress, plain_http, respond, site};
 use crate::state::{ConnInfo, Ctx, Runtime, Shared};
 use crate::{pages, websocket};
 
+/// Takes one request through every stage, in order, to its answer.
 pub async fn handle(
     mut req: Request<Incoming>,
     conn: Arc<ConnInfo>,

@@ -19,6 +19,7 @@ fn problem(key: impl Into<String>, message: impl Into<String>, fatal: bool) -> P
     }
 }
 
+/// What `serve` would refuse or trip over in the edge's sections, for `rampart check`.
 pub fn preflight(cfg: &EdgeConfig) -> Vec<Problem> {
     let mut out = Vec::new();
     if let Some(p) = &cfg.listen.admin_token_file

@@ -14,6 +14,7 @@ use crate::body::Body;
 use crate::pages;
 use crate::stage::request_body::BodyError;
 
+/// An answer Rampart gives instead of Odoo's, and why.
 #[derive(Debug)]
 pub enum Refusal {
     /// 400: the connection's HTTP/1 framing could not be followed (CL + TE, ...).
@@ -39,7 +40,10 @@ pub enum Refusal {
     /// 403: the guard bans this address.
     Banned,
     /// 429: over the request rate.
-    RateLimited { retry_after: u64 },
+    RateLimited {
+        /// Seconds to wait, for Retry-After.
+        retry_after: u64,
+    },
     /// 302 to /web/login: the database manager from an address not allowed
     /// (302, not 303: the redirect hardening checklists accept, and
     /// browsers follow either with a GET).
@@ -99,6 +103,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The status the refusal is answered with.
     pub fn status(&self) -> StatusCode {
         use Refusal::*;
         match self {

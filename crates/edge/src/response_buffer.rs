@@ -40,11 +40,13 @@ pub const FILE_MAX: u64 = 1024 * 1024 * 1024;
 /// Pieces read back from the spool file.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// How one of Odoo's answers is buffered for its client.
 pub struct Settings {
     /// Whose share of the spool the answer uses.
     pub client: std::net::IpAddr,
     /// The longest silence inside Odoo's body.
     pub upstream_idle: Duration,
+    /// How long the client may accept no bytes before the answer is dropped.
     pub send_timeout: Duration,
     /// Read Odoo's answer to its end even when the client leaves: the
     /// guard's verdict on a password check is read from it.

@@ -31,6 +31,7 @@ use crate::stage::framing::{Marks, Watched};
 use crate::state::{AdminHook, ConnInfo, EdgeConfig, Shared, build_runtime};
 use crate::{admin, pipeline};
 
+/// The bound listeners and the state they share: the running edge.
 pub struct Edge {
     shared: Arc<Shared>,
     https: TcpListener,
@@ -143,6 +144,7 @@ impl Edge {
         })
     }
 
+    /// The HTTPS listener's address (the real port when the config said 0).
     pub fn https_addr(&self) -> SocketAddr {
         self.https.local_addr().expect("bound")
     }
@@ -161,6 +163,7 @@ impl Edge {
         }
     }
 
+    /// A handle for reloads and log reopening while [`Edge::run`] serves.
     pub fn handle(&self) -> EdgeHandle {
         EdgeHandle {
             shared: self.shared.clone(),
@@ -265,6 +268,7 @@ impl EdgeHandle {
         Ok(())
     }
 
+    /// Reopens the access log (after logrotate).
     pub fn reopen_logs(&self) {
         self.shared.access_log.reopen();
     }

@@ -34,6 +34,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::body_memory::BodyMemory;
 
+/// Private spool files under `<state_dir>/spool`, within one byte budget.
 pub struct Spool {
     dir: PathBuf,
     budget: u64,
@@ -119,6 +120,7 @@ impl Spool {
         }))
     }
 
+    /// `<state_dir>/spool`.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -261,10 +263,12 @@ impl Drop for FileSlot {
 }
 
 impl SpoolFile {
+    /// Bytes written so far.
     pub fn len(&self) -> u64 {
         self.len
     }
 
+    /// Whether nothing was written.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -309,6 +313,7 @@ impl Drop for SpoolFile {
     }
 }
 
+/// Reads a spool file while it is still being written.
 #[derive(Clone)]
 pub struct SpoolReader {
     file: Arc<File>,

@@ -38,8 +38,11 @@ use crate::upstream::{self, Check, CheckSettings, HealthObserver, Pool, spawn_ch
 pub struct EdgeConfig {
     /// Spool files live in `<state_dir>/spool`.
     pub state_dir: std::path::PathBuf,
+    /// `[listen]`.
     pub listen: ListenConfig,
+    /// `[log]`.
     pub log: LogConfig,
+    /// The `[[site]]` sections, in order.
     pub sites: Vec<SiteConfig>,
 }
 
@@ -51,10 +54,15 @@ pub type AdminHook = Arc<dyn Fn(&str, &str, &[u8]) -> Option<(u16, String)> + Se
 pub struct SiteRuntime {
     /// For logs and metrics: the first host name.
     pub name: String,
+    /// The site's section as configured.
     pub config: SiteConfig,
+    /// Its security headers, parsed once.
     pub headers: HeaderSet,
+    /// Odoo's HTTP workers.
     pub odoo: Pool,
+    /// Odoo's evented workers (websocket, longpolling).
     pub websocket: Pool,
+    /// The HTTP client that talks to this site's upstreams.
     pub client: Client<HttpConnector, Body>,
     /// This site's metric series, resolved once.
     pub meters: SiteMeters,
@@ -63,8 +71,11 @@ pub struct SiteRuntime {
 /// Everything a request needs from the config; replaced on reload while
 /// requests in flight keep the one they started with.
 pub struct Runtime {
+    /// Every site, in config order.
     pub sites: Vec<Arc<SiteRuntime>>,
+    /// Finds a request's site by host.
     pub matcher: SiteMatcher,
+    /// `[listen]`, as of this runtime.
     pub listen: ListenConfig,
     /// From `listen.admin_token_file`, re-read on reload.
     pub admin_token: Option<Arc<AdminToken>>,
@@ -73,12 +84,19 @@ pub struct Runtime {
 
 /// Lives as long as the process.
 pub struct Shared {
+    /// The runtime requests start with; swapped whole on reload.
     pub runtime: ArcSwap<Runtime>,
+    /// The edge's metric families.
     pub metrics: Metrics,
+    /// The access log.
     pub access_log: AccessLog,
+    /// Certificates for the TLS listener (and ACME challenges).
     pub certs: Arc<CertStore>,
+    /// The login and brute-force guard.
     pub guard: Arc<Guard>,
+    /// Every metric of the process, for `/metrics`.
     pub registry: Registry,
+    /// Other crates' admin API handlers, asked in order.
     pub admin_hooks: Vec<AdminHook>,
     /// Websocket tunnels, waited for on shutdown.
     pub tunnels: TaskTracker,
@@ -96,9 +114,13 @@ pub struct Shared {
 
 /// What a request knows about its connection.
 pub struct ConnInfo {
+    /// The socket peer (or the PROXY header's source).
     pub peer: SocketAddr,
+    /// Whether the connection is TLS.
     pub https: bool,
+    /// The TLS server name the client asked for.
     pub sni: Option<String>,
+    /// When the connection last moved bytes, for idle timeouts.
     pub activity: Arc<Activity>,
     /// HTTP/1 requests to refuse for their framing (stage/framing.rs).
     pub framing: Arc<Marks>,

@@ -27,6 +27,7 @@ pub const MAX_FILE: u64 = 8 * 1024 * 1024;
 /// What all variants may hold together.
 pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Compressed copies of static files, made once per (file, encoding).
 #[derive(Default)]
 pub struct StaticVariants {
     inner: Mutex<Store>,
@@ -177,6 +178,7 @@ impl StaticVariants {
         self.inner.lock().unwrap().map.len()
     }
 
+    /// Whether none is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -32,6 +32,7 @@ use rampart_guard::SessionKey;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+/// One Odoo worker address, with its slots in use and its health.
 pub struct Upstream {
     /// `host:port` as configured.
     pub addr: String,
@@ -42,9 +43,11 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// Whether it passes its health check now.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
+    /// Requests holding a slot on it now.
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
     }
@@ -74,11 +77,14 @@ impl Upstream {
 /// carries, if any (then the session is the client).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Client {
+    /// The client address.
     pub addr: IpAddr,
+    /// The proven session the request carries, if any.
     pub session: Option<SessionKey>,
 }
 
 impl Client {
+    /// A client known by its address only.
     pub fn address(addr: IpAddr) -> Client {
         Client {
             addr,
@@ -111,6 +117,7 @@ enum QKey {
 
 /// One request's claim on an upstream slot, until dropped.
 pub struct Lease {
+    /// The upstream the slot is on.
     pub upstream: Arc<Upstream>,
     /// None once disarmed (a lease that never reached its waiter).
     owner: Option<(Arc<Sched>, Client)>,
@@ -271,7 +278,9 @@ fn forget_one<K: std::hash::Hash + Eq>(held: &mut HashMap<K, usize>, client: K) 
     }
 }
 
+/// A site's upstreams of one kind, with the fair queues in front of them.
 pub struct Pool {
+    /// The upstreams, in config order.
     pub upstreams: Vec<Arc<Upstream>>,
     sched: Arc<Sched>,
     next: AtomicUsize,
@@ -279,6 +288,8 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// A pool over `addrs`: `max_conns` requests at once per upstream, `per_client`
+    /// slots per client while others wait, at most `queue_timeout` in the queue.
     pub fn new(
         addrs: &[String],
         max_conns: usize,
@@ -411,11 +422,17 @@ pub enum Check {
     Tcp,
 }
 
+/// How and how often one pool's upstreams are checked.
 pub struct CheckSettings {
+    /// What a check does.
     pub check: Check,
+    /// Time between two checks.
     pub interval: Duration,
+    /// How long one check may take.
     pub timeout: Duration,
+    /// Consecutive failures that take an upstream out.
     pub fall: u32,
+    /// Consecutive successes that put it back.
     pub rise: u32,
 }
 

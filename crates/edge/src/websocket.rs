@@ -17,6 +17,7 @@ use crate::io::{Activity, Tracked, idle};
 use crate::state::Shared;
 use crate::upstream::Lease;
 
+/// Whether the request asks for a websocket.
 pub fn is_upgrade(req: &Request<Incoming>) -> bool {
     req.headers()
         .get(http::header::UPGRADE)

@@ -33,6 +33,7 @@ pub struct BanInfo {
     pub addr: String,
     /// RFC 3339 UTC.
     pub until: String,
+    /// Why the address was banned.
     pub reason: String,
     /// How many times this address has been banned (this one included).
     pub count: u32,

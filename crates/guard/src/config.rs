@@ -21,14 +21,19 @@ pub struct GuardConfig {
     /// Never rate-limited nor banned.
     #[serde(default)]
     pub allow: Vec<Cidr>,
+    /// Requests per client, every path.
     #[serde(default)]
     pub rate: RateConfig,
+    /// Login attempts per (address, login name), with a ceiling per address.
     #[serde(default)]
     pub login_rate: LoginRateConfig,
+    /// Failed logins per address before it is banned.
     #[serde(default)]
     pub login_failures: LoginFailuresConfig,
+    /// Odoo sessions seen logging in, each treated as its own client.
     #[serde(default)]
     pub sessions: SessionsConfig,
+    /// Failed logins per login name, whatever address they come from.
     #[serde(default)]
     pub per_login_failures: PerLoginFailuresConfig,
     /// Odoo's log file, followed for "Login failed" lines (optional).
@@ -40,8 +45,10 @@ pub struct GuardConfig {
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RateConfig {
+    /// Requests a client may make per second, sustained.
     #[serde(default = "default_per_second")]
     pub per_second: NonZeroU32,
+    /// Requests a client may make at once before `per_second` applies.
     #[serde(default = "default_burst")]
     pub burst: NonZeroU32,
 }
@@ -61,12 +68,16 @@ impl Default for RateConfig {
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRateConfig {
+    /// Attempts per (address, login name) per minute, sustained.
     #[serde(default = "default_login_per_minute")]
     pub per_minute: NonZeroU32,
+    /// Attempts per (address, login name) allowed at once.
     #[serde(default = "default_login_burst")]
     pub burst: NonZeroU32,
+    /// Attempts per address per minute, whatever the login names.
     #[serde(default = "default_address_login_per_minute")]
     pub address_per_minute: NonZeroU32,
+    /// Attempts per address allowed at once.
     #[serde(default = "default_address_login_per_minute")]
     pub address_burst: NonZeroU32,
 }
@@ -90,10 +101,13 @@ impl Default for LoginRateConfig {
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PerLoginFailuresConfig {
+    /// Failures of one login that lock it (`0`: off); the delay starts at half.
     #[serde(default = "default_per_login_max")]
     pub max: u32,
+    /// The window those failures are counted in.
     #[serde(default = "default_per_login_within")]
     pub within: Duration,
+    /// The wait added per failure past `max / 2`, for unknown addresses.
     #[serde(default = "default_per_login_delay")]
     pub delay: Duration,
 }
@@ -119,10 +133,13 @@ impl Default for PerLoginFailuresConfig {
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SessionsConfig {
+    /// How long a session unused is remembered.
     #[serde(default = "default_session_lifetime")]
     pub lifetime: Duration,
+    /// How many sessions are remembered at most.
     #[serde(default = "default_sessions_max")]
     pub max: NonZeroU32,
+    /// The proven sessions of one address share this many times `rate`.
     #[serde(default = "default_sessions_per_address")]
     pub per_address: NonZeroU32,
 }
@@ -144,12 +161,14 @@ pub struct LoginFailuresConfig {
     /// Failed logins (plus attempts in flight) allowed within `within`.
     #[serde(default = "default_max")]
     pub max: NonZeroU32,
+    /// The window failures are counted in.
     #[serde(default = "default_within")]
     pub within: Duration,
     /// First ban length; the n-th ban of the same address lasts
     /// `ban × repeat_factor^(n-1)`, capped at 7 days.
     #[serde(default = "default_ban")]
     pub ban: Duration,
+    /// How much longer each repeated ban of the same address lasts.
     #[serde(default = "default_repeat_factor")]
     pub repeat_factor: NonZeroU32,
 }

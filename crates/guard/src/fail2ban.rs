@@ -50,6 +50,7 @@ ignoreregex =
 
 /// Where each jail reads from.
 pub struct JailSources<'a> {
+    /// Odoo's log file, read for "Login failed" lines.
     pub odoo_log: &'a Path,
     /// The guard's ban log, `<state_dir>/bans.log`.
     pub ban_log: &'a Path,

@@ -42,6 +42,8 @@
 //! client-controlled text (a User-Agent in the access log) could be fed a
 //! forged ban line.
 
+#![warn(missing_docs)]
+
 /// The arms of a serde `Visitor<Value = ()>` that looks only inside maps:
 /// every other JSON value (a sequence read through, a scalar) is accepted
 /// and ignored. Shared by the JSON readers that scan one key.
@@ -150,13 +152,16 @@ enum RateKey {
 /// What the guard says about a request before routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
+    /// Let through to routing.
     Admitted,
     /// Answer 403.
     Banned {
+        /// When the ban ends.
         until: SystemTime,
     },
     /// Answer 429 with `Retry-After: retry_after_secs()`.
     Limited {
+        /// How long the client should wait.
         retry_after: std::time::Duration,
     },
 }
@@ -174,12 +179,21 @@ impl Admission {
     }
 }
 
+/// Why the guard could not load, change or save its bans.
 #[derive(Debug)]
 pub enum GuardError {
     /// The ban table file exists but cannot be read as one.
-    Corrupt { path: PathBuf, message: String },
-    Io {
+    Corrupt {
+        /// The ban table file.
         path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The ban table could not be read or written.
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
     /// The address is in `[guard].allow`, which is never banned.
@@ -228,6 +242,8 @@ struct Core {
     shared: std::sync::OnceLock<Arc<dyn Shared>>,
 }
 
+/// The guard one server shares across its connections: addresses, limits,
+/// login slots and bans.
 pub struct Guard {
     core: Arc<Core>,
     rate: Limiter<RateKey>,
@@ -439,6 +455,7 @@ impl Guard {
         &self.refusals
     }
 
+    /// Active bans, for the status page and `GET /v1/bans`.
     pub fn bans(&self) -> Vec<BanInfo> {
         self.core.bans.list(SystemTime::now())
     }

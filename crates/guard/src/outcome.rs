@@ -15,7 +15,9 @@ use crate::classify::LoginRoute;
 /// How a login attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginOutcome {
+    /// Odoo accepted the credentials.
     Success,
+    /// Odoo refused the credentials.
     Failure,
     /// Not a password verdict (an error page, an unreadable body): neither
     /// counts against the client nor clears its failures.

@@ -31,7 +31,9 @@ pub enum ProxyHeader {
     /// A complete header of `consumed` bytes; the TLS stream starts after it.
     /// `source` is None for `UNKNOWN` / `LOCAL` (health checks): use the peer.
     Parsed {
+        /// Header length in bytes.
         consumed: usize,
+        /// The client's address as the proxy saw it.
         source: Option<SocketAddr>,
     },
 }

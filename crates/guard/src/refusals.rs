@@ -13,21 +13,27 @@ use serde::Serialize;
 const RECENT: usize = 50;
 const ADDRS: usize = 4096;
 
+/// One refused request, for the status page.
 #[derive(Debug, Clone, Serialize)]
 pub struct Refusal {
     /// RFC 3339 UTC.
     pub at: String,
+    /// The refused client's address.
     pub addr: String,
     /// "banned" or "rate limited".
     pub reason: &'static str,
 }
 
+/// An address and how many of its requests were refused.
 #[derive(Debug, Clone, Serialize)]
 pub struct RefusedAddr {
+    /// The address, as text.
     pub addr: String,
+    /// Refusals counted since the address was first seen (bounded table).
     pub count: u64,
 }
 
+/// Recent refusals and per-address counts, bounded against address rotation.
 #[derive(Default)]
 pub struct Refusals {
     inner: Mutex<Inner>,
@@ -40,6 +46,7 @@ struct Inner {
 }
 
 impl Refusals {
+    /// Notes one refused request from `addr`.
     pub fn record(&self, addr: IpAddr, reason: &'static str) {
         let mut g = self.inner.lock().unwrap();
         if g.recent.len() == RECENT {

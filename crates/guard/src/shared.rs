@@ -19,6 +19,7 @@ use crate::bans::Record;
 use crate::classify::LoginRoute;
 use crate::{Guard, canonical_ip, client_key, is_allowed, login_name, rpc};
 
+/// The boxed future a [`Shared`] answers with.
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A cluster-wide in-flight reservation for one login attempt.
@@ -26,8 +27,11 @@ pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Reserve {
     /// The address key as bans show it (`203.0.113.7`, `2001:db8:1:2::/64`).
     pub addr: String,
+    /// Failures (plus attempts in flight) the address may have cluster-wide.
     pub addr_max: u32,
+    /// The window those are counted in.
     pub addr_within: Duration,
+    /// The per-login part, when the attempt names a login and it is limited.
     pub login: Option<LoginReserve>,
 }
 
@@ -35,8 +39,11 @@ pub struct Reserve {
 /// under its own key; never stored in clear).
 #[derive(Debug, Clone)]
 pub struct LoginReserve {
+    /// The normalised login name.
     pub login: String,
+    /// Failures the login may have cluster-wide.
     pub max: u32,
+    /// The window those are counted in.
     pub within: Duration,
 }
 
@@ -46,13 +53,17 @@ pub enum SharedVerdict {
     /// Go; `login_failures`: the login's failures cluster-wide (for the
     /// delay); `login_counted`: a per-login slot is held.
     Go {
+        /// The login's failures cluster-wide.
         login_failures: u32,
+        /// Whether a per-login slot is held.
         login_counted: bool,
     },
     /// Over the budget cluster-wide. `addr_failures`: confirmed failures of
     /// the address; `login_locked`: the login's budget refused it.
     Refused {
+        /// The address's confirmed failures.
         addr_failures: u32,
+        /// Whether the login's budget refused it.
         login_locked: bool,
     },
 }
@@ -60,21 +71,30 @@ pub enum SharedVerdict {
 /// How an attempt that held a cluster reservation ended.
 #[derive(Debug, Clone)]
 pub struct Finish {
+    /// The address key the reservation was made under.
     pub addr: String,
+    /// The window the address's failures are counted in.
     pub addr_within: Duration,
     /// (normalised login, whether a per-login slot was held).
     pub login: Option<(String, bool)>,
+    /// The window the login's failures are counted in.
     pub login_within: Duration,
+    /// Odoo refused the credentials.
     pub failed: bool,
+    /// Odoo accepted the credentials.
     pub succeeded: bool,
 }
 
 /// A ban decided on this node, for the others.
 #[derive(Debug, Clone)]
 pub struct SharedBan {
+    /// The banned address or network (`203.0.113.7`, `2001:db8:1:2::/64`).
     pub net: String,
+    /// When the ban ends.
     pub until: SystemTime,
+    /// Why, as the ban log says it.
     pub reason: String,
+    /// How many times this address has been banned (this one included).
     pub count: u32,
     /// An administrator's ban replaces whatever is there; an automatic
     /// one only lengthens.
@@ -91,7 +111,9 @@ pub trait Shared: Send + Sync {
     fn reserve(&self, r: Reserve) -> BoxFut<'_, Option<SharedVerdict>>;
     /// The address's failures cluster-wide after this one, when known.
     fn finish(&self, f: Finish) -> BoxFut<'_, Option<u32>>;
+    /// Queues a ban for the other nodes.
     fn ban(&self, b: SharedBan);
+    /// Queues the end of a ban (`at`: when it was decided).
     fn unban(&self, net: &str, at: SystemTime);
 }
 

@@ -23,9 +23,11 @@ const DEFAULT: &str = "DEFAULT";
 /// A malformed odoo.conf: the file, the line, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfError {
+    /// The file.
     pub file: PathBuf,
     /// 1-based; `None` when the file could not be read at all.
     pub line: Option<usize>,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -69,7 +71,9 @@ pub struct OdooConf {
 /// A key's value and the line it is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Value<'a> {
+    /// The value, trimmed.
     pub value: &'a str,
+    /// The line it is on, 1-based.
     pub line: usize,
 }
 
@@ -218,6 +222,7 @@ impl OdooConf {
         })
     }
 
+    /// The file this was read from.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -26,6 +26,7 @@ pub struct HostParts {
     pub domain: String,
 }
 
+/// Splits a Host header into `%h` and `%d` as Odoo does (port and `www.` dropped).
 pub fn host_parts(host_header: &str) -> HostParts {
     let mut host = host_header.split(':').next().unwrap_or("");
     if let Some(rest) = host.strip_prefix("www.") {
@@ -67,12 +68,14 @@ pub fn expand(filter: &str, parts: &HostParts) -> String {
 /// The answer for one host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Outcome {
+    /// The host's `%h` and `%d`.
     pub parts: HostParts,
     /// The filter after substitution; `None` when no dbfilter is set.
     pub expanded: Option<String>,
     /// The databases Odoo would serve, in the order given (sorted for the
     /// `db_name` case, as Odoo sorts it).
     pub served: Vec<String>,
+    /// The databases that exist but Odoo would not serve for this host.
     pub not_served: Vec<String>,
 }
 

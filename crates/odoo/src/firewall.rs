@@ -10,8 +10,11 @@
 
 /// Odoo's HTTP and evented ports, PostgreSQL's, Rampart's admin listener.
 pub const ODOO_HTTP_PORT: u16 = 8069;
+/// Odoo's evented (websocket, longpolling) port.
 pub const ODOO_EVENTED_PORT: u16 = 8072;
+/// PostgreSQL's port.
 pub const POSTGRES_PORT: u16 = 5432;
+/// Rampart's admin listener's port.
 pub const ADMIN_PORT: u16 = 9180;
 
 /// The `Port` lines of an sshd_config (default 22 when there are none).

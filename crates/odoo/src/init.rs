@@ -17,13 +17,16 @@ use rampart_config::atomic::write_atomic;
 
 /// Odoo versions `init` writes for; the evented port's key changed in 16.
 pub const SUPPORTED_VERSIONS: [u32; 4] = [16, 17, 18, 19];
+/// Odoo's data directory (filestore and sessions) in the files `init` writes.
 pub const DATA_DIR: &str = "/var/lib/odoo";
 /// Where Debian's odoo package and the official image keep the addons.
 pub const ADDONS_PATH: &str = "/usr/lib/python3/dist-packages/odoo/addons";
+/// The PostgreSQL role Odoo connects as.
 pub const ODOO_ROLE: &str = "odoo";
 /// Owns the database under the strict policy, so Odoo's role cannot drop it.
 pub const OWNER_ROLE: &str = "odoo_admin";
 
+/// What Odoo's PostgreSQL role may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RolePolicy {
     /// Odoo's role cannot create databases; an admin role owns the one it uses.
@@ -32,13 +35,20 @@ pub enum RolePolicy {
     Flexible,
 }
 
+/// What `rampart init` writes its files for.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
+    /// The public host name Odoo is served under.
     pub domain: String,
+    /// The ACME account's contact address.
     pub email: String,
+    /// The database Odoo serves.
     pub db: String,
+    /// The Odoo major version (one of [`SUPPORTED_VERSIONS`]).
     pub odoo_version: u32,
+    /// The PostgreSQL role policy.
     pub policy: RolePolicy,
+    /// Workers and limits for odoo.conf.
     pub plan: Plan,
     /// The `$pbkdf2-sha512$...` line value for admin_passwd.
     pub admin_passwd_hash: String,
@@ -49,8 +59,11 @@ pub struct InitOptions {
 /// One file to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenFile {
+    /// The file's name inside the output directory.
     pub name: &'static str,
+    /// What it holds.
     pub contents: String,
+    /// Unix permissions it is written with.
     pub mode: u32,
     /// Holds secrets of a running deployment: never replaced, even forced.
     pub keep_existing: bool,
@@ -164,6 +177,7 @@ fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
+/// The rampart.toml `init` writes.
 pub fn rampart_toml(o: &InitOptions) -> String {
     render(
         templates::RAMPART_TOML,
@@ -281,6 +295,7 @@ pub fn odoo_conf(o: &InitOptions, existing: Option<OdooConf>) -> OdooConf {
     conf
 }
 
+/// The SQL that creates Odoo's PostgreSQL roles under the chosen policy.
 pub fn postgres_roles_sql(o: &InitOptions) -> String {
     let (policy, part) = match o.policy {
         RolePolicy::Strict => (
@@ -330,6 +345,7 @@ pub fn rampart_service() -> String {
     templates::RAMPART_SERVICE.to_string()
 }
 
+/// The docker-compose.yml `init` writes.
 pub fn compose_yaml(o: &InitOptions) -> String {
     render(
         templates::COMPOSE_YAML,
@@ -354,16 +370,20 @@ fn compose_env() -> String {
 /// What [`write_files`] did with each file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
+    /// It did not exist.
     Created(PathBuf),
+    /// It existed and `--force` replaced it.
     Replaced(PathBuf),
     /// Kept because it holds secrets in use (`.env`).
     Kept(PathBuf),
 }
 
+/// Why `rampart init` wrote nothing, or stopped partway.
 #[derive(Debug)]
 pub enum InitError {
     /// Files exist and `--force` was not given; nothing was written.
     Exists(Vec<PathBuf>),
+    /// A file could not be written: the file, and what the system said.
     Io(PathBuf, io::Error),
     /// The existing odoo.conf to edit is malformed.
     Conf(ConfError),

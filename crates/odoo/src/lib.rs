@@ -12,6 +12,8 @@
 //! - [`init`]: the files `rampart init` writes, from [`template`]'s files;
 //! - [`audit`]: the rules `rampart audit` checks.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod conf;
 pub mod dbfilter;

@@ -24,8 +24,11 @@ const PREFIX: &str = "$pbkdf2-sha512$";
 /// A parsed `$pbkdf2-sha512$...` string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pbkdf2Hash {
+    /// PBKDF2 iterations.
     pub rounds: u32,
+    /// The salt, decoded.
     pub salt: Vec<u8>,
+    /// The derived key, decoded.
     pub checksum: Vec<u8>,
 }
 
@@ -39,6 +42,7 @@ impl Pbkdf2Hash {
         Self::with_salt(password, &salt, rounds)
     }
 
+    /// Hashes `password` with the salt given (reproducible hashes, for tests).
     pub fn with_salt(password: &str, salt: &[u8], rounds: u32) -> Self {
         Pbkdf2Hash {
             rounds,
@@ -109,12 +113,15 @@ fn derive(password: &str, salt: &[u8], rounds: u32) -> Vec<u8> {
 /// How an `admin_passwd` value is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
+    /// A `$pbkdf2-sha512$` hash, as Odoo writes it.
     Hashed(Pbkdf2Hash),
     /// Some other passlib scheme or a damaged hash: starts with `$`.
     UnknownHash,
+    /// Not hashed at all: anyone who reads odoo.conf has the master password.
     Plaintext,
 }
 
+/// How an `admin_passwd` value is stored.
 pub fn classify(value: &str) -> Stored {
     let v = value.trim();
     if let Some(h) = Pbkdf2Hash::parse(v) {

@@ -10,16 +10,26 @@
 
 use serde::Serialize;
 
+/// Concurrent users one HTTP worker serves.
 pub const USERS_PER_WORKER: u32 = 6;
+/// Memory of a worker serving light requests, in MB.
 pub const LIGHT_WORKER_MB: f64 = 150.0;
+/// Memory of a worker serving heavy requests (reports, imports), in MB.
 pub const HEAVY_WORKER_MB: f64 = 1024.0;
+/// Share of requests taken as heavy when none is given.
 pub const DEFAULT_HEAVY_RATIO: f64 = 0.2;
+/// Cron workers (`max_cron_threads`).
 pub const CRON_WORKERS: u32 = 1;
-/// Odoo's deployment guide values (bytes and seconds).
+/// `limit_memory_soft`: a worker past this is recycled once its request
+/// ends. These limits are the deployment guide's values.
 pub const LIMIT_MEMORY_SOFT: u64 = 629_145_600;
+/// `limit_memory_hard`: a worker past this is killed at once.
 pub const LIMIT_MEMORY_HARD: u64 = 1_677_721_600;
+/// `limit_request`: requests a worker serves before it is recycled.
 pub const LIMIT_REQUEST: u64 = 8192;
+/// `limit_time_cpu`: CPU seconds a request may use.
 pub const LIMIT_TIME_CPU: u64 = 600;
+/// `limit_time_real`: seconds a request may take.
 pub const LIMIT_TIME_REAL: u64 = 1200;
 /// Share of the machine's RAM Odoo may take; PostgreSQL and the OS need the rest.
 pub const ODOO_RAM_SHARE: f64 = 0.75;
@@ -27,6 +37,7 @@ pub const ODOO_RAM_SHARE: f64 = 0.75;
 /// What to size for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Machine {
+    /// The machine's CPUs.
     pub cpus: u32,
     /// Concurrent users; `None` sizes for what the CPUs allow.
     pub users: Option<u32>,
@@ -39,24 +50,35 @@ pub struct Machine {
 /// The sizing, and the odoo.conf lines that carry it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
+    /// The CPUs sized for.
     pub cpus: u32,
+    /// The concurrent users sized for, when given.
     pub users: Option<u32>,
     /// (#CPU × 2) + 1: HTTP and cron workers together.
     pub max_processes: u32,
     /// HTTP workers the users call for, before the CPU cap.
     pub workers_for_users: Option<u32>,
+    /// HTTP workers (`workers`), within what the CPUs carry.
     pub workers: u32,
+    /// Cron workers (`max_cron_threads`).
     pub max_cron_threads: u32,
     /// Estimated RAM for all Odoo processes, in MB (1 MB = 2^20 bytes).
     pub ram_needed_mb: u64,
+    /// The machine's RAM in MB, when given.
     pub ram_mb: Option<u64>,
     /// HTTP workers that fit in `ODOO_RAM_SHARE` of the RAM, when short.
     pub workers_fitting_ram: Option<u32>,
+    /// `limit_memory_soft`, in bytes.
     pub limit_memory_soft: u64,
+    /// `limit_memory_hard`, in bytes.
     pub limit_memory_hard: u64,
+    /// `limit_request`, in requests.
     pub limit_request: u64,
+    /// `limit_time_cpu`, in seconds.
     pub limit_time_cpu: u64,
+    /// `limit_time_real`, in seconds.
     pub limit_time_real: u64,
+    /// What the machine falls short of (CPUs for the users, RAM).
     pub warnings: Vec<String>,
 }
 
@@ -76,6 +98,7 @@ pub fn per_process_mb(heavy_ratio: f64) -> f64 {
     (1.0 - heavy_ratio) * LIGHT_WORKER_MB + heavy_ratio * HEAVY_WORKER_MB
 }
 
+/// Workers and limits for `m`, with warnings where the machine falls short.
 pub fn plan(m: &Machine) -> Plan {
     let max_processes = m.cpus * 2 + 1;
     let http_cap = max_processes - CRON_WORKERS;
@@ -154,6 +177,7 @@ impl Plan {
         ]
     }
 
+    /// The plan as pretty-printed JSON, for `--json`.
     pub fn render_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a plan serializes")
     }

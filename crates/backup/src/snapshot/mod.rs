@@ -35,8 +35,11 @@ pub const FORMAT: u32 = 1;
 /// `index/<id>.json`: plaintext, written last.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct IndexEntry {
+    /// The layout version (`FORMAT`).
     pub format: u32,
+    /// The snapshot's id.
     pub id: String,
+    /// The database snapshot.
     pub db: String,
     /// RFC 3339, UTC.
     pub time: String,
@@ -49,15 +52,19 @@ pub struct IndexEntry {
 }
 
 impl IndexEntry {
+    /// Where the snapshot's dump is on the target.
     pub fn dump_object(&self) -> String {
         format!("data/{}.dump", self.id)
     }
+    /// Where the snapshot's manifest is on the target.
     pub fn manifest_object(&self) -> String {
         format!("data/{}.manifest", self.id)
     }
+    /// Where this entry is on the target.
     pub fn index_object(&self) -> String {
         format!("index/{}.json", self.id)
     }
+    /// `time`, parsed.
     pub fn timestamp(&self) -> Result<jiff::Timestamp> {
         self.time
             .parse()
@@ -68,9 +75,13 @@ impl IndexEntry {
 /// `data/<id>.manifest`: encrypted.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
+    /// The layout version (`FORMAT`).
     pub format: u32,
+    /// The snapshot's id (the index entry's).
     pub id: String,
+    /// The database snapshot.
     pub db: String,
+    /// RFC 3339, UTC.
     pub time: String,
     /// e.g. "18.0", from base's latest_version; None if not an Odoo database.
     pub odoo_version: Option<String>,
@@ -78,10 +89,13 @@ pub struct Manifest {
     pub pg_version: String,
     /// Installed modules: name → latest_version (what Odoo's manifest.json has).
     pub modules: BTreeMap<String, String>,
+    /// How many modules are installed.
     pub module_count: usize,
     /// SHA-256 of the plaintext pg_dump -Fc output, and its size.
     pub dump_sha256: String,
+    /// Plaintext size of the dump in bytes.
     pub dump_bytes: u64,
+    /// Every filestore file in the snapshot.
     pub files: Vec<FileEntry>,
     /// Rows in each of [`CORE_TABLES`] present, counted in the dump's own
     /// snapshot; what a drill expects after restoring (empty in snapshots

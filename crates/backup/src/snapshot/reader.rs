@@ -82,6 +82,7 @@ pub async fn find_snapshot(target: &Target, spec: &str, db: Option<&str>) -> Res
     }
 }
 
+/// Reads and decrypts a snapshot's manifest, refusing one that names another snapshot.
 pub async fn read_manifest(
     target: &Target,
     entry: &IndexEntry,
@@ -143,14 +144,19 @@ pub async fn fetch_blob(target: &Target, sha1: &str, ids: &Identities) -> Result
     Ok(data)
 }
 
+/// What checking one snapshot found.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyReport {
+    /// The snapshot checked.
     pub id: String,
+    /// Everything found wrong; empty when the snapshot is sound.
     pub problems: Vec<String>,
+    /// Blobs checked.
     pub checked_blobs: usize,
 }
 
 impl VerifyReport {
+    /// True when nothing was found wrong.
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }

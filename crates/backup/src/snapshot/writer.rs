@@ -27,6 +27,7 @@ const IN_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
 /// overlap), and the sealed bytes they may hold in memory together.
 const MAX_UPLOADS: usize = 16;
 const MAX_UPLOAD_BYTES: u64 = 256 * 1024 * 1024;
+/// How `rampart backup` runs, beyond the config.
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
     /// Override `[backup] databases`.
@@ -37,34 +38,46 @@ pub struct BackupOptions {
     pub rehash: bool,
 }
 
+/// What one backup run did on one target.
 #[derive(Debug, Clone, Default)]
 pub struct TargetOutcome {
+    /// The target's name.
     pub target: String,
     /// Snapshot ids completed on this target.
     pub snapshots: Vec<String>,
+    /// Sealed bytes uploaded (blobs already there are not counted).
     pub bytes_new: u64,
+    /// Why the target failed, when it did.
     pub error: Option<String>,
 }
 
+/// What one `rampart backup` run did.
 #[derive(Debug, Clone, Default)]
 pub struct BackupReport {
+    /// Each target's outcome.
     pub targets: Vec<TargetOutcome>,
     /// Databases that could not be snapshot at all (pg_dump failed…).
     pub db_errors: Vec<String>,
+    /// Bytes read from the databases and filestores.
     pub bytes_read: u64,
     /// Filestore files read and hashed, and taken from the hash cache.
     pub files_hashed: usize,
+    /// Filestore files whose hash came from the cache.
     pub files_cached: usize,
+    /// How long the run took.
     pub duration: Duration,
 }
 
 impl BackupReport {
+    /// True when every database was snapshot on every target.
     pub fn ok(&self) -> bool {
         self.db_errors.is_empty() && self.targets.iter().all(|t| t.error.is_none())
     }
+    /// Sealed bytes uploaded, all targets together.
     pub fn bytes_new(&self) -> u64 {
         self.targets.iter().map(|t| t.bytes_new).sum()
     }
+    /// One line for the command's output.
     pub fn summary(&self) -> String {
         let snaps: usize = self.targets.iter().map(|t| t.snapshots.len()).sum();
         let failed: Vec<&str> = self

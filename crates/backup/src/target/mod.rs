@@ -21,11 +21,14 @@ use anyhow::{Context, Result, bail};
 
 /// What to upload: small objects from memory, large ones from a spool file.
 pub enum Payload<'a> {
+    /// Bytes in memory.
     Bytes(&'a [u8]),
+    /// A file on disk.
     File(&'a Path),
 }
 
 impl Payload<'_> {
+    /// Size in bytes.
     pub fn size(&self) -> u64 {
         match self {
             Payload::Bytes(b) => b.len() as u64,
@@ -39,6 +42,7 @@ impl Payload<'_> {
 pub struct Object {
     /// The name inside its directory.
     pub name: String,
+    /// Size in bytes.
     pub size: u64,
     /// When known (prune spares recent objects: a backup may be running).
     pub modified: Option<std::time::SystemTime>,
@@ -57,20 +61,30 @@ pub fn tmp_name() -> String {
 /// A target URL, parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TargetUrl {
+    /// `file:///path`.
     File(PathBuf),
+    /// `sftp://user@host:port/path`.
     Sftp {
+        /// The SSH user, when the URL names one.
         user: Option<String>,
+        /// The SSH server.
         host: String,
+        /// The SSH port, when the URL names one.
         port: Option<u16>,
+        /// The directory on the server.
         path: String,
     },
+    /// `s3://bucket/prefix`.
     S3 {
+        /// The bucket.
         bucket: String,
+        /// The key prefix inside it.
         prefix: String,
     },
 }
 
 impl TargetUrl {
+    /// Parses a `[[backup.target]] url`, with an error naming what is wrong.
     pub fn parse(url: &str) -> Result<TargetUrl> {
         if let Some(p) = url.strip_prefix("file://") {
             if !p.starts_with('/') {
@@ -129,6 +143,7 @@ impl TargetUrl {
 
 /// One opened target.
 pub struct Target {
+    /// The target's name from the config.
     pub name: String,
     kind: Kind,
 }
@@ -209,6 +224,7 @@ impl Target {
             .with_target(&self.name)
     }
 
+    /// The whole object at `path`.
     pub async fn get(&self, path: &str) -> Result<Vec<u8>> {
         each!(self, t => t.get(path).await)
             .with_context(|| format!("reading {path}"))
@@ -222,6 +238,7 @@ impl Target {
             .with_target(&self.name)
     }
 
+    /// Whether an object is at `path`.
     pub async fn exists(&self, path: &str) -> Result<bool> {
         each!(self, t => t.exists(path).await).with_target(&self.name)
     }

@@ -19,11 +19,14 @@ use crate::target::{Payload, Target};
 /// `wal/base-<id>.json`: plaintext, written last.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BaseBackup {
+    /// The layout version.
     pub format: u32,
+    /// The base backup's id.
     pub id: String,
     /// RFC 3339, UTC: when pg_basebackup started and when it had finished
     /// (the backup is consistent at some moment in between).
     pub started: String,
+    /// When pg_basebackup had finished.
     pub finished: String,
     /// The server's major version: the recovery needs the same binaries.
     pub pg_major: u32,
@@ -34,20 +37,26 @@ pub struct BaseBackup {
     /// The cluster's WAL segment size (a segment sent in pieces is padded
     /// to it for the recovery).
     pub seg_size: u64,
+    /// Sealed size of `wal/base-<id>.tar` (the data directory).
     pub tar_size: u64,
+    /// Sealed size of `wal/base-<id>.wal.tar` (the WAL the backup needs).
     pub wal_tar_size: u64,
 }
 
 impl BaseBackup {
+    /// Where the data directory's tar is on the target.
     pub fn tar_object(&self) -> String {
         format!("wal/base-{}.tar", self.id)
     }
+    /// Where the WAL tar is on the target.
     pub fn wal_tar_object(&self) -> String {
         format!("wal/base-{}.wal.tar", self.id)
     }
+    /// Where this entry is on the target.
     pub fn index_object(&self) -> String {
         format!("wal/base-{}.json", self.id)
     }
+    /// `finished`, parsed: the earliest moment this base backup can restore to.
     pub fn finished_at(&self) -> Result<jiff::Timestamp> {
         self.finished
             .parse()

@@ -24,15 +24,21 @@ use crate::seal::Identities;
 use crate::snapshot::{fetch_blob, list_snapshots, read_manifest};
 use crate::target::Target;
 
+/// How `rampart restore --at` restores a database to a moment.
 #[derive(Debug, Clone)]
 pub struct PitrOptions {
+    /// The moment to restore to.
     pub at: jiff::Timestamp,
     /// The database to take from the recovered cluster; default the only
     /// Odoo database in it.
     pub db: Option<String>,
+    /// The new database (and filestore directory) name.
     pub new_db: String,
+    /// Run each installed module's data/neutralize.sql (staging copy).
     pub neutralize: bool,
+    /// After success, rename the old database aside and give the new one its name.
     pub swap: bool,
+    /// age identity file (private key).
     pub identity: PathBuf,
     /// The rampart executable: the recovery's restore_command runs it.
     pub exe: PathBuf,
@@ -43,6 +49,7 @@ pub struct PitrOptions {
 pub struct PitrReport {
     /// The name the database ended up with.
     pub db: String,
+    /// The base backup the restore started from.
     pub base_backup: String,
     /// The last transaction replayed (the state restored is as of then).
     pub replayed_until: Option<String>,
@@ -52,6 +59,8 @@ pub struct PitrReport {
     pub missing_files: Vec<String>,
 }
 
+/// Restores a database as it was at `opts.at`: a base backup, then the
+/// WAL replayed up to that moment.
 pub async fn restore_at(
     cfg: &BackupConfig,
     target: &Target,

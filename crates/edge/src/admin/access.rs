@@ -68,6 +68,7 @@ impl AdminToken {
         Ok(AdminToken::new(token))
     }
 
+    /// Keeps the token's digest only, and the status page's cookie derived from it.
     pub fn new(token: &str) -> AdminToken {
         let d = digest::digest(&digest::SHA256, token.as_bytes());
         let key = hmac::Key::new(hmac::HMAC_SHA256, token.as_bytes());
@@ -201,9 +202,11 @@ pub enum Auth {
     Full,
     /// The status page's cookie: reads only.
     ReadOnly,
+    /// Neither: only what needs no token.
     None,
 }
 
+/// What `headers` prove: a bearer token, the status page's cookie, or nothing.
 pub fn auth(headers: &HeaderMap, token: Option<&AdminToken>, via: Via) -> Auth {
     let Some(token) = token else {
         return Auth::Full;

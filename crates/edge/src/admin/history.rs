@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::RequestLabels;
 use crate::state::Shared;
 
+/// Time between two points.
 pub const STEP: Duration = Duration::from_secs(10);
+/// Points kept per site (15 minutes).
 pub const POINTS: usize = 90;
 
 /// One 10 s step of one site.
@@ -24,9 +26,11 @@ pub struct Point {
     pub error_rate: f64,
 }
 
+/// The recent traffic of every site, one point per step.
 #[derive(Default)]
 pub struct History {
     last: HashMap<String, (u64, u64)>,
+    /// Each site's points, oldest first.
     pub sites: HashMap<String, VecDeque<Point>>,
 }
 
@@ -48,6 +52,7 @@ impl History {
         });
     }
 
+    /// `site`'s points, oldest first.
     pub fn points(&self, site: &str) -> Vec<Point> {
         self.sites
             .get(site)
@@ -76,6 +81,7 @@ pub fn totals(shared: &Shared, site: &str) -> (u64, u64) {
     (total, errors)
 }
 
+/// Samples every site's counters each [`STEP`] until `stop`.
 pub fn spawn_sampler(shared: Arc<Shared>, history: Arc<Mutex<History>>, stop: CancellationToken) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(STEP);

@@ -15,11 +15,14 @@ use crate::error::EdgeError;
 /// `listen.admin`: `"127.0.0.1:9180"` or `"unix:/run/rampart/admin.sock"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminAddr {
+    /// A TCP address.
     Tcp(SocketAddr),
+    /// A Unix socket's path.
     Unix(PathBuf),
 }
 
 impl AdminAddr {
+    /// The TCP address, when it is one.
     pub fn tcp(&self) -> Option<SocketAddr> {
         match self {
             AdminAddr::Tcp(a) => Some(*a),
@@ -72,12 +75,14 @@ impl Serialize for AdminAddr {
 
 /// A bound admin listener.
 pub enum AdminListener {
+    /// On a TCP address.
     Tcp(TcpListener),
     /// The socket, its path, and its inode (so shutdown removes only its own).
     Unix(UnixListener, PathBuf, u64),
 }
 
 impl AdminListener {
+    /// Binds `addr`, with an error naming it.
     pub async fn bind(addr: &AdminAddr) -> Result<AdminListener, EdgeError> {
         match addr {
             AdminAddr::Tcp(a) => crate::socket::bind("admin", *a)

@@ -39,6 +39,7 @@ struct Admin {
     via: Via,
 }
 
+/// Serves the admin API and status page on `listener` until `shutdown`.
 pub async fn serve(listener: AdminListener, shared: Arc<Shared>, shutdown: CancellationToken) {
     let history = Arc::new(Mutex::new(History::default()));
     history::spawn_sampler(shared.clone(), history.clone(), shutdown.clone());

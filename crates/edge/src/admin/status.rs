@@ -19,22 +19,33 @@ pub fn mark_started() {
     STARTED.get_or_init(|| (Instant::now(), std::time::SystemTime::now()));
 }
 
+/// Everything the status page shows (`/` and `/v1/status`).
 #[derive(Debug, Serialize)]
 pub struct Status {
+    /// The binary's version line.
     pub version: String,
+    /// When the process started, RFC 3339 UTC.
     pub started: String,
+    /// Seconds since then.
     pub uptime_secs: u64,
+    /// Each site, in config order.
     pub sites: Vec<SiteStatus>,
+    /// Each site's certificate.
     pub certificates: Vec<rampart_certs::CertInfo>,
+    /// Bans and refusals.
     pub guard: GuardStatus,
     /// From the binary (`GET /v1/status/backups` hook), when it knows.
     pub backups: serde_json::Value,
 }
 
+/// One site on the status page.
 #[derive(Debug, Serialize)]
 pub struct SiteStatus {
+    /// The site's name (its first host).
     pub name: String,
+    /// The site's host names.
     pub hosts: Vec<String>,
+    /// Its Odoo and websocket upstreams.
     pub upstreams: Vec<UpstreamStatus>,
     /// Requests per second over the last 10 s step.
     pub rps: f64,
@@ -44,22 +55,31 @@ pub struct SiteStatus {
     pub history: Vec<Point>,
 }
 
+/// One upstream on the status page.
 #[derive(Debug, Serialize)]
 pub struct UpstreamStatus {
     /// "odoo" or "websocket".
     pub role: &'static str,
+    /// `host:port` as configured.
     pub addr: String,
+    /// Whether it passes its health check.
     pub healthy: bool,
+    /// Requests it is serving now.
     pub in_flight: usize,
 }
 
+/// The guard's part of the status page.
 #[derive(Debug, Serialize)]
 pub struct GuardStatus {
+    /// Bans in force.
     pub active_bans: Vec<rampart_guard::BanInfo>,
+    /// The latest refusals, newest first.
     pub recent_refusals: Vec<rampart_guard::refusals::Refusal>,
+    /// The addresses refused most.
     pub top_refused: Vec<rampart_guard::refusals::RefusedAddr>,
 }
 
+/// The status as of now, from what is already in memory.
 pub fn collect(shared: &Shared, history: &History) -> Status {
     let (t0, started) = *STARTED.get_or_init(|| (Instant::now(), std::time::SystemTime::now()));
     let rt = shared.runtime.load();

@@ -32,16 +32,25 @@ const MAX_META: u64 = 256 * 1024;
 /// What a file holds besides the body.
 #[derive(Serialize, Deserialize)]
 pub struct Meta {
+    /// The site's name.
     pub site: String,
+    /// The `Host` sent to Odoo.
     pub host: String,
+    /// The request-target sent to Odoo.
     pub target: String,
+    /// The kept headers, as names and raw values.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The entry's strong validator.
     pub etag: String,
+    /// Seconds since the epoch of Last-Modified, when Odoo sent one.
     pub last_modified: Option<u64>,
+    /// How long Odoo took to answer, in milliseconds.
     pub upstream_ms: u64,
     /// Seconds since the epoch.
     pub expires: u64,
+    /// Body length in bytes, checked on load.
     pub body_len: u64,
+    /// SHA-256 of the body in hex, checked on load.
     pub body_sha256: String,
 }
 
@@ -54,6 +63,7 @@ impl Meta {
         }
     }
 
+    /// The kept headers; a name or value that does not parse is left out.
     pub fn header_map(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (n, v) in &self.headers {
@@ -89,6 +99,7 @@ struct Index {
     seq: u64,
 }
 
+/// The disk tier: one file per entry under `<state_dir>/cache`.
 pub struct Disk {
     dir: PathBuf,
     index: Mutex<Index>,
@@ -101,6 +112,7 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// SHA-256 of `b`, lower-case hex.
 pub fn sha256_hex(b: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, b)
         .as_ref()
@@ -190,6 +202,7 @@ impl Disk {
             .then_some((m, start))
     }
 
+    /// Whether a file for `key` is indexed.
     pub fn contains(&self, key: &Key) -> bool {
         self.index.lock().unwrap().items.contains_key(key)
     }
@@ -258,6 +271,7 @@ impl Disk {
         Ok(())
     }
 
+    /// Forgets `key` and removes its file.
     pub fn remove(&self, key: &Key) {
         let item = self.index.lock().unwrap().take(key);
         if let Some(i) = item {

@@ -10,15 +10,22 @@ use crate::metrics::SiteLabels;
 /// Bytes, entries and counters, per site and in total.
 #[derive(Clone, Default)]
 pub struct CacheMetrics {
+    /// `rampart_cache_hits`.
     pub hits: Family<SiteLabels, Counter>,
+    /// `rampart_cache_misses`: cacheable requests that went to Odoo.
     pub misses: Family<SiteLabels, Counter>,
+    /// `rampart_cache_evictions`: entries dropped to stay within `max_memory`.
     pub evictions: Family<SiteLabels, Counter>,
+    /// `rampart_cache_bytes`: bodies and compressed variants held.
     pub bytes: Family<SiteLabels, Gauge>,
+    /// `rampart_cache_entries`.
     pub entries: Family<SiteLabels, Gauge>,
+    /// `rampart_cache_odoo_seconds_saved`: Odoo's time on the original fetch, per hit.
     pub saved_seconds: Family<SiteLabels, Counter<f64>>,
 }
 
 impl CacheMetrics {
+    /// Registers the families in `r`.
     pub fn register(&self, r: &mut Registry) {
         r.register(
             "rampart_cache_hits",

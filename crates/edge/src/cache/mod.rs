@@ -132,6 +132,7 @@ struct Inner {
 #[derive(Default)]
 pub struct Cache {
     inner: Mutex<Inner>,
+    /// Hits, misses, bytes and entries per site.
     pub metrics: CacheMetrics,
     /// The disk tier, when the state directory could hold one.
     disk: Option<Arc<disk::Disk>>,
@@ -139,6 +140,7 @@ pub struct Cache {
 
 /// What a lookup found.
 pub enum Lookup {
+    /// Kept: the answer is made from this.
     Hit(Arc<Entry>),
     /// Not kept: this request fetches it; others wait until the guard drops.
     Fill(FillGuard),
@@ -154,6 +156,7 @@ pub struct FillGuard {
 }
 
 impl FillGuard {
+    /// The key being fetched.
     pub fn key(&self) -> &Key {
         &self.key
     }

@@ -15,8 +15,11 @@ use http::{HeaderMap, Method, StatusCode, header};
 /// request-target Odoo is sent, byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
+    /// The site's name.
     pub site: String,
+    /// The `Host` sent to Odoo.
     pub host: String,
+    /// The request-target sent to Odoo.
     pub target: String,
 }
 
@@ -24,7 +27,9 @@ pub struct Key {
 /// also be kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
+    /// What the answer is kept under.
     pub key: Key,
+    /// Whether Odoo's answer may be kept.
     pub fill: bool,
 }
 

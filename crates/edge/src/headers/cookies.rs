@@ -4,6 +4,7 @@
 
 use http::{HeaderMap, HeaderValue, header};
 
+/// Adds `Secure` and `SameSite=Lax` to the `Set-Cookie`s of `names`.
 pub fn harden(headers: &mut HeaderMap, names: &[String]) {
     if names.is_empty() || !headers.contains_key(header::SET_COOKIE) {
         return;

@@ -27,6 +27,8 @@ const SPOOFABLE: [HeaderName; 8] = [
     header::FORWARDED,
 ];
 
+/// Replaces every forwarding header the client sent with the client's
+/// address, the judged host and the scheme.
 pub fn set(headers: &mut HeaderMap, client: IpAddr, host: &HeaderValue, https: bool) {
     for name in &SPOOFABLE {
         headers.remove(name);

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+/// `X-Request-ID`.
 pub const NAME: HeaderName = HeaderName::from_static("x-request-id");
+/// The longest id kept from a trusted proxy.
 pub const MAX_LEN: usize = 128;
 
 /// The id of a request: the trusted proxy's valid one, else a fresh one.
@@ -30,6 +32,7 @@ pub fn choose(from_trusted_proxy: bool, headers: &HeaderMap) -> HeaderValue {
     fresh()
 }
 
+/// Whether a trusted proxy's id may be kept as it is.
 pub fn valid(v: &[u8]) -> bool {
     (1..=MAX_LEN).contains(&v.len())
         && v.iter()

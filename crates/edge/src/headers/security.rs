@@ -17,9 +17,11 @@ pub struct HeaderSet {
     csp: Option<HeaderValue>,
 }
 
+/// The `Server` header every answer carries.
 pub const SERVER: HeaderValue = HeaderValue::from_static("rampart");
 
 impl HeaderSet {
+    /// Parses the site's `[site.headers]`; the error names the bad key.
     pub fn new(c: &SecurityHeaders) -> Result<HeaderSet, String> {
         let mut set = HeaderSet::default();
         let mut add =
@@ -75,6 +77,7 @@ impl HeaderSet {
         Ok(set)
     }
 
+    /// Adds the set to an answer (HSTS on HTTPS only).
     pub fn apply(&self, headers: &mut HeaderMap, https: bool) {
         for (name, value) in &self.always {
             // HSTS over plain HTTP is ignored by browsers and misleading.

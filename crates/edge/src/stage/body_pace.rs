@@ -23,6 +23,7 @@ use tokio::time::Instant;
 #[derive(Debug, PartialEq, Eq)]
 pub struct TooSlow;
 
+/// Where a body stands against the minimum pace.
 pub struct Pace {
     /// When the grace ends: the average is counted from here and the first
     /// window starts here.

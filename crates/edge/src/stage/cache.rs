@@ -21,6 +21,7 @@ use crate::stage::normalize::CanonicalPath;
 pub enum Found {
     /// Not a cacheable request (or the site's cache is off).
     No,
+    /// Answered from the cache.
     Hit(Response<Body>),
     /// A miss; when `Some`, this request fills the entry (stage 7a).
     Miss(Option<FillGuard>),

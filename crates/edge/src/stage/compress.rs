@@ -17,14 +17,19 @@ use tokio_util::io::{ReaderStream, StreamReader};
 
 use crate::body::{Body, BoxError};
 
+/// A content coding Rampart compresses with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Encoding {
+    /// `zstd`.
     Zstd,
+    /// `br`.
     Brotli,
+    /// `gzip`.
     Gzip,
 }
 
 impl Encoding {
+    /// The Content-Encoding token.
     pub fn token(self) -> &'static str {
         match self {
             Encoding::Zstd => "zstd",

@@ -31,8 +31,11 @@ use crate::upstream::Lease;
 
 /// Odoo's answer (or why there is none), with the slot and the check.
 pub struct Exchanged {
+    /// Odoo's answer, or the HTTP client's error.
     pub res: Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+    /// The upstream slot, held until the answer is done.
     pub lease: Lease,
+    /// The login check in progress, when the request is one.
     pub attempt: Option<LoginAttempt>,
 }
 

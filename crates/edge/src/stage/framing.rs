@@ -92,6 +92,7 @@ pub struct FramingWatch {
 }
 
 impl FramingWatch {
+    /// A watch recording into `marks`.
     pub fn new(marks: Arc<Marks>) -> Self {
         FramingWatch {
             state: State::Head,
@@ -123,6 +124,7 @@ impl FramingWatch {
         );
     }
 
+    /// Follows the next bytes the client sent.
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             match self.state {
@@ -311,6 +313,7 @@ pin_project! {
 }
 
 impl<T> Watched<T> {
+    /// Wraps `inner`, watching into `marks`.
     pub fn new(inner: T, marks: Arc<Marks>) -> Self {
         Watched {
             inner,

@@ -29,6 +29,7 @@ struct Held {
     total: u64,
 }
 
+/// Bytes of bodies the guard reads, per client address and in all.
 pub struct Budget {
     held: Mutex<Held>,
     per_client: u64,
@@ -43,6 +44,7 @@ pub struct Reservation {
 }
 
 impl Budget {
+    /// `per_client` bytes per address, `total` for all together.
     pub fn new(per_client: u64, total: u64) -> Budget {
         Budget {
             held: Mutex::new(Held {
@@ -93,13 +95,16 @@ impl Drop for Reservation {
 
 /// A received body's bytes, in memory while the guard reads them.
 pub struct Loaded {
+    /// The body.
     pub bytes: Bytes,
     _held: Option<Reservation>,
 }
 
+/// Why a body could not be loaded for reading.
 pub enum LoadError {
     /// Over the client's or the process's budget.
     Busy,
+    /// Reading the spool file failed.
     Io(std::io::Error),
 }
 

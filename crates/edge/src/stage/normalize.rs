@@ -49,6 +49,7 @@ pub enum Reject {
 }
 
 impl Reject {
+    /// The short reason, for the access log.
     pub fn reason(&self) -> &'static str {
         match self {
             Reject::BadPath(r) | Reject::AmbiguousFraming(r) => r,

@@ -8,6 +8,7 @@ use crate::body::Body;
 use crate::pages;
 use crate::refusal::Refusal;
 
+/// Where ACME HTTP-01 tokens are asked for.
 pub const ACME_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// The token of an HTTP-01 challenge request, if this is one.
@@ -20,6 +21,8 @@ pub fn acme_token(raw_path: &str) -> Option<&str> {
     ok.then_some(token)
 }
 
+/// The answer to an HTTP-01 request: its key authorization, or 404 when
+/// none is pending.
 pub fn acme_answer(key_authorization: Option<String>) -> Result<Response<Body>, Refusal> {
     let k = key_authorization.ok_or(Refusal::NoAcmeChallenge)?;
     Ok(pages::text(StatusCode::OK, "text/plain", k))

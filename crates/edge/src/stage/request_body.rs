@@ -32,6 +32,7 @@ use crate::stage::body_pace::{Pace, TooSlow};
 /// Bodies up to this size are read whole first.
 pub const PREBUFFER: usize = 64 * 1024;
 
+/// A request body as it goes to Odoo.
 pub enum Prepared {
     /// Read whole; send with Content-Length.
     Whole(Bytes),
@@ -39,9 +40,12 @@ pub enum Prepared {
     Streaming(Body),
 }
 
+/// Why a request body could not be received.
 #[derive(Debug)]
 pub enum BodyError {
+    /// Over `max_body`, the limit it carries.
     TooLarge(u64),
+    /// Nothing arrived within the idle timeout.
     Timeout,
     /// Broken framing or the client went away.
     Malformed(hyper::Error),
@@ -49,7 +53,9 @@ pub enum BodyError {
     TooSlow,
     /// It could not be stored (spool budget or disk full, IO error).
     Spool {
+        /// The budget or the disk is full.
         full: bool,
+        /// What the spool or the file system said.
         source: std::io::Error,
     },
 }
@@ -83,12 +89,14 @@ pub const MEMORY: usize = 64 * 1024;
 /// How a request body is received.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
+    /// Largest body accepted.
     pub max_body: u64,
     /// The longest silence between two pieces.
     pub idle: Duration,
     /// Bytes per second the body must keep up once `grace` is over, on
     /// average and in every window of `grace` (`body_pace`; 0: off).
     pub min_rate: u64,
+    /// How long the body may take before `min_rate` applies.
     pub grace: Duration,
 }
 
@@ -97,10 +105,12 @@ pub enum Received {
     /// In memory, charged to the client's memory share while it lives
     /// (bodies read for inspection are bounded by the inspection budget).
     Memory(Bytes, Option<Charge>),
+    /// In a spool file.
     Spooled(SpoolFile),
 }
 
 impl Received {
+    /// Its size in bytes.
     pub fn len(&self) -> u64 {
         match self {
             Received::Memory(b, _) => b.len() as u64,
@@ -108,6 +118,7 @@ impl Received {
         }
     }
 
+    /// Whether it is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -245,6 +256,7 @@ pub fn file_body(reader: SpoolReader, len: u64) -> Body {
     body::boxed(http_body_util::StreamBody::new(stream))
 }
 
+/// The Content-Length the client declared, when it is a number.
 pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(http::header::CONTENT_LENGTH)?

@@ -2,6 +2,7 @@
 
 use super::normalize::CanonicalPath;
 
+/// Where a request goes, by its canonical path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `/web/database*`: Odoo's database manager (create, drop, backup,
@@ -18,7 +19,12 @@ pub enum Route {
     /// `/longpolling/*` (before 16): plain HTTP to the evented worker.
     Longpolling,
     /// `/<module>/static/<file>`: from addons_path when the file is there.
-    Static { module: String, file: String },
+    Static {
+        /// The module's directory name.
+        module: String,
+        /// The path under its `static/`.
+        file: String,
+    },
     /// `/web/filestore/*` is X-Accel-Redirect's internal namespace; never
     /// reachable from outside.
     Internal,
@@ -26,6 +32,7 @@ pub enum Route {
     Odoo,
 }
 
+/// The route of `p`.
 pub fn route(p: &CanonicalPath) -> Route {
     let l = p.lower.as_str();
     if l.starts_with("/web/database") {

@@ -9,13 +9,16 @@ use http::{HeaderMap, Uri, header};
 /// A host name pattern from `hosts = [...]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPattern {
+    /// One host name.
     Exact(String),
     /// `*.example.org`: exactly one more label.
     Wildcard(String),
+    /// `*`: any host.
     Any,
 }
 
 impl HostPattern {
+    /// Reads one `hosts` entry (case does not matter).
     pub fn parse(s: &str) -> HostPattern {
         let s = s.to_ascii_lowercase();
         if s == "*" {
@@ -55,6 +58,7 @@ pub struct SiteMatcher {
 }
 
 impl SiteMatcher {
+    /// A matcher over each site's `hosts`, in site order.
     pub fn new<'a>(sites: impl IntoIterator<Item = &'a [String]>) -> Self {
         let mut patterns = Vec::new();
         for (i, hosts) in sites.into_iter().enumerate() {
@@ -66,6 +70,7 @@ impl SiteMatcher {
         SiteMatcher { patterns }
     }
 
+    /// The index of the site `host` belongs to, exact names first.
     pub fn find(&self, host: &str) -> Option<usize> {
         self.patterns
             .iter()
@@ -83,6 +88,7 @@ impl SiteMatcher {
 pub struct RequestHost {
     /// Lower-case, without port or trailing dot.
     pub name: String,
+    /// The port, when the request named one.
     pub port: Option<u16>,
 }
 

@@ -19,7 +19,12 @@ use std::fmt;
 /// (`/xmlrpc/2/<service>`), JSON-RPC (`/jsonrpc`) in the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    XmlRpc { service: String },
+    /// `/xmlrpc/2/<service>`.
+    XmlRpc {
+        /// The path's last segment.
+        service: String,
+    },
+    /// `/jsonrpc`: the service is named in the body.
     JsonRpc,
 }
 
@@ -41,7 +46,9 @@ pub enum Reading {
 /// (a number as the service) are None: Odoo dispatches no service for them.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Call {
+    /// The service called (`common`, `object`, `db`...), when a string.
     pub service: Option<String>,
+    /// The method called, when a string.
     pub method: Option<String>,
     /// The second argument when it is a string: the login of
     /// `common.login` / `common.authenticate`.

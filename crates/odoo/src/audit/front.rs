@@ -10,14 +10,20 @@ use super::{Finding, Severity};
 pub struct FrontFacts {
     /// The file, for `at`.
     pub file: String,
+    /// The plain-HTTP listener, when there is one.
     pub http: Option<SocketAddr>,
+    /// The HTTPS listener.
     pub https: SocketAddr,
+    /// The admin listener, when there is one.
     pub admin: Option<SocketAddr>,
+    /// The `[[site]]` sections, in order.
     pub sites: Vec<FrontSite>,
 }
 
+/// What the audit needs to know of one `[[site]]`.
 #[derive(Debug, Clone, Default)]
 pub struct FrontSite {
+    /// The site's host names.
     pub hosts: Vec<String>,
     /// `tls = "local"`: a certificate from Rampart's own CA.
     pub tls_local: bool,
@@ -25,6 +31,7 @@ pub struct FrontSite {
     pub database_manager_allow: Vec<String>,
 }
 
+/// The findings about a rampart.toml.
 pub fn audit_front(f: &FrontFacts) -> Vec<Finding> {
     let mut out = Vec::new();
     for (i, site) in f.sites.iter().enumerate() {

@@ -19,16 +19,22 @@ pub use front::{FrontFacts, FrontSite, audit_front};
 pub use pg::{PgAudit, PgError, audit_pg, odoo_list_dbs};
 pub use sockets::{PortKind, WatchedPort, audit_sockets, listening, read_live};
 
+/// How much a finding matters; reports list the gravest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Worth knowing; no risk in itself.
     Info,
+    /// A small risk.
     Low,
+    /// A risk worth fixing.
     Medium,
+    /// Fix before going live: `rampart audit` exits with an error status.
     High,
 }
 
 impl Severity {
+    /// The lowercase name reports show.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",
@@ -39,13 +45,18 @@ impl Severity {
     }
 }
 
+/// One thing `rampart audit` found, with why it matters and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// Stable identifier, for scripts and for silencing in the future.
     pub id: &'static str,
+    /// How much it matters.
     pub severity: Severity,
+    /// What was found, in one line.
     pub what: String,
+    /// Why it matters.
     pub why: String,
+    /// How to fix it.
     pub fix: String,
     /// `file:line`, `database demo1`, `site[0]`: where it was found.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,6 +64,7 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A finding with no `why`, `fix` or `at` yet.
     pub fn new(id: &'static str, severity: Severity, what: impl Into<String>) -> Self {
         Finding {
             id,
@@ -63,14 +75,17 @@ impl Finding {
             at: None,
         }
     }
+    /// Sets why it matters.
     pub fn why(mut self, why: impl Into<String>) -> Self {
         self.why = why.into();
         self
     }
+    /// Sets how to fix it.
     pub fn fix(mut self, fix: impl Into<String>) -> Self {
         self.fix = fix.into();
         self
     }
+    /// Sets where it was found.
     pub fn at(mut self, at: impl Into<String>) -> Self {
         self.at = Some(at.into());
         self
@@ -82,24 +97,29 @@ impl Finding {
 pub struct Report {
     /// What was examined (`odoo.conf /etc/odoo/odoo.conf`, ...).
     pub checked: Vec<String>,
+    /// Everything found, gravest first.
     pub findings: Vec<Finding>,
 }
 
 impl Report {
+    /// Adds findings, keeping the gravest first (rules keep their order within a severity).
     pub fn add(&mut self, findings: impl IntoIterator<Item = Finding>) {
         self.findings.extend(findings);
         // Stable: within a severity, rules keep their order.
         self.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     }
 
+    /// Whether anything is [`Severity::High`] (the command then fails).
     pub fn has_high(&self) -> bool {
         self.findings.iter().any(|f| f.severity == Severity::High)
     }
 
+    /// How many findings have severity `s`.
     pub fn count(&self, s: Severity) -> usize {
         self.findings.iter().filter(|f| f.severity == s).count()
     }
 
+    /// The report as pretty-printed JSON, for `--json`.
     pub fn render_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report serializes")
     }

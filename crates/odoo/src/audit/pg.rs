@@ -29,17 +29,23 @@ pub struct PgAudit {
     pub dbfilter: bool,
 }
 
+/// Why the PostgreSQL checks could not run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PgError {
     /// The DSN does not parse.
     Dsn(String),
     /// PostgreSQL is unreachable or refused us: names the address.
     Connect {
+        /// The address tried.
         target: String,
+        /// What PostgreSQL or the connection said.
         message: String,
     },
+    /// A check's query failed.
     Query {
+        /// The address of the server.
         target: String,
+        /// What PostgreSQL said.
         message: String,
     },
 }

@@ -15,16 +15,22 @@ use super::{Finding, Severity};
 /// A port `audit` watches and what it belongs to.
 #[derive(Debug, Clone)]
 pub struct WatchedPort {
+    /// The TCP port.
     pub port: u16,
     /// e.g. "Odoo's HTTP port (http_port)".
     pub what: String,
+    /// Whose port it is, which decides the advice given.
     pub kind: PortKind,
 }
 
+/// Whose a watched port is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortKind {
+    /// Odoo's HTTP or evented port.
     Odoo,
+    /// PostgreSQL.
     Postgres,
+    /// Rampart's admin listener.
     Admin,
 }
 
