@@ -187,6 +187,12 @@ fn default_rehash_days() -> u32 {
 }
 
 impl BackupConfig {
+    /// Where spool files and scratch directories go: `spool_dir`, else the
+    /// system's temp dir.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.spool_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
     /// Problems a config file can have that serde cannot see: the key and
     /// the message.
     pub fn validate(&self) -> Result<(), (String, String)> {

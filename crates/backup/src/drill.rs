@@ -176,11 +176,8 @@ pub async fn restore_test(
     if !report.ok() {
         bail!("{}", report.problems.join("; "));
     }
-    let scratch = match &cfg.spool_dir {
-        Some(d) => tempfile::tempdir_in(d),
-        None => tempfile::tempdir(),
-    }
-    .context("creating a scratch filestore directory")?;
+    let scratch =
+        tempfile::tempdir_in(cfg.spool_dir()).context("creating a scratch filestore directory")?;
     let mut c = cfg.clone();
     c.data_dir = scratch.path().to_path_buf();
     let name = format!("rampart_drill_{}", random_hex(4));
@@ -207,11 +204,7 @@ pub async fn restore_test(
         Ok(seen)
     }
     .await;
-    if pg.database_exists(&name).unwrap_or(true)
-        && let Err(e) = pg.drop_database(&name)
-    {
-        tracing::error!("drill: could not drop the scratch database {name}: {e:#}");
-    }
+    drop_scratch(&pg, &name);
     checks
 }
 
@@ -226,11 +219,8 @@ async fn pitr_test(
     identity: &Path,
     progress: &Progress,
 ) -> Result<String> {
-    let scratch = match &cfg.spool_dir {
-        Some(d) => tempfile::tempdir_in(d),
-        None => tempfile::tempdir(),
-    }
-    .context("creating a scratch filestore directory")?;
+    let scratch =
+        tempfile::tempdir_in(cfg.spool_dir()).context("creating a scratch filestore directory")?;
     let mut c = cfg.clone();
     c.data_dir = scratch.path().to_path_buf();
     let name = format!("rampart_drill_{}", random_hex(4));
@@ -269,12 +259,17 @@ async fn pitr_test(
             }
         ))
     })();
-    if pg.database_exists(&name).unwrap_or(true)
-        && let Err(e) = pg.drop_database(&name)
+    drop_scratch(&pg, &name);
+    checked
+}
+
+/// Drops a drill's scratch database, whatever happened to it.
+fn drop_scratch(pg: &Pg, name: &str) {
+    if pg.database_exists(name).unwrap_or(true)
+        && let Err(e) = pg.drop_database(name)
     {
         tracing::error!("drill: could not drop the scratch database {name}: {e:#}");
     }
-    checked
 }
 
 /// Sanity queries on the restored copy against the manifest.

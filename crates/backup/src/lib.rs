@@ -55,6 +55,7 @@ mod restore;
 mod schedule;
 mod seal;
 mod snapshot;
+mod spool;
 pub mod status;
 pub mod target;
 pub mod wal;

@@ -117,7 +117,7 @@ async fn load_snapshot(
     let manifest = read_manifest(target, entry, ids).await?;
     let dump = tempfile::Builder::new()
         .prefix(".rampart-restore-")
-        .tempfile_in(cfg.spool_dir.clone().unwrap_or_else(std::env::temp_dir))
+        .tempfile_in(cfg.spool_dir())
         .context("creating a temp file")?;
     fetch_dump(target, entry, &manifest, ids, dump.path()).await?;
     progress.line(format!(

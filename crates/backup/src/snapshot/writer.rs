@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -145,7 +145,7 @@ pub async fn backup(
             bail!("no target named {name:?} in [[backup.target]]");
         }
     }
-    clear_stale_spool(&spool_dir(cfg));
+    crate::spool::clear_stale(&cfg.spool_dir(), &[".rampart-dump-", ".rampart-blob-"]);
     let pg = Pg::connect(&cfg.pg, cfg.pg_bin.as_deref())?;
     pg.check_dump_version()?;
     let databases = if !opts.databases.is_empty() {
@@ -210,32 +210,6 @@ pub async fn backup(
     report.duration = started.elapsed();
     Ok(report)
 }
-fn spool_dir(cfg: &BackupConfig) -> PathBuf {
-    cfg.spool_dir.clone().unwrap_or_else(std::env::temp_dir)
-}
-
-/// Spool files of runs killed before they could remove them; a day old,
-/// so a run going on now keeps its own.
-fn clear_stale_spool(dir: &Path) {
-    let day = Duration::from_secs(24 * 3600);
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with(".rampart-dump-") || name.starts_with(".rampart-blob-")) {
-            continue;
-        }
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > day);
-        if old {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
 /// What one database's snapshot read: bytes, and files hashed or
 /// taken from the hash cache.
 struct DbRead {
@@ -278,8 +252,8 @@ async fn snapshot_db(
     // 1. The dump, spooled sealed: one encryption for every target.
     let spool = tempfile::Builder::new()
         .prefix(".rampart-dump-")
-        .tempfile_in(spool_dir(cfg))
-        .with_context(|| format!("creating a spool file in {}", spool_dir(cfg).display()))?;
+        .tempfile_in(cfg.spool_dir())
+        .with_context(|| format!("creating a spool file in {}", cfg.spool_dir().display()))?;
     let dump_task = progress.bytes(&format!("{db}: pg_dump"), 0);
     let mut row_counts = BTreeMap::new();
     let (dump_sha256, dump_bytes) = {
@@ -567,7 +541,7 @@ fn seal_file(
         None => {
             let spool = tempfile::Builder::new()
                 .prefix(".rampart-blob-")
-                .tempfile_in(spool_dir(cfg))
+                .tempfile_in(cfg.spool_dir())
                 .context("creating a spool file")?;
             let f =
                 std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;

@@ -64,9 +64,8 @@ impl BaseBackup {
     }
 }
 
-pub(crate) fn spool_dir(cfg: &BackupConfig) -> PathBuf {
-    cfg.spool_dir.clone().unwrap_or_else(std::env::temp_dir)
-}
+/// Spool dirs of base backups and recoveries a killed run left behind.
+pub(crate) const STALE: &[&str] = &[".rampart-base-", ".rampart-pitr-"];
 
 /// Takes one base backup and writes it to every target given; fails if
 /// any target failed (the others keep theirs: a complete backup there).
@@ -88,11 +87,11 @@ pub async fn base_backup(
         .context("wal_segment_size")?;
     let now = jiff::Timestamp::now();
     let id = format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), random_hex(3));
-    clear_stale(&spool_dir(cfg));
+    crate::spool::clear_stale(&cfg.spool_dir(), STALE);
     let work = tempfile::Builder::new()
         .prefix(".rampart-base-")
-        .tempdir_in(spool_dir(cfg))
-        .with_context(|| format!("creating a spool dir in {}", spool_dir(cfg).display()))?;
+        .tempdir_in(cfg.spool_dir())
+        .with_context(|| format!("creating a spool dir in {}", cfg.spool_dir().display()))?;
     let out = work.path().join("out");
     let task = progress.bytes("base backup: pg_basebackup", 0);
     let started = jiff::Timestamp::now();
@@ -171,28 +170,6 @@ pub async fn base_backup(
         bail!("base backup {}: {}", entry.id, failed.join("; "));
     }
     Ok(entry)
-}
-
-/// Spool dirs of base backups and recoveries killed before they could
-/// remove them; a day old, so a run going on now keeps its own.
-pub(crate) fn clear_stale(dir: &Path) {
-    let day = std::time::Duration::from_secs(24 * 3600);
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with(".rampart-base-") || name.starts_with(".rampart-pitr-")) {
-            continue;
-        }
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > day);
-        if old {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }
 
 fn file_size(p: &Path) -> u64 {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 
-use super::base::{BaseBackup, list_base_backups, spool_dir};
+use super::base::{BaseBackup, STALE, list_base_backups};
 use super::cluster::{TempCluster, os_user_ids, running_as_root, untar};
 use super::fetch::{Archive, answer_requests};
 use crate::config::BackupConfig;
@@ -98,17 +98,17 @@ pub async fn restore_at(
     // Refuse a taken name before the long part.
     let staging = prepare(&live, &cfg.data_dir, &opts.new_db)?;
     let result = async {
-        super::base::clear_stale(&spool_dir(cfg));
+        crate::spool::clear_stale(&cfg.spool_dir(), STALE);
         let work = tempfile::Builder::new()
             .prefix(".rampart-pitr-")
-            .tempdir_in(spool_dir(cfg))
-            .with_context(|| format!("creating a work dir in {}", spool_dir(cfg).display()))?;
+            .tempdir_in(cfg.spool_dir())
+            .with_context(|| format!("creating a work dir in {}", cfg.spool_dir().display()))?;
         // Only this process writes here (the work dir becomes the
         // recovery cluster's user's): the dump, answers, config files.
         let private = tempfile::Builder::new()
             .prefix(".rampart-pitr-")
-            .tempdir_in(spool_dir(cfg))
-            .with_context(|| format!("creating a work dir in {}", spool_dir(cfg).display()))?;
+            .tempdir_in(cfg.spool_dir())
+            .with_context(|| format!("creating a work dir in {}", cfg.spool_dir().display()))?;
         let dump = private.path().join("db.dump");
         let recovered = recover(
             cfg,
