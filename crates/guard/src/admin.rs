@@ -5,8 +5,8 @@ use rampart_config::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::Guard;
 use crate::addr::parse_ban_target;
+use crate::{BanInfo, Guard};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,4 +110,26 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses the JSON of `GET /v1/bans` (for `rampart bans list`).
+pub fn parse_bans_json(json: &str) -> Result<Vec<BanInfo>, String> {
+    serde_json::from_str(json).map_err(|e| format!("unexpected answer from the server: {e}"))
+}
+
+/// The body of `POST /v1/bans` (for `rampart bans ban`).
+pub fn admin_ban_body(addr: &str, for_: rampart_config::Duration, reason: Option<&str>) -> String {
+    let mut body = serde_json::json!({ "addr": addr, "for": for_.to_string() });
+    if let Some(r) = reason {
+        body["reason"] = r.into();
+    }
+    body.to_string()
+}
+
+/// The message of the guard admin API's error answers (`{"error": "..."}`);
+/// None when the body is something else (another program, an older server).
+pub fn admin_error(body: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
 }

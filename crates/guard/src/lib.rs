@@ -80,9 +80,12 @@ mod admin;
 mod admission;
 mod attempt;
 mod ban_log;
+mod banning;
 mod bans;
+mod checks;
 mod classify;
 mod config;
+mod error;
 pub mod fail2ban;
 mod failures;
 mod follow;
@@ -99,16 +102,15 @@ pub mod rpc;
 mod sessions;
 mod shared;
 
-use std::future::Future;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
 use ipnet::IpNet;
-use rampart_config::time::rfc3339;
 
 pub use addr::{canonical_ip, client_key};
+pub use admin::{admin_ban_body, admin_error, parse_bans_json};
 pub use attempt::{LoginAttempt, Refused};
 pub use ban_log::BAN_LOG_FILE;
 pub use bans::{BanInfo, MAX_BAN};
@@ -119,6 +121,7 @@ pub use config::{
     GuardConfig, LoginFailuresConfig, LoginRateConfig, PerLoginFailuresConfig, RateConfig,
     SessionsConfig,
 };
+pub use error::GuardError;
 pub use follow::login_failure_addr;
 pub use login_name::form_login;
 pub use outcome::{LoginOutcome, login_outcome, rpc_access_denied};
@@ -126,10 +129,9 @@ pub use proxy_protocol::{ProxyHeader, parse_proxy_header, read_proxy_header};
 pub use sessions::{SessionKey, ends_session, request_session_id};
 pub use shared::{BoxFut, Finish, LoginReserve, Reserve, Shared, SharedBan, SharedVerdict};
 
-use addr::{display_net, host_net};
 use ban_log::BanLog;
 use bans::BanTable;
-use failures::{Begin, Failures};
+use failures::Failures;
 use limits::Limiter;
 use login_ceiling::Ceiling;
 use metrics::Metrics;
@@ -174,50 +176,6 @@ impl Admission {
                 Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
                     .map(|s| s.max(1))
             }
-            _ => None,
-        }
-    }
-}
-
-/// Why the guard could not load, change or save its bans.
-#[derive(Debug)]
-pub enum GuardError {
-    /// The ban table file exists but cannot be read as one.
-    Corrupt {
-        /// The ban table file.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: String,
-    },
-    /// The ban table could not be read or written.
-    Io {
-        /// The file concerned.
-        path: PathBuf,
-        /// What the operating system said.
-        source: std::io::Error,
-    },
-    /// The address is in `[guard].allow`, which is never banned.
-    Allowed(String),
-}
-
-impl std::fmt::Display for GuardError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            GuardError::Corrupt { path, message } => write!(
-                f,
-                "{}: not a valid ban table: {message} (fix or move the file away; it is never discarded silently)",
-                path.display()
-            ),
-            GuardError::Io { path, source } => write!(f, "{}: {source}", path.display()),
-            GuardError::Allowed(a) => write!(f, "{a} is in [guard].allow and is never banned"),
-        }
-    }
-}
-
-impl std::error::Error for GuardError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            GuardError::Io { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -348,116 +306,10 @@ impl Guard {
             .any(|c| c.contains(peer))
     }
 
-    /// A login attempt about to be sent to Odoo, or None: the edge answers
-    /// 403 without touching Odoo. The same as [`Guard::begin_check`] for
-    /// the login form.
-    pub fn begin_login(&self, client: IpAddr) -> Option<LoginAttempt> {
-        self.begin_check(client, LoginRoute::WebLogin, None).ok()
-    }
-
-    /// A secret check (a login, a 2FA code, an `object` call's password,
-    /// the master password, an API key) about to be sent to Odoo, or the
-    /// reason to refuse it without touching Odoo. Checks in flight count
-    /// against `login_failures.max`, so of any burst at most `max` reach
-    /// Odoo.
-    ///
-    /// Refusing and banning are separate on purpose: the attempt that would
-    /// exceed the threshold counting in-flight ones is refused, and the ban
-    /// falls when confirmed failures reach `max` (at once if they already
-    /// have). So a burst of concurrent *successful* logins is never banned,
-    /// and a burst of failures is banned as soon as its failures come back.
-    ///
-    /// `proof`: credentials that, proven right from this client within
-    /// [`proven::PROVEN_FOR`], skip the slot (a refusal still counts).
-    pub fn begin_check(
-        &self,
-        client: IpAddr,
-        route: LoginRoute,
-        proof: Option<rpc::Credential>,
-    ) -> Result<LoginAttempt, Refused> {
-        let client = canonical_ip(client);
-        let cfg = self.core.cfg();
-        let key = client_key(client);
-        let digest = proof.map(|p| self.core.proven.digest(key, &p));
-        if is_allowed(&cfg, client) {
-            return Ok(LoginAttempt::new(
-                &self.core, client, None, false, route, digest,
-            ));
-        }
-        if self.core.banned_until(client).is_some() {
-            self.core.metrics.logins_refused.inc();
-            return Err(Refused::Banned);
-        }
-        let now = Instant::now();
-        if let Some(d) = &digest
-            && self.core.proven.contains(d, now)
-        {
-            return Ok(LoginAttempt::new(
-                &self.core,
-                client,
-                Some(key),
-                false,
-                route,
-                digest,
-            ));
-        }
-        let lf = &cfg.login_failures;
-        match self
-            .core
-            .failures
-            .begin(key, now, lf.max.get(), lf.within.get())
-        {
-            Begin::Go => Ok(LoginAttempt::new(
-                &self.core,
-                client,
-                Some(key),
-                true,
-                route,
-                digest,
-            )),
-            Begin::Refuse { failures } => {
-                self.core.metrics.logins_refused.inc();
-                if failures >= lf.max.get() {
-                    self.core.auto_ban(key, failures);
-                    Err(Refused::Banned)
-                } else {
-                    Err(Refused::Busy)
-                }
-            }
-        }
-    }
-
-    /// Bans one address for `for_` (an administrator's decision; replaces
-    /// any current ban of it). Written to disk before returning.
-    pub fn ban(
-        &self,
-        addr: IpAddr,
-        for_: std::time::Duration,
-        reason: &str,
-    ) -> Result<(), GuardError> {
-        self.ban_net(host_net(addr), for_, reason).map(|_| ())
-    }
-
-    /// Lifts the ban of `addr` (and of its IPv6 /64) and forgets its
-    /// history and failures. True if a ban was active. Written to disk before returning.
-    pub fn unban(&self, addr: IpAddr) -> Result<bool, GuardError> {
-        let addr = canonical_ip(addr);
-        let mut any = self.unban_net(host_net(addr))?;
-        if addr.is_ipv6() {
-            any |= self.unban_net(client_key(addr))?;
-        }
-        Ok(any)
-    }
-
     /// Active bans, soonest to end first.
     /// Recent refusals and the addresses refused most, for the status page.
     pub fn refusals(&self) -> &refusals::Refusals {
         &self.refusals
-    }
-
-    /// Active bans, for the status page and `GET /v1/bans`.
-    pub fn bans(&self) -> Vec<BanInfo> {
-        self.core.bans.list(SystemTime::now())
     }
 
     /// Prunes expired bans (logging each end), idle rate-limiter keys and
@@ -519,122 +371,6 @@ impl Guard {
         admin::handle(self, method, path, body)
     }
 
-    /// Follows `odoo_log` (when set): each "Login failed ... from ADDR" line
-    /// counts as a failure for ADDR ("from n/a" is ignored). Survives
-    /// rotation by rename and by copytruncate. Stops when `shutdown` completes.
-    pub fn spawn_log_follower(
-        self: &Arc<Self>,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        let path = self.core.cfg().odoo_log.clone()?;
-        Some(self.spawn_follower_every(path, std::time::Duration::from_millis(500), shutdown))
-    }
-
-    fn spawn_follower_every(
-        self: &Arc<Self>,
-        path: PathBuf,
-        every: std::time::Duration,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> tokio::task::JoinHandle<()> {
-        let core = self.core.clone();
-        tokio::spawn(async move {
-            let shown = path.display().to_string();
-            let mut follower = follow::Follower::new(path);
-            let mut first = true;
-            tokio::pin!(shutdown);
-            loop {
-                // File reads off the async workers: after a rotation the new
-                // file is read from its start, which may be large.
-                let polled = tokio::task::spawn_blocking(move || {
-                    let lines = follower.poll();
-                    (follower, lines)
-                })
-                .await;
-                let Ok((f, lines)) = polled else {
-                    tracing::error!(target: "rampart::guard", "the Odoo log follower stopped");
-                    return;
-                };
-                follower = f;
-                if first {
-                    // Said once the file is open and positioned: every line
-                    // written from now on is counted (the first open starts
-                    // at the end, so earlier lines are not).
-                    tracing::info!(target: "rampart::guard", "following {shown} for failed logins");
-                    first = false;
-                }
-                for line in lines {
-                    if let Some(addr) = login_failure_addr(&line) {
-                        core.log_failure(addr);
-                    }
-                }
-                tokio::select! {
-                    _ = &mut shutdown => break,
-                    _ = tokio::time::sleep(every) => {}
-                }
-            }
-        })
-    }
-
-    pub(crate) fn ban_net(
-        &self,
-        net: IpNet,
-        for_: std::time::Duration,
-        reason: &str,
-    ) -> Result<BanInfo, GuardError> {
-        let cfg = self.core.cfg();
-        if cfg
-            .allow
-            .iter()
-            .any(|c| c.contains(net.network()) || c.contains(net.broadcast()))
-        {
-            return Err(GuardError::Allowed(display_net(&net)));
-        }
-        let now = SystemTime::now();
-        let for_ = for_.min(MAX_BAN);
-        let record = self.core.bans.set(net, now + for_, reason.to_string(), now);
-        self.core.ban_log.ban(&net, for_, reason);
-        if let Some(shared) = self.core.shared.get() {
-            shared.ban(SharedBan {
-                net: display_net(&net),
-                until: record.until,
-                reason: record.reason.clone(),
-                count: record.count,
-                admin: true,
-                at: now,
-            });
-        }
-        self.core.metrics.bans.inc();
-        self.core
-            .metrics
-            .bans_active
-            .set(self.core.bans.active_count(now) as i64);
-        self.core.bans.save()?;
-        Ok(BanInfo {
-            addr: display_net(&net),
-            until: rfc3339(record.until),
-            reason: record.reason,
-            count: record.count,
-        })
-    }
-
-    pub(crate) fn unban_net(&self, net: IpNet) -> Result<bool, GuardError> {
-        let now = SystemTime::now();
-        let was_banned = self.core.bans.remove(&net, now);
-        self.core.failures.clear(&net);
-        if let Some(shared) = self.core.shared.get() {
-            shared.unban(&display_net(&net), now);
-        }
-        if was_banned {
-            self.core.ban_log.unban(&net, "by administrator");
-            self.core
-                .metrics
-                .bans_active
-                .set(self.core.bans.active_count(now) as i64);
-        }
-        self.core.bans.flush()?;
-        Ok(was_banned)
-    }
-
     #[cfg(test)]
     fn rate_keys(&self) -> usize {
         self.rate.len()
@@ -653,113 +389,10 @@ impl Core {
     fn cfg(&self) -> Arc<GuardConfig> {
         self.cfg.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
-
-    fn banned_until(&self, client: IpAddr) -> Option<SystemTime> {
-        let now = SystemTime::now();
-        if client.is_ipv6() {
-            self.bans
-                .active_until(&[host_net(client), client_key(client)], now)
-        } else {
-            self.bans.active_until(&[host_net(client)], now)
-        }
-    }
-
-    fn record_failure(&self, key: IpNet, count: Option<u32>) {
-        let Some(count) = count else { return };
-        self.metrics.login_failures.inc();
-        if count >= self.cfg().login_failures.max.get() {
-            self.auto_ban(key, count);
-        }
-    }
-
-    /// A failure read from Odoo's log (deduplicated against the proxied answer).
-    fn log_failure(&self, addr: IpAddr) {
-        self.count_failure(addr, Failures::log_failure);
-    }
-
-    /// A refusal of a check that held no slot (proven credentials that
-    /// stopped working).
-    fn rpc_failure(&self, addr: IpAddr) {
-        self.count_failure(addr, Failures::rpc_failure);
-    }
-
-    /// Counts a failure seen outside a login attempt's slot, unless `allow`ed.
-    fn count_failure(
-        &self,
-        addr: IpAddr,
-        count: fn(&Failures, IpNet, Instant, std::time::Duration) -> Option<u32>,
-    ) {
-        let addr = canonical_ip(addr);
-        let cfg = self.cfg();
-        if is_allowed(&cfg, addr) {
-            return;
-        }
-        let key = client_key(addr);
-        let n = count(
-            &self.failures,
-            key,
-            Instant::now(),
-            cfg.login_failures.within.get(),
-        );
-        self.record_failure(key, n);
-    }
-
-    /// Bans `key` for `ban × repeat_factor^(previous bans)`, capped at [`MAX_BAN`].
-    fn auto_ban(&self, key: IpNet, failures: u32) {
-        let lf = self.cfg().login_failures;
-        let previous = self.bans.previous_count(&key);
-        let length = ban_length(lf.ban.get(), lf.repeat_factor.get(), previous);
-        let reason = format!("{failures} failed logins in {}", lf.within);
-        let now = SystemTime::now();
-        if let Some(record) = self.bans.insert(key, now + length, reason.clone(), now) {
-            if let Some(shared) = self.shared.get() {
-                shared.ban(SharedBan {
-                    net: display_net(&key),
-                    until: record.until,
-                    reason: record.reason,
-                    count: record.count,
-                    admin: false,
-                    at: now,
-                });
-            }
-            self.failures.clear(&key);
-            self.ban_log.ban(&key, length, &reason);
-            self.metrics.bans.inc();
-            self.metrics.bans_active.inc();
-        }
-    }
-}
-
-fn ban_length(base: std::time::Duration, factor: u32, previous: u32) -> std::time::Duration {
-    let mult = (factor as u64).saturating_pow(previous.min(64));
-    let secs = base.as_secs().saturating_mul(mult);
-    std::time::Duration::from_secs(secs).min(MAX_BAN)
 }
 
 fn is_allowed(cfg: &GuardConfig, ip: IpAddr) -> bool {
     cfg.allow.iter().any(|c| c.contains(ip))
-}
-
-/// Parses the JSON of `GET /v1/bans` (for `rampart bans list`).
-pub fn parse_bans_json(json: &str) -> Result<Vec<BanInfo>, String> {
-    serde_json::from_str(json).map_err(|e| format!("unexpected answer from the server: {e}"))
-}
-
-/// The body of `POST /v1/bans` (for `rampart bans ban`).
-pub fn admin_ban_body(addr: &str, for_: rampart_config::Duration, reason: Option<&str>) -> String {
-    let mut body = serde_json::json!({ "addr": addr, "for": for_.to_string() });
-    if let Some(r) = reason {
-        body["reason"] = r.into();
-    }
-    body.to_string()
-}
-
-/// The message of the guard admin API's error answers (`{"error": "..."}`);
-/// None when the body is something else (another program, an older server).
-pub fn admin_error(body: &str) -> Option<String> {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_string))
 }
 
 /// Caps on what a flood can make the guard remember.

@@ -5,6 +5,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use super::*;
+use crate::banning::ban_length;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
