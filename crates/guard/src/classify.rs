@@ -2,7 +2,7 @@
 //! password, an API key) and which reach Odoo's database service, decided
 //! from the request as Odoo will read it (see ODOO-FACTS.md, "Login" and
 //! "How Odoo reads the bytes"). How each check ended is read from Odoo's
-//! answer in `outcome.rs`.
+//! answer in `outcome`.
 //!
 //! Attackers use the RPC endpoints as much as the form: XML-RPC
 //! `common.authenticate` skips Odoo's own cooldown and logs "from n/a", and
