@@ -59,7 +59,7 @@ scopes=(
   "crates/edge/src/admin/access.rs|rampart-edge|--lib|"
   "crates/guard/src/limits.rs|rampart-guard|--lib|"
   "crates/guard/src/failures.rs|rampart-guard|$guard_fast|"
-  "crates/guard/src/bans.rs|rampart-guard|$guard_fast|"
+  "crates/guard/src/bans/mod.rs|rampart-guard|$guard_fast|"
   "crates/guard/src/rpc/*.rs|rampart-guard|--test rpc_differential $guard_fast|"
   "crates/guard/src/classify.rs|rampart-guard|$guard_fast|"
   "crates/backup/src/target/*.rs|rampart-backup|--lib --test races|write_if_absent|write_then_link|put_file|Target::put|read_full|tmp_name"
