@@ -1,0 +1,136 @@
+use super::*;
+use rampart_config::ByteSize;
+
+fn cand(target: &str) -> Candidate {
+    Candidate {
+        key: Key {
+            site: "s".into(),
+            host: "h".into(),
+            target: target.into(),
+        },
+        fill: true,
+    }
+}
+
+fn cfg(max: u64) -> CacheConfig {
+    CacheConfig {
+        max_memory: ByteSize(max),
+        ..CacheConfig::default()
+    }
+}
+
+async fn put(cache: &Arc<Cache>, target: &str, len: usize, max: u64) {
+    let Lookup::Fill(g) = cache.lookup(&cand(target), &CacheConfig::default()).await else {
+        panic!("expected a fill for {target}");
+    };
+    let charge = cache.reserve("s", len as u64, &cfg(max)).unwrap();
+    cache.insert(
+        &g,
+        &cfg(max),
+        Bytes::from(vec![b'x'; len]),
+        HeaderMap::new(),
+        "\"e\"".into(),
+        None,
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        charge,
+    );
+}
+
+#[tokio::test]
+async fn bounded_by_bytes_least_recently_used_first() {
+    let cache = Arc::new(Cache::default());
+    let max = 3 * (1000 + 512);
+    put(&cache, "/a", 1000, max).await;
+    put(&cache, "/b", 1000, max).await;
+    put(&cache, "/c", 1000, max).await;
+    // /a used: /b is now the least recently used.
+    assert!(matches!(
+        cache.lookup(&cand("/a"), &CacheConfig::default()).await,
+        Lookup::Hit(_)
+    ));
+    put(&cache, "/d", 1000, max).await;
+    assert!(matches!(
+        cache.lookup(&cand("/b"), &CacheConfig::default()).await,
+        Lookup::Fill(_)
+    ));
+    for t in ["/a", "/c", "/d"] {
+        assert!(
+            matches!(
+                cache.lookup(&cand(t), &CacheConfig::default()).await,
+                Lookup::Hit(_)
+            ),
+            "{t}"
+        );
+    }
+    let stats = cache.stats();
+    assert_eq!(stats["sites"][0]["entries"], 3);
+    assert_eq!(stats["sites"][0]["evictions"], 1);
+    assert!(stats["sites"][0]["bytes"].as_u64().unwrap() <= max);
+}
+
+#[tokio::test]
+async fn one_fetch_at_a_time_per_key() {
+    let cache = Arc::new(Cache::default());
+    let Lookup::Fill(g) = cache.lookup(&cand("/a"), &CacheConfig::default()).await else {
+        panic!("first is a fill");
+    };
+    let c2 = cache.clone();
+    let waiter = tokio::spawn(async move {
+        matches!(
+            c2.lookup(&cand("/a"), &CacheConfig::default()).await,
+            Lookup::Hit(_)
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !waiter.is_finished(),
+        "the second request waits for the first fetch"
+    );
+    let charge = cache.reserve("s", 4, &cfg(1 << 20)).unwrap();
+    cache.insert(
+        &g,
+        &cfg(1 << 20),
+        Bytes::from_static(b"body"),
+        HeaderMap::new(),
+        "\"e\"".into(),
+        None,
+        Duration::from_secs(60),
+        Duration::ZERO,
+        charge,
+    );
+    drop(g);
+    assert!(
+        waiter.await.unwrap(),
+        "the waiter is answered from the new entry"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_fill_lets_waiters_through() {
+    let cache = Arc::new(Cache::default());
+    let Lookup::Fill(g) = cache.lookup(&cand("/a"), &CacheConfig::default()).await else {
+        panic!("first is a fill");
+    };
+    let c2 = cache.clone();
+    let waiter = tokio::spawn(async move {
+        matches!(
+            c2.lookup(&cand("/a"), &CacheConfig::default()).await,
+            Lookup::Pass
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(g);
+    assert!(waiter.await.unwrap());
+}
+
+#[tokio::test]
+async fn purge_by_site_and_prefix() {
+    let cache = Arc::new(Cache::default());
+    put(&cache, "/web/assets/1/a.js", 10, 1 << 20).await;
+    put(&cache, "/web/image/1?unique=2", 10, 1 << 20).await;
+    assert_eq!(cache.purge(Some("other"), "/"), 0);
+    assert_eq!(cache.purge(Some("s"), "/web/assets/"), 1);
+    assert_eq!(cache.purge(None, ""), 1);
+    assert_eq!(cache.stats()["sites"][0]["entries"], 0);
+}
