@@ -51,7 +51,7 @@ scopes=(
   "crates/edge/src/pipeline.rs|rampart|--test edge_routing --test guard_rpc -- database db_service|allowed_db|pipeline\.rs:@line:decision.db_service && !allowed_db@:"
   "crates/edge/src/headers/*.rs|rampart-edge|--lib|"
   "crates/edge/src/stage/normalize.rs|rampart-edge|--lib|"
-  "crates/edge/src/stage/framing.rs|rampart-edge|--lib|"
+  "crates/edge/src/framing.rs|rampart-edge|--lib|"
   "crates/edge/src/upstream.rs|rampart-edge|--lib|Upstream::record"
   "crates/edge/src/upstream.rs|rampart|--test edge_routing health|check_once|spawn_checks"
   "crates/edge/src/conn_cap.rs|rampart-edge|--lib|"
