@@ -98,6 +98,7 @@ pub mod refusals;
 pub mod rpc;
 mod sessions;
 mod shared;
+mod shared_check;
 
 use std::future::Future;
 use std::net::IpAddr;
