@@ -58,6 +58,7 @@ mod snapshot;
 mod spool;
 pub mod status;
 pub mod target;
+mod validate;
 pub mod wal;
 
 pub use anyhow::{Error, Result};

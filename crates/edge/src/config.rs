@@ -20,7 +20,7 @@ pub struct ListenConfig {
     pub https: SocketAddr,
     /// The status page, `/metrics`, `/healthz` and the admin API: an
     /// address (keep it on loopback) or `unix:/run/rampart/admin.sock`.
-    pub admin: Option<crate::admin::listener::AdminAddr>,
+    pub admin: Option<crate::admin_addr::AdminAddr>,
     /// A file holding a token that the admin listener then requires
     /// (`Authorization: Bearer`; the status page asks for it once).
     pub admin_token_file: Option<PathBuf>,
@@ -70,7 +70,7 @@ impl Default for ListenConfig {
         ListenConfig {
             http: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             https: SocketAddr::from(([127, 0, 0, 1], 8443)),
-            admin: Some(crate::admin::listener::AdminAddr::Tcp(SocketAddr::from((
+            admin: Some(crate::admin_addr::AdminAddr::Tcp(SocketAddr::from((
                 [127, 0, 0, 1],
                 9180,
             )))),

@@ -11,13 +11,17 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod admin_addr;
+pub mod admin_token;
 pub mod body;
 pub mod body_memory;
 pub mod cache;
 pub mod config;
 pub mod conn_cap;
+pub mod encoding;
 pub mod error;
 pub mod files;
+pub mod framing;
 pub mod headers;
 pub mod io;
 pub mod metrics;
@@ -27,6 +31,7 @@ pub mod preflight;
 pub mod refusal;
 pub mod response_buffer;
 pub mod server;
+pub mod site_matcher;
 pub mod socket;
 pub mod spool;
 pub mod stage;

@@ -5,7 +5,8 @@ use std::net::ToSocketAddrs;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
-use crate::admin::{AdminAddr, AdminToken};
+use crate::admin_addr::AdminAddr;
+use crate::admin_token::AdminToken;
 use crate::headers::security::HeaderSet;
 use crate::state::EdgeConfig;
 

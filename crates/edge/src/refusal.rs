@@ -12,7 +12,6 @@ use rampart_guard::Admission;
 
 use crate::body::Body;
 use crate::pages;
-use crate::stage::request_body::BodyError;
 
 /// An answer Rampart gives instead of Odoo's, and why.
 #[derive(Debug)]
@@ -287,24 +286,13 @@ impl Refusal {
     }
 }
 
-impl From<BodyError> for Refusal {
-    fn from(e: BodyError) -> Refusal {
-        match e {
-            BodyError::TooLarge(limit) => Refusal::BodyTooLarge(limit),
-            BodyError::Timeout => Refusal::BodyTimeout,
-            BodyError::Malformed(why) => Refusal::BodyMalformed(why.to_string()),
-            BodyError::TooSlow => Refusal::BodyTooSlow,
-            BodyError::Spool { full: true, .. } => Refusal::SpoolFull,
-            BodyError::Spool { full: false, .. } => Refusal::SpoolError,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime};
 
     use http_body_util::BodyExt;
+
+    use crate::stage::request_body::BodyError;
 
     use super::*;
 

@@ -23,11 +23,11 @@ use crate::access_log::AccessLog;
 use crate::body_memory::BodyMemory;
 use crate::config::ListenConfig;
 use crate::error::EdgeError;
+use crate::framing::{Marks, Watched};
 use crate::io::{Activity, Tracked, idle};
 use crate::metrics::Metrics;
 use crate::socket::bind;
 use crate::spool::Spool;
-use crate::stage::framing::{Marks, Watched};
 use crate::state::{AdminHook, ConnInfo, EdgeConfig, Shared, build_runtime};
 use crate::{admin, pipeline};
 

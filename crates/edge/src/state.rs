@@ -21,16 +21,16 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
 use crate::access_log::{AccessLog, Done};
-use crate::admin::access::AdminToken;
+use crate::admin_token::AdminToken;
 use crate::body::Body;
 use crate::config::{ListenConfig, LogConfig, SiteConfig};
 use crate::error::EdgeError;
+use crate::framing::Marks;
 use crate::headers::security::HeaderSet;
 use crate::io::Activity;
 use crate::metrics::{Metrics, SiteMeters, UpstreamLabels};
+use crate::site_matcher::SiteMatcher;
 use crate::spool::Spool;
-use crate::stage::framing::Marks;
-use crate::stage::site::SiteMatcher;
 use crate::upstream::{self, Check, CheckSettings, HealthObserver, Pool, spawn_checks};
 
 /// What the edge runs on; `reload` swaps it in whole.
@@ -122,7 +122,7 @@ pub struct ConnInfo {
     pub sni: Option<String>,
     /// When the connection last moved bytes, for idle timeouts.
     pub activity: Arc<Activity>,
-    /// HTTP/1 requests to refuse for their framing (stage/framing.rs).
+    /// HTTP/1 requests to refuse for their framing (framing.rs).
     pub framing: Arc<Marks>,
     /// Cancelled when the connection is stuck behind answers its client
     /// does not take (an HTTP/1.1 answer, or every HTTP/2 stream in flight,

@@ -19,8 +19,8 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 
 use crate::body::{self, Body};
 use crate::cache::variants::compress;
+use crate::encoding::{self as negotiation, Encoding};
 use crate::files;
-use crate::stage::compress::{self as negotiation, Encoding};
 
 /// Files larger than this are compressed as they stream, per request.
 pub const MAX_FILE: u64 = 8 * 1024 * 1024;

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use proptest::prelude::*;
-use rampart_edge::stage::framing::{Marks, Watched};
+use rampart_edge::framing::{Marks, Watched};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

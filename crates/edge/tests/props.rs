@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use rampart_edge::stage::framing::{FramingWatch, Marks};
+use rampart_edge::framing::{FramingWatch, Marks};
 use rampart_edge::stage::normalize::canonical_path;
 
 /// Path-like text: the pieces that matter, in any order.

@@ -1,17 +1,20 @@
 //! A secret check in flight: it holds a slot of the client's login budget
-//! until its outcome is known, and reports that outcome.
+//! until its outcome is known, and reports that outcome; with a cluster,
+//! it also holds the cluster-wide reservation ([`SharedHold`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
 use crate::Core;
+use crate::addr::parse_ban_target;
 use crate::classify::LoginRoute;
 use crate::outcome::LoginOutcome;
 use crate::proven::Digest;
 use crate::sessions::SessionKey;
+use crate::shared::{Finish, Shared};
 
 /// Why [`crate::Guard::begin_check`] refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +50,7 @@ pub struct LoginAttempt {
     proof: Option<Digest>,
     per_login: Option<PerLoginHold>,
     /// `[cluster]`: the reservation held in PostgreSQL.
-    shared: Option<crate::shared::SharedHold>,
+    shared: Option<SharedHold>,
     /// The cluster's per-login delay, when longer than the local one.
     shared_delay: std::time::Duration,
 }
@@ -74,7 +77,7 @@ impl LoginAttempt {
         }
     }
 
-    pub(crate) fn hold_shared(&mut self, hold: crate::shared::SharedHold) {
+    pub(crate) fn hold_shared(&mut self, hold: SharedHold) {
         self.shared = Some(hold);
     }
 
@@ -213,5 +216,42 @@ impl Drop for LoginAttempt {
         {
             self.core.failures.release(key);
         }
+    }
+}
+
+/// What a cluster reservation needs to be given back.
+pub(crate) struct SharedHold {
+    pub shared: Arc<dyn Shared>,
+    pub addr: String,
+    pub addr_within: Duration,
+    pub login: Option<(String, bool)>,
+    pub login_within: Duration,
+}
+
+impl SharedHold {
+    /// Gives the reservation back off the request path; a failure that
+    /// takes the address to `max` cluster-wide bans it here (and so on
+    /// every node).
+    pub fn finish(self, core: &Arc<Core>, failed: bool, succeeded: bool) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let core = core.clone();
+        rt.spawn(async move {
+            let f = Finish {
+                addr: self.addr.clone(),
+                addr_within: self.addr_within,
+                login: self.login,
+                login_within: self.login_within,
+                failed,
+                succeeded,
+            };
+            let n = self.shared.finish(f).await;
+            if let (Some(n), Ok(net)) = (n, parse_ban_target(&self.addr))
+                && n >= core.cfg().login_failures.max.get()
+            {
+                core.auto_ban(net, n);
+            }
+        });
     }
 }

@@ -101,6 +101,7 @@ pub mod refusals;
 pub mod rpc;
 mod sessions;
 mod shared;
+mod shared_check;
 
 use std::net::IpAddr;
 use std::path::Path;

@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 
 use super::Entry;
 use crate::body::{self, Body};
+use crate::encoding::{self as compress, Encoding};
 use crate::files::{self, RangeAnswer};
-use crate::stage::compress::{self, Encoding};
 
 /// The encoding to answer in, when the answer is a whole 200 body of a
 /// compressible type and the client accepts one.

@@ -372,7 +372,7 @@ impl Cache {
         &self,
         key: &Key,
         entry: &Arc<Entry>,
-        enc: crate::stage::compress::Encoding,
+        enc: crate::encoding::Encoding,
         cfg: &CacheConfig,
     ) -> Bytes {
         let (bytes, made) = entry.variants.get(enc, &entry.body).await;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
 
-use crate::stage::compress::Encoding;
+use crate::encoding::Encoding;
 
 #[derive(Default)]
 pub struct Variants {

@@ -7,7 +7,6 @@ pub mod cache;
 pub mod compress;
 pub mod exchange;
 pub mod forward;
-pub mod framing;
 pub mod inspect_budget;
 pub mod login;
 pub mod normalize;

@@ -26,6 +26,7 @@ use hyper::body::Incoming;
 
 use crate::body::{self, Body, BodyTimeout, BodyTooLarge, Guarded};
 use crate::body_memory::Charge;
+use crate::refusal::Refusal;
 use crate::spool::{self, Spool, SpoolFile, SpoolReader};
 use crate::stage::body_pace::{Pace, TooSlow};
 
@@ -380,5 +381,19 @@ where
             }
         }
         this.rest.poll_frame(cx)
+    }
+}
+
+/// How each body failure is answered (the status table is refusal.rs).
+impl From<BodyError> for Refusal {
+    fn from(e: BodyError) -> Refusal {
+        match e {
+            BodyError::TooLarge(limit) => Refusal::BodyTooLarge(limit),
+            BodyError::Timeout => Refusal::BodyTimeout,
+            BodyError::Malformed(why) => Refusal::BodyMalformed(why.to_string()),
+            BodyError::TooSlow => Refusal::BodyTooSlow,
+            BodyError::Spool { full: true, .. } => Refusal::SpoolFull,
+            BodyError::Spool { full: false, .. } => Refusal::SpoolError,
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod backup;
+mod backup_section;
 mod backup_status;
 pub mod cache;
 pub mod certs;
@@ -11,6 +12,7 @@ pub mod check;
 pub mod cluster;
 pub mod docs;
 pub mod guard;
+mod logging;
 pub mod odoo;
 pub mod serve;
 pub mod verify;

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 
 use rampart_certs::CertStore;
-use rampart_edge::config::ProcessLogFormat;
 use rampart_edge::{AdminHook, Edge, EdgeConfig, EdgeHandle};
 use rampart_guard::Guard;
 use tokio::signal::unix::{SignalKind, signal};
@@ -22,36 +21,6 @@ pub struct ServeArgs {}
 #[derive(clap::Args)]
 pub struct ReloadArgs {}
 
-/// The process log on stderr. `RAMPART_LOG` is an EnvFilter: a level
-/// (`debug`) or per-module directives (`info,rampart_guard=debug`).
-pub fn init_tracing(format: ProcessLogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RAMPART_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Under systemd, journald stamps the time itself.
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        // Scrubbed of the config's secret values (see scrub.rs).
-        .with_writer(|| crate::scrub::Stderr);
-    if format == ProcessLogFormat::Json {
-        // The module (`target`) is what a RAMPART_LOG directive names.
-        builder
-            .json()
-            .with_target(true)
-            .with_current_span(false)
-            .init();
-        return;
-    }
-    let builder = builder
-        .with_target(false)
-        .with_ansi(!journald && std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if journald {
-        builder.without_time().init();
-    } else {
-        builder.init();
-    }
-}
-
 pub(crate) fn edge_config(c: &Config) -> EdgeConfig {
     EdgeConfig {
         state_dir: c.state_dir.clone(),
@@ -63,7 +32,7 @@ pub(crate) fn edge_config(c: &Config) -> EdgeConfig {
 
 pub fn serve(config_path: Option<&Path>, _a: ServeArgs) -> Outcome {
     let config = super::load_config(config_path)?;
-    init_tracing(config.log.process);
+    super::logging::init_tracing(config.log.process);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rampart")

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use rampart_backup::{BackupConfig, Progress, Target, block_on};
 
-use super::backup::{fail, section};
+use super::backup_section::{fail, open_one, section};
 use super::{CmdError, Outcome, load_config};
 
 #[derive(clap::Args)]
@@ -49,7 +49,7 @@ pub fn stream(config: Option<&Path>, _a: WalStreamArgs) -> Outcome {
             "backup.wal is not true: set wal = true in [backup]",
         ));
     }
-    super::serve::init_tracing(Default::default());
+    super::logging::init_tracing(Default::default());
     block_on(async {
         let stop = async {
             let mut term =
@@ -133,7 +133,7 @@ pub fn restore_at(
     };
     let progress = Progress::auto();
     block_on(async {
-        let t = super::backup::open_one(&cfg, target, url).await?;
+        let t = open_one(&cfg, target, url).await?;
         let r = rampart_backup::wal::restore_at(&cfg, &t, &opts, &progress)
             .await
             .map_err(fail)?;
