@@ -88,7 +88,7 @@ impl Default for ListenConfig {
             client_body_timeout: Duration::from_secs(60),
             client_body_min_rate: ByteSize::kib(1),
             client_body_grace: Duration::from_secs(10),
-            client_body_deadline: Duration::from_secs(720),
+            client_body_deadline: Duration::from_secs(3600),
             send_timeout: Duration::from_secs(60),
             spool_max: ByteSize::mib(4096),
             spool_per_client: None,

@@ -22,7 +22,7 @@ async fn f6_a_body_kept_at_the_minimum_rate_loses_its_spool_share_at_the_deadlin
     let fixture = OdooFixture::start().await;
     let mut setup = Setup::site(Site::new(HOST, &fixture).extra("max_body = \"1MiB\""));
     // The defaults scaled down: spool_max 4 GiB with max_body 256 MiB,
-    // the deadline 720 s for a tail that would take hours.
+    // the deadline 1 h for a tail that would take hours.
     setup.listen = "spool_max = \"2MiB\"\nclient_body_min_rate = \"1KiB\"\n\
                     client_body_grace = \"1s\"\nclient_body_deadline = \"3s\""
         .into();
