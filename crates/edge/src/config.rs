@@ -45,6 +45,11 @@ pub struct ListenConfig {
     pub client_body_min_rate: ByteSize,
     /// How long a request body may take before `client_body_min_rate` applies.
     pub client_body_grace: Duration,
+    /// A request body received whole must be complete within this of its
+    /// start ("0": no limit), whatever its pace: a body sent fast and then
+    /// trickled at the minimum rate would otherwise hold its spool share
+    /// for (what is left) / `client_body_min_rate` (red team 5, F6).
+    pub client_body_deadline: Duration,
     /// A response stream whose client accepts no bytes for this long is
     /// dropped (its spool and memory freed; on HTTP/1.1 the connection
     /// closed).
@@ -83,6 +88,7 @@ impl Default for ListenConfig {
             client_body_timeout: Duration::from_secs(60),
             client_body_min_rate: ByteSize::kib(1),
             client_body_grace: Duration::from_secs(10),
+            client_body_deadline: Duration::from_secs(3600),
             send_timeout: Duration::from_secs(60),
             spool_max: ByteSize::mib(4096),
             spool_per_client: None,

@@ -411,6 +411,7 @@ pub(crate) fn body_limits(rt: &Runtime, site: &SiteRuntime) -> request_body::Lim
         idle: rt.listen.client_body_timeout.get(),
         min_rate: rt.listen.client_body_min_rate.get(),
         grace: rt.listen.client_body_grace.get(),
+        deadline: rt.listen.client_body_deadline.get(),
     }
 }
 

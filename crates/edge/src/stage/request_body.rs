@@ -6,7 +6,8 @@
 //! streamed to Odoo at the client's pace would hold a worker for as long
 //! as the client likes. A malformed chunked body is refused with 400
 //! before any upstream sees a byte, a body that falls below the minimum
-//! pace (`body_pace`: on average and in every window) gets 408, and Odoo
+//! pace (`body_pace`: on average and in every window) or is not complete
+//! within `client_body_deadline` gets 408, and Odoo
 //! gets a Content-Length. RPC bodies the guard reads are received the
 //! same way, so they obey the same pace and the same memory and spool
 //! shares. Paths a site lists in
@@ -99,6 +100,11 @@ pub struct Limits {
     pub min_rate: u64,
     /// How long the body may take before `min_rate` applies.
     pub grace: Duration,
+    /// The whole body must have arrived within this of its start, however
+    /// it is paced (zero: no limit). Without it a body sent fast and then
+    /// trickled at `min_rate` holds what it spooled for (what is left) /
+    /// `min_rate`: four addresses held a 4 GiB spool for hours on 16 KiB/s.
+    pub deadline: Duration,
 }
 
 /// A request body received whole.
@@ -149,6 +155,7 @@ pub async fn receive(
     }
     let start = tokio::time::Instant::now();
     let mut pace = Pace::new(start, limits.min_rate, limits.grace);
+    let due = (!limits.deadline.is_zero()).then(|| start + limits.deadline);
     let mut last = start;
     let mut buf = BytesMut::new();
     let mut file: Option<SpoolFile> = None;
@@ -159,9 +166,13 @@ pub async fn receive(
         let wake = pace
             .as_ref()
             .map_or(silent_at, |p| p.next_check().min(silent_at));
+        let wake = due.map_or(wake, |d| d.min(wake));
         let frame = match tokio::time::timeout_at(wake, incoming.frame()).await {
             Err(_) => {
                 let now = tokio::time::Instant::now();
+                if due.is_some_and(|d| now >= d) {
+                    return Err(BodyError::TooSlow);
+                }
                 if let Some(p) = &mut pace {
                     p.check(now).map_err(|TooSlow| BodyError::TooSlow)?;
                 }
@@ -175,6 +186,9 @@ pub async fn receive(
             Ok(Some(Ok(f))) => f,
         };
         last = tokio::time::Instant::now();
+        if due.is_some_and(|d| last >= d) {
+            return Err(BodyError::TooSlow);
+        }
         let Ok(data) = frame.into_data() else {
             continue;
         };
