@@ -307,7 +307,6 @@ impl Guard {
             .any(|c| c.contains(peer))
     }
 
-    /// Active bans, soonest to end first.
     /// Recent refusals and the addresses refused most, for the status page.
     pub fn refusals(&self) -> &refusals::Refusals {
         &self.refusals
