@@ -15,6 +15,9 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::shared::SharedChallenge;
 
+/// Another node's TLS-ALPN-01 answer: its digest, and the certificate built here.
+type RemoteAlpn = (Vec<u8>, Arc<CertifiedKey>);
+
 #[derive(Default)]
 pub(crate) struct Challenges {
     /// HTTP-01: token → key authorization.
@@ -24,7 +27,7 @@ pub(crate) struct Challenges {
     /// Other nodes' answers: token → key authorization.
     remote_http01: Mutex<HashMap<String, String>>,
     /// Other nodes' answers: name → (digest, the certificate built here).
-    remote_alpn01: Mutex<HashMap<String, (Vec<u8>, Arc<CertifiedKey>)>>,
+    remote_alpn01: Mutex<HashMap<String, RemoteAlpn>>,
 }
 
 impl Challenges {

@@ -290,6 +290,21 @@ async fn one_order_three_nodes(challenge: &'static str) {
         leaves(&rig, 3, &root).await[2].is_none(),
         "node 3 serves a CA certificate"
     );
+
+    // PostgreSQL stopped, node 1 restarted: it serves the certificate
+    // from its state_dir, and nothing is ordered.
+    drop(wrong);
+    cluster_common::pg_ctl(&rig.pg, "stop");
+    nodes.remove(0);
+    let again = rig.node(1).await;
+    let after = leaves(&rig, 1, &root).await.remove(0);
+    assert_eq!(
+        after.as_ref(),
+        Some(&leaf),
+        "node 1 without PostgreSQL:\n{}",
+        again.log()
+    );
+    assert_eq!(rig.pebble.orders(), 1);
     println!(
         "{challenge}: one order, three nodes serving it, in {:?}",
         started.elapsed()
