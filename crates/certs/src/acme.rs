@@ -19,13 +19,13 @@ use instant_acme::{
     Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use rampart_config::chain::chain;
-use rustls::sign::CertifiedKey;
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_util::sync::CancellationToken;
 
+use crate::challenges::alpn_challenge_cert;
 use crate::config::{eab_key, read_bundle};
 use crate::local_ca::unix_now;
 use crate::pem::load_pem;
+use crate::shared::{SharedCert, SharedChallenge};
 use crate::store::CertStore;
 use crate::table::SiteCert;
 use crate::{AcmeConfig, CertError, Challenge, TlsSource, fsio};
@@ -36,7 +36,16 @@ const BACKOFF_MAX: i64 = 6 * 3600;
 /// The loop looks at the table at least this often (expiry, reloads).
 const MAX_SLEEP: i64 = 3600;
 /// One order, from new-order to certificate, must finish within this.
-const ORDER_TIMEOUT: Duration = Duration::from_secs(180);
+pub(crate) const ORDER_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// What one attempt at a due site came to.
+pub(crate) enum Step {
+    /// The site serves a fresh certificate (ordered here or loaded).
+    Done,
+    /// Nothing to do until then (seconds): another node is ordering, or
+    /// PostgreSQL is away and the certificate is not close to expiry.
+    Wait(i64),
+}
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Backoff {
@@ -96,13 +105,14 @@ impl CertStore {
                 }
                 let result = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    r = tokio::time::timeout(ORDER_TIMEOUT, self.obtain(&mut account, s, b.failures)) => {
-                        r.unwrap_or_else(|_| Err(format!("no certificate within {}s", ORDER_TIMEOUT.as_secs())))
-                    }
+                    r = self.attempt(&mut account, s, b.failures) => r,
                 };
                 match result {
-                    Ok(()) => {
+                    Ok(Step::Done) => {
                         backoff.remove(&s.hosts);
+                    }
+                    Ok(Step::Wait(secs)) => {
+                        wake_at = wake_at.min(unix_now() + secs);
                     }
                     Err(detail) => {
                         let failures = b.failures + 1;
@@ -119,6 +129,7 @@ impl CertStore {
                             "cannot obtain a certificate, keeping the one in service: {detail}"
                         );
                         wake_at = wake_at.min(next_try);
+                        self.hold_lease(s, delay).await;
                         // The account may be what failed (CA restarted, key revoked): fetch it again next time.
                         account = None;
                     }
@@ -133,16 +144,37 @@ impl CertStore {
         }
     }
 
-    /// Orders, validates, stores and swaps in a certificate for one site.
+    /// [`Self::obtain`] within `ORDER_TIMEOUT`.
+    pub(crate) async fn obtain_timed(
+        &self,
+        account: &mut Option<Account>,
+        s: &SiteCert,
+        attempt: u32,
+        alone: bool,
+    ) -> Result<SharedCert, String> {
+        tokio::time::timeout(ORDER_TIMEOUT, self.obtain(account, s, attempt, alone))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no certificate within {}s",
+                    ORDER_TIMEOUT.as_secs()
+                ))
+            })
+    }
+
+    /// Orders, validates, stores and swaps in a certificate for one site;
+    /// returns it (for the cluster). `alone`: without the cluster (the
+    /// last resort while PostgreSQL is away), so with the local account.
     async fn obtain(
         &self,
         account: &mut Option<Account>,
         s: &SiteCert,
         attempt: u32,
-    ) -> Result<(), String> {
+        alone: bool,
+    ) -> Result<SharedCert, String> {
         let cfg = self.acme.as_ref().ok_or("no [acme] section")?;
         if account.is_none() {
-            *account = Some(self.account(cfg).await?);
+            *account = Some(self.account(cfg, alone).await?);
         }
         let account = account.as_ref().expect("set above");
         tracing::info!(site = s.site, hosts = ?s.hosts, "ordering a certificate");
@@ -155,6 +187,7 @@ impl CertStore {
             store: self,
             tokens: Vec::new(),
             names: Vec::new(),
+            published: Vec::new(),
         };
         let mut authorizations = order.authorizations();
         while let Some(authz) = authorizations.next().await {
@@ -172,20 +205,31 @@ impl CertStore {
             })?;
             let mut challenge = authz.challenge(kind.clone()).ok_or("challenge vanished")?;
             let key_auth = challenge.key_authorization();
-            match kind {
+            let answer = match kind {
                 ChallengeType::Http01 => {
                     self.challenges
                         .add_http01(challenge.token.clone(), key_auth.as_str().to_string());
                     pending.tokens.push(challenge.token.clone());
+                    SharedChallenge::Http01 {
+                        token: challenge.token.clone(),
+                        key_authorization: key_auth.as_str().to_string(),
+                    }
                 }
                 _ => {
                     let cert =
                         alpn_challenge_cert(&name, key_auth.digest().as_ref(), &self.provider)?;
-                    self.challenges
-                        .add_alpn01(crate::names::normalise(&name), cert);
-                    pending.names.push(crate::names::normalise(&name));
+                    let name = crate::names::normalise(&name);
+                    self.challenges.add_alpn01(name.clone(), cert);
+                    pending.names.push(name.clone());
+                    SharedChallenge::TlsAlpn01 {
+                        name,
+                        digest: key_auth.digest().as_ref().to_vec(),
+                    }
                 }
-            }
+            };
+            // The CA may reach any node: the others answer it too.
+            self.publish(&answer).await;
+            pending.published.push(answer);
             tracing::debug!(site = s.site, name, challenge = ?kind, "challenge ready");
             challenge
                 .set_ready()
@@ -235,7 +279,7 @@ impl CertStore {
             })
         });
         tracing::info!(site = s.site, hosts = ?s.hosts, days, path = %cert_path.display(), "new certificate in service");
-        Ok(())
+        Ok(SharedCert { chain_pem, key_pem })
     }
 
     /// The CA's reasons an order did not become ready, per name.
@@ -264,10 +308,20 @@ impl CertStore {
     }
 
     /// The stored account for this directory, or a new one (saved 0600).
-    async fn account(&self, cfg: &AcmeConfig) -> Result<Account, String> {
+    async fn account(&self, cfg: &AcmeConfig, alone: bool) -> Result<Account, String> {
         let path = self.acme_dir().join("account.json");
         let http = http_client(cfg).map_err(|e| e.to_string())?;
-        if let Ok(bytes) = std::fs::read(&path) {
+        // In a cluster the shared account comes first; without an answer,
+        // the local copy. One the cluster lacks is stored there.
+        let (shared, upload) = if alone {
+            (None, false)
+        } else {
+            self.shared_account(cfg, &path).await?
+        };
+        if let Some(bytes) = shared.or_else(|| std::fs::read(&path).ok()) {
+            if upload {
+                self.upload_account(cfg, &bytes).await;
+            }
             let creds: AccountCredentials = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("{}: not an ACME account file: {e}", path.display()))?;
             return Account::builder_with_http(http)
@@ -299,6 +353,9 @@ impl CertStore {
         let json = serde_json::to_vec(&creds).map_err(|e| e.to_string())?;
         fsio::write_atomic(&path, &json, fsio::PRIVATE).map_err(|e| e.to_string())?;
         tracing::info!(directory = %cfg.directory, id = account.id(), "created an ACME account");
+        if upload {
+            self.upload_account(cfg, &json).await;
+        }
         Ok(account)
     }
 }
@@ -308,11 +365,14 @@ struct Pending<'a> {
     store: &'a CertStore,
     tokens: Vec<String>,
     names: Vec<String>,
+    /// Answers published to the other nodes.
+    published: Vec<SharedChallenge>,
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         self.store.challenges.remove(&self.tokens, &self.names);
+        self.store.withdraw(std::mem::take(&mut self.published));
     }
 }
 
@@ -329,33 +389,6 @@ fn choose(wanted: Challenge, attempt: u32, offered: &[ChallengeType]) -> Option<
         Challenge::Auto => vec![ChallengeType::Http01, ChallengeType::TlsAlpn01],
     };
     order.into_iter().find(|t| offered.contains(t))
-}
-
-/// The self-signed certificate a TLS-ALPN-01 validation expects (RFC 8737):
-/// the name as its only SAN and the acmeIdentifier extension (critical)
-/// holding the SHA-256 of the key authorization.
-fn alpn_challenge_cert(
-    name: &str,
-    digest: &[u8],
-    provider: &rustls::crypto::CryptoProvider,
-) -> Result<Arc<CertifiedKey>, String> {
-    let bad = |e: rcgen::Error| format!("cannot build the TLS-ALPN-01 certificate for {name}: {e}");
-    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).map_err(bad)?;
-    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
-    let key = rcgen::KeyPair::generate().map_err(bad)?;
-    let cert = params.self_signed(&key).map_err(bad)?;
-    // Not CertifiedKey::from_der: its key check parses the certificate with
-    // webpki, which rejects the critical acmeIdentifier extension.
-    let signing_key = provider
-        .key_provider
-        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            key.serialize_der(),
-        )))
-        .map_err(|e| format!("TLS-ALPN-01 key for {name}: {e}"))?;
-    Ok(Arc::new(CertifiedKey::new(
-        vec![cert.der().clone()],
-        signing_key,
-    )))
 }
 
 /// HTTPS for the ACME directory: ring, the system's roots plus `ca_bundle`.
@@ -398,12 +431,6 @@ fn jitter(max: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn alpn_challenge_certificate_builds() {
-        let provider = rustls::crypto::ring::default_provider();
-        alpn_challenge_cert("alpn.rampart.test", &[7u8; 32], &provider).unwrap();
-    }
 
     #[test]
     fn auto_alternates_challenges_between_attempts() {

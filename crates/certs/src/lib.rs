@@ -9,10 +9,16 @@
 //! Everything lives in `state_dir`: `ca/` (the local root, reused across
 //! restarts), `local/` (local leaves), `acme/` (account and certificates).
 //! Every file there is written atomically; private keys are mode 0600.
+//!
+//! In a cluster (`[cluster]`) the ACME account and certificates are also
+//! shared through [`SharedCerts`], which `rampart-cluster` implements: one
+//! node orders under a lease, the others load its result, and every node
+//! answers every challenge (`acme_shared`).
 
 #![warn(missing_docs)]
 
 mod acme;
+mod acme_shared;
 mod admin;
 mod background;
 mod challenges;
@@ -26,6 +32,7 @@ mod names;
 mod pem;
 mod preflight;
 mod provider;
+mod shared;
 mod source;
 mod store;
 mod table;
@@ -34,5 +41,6 @@ mod tls;
 pub use config::{AcmeConfig, Challenge, Eab};
 pub use error::CertError;
 pub use preflight::{Problem, preflight};
+pub use shared::{BoxFuture, SharedCert, SharedCerts, SharedChallenge, shared_key};
 pub use source::TlsSource;
 pub use store::{CertInfo, CertStore, SiteTls};

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
@@ -13,6 +13,7 @@ use crate::challenges::Challenges;
 use crate::local_ca::{LocalCa, unix_now};
 use crate::names::{file_stem, local_names, normalise, wildcard_parent};
 use crate::pem::{Loaded, load_files};
+use crate::shared::SharedCerts;
 use crate::table::{FileStamp, SiteCert, Table};
 use crate::{AcmeConfig, CertError, TlsSource, fsio};
 
@@ -75,6 +76,8 @@ pub struct CertStore {
     pub(crate) renew_requests: Mutex<HashMap<usize, bool>>,
     /// Failed renewals per site, for the metric.
     pub(crate) failures: Mutex<HashMap<usize, u64>>,
+    /// In a cluster: the certificates, account and order leases all nodes share.
+    pub(crate) shared: OnceLock<Arc<dyn SharedCerts>>,
 }
 
 impl std::fmt::Debug for CertStore {
@@ -110,6 +113,7 @@ impl CertStore {
             wake: tokio::sync::Notify::new(),
             renew_requests: Mutex::default(),
             failures: Mutex::default(),
+            shared: OnceLock::new(),
         };
         let table = store.build(sites, &Table::default())?;
         *store.table.write().unwrap() = Arc::new(table);

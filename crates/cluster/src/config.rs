@@ -23,6 +23,12 @@ pub struct ClusterConfig {
     /// How often the node says it is alive (and checks the connection).
     #[serde(default = "default_heartbeat")]
     pub heartbeat: Duration,
+    /// The key (32 random bytes, from `rampart cluster new-key FILE`) that
+    /// encrypts the private keys stored in PostgreSQL (the ACME account,
+    /// certificates): the same file on every node, never in the database.
+    /// Needed when a site uses `tls = "acme"`.
+    #[serde(default)]
+    pub secret_key_file: Option<std::path::PathBuf>,
 }
 
 fn default_deadline() -> Duration {

@@ -13,7 +13,11 @@
 //!   trip, under a short deadline) on top of the local budget; when
 //!   PostgreSQL is away or slow the local budget decides alone (at most
 //!   `max × nodes`), logged and counted in `rampart_cluster_fallbacks_total`;
-//! - every node says it is alive in `rampart.nodes` (`rampart cluster status`).
+//! - every node says it is alive in `rampart.nodes` (`rampart cluster status`);
+//! - the ACME account and certificates are shared (private keys sealed
+//!   with `secret_key_file`), one node orders under a lease while the
+//!   others wait and load its result, and every node answers every
+//!   challenge (`certs`).
 //!
 //! One connection per node carries queries and notifications; a
 //! heartbeat that does not come back within its interval ends it, and the
@@ -23,16 +27,19 @@
 
 mod bans;
 mod budget;
+mod certs;
 mod config;
 mod metrics;
 pub mod schema;
+pub mod sealed;
 pub mod status;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use rampart_certs::CertStore;
 use rampart_guard::Guard;
 pub use tokio_postgres::Client;
 use tokio_postgres::{AsyncMessage, NoTls, Statement};
@@ -57,6 +64,10 @@ pub struct Cluster {
     wake: tokio::sync::Notify,
     metrics: metrics::Metrics,
     last_warn: Mutex<Option<Instant>>,
+    /// The key that seals private keys (`secret_key_file`).
+    secret: Option<sealed::SecretKey>,
+    /// The certificate store, once joined (`join_certs`).
+    certs: OnceLock<Arc<CertStore>>,
 }
 
 /// A live connection and what was prepared on it.
@@ -75,6 +86,11 @@ impl Cluster {
         config_hash: &str,
     ) -> Result<Arc<Cluster>, String> {
         cfg.pg_config()?;
+        let secret = cfg
+            .secret_key_file
+            .as_deref()
+            .map(sealed::SecretKey::read)
+            .transpose()?;
         Ok(Arc::new(Cluster {
             cfg: cfg.clone(),
             node: cfg.node_name(),
@@ -85,6 +101,8 @@ impl Cluster {
             wake: tokio::sync::Notify::new(),
             metrics: metrics::Metrics::default(),
             last_warn: Mutex::new(None),
+            secret,
+            certs: OnceLock::new(),
         }))
     }
 
@@ -147,14 +165,17 @@ impl Cluster {
         };
         // The connection is driven here; notifications go to the loop
         // below (bounded: a flood only asks for a full reload).
-        let (ntx, mut nrx) = tokio::sync::mpsc::channel::<String>(1024);
+        let (ntx, mut nrx) = tokio::sync::mpsc::channel::<(String, String)>(1024);
         let overflow = Arc::new(AtomicBool::new(false));
         let flag = overflow.clone();
         let driver = tokio::spawn(async move {
             loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                     Some(Ok(AsyncMessage::Notification(n))) => {
-                        if ntx.try_send(n.payload().to_string()).is_err() {
+                        if ntx
+                            .try_send((n.channel().to_string(), n.payload().to_string()))
+                            .is_err()
+                        {
                             flag.store(true, Ordering::Release);
                         }
                     }
@@ -168,7 +189,9 @@ impl Cluster {
             let v = schema::version(&client).await.map_err(|e| error_text(&e))?;
             schema::usable(v)?;
             client
-                .batch_execute("LISTEN rampart_bans")
+                .batch_execute(
+                    "LISTEN rampart_bans; LISTEN rampart_challenges; LISTEN rampart_certs",
+                )
                 .await
                 .map_err(|e| error_text(&e))?;
             let key: Vec<u8> = client
@@ -224,7 +247,7 @@ impl Cluster {
         guard: &Guard,
         link: &Arc<Link>,
         first: &mut bool,
-        nrx: &mut tokio::sync::mpsc::Receiver<String>,
+        nrx: &mut tokio::sync::mpsc::Receiver<(String, String)>,
         overflow: &AtomicBool,
     ) -> String {
         let beat = self.cfg.heartbeat.get().max(Duration::from_millis(100));
@@ -232,6 +255,7 @@ impl Cluster {
             self.heartbeat(&link.client).await?;
             let written = self.write_pending(&link.client).await?;
             let loaded = self.reload(guard, &link.client).await?;
+            self.sync_challenges(&link.client).await?;
             Ok::<_, String>((written, loaded))
         };
         let (written, loaded) = match tokio::time::timeout(beat * 4, resync).await {
@@ -245,6 +269,8 @@ impl Cluster {
             self.metrics.reconnects.inc();
         }
         *first = false;
+        // Back: a certificate due while PostgreSQL was away is looked at now.
+        self.cert_stored();
         tracing::info!(
             target: "rampart::cluster",
             node = %self.node,
@@ -257,7 +283,14 @@ impl Cluster {
             let step = async {
                 tokio::select! {
                     n = nrx.recv() => match n {
-                        Some(net) => self.apply_one(guard, &link.client, &net).await,
+                        Some((channel, payload)) => match channel.as_str() {
+                            "rampart_challenges" => self.sync_challenges(&link.client).await,
+                            "rampart_certs" => {
+                                self.cert_stored();
+                                Ok(())
+                            }
+                            _ => self.apply_one(guard, &link.client, &payload).await,
+                        },
                         None => Err("the connection ended".to_string()),
                     },
                     _ = self.wake.notified() => self.write_pending(&link.client).await.map(|_| ()),
@@ -279,10 +312,16 @@ impl Cluster {
                 Ok(Err(e)) => return e,
                 Err(_) => return format!("no answer within {:?}", beat * 2),
             }
-            if overflow.swap(false, Ordering::AcqRel)
-                && let Err(e) = self.reload(guard, &link.client).await
-            {
-                return e;
+            if overflow.swap(false, Ordering::AcqRel) {
+                let again = async {
+                    self.reload(guard, &link.client).await?;
+                    self.sync_challenges(&link.client).await?;
+                    self.cert_stored();
+                    Ok::<_, String>(())
+                };
+                if let Err(e) = again.await {
+                    return e;
+                }
             }
         }
     }
@@ -321,7 +360,11 @@ impl Cluster {
             .batch_execute(
                 "DELETE FROM rampart.budgets WHERE lease_until < now() - interval '1 day';
                  DELETE FROM rampart.known_logins WHERE until < now();
-                 DELETE FROM rampart.bans WHERE until < now() - interval '7 days';",
+                 DELETE FROM rampart.bans WHERE until < now() - interval '7 days';
+                 DELETE FROM rampart.challenges WHERE expires < now();
+                 DELETE FROM rampart.challenge_acks a WHERE NOT EXISTS (SELECT 1 FROM rampart.challenges c
+                     WHERE c.kind = a.kind AND c.key = a.key);
+                 DELETE FROM rampart.order_leases WHERE until < now() - interval '1 day';",
             )
             .await
             .map_err(|e| error_text(&e))

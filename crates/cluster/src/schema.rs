@@ -13,10 +13,11 @@
 use tokio_postgres::Client;
 
 /// The version this binary writes and reads.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
 /// `MIGRATIONS[n]` takes the schema from version n to n+1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE rampart.meta (key text PRIMARY KEY, value bytea NOT NULL);
 
 CREATE TABLE rampart.nodes (
@@ -139,7 +140,53 @@ BEGIN
     END IF;
     RETURN coalesce(af, 0);
 END $$;
-"#];
+"#,
+    // 2: certificates and the ACME account (issue 13 §5). Private keys
+    // are sealed with the key in `secret_key_file`; challenge answers are
+    // public by nature (the CA fetches them over plain HTTP) and are not.
+    r#"
+CREATE TABLE rampart.acme_accounts (
+    directory text PRIMARY KEY,
+    credentials bytea NOT NULL,
+    updated timestamptz NOT NULL,
+    by_node text NOT NULL
+);
+
+CREATE TABLE rampart.certs (
+    key text PRIMARY KEY,
+    chain text NOT NULL,
+    private_key bytea NOT NULL,
+    not_after timestamptz NOT NULL,
+    updated timestamptz NOT NULL,
+    by_node text NOT NULL
+);
+
+-- One order per certificate at a time: the holder until `until`; a node
+-- killed mid-order leaves a lease that simply expires.
+CREATE TABLE rampart.order_leases (
+    key text PRIMARY KEY,
+    holder text NOT NULL,
+    until timestamptz NOT NULL
+);
+
+CREATE TABLE rampart.challenges (
+    kind text NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL,
+    expires timestamptz NOT NULL,
+    by_node text NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+
+-- Which node has loaded which answer (the publisher waits for the live ones).
+CREATE TABLE rampart.challenge_acks (
+    kind text NOT NULL,
+    key text NOT NULL,
+    node text NOT NULL,
+    PRIMARY KEY (kind, key, node)
+);
+"#,
+];
 
 /// Creates or migrates the schema; returns (version before, version now).
 /// Safe to run on a live cluster and from several places at once.

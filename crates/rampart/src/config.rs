@@ -130,6 +130,19 @@ impl Config {
             cluster
                 .pg_config()
                 .map_err(|e| ("cluster.pg".to_string(), e))?;
+            let acme = self
+                .site
+                .iter()
+                .any(|s| s.tls == rampart_certs::TlsSource::Acme);
+            if acme && cluster.secret_key_file.is_none() {
+                return Err((
+                    "cluster.secret_key_file".to_string(),
+                    "needed with tls = \"acme\" sites: the key that encrypts the shared ACME account \
+                     and certificate keys in PostgreSQL (create it with `rampart cluster new-key FILE` \
+                     and copy the same file to every node)"
+                        .into(),
+                ));
+            }
         }
         for (i, site) in self.site.iter().enumerate() {
             if site.tls == rampart_certs::TlsSource::Acme && self.acme.is_none() {

@@ -37,7 +37,7 @@ async fn init_is_idempotent_and_status_lists_nodes_and_config_drift() {
     assert!(err.contains("rampart cluster init"), "{err}");
     let (code, out, err) = cli(&conf, &["cluster", "init"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("version 1 (was 0)"), "{out}");
+    assert!(out.contains("version 2 (was 0)"), "{out}");
     let (code, out, _) = cli(&conf, &["cluster", "init"]);
     assert_eq!(code, 0);
     assert!(out.contains("nothing to do"), "{out}");

@@ -36,9 +36,18 @@ enum ClusterAction {
         /// The node's name, as `rampart cluster status` shows it.
         node: String,
     },
+    /// Write a new random key for `[cluster] secret_key_file` (mode 0600;
+    /// an existing file is never replaced). Copy the same file to every node.
+    NewKey {
+        /// Where to write it.
+        file: std::path::PathBuf,
+    },
 }
 
 pub fn run(config: Option<&Path>, a: ClusterArgs) -> Outcome {
+    if let ClusterAction::NewKey { file } = &a.action {
+        return new_key(file);
+    }
     let cfg = super::load_config(config)?;
     let Some(cluster) = cfg.cluster.clone() else {
         return Err(CmdError::usage(
@@ -54,6 +63,7 @@ pub fn run(config: Option<&Path>, a: ClusterArgs) -> Outcome {
             ClusterAction::Init => init(&cluster).await,
             ClusterAction::Status { json, stale } => status(&cluster, json, stale.get()).await,
             ClusterAction::Forget { node } => forget(&cluster, &node).await,
+            ClusterAction::NewKey { .. } => unreachable!("handled above"),
         }
     })
 }
@@ -160,5 +170,25 @@ async fn forget(cluster: &ClusterConfig, node: &str) -> Outcome {
         return Err(CmdError::findings(format!("no node named {node:?}")));
     }
     println!("forgot node {node}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rampart cluster new-key FILE`: 32 random bytes as hex, 0600, written
+/// whole or not at all; refuses to replace a key (the stored private
+/// keys would no longer open).
+fn new_key(file: &Path) -> Outcome {
+    if file.exists() {
+        return Err(CmdError::usage(format!(
+            "{} exists: not replacing a key (the keys stored with it would no longer open)",
+            file.display()
+        )));
+    }
+    let key = rampart_cluster::sealed::SecretKey::generate();
+    rampart_config::atomic::write_atomic(file, key.as_bytes(), 0o600)
+        .map_err(|e| CmdError::failure(format!("{}: {e}", file.display())))?;
+    println!(
+        "wrote a new key to {}: copy it to every node and name it in [cluster] secret_key_file",
+        file.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

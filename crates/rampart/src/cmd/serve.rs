@@ -57,6 +57,16 @@ async fn run(config_path: Option<PathBuf>, config: Config) -> Outcome {
             let cluster = rampart_cluster::Cluster::new(c, crate::VERSION, &config.cluster_hash())
                 .map_err(CmdError::usage)?;
             cluster.register_metrics(&mut registry);
+            // ACME sites: the account and certificates are shared, one
+            // node orders; their private keys need the cluster's key.
+            if config
+                .site_tls()
+                .iter()
+                .any(|s| s.source == rampart_certs::TlsSource::Acme)
+            {
+                // Config::validate made sure secret_key_file is set.
+                cluster.join_certs(certs.clone());
+            }
             cluster.start(guard.clone());
             Some(cluster)
         }

@@ -106,6 +106,9 @@ pub struct Pebble {
     listen: SocketAddr,
     mgmt: SocketAddr,
     children: Vec<Child>,
+    /// The address pebble-challtestsrv resolves every name to (where the
+    /// CA validates): 127.0.0.1 unless a test points it at another node.
+    pub resolve_to: String,
 }
 
 impl Pebble {
@@ -119,6 +122,7 @@ impl Pebble {
             mgmt: loopback(free_port()),
             dir,
             children: Vec::new(),
+            resolve_to: "127.0.0.1".into(),
         };
         let config = format!(
             r#"{{ "pebble": {{
@@ -150,7 +154,7 @@ impl Pebble {
         let log = |name: &str| Stdio::from(std::fs::File::create(dir.join(name)).unwrap());
         let (dns, dns_mgmt) = (loopback(free_port()), loopback(free_port()));
         let challtestsrv = Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args(["-defaultIPv4", &self.resolve_to, "-defaultIPv6", ""])
             .args(["-dns01", &dns.to_string()])
             .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
             .args(["-management", &dns_mgmt.to_string()])
