@@ -529,7 +529,6 @@ mod tests {
         let m = Arc::new(Marks::default());
         let mut w = Watched::new(BufWriter::new(ours), m.clone());
         assert!(w.is_write_vectored(), "BufWriter's own answer");
-        assert!(!Watched::new(duplex(8).0, m.clone()).is_write_vectored());
 
         peer.write_all(&[A, D].concat()).await.unwrap();
         let mut got = vec![0; A.len() + D.len()];
