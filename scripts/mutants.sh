@@ -37,6 +37,7 @@ fi
 filter=${1:-}
 deadline=${MUTANTS_DEADLINE:-}
 out_of_time=0
+mutants_version=27.1.0
 
 # The guard's unit tests minus the three slow ones (a million rotating
 # addresses twice, fail2ban-regex) that no mutant of these files needs.
@@ -58,6 +59,7 @@ scopes=(
   "crates/edge/src/stage/inspect_budget.rs|rampart-edge|--lib|"
   "crates/edge/src/admin/access.rs|rampart-edge|--lib|"
   "crates/edge/src/admin_token.rs|rampart-edge|--lib|"
+  "crates/guard/src/proxy_protocol.rs|rampart-guard|$guard_fast|"
   "crates/guard/src/limits.rs|rampart-guard|--lib|"
   "crates/guard/src/failures.rs|rampart-guard|$guard_fast|"
   "crates/guard/src/bans/mod.rs|rampart-guard|$guard_fast|"
@@ -132,7 +134,10 @@ for s in "${scopes[@]}"; do
   done
   # Installed only when a scope has something to run (a commit that
   # touches none of these files costs nothing).
-  command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
+  # Pinned: mutant names (and so accepted.txt) change between versions.
+  if [ "$(cargo mutants --version 2>/dev/null)" != "cargo-mutants $mutants_version" ]; then
+    cargo install --locked cargo-mutants --version "$mutants_version"
+  fi
   # Build the unmutated tests first: the dependencies then build once, not
   # inside the first mutant's build timeout.
   pkg_args=()

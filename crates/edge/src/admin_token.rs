@@ -84,3 +84,77 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn token_file(dir: &Path, text: &str, mode: u32) -> std::path::PathBuf {
+        let p = dir.join(format!("token-{mode:o}-{}", text.len()));
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn the_token_file_must_be_private_and_one_word_of_16_or_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Exactly 16 characters, a trailing newline, owner and group may read.
+        for mode in [0o600, 0o640] {
+            let t = AdminToken::load(&token_file(d, "0123456789abcdef\n", mode))
+                .unwrap_or_else(|e| panic!("mode {mode:o}: {e}"));
+            assert!(t.matches("0123456789abcdef"));
+            assert!(!t.matches("0123456789abcdef\n"));
+        }
+        let err = AdminToken::load(&token_file(d, "0123456789abcdef", 0o604)).unwrap_err();
+        assert!(
+            err.contains("readable by every user") && err.contains("chmod 600"),
+            "{err}"
+        );
+        for bad in ["0123456789abcde", "short", "", "0123456789 abcdef0123"] {
+            let err = AdminToken::load(&token_file(d, bad, 0o600)).unwrap_err();
+            assert!(err.contains("at least 16 characters"), "{bad:?}: {err}");
+        }
+        let err = AdminToken::load(&d.join("absent")).unwrap_err();
+        assert!(err.contains("absent"), "{err}");
+    }
+
+    #[test]
+    fn the_page_cookie_is_an_hmac_of_the_token_not_the_token_and_never_empty() {
+        let t = AdminToken::new("0123456789abcdef0123");
+        // HMAC-SHA256(key = token, "rampart admin page cookie v1"), as
+        // python3's hmac module computes it.
+        let want = "897a1869cf4e4959ec47999cc0e6c4a3b0f0663aa6b3e97f243ca7db94cea89d";
+        assert_eq!(t.cookie_value(), want);
+        assert!(t.cookie_matches(want));
+        for wrong in ["", "0123456789abcdef0123", &want[..63], "xyzzy"] {
+            assert!(!t.cookie_matches(wrong), "{wrong:?}");
+        }
+        assert_ne!(
+            AdminToken::new("another token 0123").cookie_value(),
+            want,
+            "each token has its own cookie"
+        );
+    }
+
+    /// A comparison that folded the differences with XOR (or any test
+    /// weaker than "every byte equal") lets about one guess in 256 in.
+    #[test]
+    fn thousands_of_wrong_guesses_all_fail() {
+        let t = AdminToken::new("0123456789abcdef0123");
+        for i in 0..4096 {
+            let guess = format!("guess-{i:016}");
+            assert!(!t.matches(&guess), "token guess {guess} accepted");
+            assert!(!t.cookie_matches(&guess), "cookie guess {guess} accepted");
+        }
+        assert!(t.matches("0123456789abcdef0123"));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let t = AdminToken::new("0123456789abcdef0123");
+        assert_eq!(format!("{t:?}"), "AdminToken(..)");
+    }
+}

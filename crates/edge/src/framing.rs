@@ -516,6 +516,51 @@ mod tests {
         assert_eq!(run(&[C, &huge]), (1, 0, 2));
     }
 
+    /// hyper talks to the connection only through `Watched`: every byte,
+    /// flush and shutdown must pass as if it were not there, and what is
+    /// read must reach the follower. A buffered inner stream (as TLS is)
+    /// shows a flush or shutdown that is dropped.
+    #[tokio::test]
+    async fn watched_is_transparent_and_follows_what_it_reads() {
+        use std::time::Duration;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter, duplex};
+        let within = Duration::from_secs(5);
+        let (ours, mut peer) = duplex(1 << 16);
+        let m = Arc::new(Marks::default());
+        let mut w = Watched::new(BufWriter::new(ours), m.clone());
+        assert!(w.is_write_vectored(), "BufWriter's own answer");
+
+        peer.write_all(&[A, D].concat()).await.unwrap();
+        let mut got = vec![0; A.len() + D.len()];
+        w.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, [A, D].concat());
+        assert_eq!(w.watch.heads(), 2);
+        assert!(!m.refuses(1) && m.refuses(2), "the follower saw D");
+
+        w.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        let n = w
+            .write_vectored(&[io::IoSlice::new(b"ab"), io::IoSlice::new(b"cd")])
+            .await
+            .unwrap();
+        assert!(n > 0, "a vectored write takes bytes");
+        w.flush().await.unwrap();
+        let want = [&b"HTTP/1.1 200 OK\r\n"[..], &b"abcd"[..n]].concat();
+        let mut got = vec![0; want.len()];
+        tokio::time::timeout(within, peer.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, want);
+        w.write_all(b"bye").await.unwrap();
+        w.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(within, peer.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rest, b"bye", "shutdown flushes, then the peer sees the end");
+    }
+
     #[test]
     fn marks_refuse_the_conflict_and_everything_after_a_loss() {
         let m = Marks::default();

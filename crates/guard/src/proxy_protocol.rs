@@ -277,6 +277,28 @@ mod tests {
         assert!(parse_proxy_header(b"GET / HTTP/1.1\r\n").is_err());
     }
 
+    #[test]
+    fn v1_line_of_107_bytes_is_read_and_of_108_refused() {
+        // The specification's limit counts the CRLF; UNKNOWN lets the rest
+        // of the line be anything, so padding makes any length.
+        let line = |len: usize| {
+            let mut l = b"PROXY UNKNOWN ".to_vec();
+            l.resize(len - 2, b'x');
+            l.extend_from_slice(b"\r\n");
+            l
+        };
+        let h = line(107);
+        assert_eq!(
+            parse_proxy_header(&h).unwrap(),
+            ProxyHeader::Parsed {
+                consumed: 107,
+                source: None
+            }
+        );
+        let err = parse_proxy_header(&line(108)).unwrap_err();
+        assert!(err.contains("longer than 107"), "{err}");
+    }
+
     fn v2(cmd: u8, fam: u8, addr: &[u8], tlv: &[u8]) -> Vec<u8> {
         let mut v = V2_SIGNATURE.to_vec();
         v.push(0x20 | cmd);

@@ -264,5 +264,10 @@ mod tests {
         assert_eq!(auth(&h(&[("cookie", &c)]), Some(&t), via), Auth::ReadOnly);
         let raw = "rampart_admin_9180=0123456789abcdef0123";
         assert_eq!(auth(&h(&[("cookie", raw)]), Some(&t), via), Auth::None);
+        let empty = "rampart_admin_9180=";
+        assert_eq!(auth(&h(&[("cookie", empty)]), Some(&t), via), Auth::None);
+        // Another listener's cookie (another port) proves nothing here.
+        let other = format!("rampart_admin_9181={}", t.cookie_value());
+        assert_eq!(auth(&h(&[("cookie", &other)]), Some(&t), via), Auth::None);
     }
 }

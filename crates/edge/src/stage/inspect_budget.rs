@@ -164,8 +164,13 @@ mod tests {
         let r2 = budget.reserve(a, 3).unwrap();
         let _r3 = budget.reserve(b, 10).unwrap();
         assert!(budget.reserve(c, 6).is_none(), "over the total");
+        assert!(budget.reserve(c, 5).is_some(), "exactly the total fits");
         drop(r1);
         assert!(budget.reserve(c, 6).is_some());
+        assert!(
+            budget.reserve(a, 8).is_none(),
+            "a still holds 3 of its 10 after giving 7 back"
+        );
         drop(r2);
         assert!(
             !budget
@@ -175,6 +180,13 @@ mod tests {
                 .by_client
                 .contains_key(&rampart_guard::client_key(a))
         );
+    }
+
+    #[test]
+    fn the_process_wide_budget_is_what_the_readme_states() {
+        // README: "bounded to 32 MiB per client address and 256 MiB in all".
+        let g = Budget::global();
+        assert_eq!((g.per_client, g.total), (32 << 20, 256 << 20));
     }
 
     #[test]
@@ -225,9 +237,19 @@ mod tests {
             matches!(load_with(budget, &body, a, 9).await, Ok(None)),
             "over the limit"
         );
+        let at_limit = load_with(budget, &body, a, 10).await.ok().flatten();
+        assert_eq!(
+            at_limit.map(|l| l.bytes),
+            Some(Bytes::from_static(b"0123456789")),
+            "a body of exactly the limit is read"
+        );
         let mem = Received::Memory(Bytes::from_static(b"abc"), None);
         let l = load_with(budget, &mem, a, 16).await.ok().flatten().unwrap();
         assert_eq!(&l.bytes[..], b"abc");
+        // The process-wide entry point the pipeline calls.
+        let l = load(&mem, a, 16).await.ok().flatten().unwrap();
+        assert_eq!(&l.bytes[..], b"abc");
+        assert!(matches!(load(&mem, a, 2).await, Ok(None)));
         std::fs::remove_dir_all(state).unwrap();
     }
 }
