@@ -263,23 +263,46 @@ impl CertStore {
             &self.provider,
         )
         .map_err(|e| format!("the CA's certificate is unusable: {e}"))?;
-        // Key first: a crash between the two writes leaves a mismatch, read as "no certificate yet".
-        fsio::write_atomic(&key_path, key_pem.as_bytes(), fsio::PRIVATE)
-            .map_err(|e| e.to_string())?;
-        fsio::write_atomic(&cert_path, chain_pem.as_bytes(), fsio::PUBLIC)
-            .map_err(|e| e.to_string())?;
         let days = loaded.secs_left(unix_now()) / 86_400;
-        let loaded = Arc::new(loaded);
+        self.install(
+            s,
+            &key_path,
+            &cert_path,
+            &key_pem,
+            &chain_pem,
+            Arc::new(loaded),
+        )?;
+        tracing::info!(site = s.site, hosts = ?s.hosts, days, path = %cert_path.display(), "new certificate in service");
+        Ok(SharedCert { chain_pem, key_pem })
+    }
+
+    /// Writes a certificate and its key to `state_dir` and serves it for
+    /// the site, unless the site's names or source changed meanwhile
+    /// (a reload). Shared by a node's own orders and the certificates it
+    /// adopts from the cluster.
+    pub(crate) fn install(
+        &self,
+        s: &SiteCert,
+        key_path: &std::path::Path,
+        cert_path: &std::path::Path,
+        key_pem: &str,
+        chain_pem: &str,
+        loaded: Arc<crate::pem::Loaded>,
+    ) -> Result<(), String> {
+        // Key first: a crash between the two writes leaves a mismatch, read as "no certificate yet".
+        fsio::write_atomic(key_path, key_pem.as_bytes(), fsio::PRIVATE)
+            .map_err(|e| e.to_string())?;
+        fsio::write_atomic(cert_path, chain_pem.as_bytes(), fsio::PUBLIC)
+            .map_err(|e| e.to_string())?;
         self.swap(s.site, |cur| {
             (cur.hosts == s.hosts && cur.source == TlsSource::Acme).then(|| SiteCert {
                 loaded: loaded.clone(),
                 temporary: false,
-                path: Some(cert_path.clone()),
+                path: Some(cert_path.to_path_buf()),
                 ..cur.clone()
             })
         });
-        tracing::info!(site = s.site, hosts = ?s.hosts, days, path = %cert_path.display(), "new certificate in service");
-        Ok(SharedCert { chain_pem, key_pem })
+        Ok(())
     }
 
     /// The CA's reasons an order did not become ready, per name.

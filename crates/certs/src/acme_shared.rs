@@ -21,12 +21,12 @@ use instant_acme::Account;
 
 use crate::AcmeConfig;
 use crate::acme::{ORDER_TIMEOUT, Step};
+use crate::fsio;
 use crate::local_ca::unix_now;
 use crate::pem::load_pem;
 use crate::shared::{SharedCert, SharedCerts, SharedChallenge, shared_key};
 use crate::store::CertStore;
 use crate::table::SiteCert;
-use crate::{TlsSource, fsio};
 
 /// How long one call to the cluster may take before the node goes on alone.
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
@@ -193,19 +193,15 @@ impl CertStore {
         if !(covers && newer && fresh) {
             return Ok(false);
         }
-        fsio::write_atomic(&key_path, found.key_pem.as_bytes(), fsio::PRIVATE)
-            .map_err(|e| e.to_string())?;
-        fsio::write_atomic(&cert_path, found.chain_pem.as_bytes(), fsio::PUBLIC)
-            .map_err(|e| e.to_string())?;
         let loaded = candidate.loaded.clone();
-        self.swap(s.site, |cur| {
-            (cur.hosts == s.hosts && cur.source == TlsSource::Acme).then(|| SiteCert {
-                loaded: loaded.clone(),
-                temporary: false,
-                path: Some(cert_path.clone()),
-                ..cur.clone()
-            })
-        });
+        self.install(
+            s,
+            &key_path,
+            &cert_path,
+            &found.key_pem,
+            &found.chain_pem,
+            loaded.clone(),
+        )?;
         tracing::info!(
             site = s.site,
             hosts = ?s.hosts,
