@@ -65,6 +65,8 @@ scopes=(
   "crates/guard/src/bans/mod.rs|rampart-guard|$guard_fast|"
   "crates/guard/src/rpc/*.rs|rampart-guard|--test rpc_differential $guard_fast|"
   "crates/guard/src/classify.rs|rampart-guard|$guard_fast|"
+  "crates/guard/src/outcome/*.rs|rampart-guard|$guard_fast|"
+  "crates/guard/src/proven.rs|rampart-guard|$guard_fast|"
   "crates/backup/src/target/*.rs|rampart-backup|--lib --test races|write_if_absent|write_then_link|put_file|Target::put|read_full|tmp_name"
   "crates/backup/src/snapshot/writer.rs|rampart-backup|--lib --test commit --test local --test faults --test races|writer\.rs:(@line:            if !t@|@line:l.outcome.bytes_new +=@|@line:dump_size + sealed_manifest.len()@):|settle"
   "crates/certs/src/store.rs|rampart-certs,rampart|--lib --test local_and_files --test acme_reload|CertStore::swap|CertStore::reload|CertStore::build|refresh_files"

@@ -110,4 +110,36 @@ mod tests {
         }
         assert!(p.lock().len() <= 3);
     }
+
+    #[test]
+    fn a_full_table_makes_room_from_expired_entries_and_prune_forgets_them() {
+        let p = Proven::new(2);
+        let a: IpNet = "203.0.113.7/32".parse().unwrap();
+        let d = |n: u8| p.digest(a, &Credential(vec![n]));
+        let t0 = Instant::now();
+        p.insert(d(1), t0);
+        p.insert(d(2), t0 + Duration::from_secs(1));
+        // Full, nothing expired: the new success is not remembered, and a
+        // remembered one is refreshed.
+        p.insert(d(3), t0 + Duration::from_secs(2));
+        assert!(!p.contains(&d(3), t0 + Duration::from_secs(2)));
+        p.insert(d(1), t0 + Duration::from_secs(5));
+        assert!(p.contains(&d(1), t0 + PROVEN_FOR + Duration::from_secs(2)));
+        // Full, d(2) expired: it makes room, the live d(1) stays.
+        let later = t0 + PROVEN_FOR + Duration::from_secs(1);
+        p.insert(d(3), later);
+        assert!(p.contains(&d(3), later));
+        assert!(p.contains(&d(1), later));
+        assert!(!p.contains(&d(2), later));
+        assert_eq!(p.lock().len(), 2);
+        // prune forgets exactly the expired ones.
+        p.prune(t0 + PROVEN_FOR + Duration::from_secs(5));
+        assert_eq!(
+            p.lock().len(),
+            1,
+            "d(1) refreshed at 5 s expires at PROVEN_FOR + 5 s"
+        );
+        p.prune(later + PROVEN_FOR - Duration::from_secs(1));
+        assert_eq!(p.lock().len(), 1, "d(3) is still live");
+    }
 }

@@ -354,3 +354,253 @@ fn bad_json_ids_are_refused_on_rpc_and_session_routes() {
 fn reads_body_for(p: &str) -> bool {
     crate::classify::reads_body(&Method::GET, p)
 }
+
+fn with(name: http::header::HeaderName, values: &[&str]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for v in values {
+        h.append(name.clone(), v.parse().unwrap());
+    }
+    h
+}
+
+#[test]
+fn totp_outcomes_and_redirects_that_check_no_code() {
+    let r = LoginRoute::WebLoginTotp;
+    let to = |l: &str| with(http::header::LOCATION, &[l]);
+    assert_eq!(
+        login_outcome(r, 200, &none(), b"<html>"),
+        LoginOutcome::Failure
+    );
+    assert_eq!(login_outcome(r, 303, &none(), b""), LoginOutcome::Success);
+    assert_eq!(login_outcome(r, 502, &none(), b""), LoginOutcome::Unknown);
+    for into_app in [
+        "/odoo",
+        "https://erp.example.com",
+        "/web/login/totp",
+        "/web/loginx",
+    ] {
+        assert_eq!(
+            login_outcome(r, 303, &to(into_app), b""),
+            LoginOutcome::Success,
+            "{into_app}"
+        );
+    }
+    // Back to the login form (no password step pending) or to the
+    // database pages: no code was checked.
+    for back in [
+        "/web/login",
+        "/WEB/Login?redirect=%2Fodoo",
+        "https://erp.example.com/web/login#x",
+        "/Web/Database/selector",
+    ] {
+        assert_eq!(
+            login_outcome(r, 303, &to(back), b""),
+            LoginOutcome::Unknown,
+            "{back}"
+        );
+    }
+    assert_eq!(
+        login_outcome(LoginRoute::WebLogin, 303, &to("/web/database/"), b""),
+        LoginOutcome::Unknown
+    );
+    assert_eq!(
+        login_outcome(LoginRoute::WebLogin, 303, &to("/web/databases"), b""),
+        LoginOutcome::Success
+    );
+}
+
+#[test]
+fn upload_bearer_and_database_form_statuses() {
+    let r = LoginRoute::LoginUpload;
+    assert_eq!(login_outcome(r, 404, &none(), b""), LoginOutcome::Unknown);
+    let r = LoginRoute::Json2;
+    assert_eq!(login_outcome(r, 401, &none(), b""), LoginOutcome::Failure);
+    for ok in [200, 204, 299] {
+        assert_eq!(
+            login_outcome(r, ok, &none(), b""),
+            LoginOutcome::Success,
+            "{ok}"
+        );
+    }
+    for other in [199, 300, 403, 500] {
+        assert_eq!(
+            login_outcome(r, other, &none(), b""),
+            LoginOutcome::Unknown,
+            "{other}"
+        );
+    }
+    let r = LoginRoute::DatabaseForm;
+    assert_eq!(login_outcome(r, 303, &none(), b""), LoginOutcome::Success);
+    for html in ["text/html", " Text/HTML; charset=utf-8"] {
+        let h = with(http::header::CONTENT_TYPE, &[html]);
+        assert_eq!(
+            login_outcome(r, 200, &h, b"<html>"),
+            LoginOutcome::Failure,
+            "{html}"
+        );
+    }
+    // A backup's download, with or without a type.
+    let zip = with(http::header::CONTENT_TYPE, &["application/octet-stream"]);
+    assert_eq!(login_outcome(r, 200, &zip, b"PK"), LoginOutcome::Success);
+    assert_eq!(login_outcome(r, 200, &none(), b"PK"), LoginOutcome::Success);
+    assert_eq!(login_outcome(r, 500, &none(), b""), LoginOutcome::Unknown);
+}
+
+#[test]
+fn an_answer_is_read_only_without_a_content_encoding() {
+    let r = LoginRoute::XmlRpcCommon;
+    for plain in [&["identity"][..], &[" Identity "]] {
+        let h = with(http::header::CONTENT_ENCODING, plain);
+        assert_eq!(
+            login_outcome(r, 200, &h, XML_UID.as_bytes()),
+            LoginOutcome::Success
+        );
+    }
+    for coded in [&["gzip"][..], &["identity", "br"], &["br", "identity"]] {
+        let h = with(http::header::CONTENT_ENCODING, coded);
+        assert_eq!(
+            login_outcome(r, 200, &h, XML_UID.as_bytes()),
+            LoginOutcome::Failure,
+            "{coded:?}"
+        );
+    }
+}
+
+fn xml_answer_of(value: &str) -> String {
+    format!(
+        "<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n<value>{value}</value>\n</param>\n</params>\n</methodResponse>\n"
+    )
+}
+
+#[test]
+fn an_xmlrpc_login_succeeds_only_with_a_positive_uid() {
+    let r = LoginRoute::XmlRpcCommon;
+    for uid in ["<int>2</int>", "<i4> 7 </i4>", "<i8>9</i8>", "<int>1</int>"] {
+        let b = xml_answer_of(uid);
+        assert_eq!(
+            login_outcome(r, 200, &none(), b.as_bytes()),
+            LoginOutcome::Success,
+            "{uid}"
+        );
+    }
+    for not in [
+        "<int>0</int>",
+        "<int>-2</int>",
+        "<int>x</int>",
+        "<boolean>1</boolean>",
+        "<string>2</string>",
+    ] {
+        let b = xml_answer_of(not);
+        assert_eq!(
+            login_outcome(r, 200, &none(), b.as_bytes()),
+            LoginOutcome::Failure,
+            "{not}"
+        );
+    }
+}
+
+#[test]
+fn uncertain_calls_believe_only_a_refusal() {
+    let x = LoginRoute::XmlRpcUncertain;
+    let denied = XML_FAULT
+        .replace("<int>1</int>", "<int>3</int>")
+        .replace("Traceback", "Access Denied");
+    assert_eq!(
+        login_outcome(x, 200, &none(), XML_FALSE.as_bytes()),
+        LoginOutcome::Failure
+    );
+    assert_eq!(
+        login_outcome(x, 200, &none(), denied.as_bytes()),
+        LoginOutcome::Failure
+    );
+    assert_eq!(
+        login_outcome(x, 200, &none(), b"<html>"),
+        LoginOutcome::Failure
+    );
+    for passed in [
+        XML_UID,
+        XML_FAULT,
+        xml_answer_of("<boolean>1</boolean>").as_str(),
+    ] {
+        assert_eq!(
+            login_outcome(x, 200, &none(), passed.as_bytes()),
+            LoginOutcome::Unknown
+        );
+    }
+    assert_eq!(
+        login_outcome(LoginRoute::XmlRpcCall, 200, &none(), XML_FALSE.as_bytes()),
+        LoginOutcome::Success
+    );
+    assert_eq!(
+        login_outcome(LoginRoute::XmlRpcCall, 200, &none(), denied.as_bytes()),
+        LoginOutcome::Failure
+    );
+    let j = LoginRoute::JsonRpcUncertain;
+    let null = r#"{"jsonrpc": "2.0", "id": 1, "result": null}"#;
+    for refused in [JSON_FALSE, null] {
+        assert_eq!(
+            login_outcome(j, 200, &none(), refused.as_bytes()),
+            LoginOutcome::Failure
+        );
+        assert_eq!(
+            login_outcome(LoginRoute::JsonRpcCall, 200, &none(), refused.as_bytes()),
+            LoginOutcome::Success
+        );
+    }
+    assert_eq!(
+        login_outcome(j, 200, &none(), JSON_UID.as_bytes()),
+        LoginOutcome::Unknown
+    );
+    // An error without a readable exception name is a refusal.
+    for nameless in [
+        r#"{"id": 1, "error": {"code": 200, "data": {"message": "x"}}}"#,
+        r#"{"id": 1, "error": {"code": 200, "data": {"name": 3}}}"#,
+        r#"{"id": 1, "error": {"name": "builtins.ValueError", "data": {}}}"#,
+    ] {
+        assert_eq!(
+            login_outcome(j, 200, &none(), nameless.as_bytes()),
+            LoginOutcome::Failure,
+            "{nameless}"
+        );
+    }
+    // The first of result/error counts, whatever precedes it.
+    let first = r#"{"id": [1, {"result": 1}], "error": {"data": {"name": "odoo.exceptions.AccessDenied"}}, "result": 2}"#;
+    assert_eq!(
+        login_outcome(LoginRoute::JsonRpcCall, 200, &none(), first.as_bytes()),
+        LoginOutcome::Failure
+    );
+}
+
+#[test]
+fn an_xml_answer_cut_inside_a_character_is_still_read() {
+    // The first 256 bytes end inside a two-byte character.
+    let head = "<?xml version='1.0'?>\n<methodResponse>\n<params>";
+    let body = format!("{head}{}", "é".repeat(200));
+    assert!(body.len() > 256);
+    assert!(!body.is_char_boundary(256));
+    assert_eq!(
+        login_outcome(LoginRoute::XmlRpcCall, 200, &none(), body.as_bytes()),
+        LoginOutcome::Success
+    );
+    // Whitespace and no declaration, as any XML-RPC server may send.
+    let bare = "\n <methodResponse> <fault>";
+    assert_eq!(
+        login_outcome(LoginRoute::XmlRpcCall, 200, &none(), bare.as_bytes()),
+        LoginOutcome::Unknown
+    );
+}
+
+#[test]
+fn a_jsonrpc_login_is_a_uid_and_a_null_error_is_no_error() {
+    let r = LoginRoute::JsonRpc;
+    let object = br#"{"jsonrpc": "2.0", "id": 1, "result": {"uid": 2}}"#;
+    assert_eq!(
+        login_outcome(r, 200, &none(), object),
+        LoginOutcome::Failure
+    );
+    let null_error = br#"{"jsonrpc": "2.0", "id": 1, "error": null, "result": 2}"#;
+    assert_eq!(
+        login_outcome(r, 200, &none(), null_error),
+        LoginOutcome::Success
+    );
+}
