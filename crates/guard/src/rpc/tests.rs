@@ -426,3 +426,22 @@ fn debug_output_names_the_call_but_never_the_secret() {
         "Credential(…)"
     );
 }
+
+#[test]
+fn a_long_password_is_still_a_login_and_text_nested_past_the_copy_budget_is_uncertain() {
+    // xmlrpc.client reads a 64 KiB password as any other: the call is
+    // still an authenticate, counted against the budgets.
+    let pw = "x".repeat(64 * 1024);
+    let body =
+        auth_call("<methodName>authenticate</methodName>").replace(">wrong<", &format!(">{pw}<"));
+    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+    // The same text under 150 nested elements would be copied once per
+    // level: past a few times the body's size it is not read (uncertain,
+    // never read past its cost).
+    let open = "<x>".repeat(150);
+    let close = "</x>".repeat(150);
+    let body = format!(
+        "<methodCall>{open}{pw}{close}<methodName>authenticate</methodName><params><param><value>demo1</value></param></params></methodCall>"
+    );
+    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
+}
