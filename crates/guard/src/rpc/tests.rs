@@ -445,3 +445,31 @@ fn a_long_password_is_still_a_login_and_text_nested_past_the_copy_budget_is_unce
     );
     assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
 }
+
+#[test]
+fn a_session_authenticate_names_its_login_as_python_reads_it() {
+    // The per-login budget's key for /web/session/authenticate.
+    let login = |b: &str| authenticate_login(b.as_bytes());
+    assert_eq!(
+        login(r#"{"params":{"db":"d","login":"admin","password":"x"}}"#).as_deref(),
+        Some("admin")
+    );
+    // json.loads: an escape is the same name, the last of a repeated key wins.
+    assert_eq!(
+        login(r#"{"params":{"login":"nobody","login":"\u0061dmin"}}"#).as_deref(),
+        Some("admin")
+    );
+    // Not a string: no name to count under.
+    assert_eq!(login(r#"{"params":{"login":7}}"#), None);
+    assert_eq!(login(r#"{"params":{}}"#), None);
+}
+
+#[test]
+fn equals_signs_in_text_are_not_attributes() {
+    // Only '=' inside a tag counts towards the attribute limit: a password
+    // full of them is still an authenticate call.
+    let pw = "a=b".repeat(50_000);
+    let body =
+        auth_call("<methodName>authenticate</methodName>").replace(">wrong<", &format!(">{pw}<"));
+    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+}
