@@ -128,6 +128,17 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// The row name a sealed ACME account is bound to (its associated data):
+/// sealing and opening must name it the same way.
+fn account_row(directory: &str) -> String {
+    format!("account {directory}")
+}
+
+/// The row name a sealed certificate key is bound to.
+fn cert_row(key: &str) -> String {
+    format!("cert {key}")
+}
+
 impl SharedCerts for Cluster {
     fn load_account<'a>(
         &'a self,
@@ -147,8 +158,9 @@ impl SharedCerts for Cluster {
                 None => Ok(None),
                 Some(r) => {
                     let sealed: Vec<u8> = r.get(0);
-                    let aad = format!("account {directory}");
-                    self.secret()?.open(&aad, &sealed).map(Some)
+                    self.secret()?
+                        .open(&account_row(directory), &sealed)
+                        .map(Some)
                 }
             }
         })
@@ -161,9 +173,7 @@ impl SharedCerts for Cluster {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let link = self.client()?;
-            let sealed = self
-                .secret()?
-                .seal(&format!("account {directory}"), credentials);
+            let sealed = self.secret()?.seal(&account_row(directory), credentials);
             // The first account stored wins: a second node that raced to
             // create one keeps using the stored one next time.
             link.client
@@ -191,7 +201,7 @@ impl SharedCerts for Cluster {
                 .map_err(|e| error_text(&e))?;
             let Some(r) = row else { return Ok(None) };
             let sealed: Vec<u8> = r.get(1);
-            let key_pem = self.secret()?.open(&format!("cert {key}"), &sealed)?;
+            let key_pem = self.secret()?.open(&cert_row(key), &sealed)?;
             Ok(Some(SharedCert {
                 chain_pem: r.get(0),
                 key_pem: String::from_utf8(key_pem)
@@ -208,9 +218,7 @@ impl SharedCerts for Cluster {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let link = self.client()?;
-            let sealed = self
-                .secret()?
-                .seal(&format!("cert {key}"), cert.key_pem.as_bytes());
+            let sealed = self.secret()?.seal(&cert_row(key), cert.key_pem.as_bytes());
             link.client
                 .execute(
                     "WITH s AS (
