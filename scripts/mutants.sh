@@ -63,7 +63,7 @@ scopes=(
   "crates/guard/src/limits.rs|rampart-guard|--lib|"
   "crates/guard/src/failures.rs|rampart-guard|$guard_fast|"
   "crates/guard/src/bans/mod.rs|rampart-guard|$guard_fast|"
-  "crates/guard/src/rpc/*.rs|rampart-guard|--test rpc_differential $guard_fast|"
+  "crates/guard/src/rpc/*.rs|rampart-guard|--test rpc_differential --test rpc_boundaries $guard_fast|"
   "crates/guard/src/classify.rs|rampart-guard|$guard_fast|"
   "crates/guard/src/outcome/*.rs|rampart-guard|$guard_fast|"
   "crates/guard/src/proven.rs|rampart-guard|$guard_fast|"

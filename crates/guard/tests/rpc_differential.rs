@@ -492,6 +492,23 @@ fn hand_written() -> Vec<Case> {
         service: "common".into(),
         body: bom,
     });
+    // A UTF-8 BOM and an ISO-8859-1 declaration: expat goes by the
+    // declaration ("admÃ©n"), so reading it as UTF-8 names another login.
+    let mut bom_latin1 = b"\xEF\xBB\xBF".to_vec();
+    bom_latin1.extend_from_slice(
+        auth("<methodName>authenticate</methodName>")
+            .replace(
+                "<?xml version='1.0'?>",
+                "<?xml version='1.0' encoding='iso-8859-1'?>",
+            )
+            .replace(">admin<", ">adm\u{e9}n<")
+            .as_bytes(),
+    );
+    cases.push(Case {
+        kind: "xml",
+        service: "common".into(),
+        body: bom_latin1,
+    });
     cases
 }
 

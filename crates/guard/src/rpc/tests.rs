@@ -473,3 +473,102 @@ fn equals_signs_in_text_are_not_attributes() {
         auth_call("<methodName>authenticate</methodName>").replace(">wrong<", &format!(">{pw}<"));
     assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
 }
+
+/// An authenticate call with a nest of `levels` elements opened by `each`
+/// under the methodCall (level 1), `inner` in the deepest: `<a>` is no
+/// XML-RPC tag, so xmlrpc.client ignores the nest and still dispatches.
+fn nested(levels: usize, each: &str, inner: &str) -> String {
+    let nest = format!("{}{inner}{}", each.repeat(levels), "</a>".repeat(levels));
+    auth_call(&format!("<methodName>authenticate</methodName>{nest}"))
+}
+
+#[test]
+fn nesting_is_followed_to_200_levels_and_no_deeper() {
+    let read_as_authenticate = |body: String| {
+        assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+    };
+    let uncertain = |body: String| {
+        assert_eq!(
+            read(&common(), body.as_bytes()),
+            Reading::Uncertain,
+            "{body}"
+        );
+    };
+    // The methodCall is level 1: its 199-deep nest reaches level 200.
+    read_as_authenticate(nested(199, "<a>", ""));
+    read_as_authenticate(nested(198, "<a>", "<b/>"));
+    uncertain(nested(200, "<a>", ""));
+    uncertain(nested(199, "<a>", "<b/>"));
+    // What looks like tags inside comments, CDATA and processing
+    // instructions opens nothing: 250 of them before the nest.
+    for markup in ["<!--<b>-->", "<![CDATA[<b>]]>", "<?pi <b>?>"] {
+        let body = nested(199, "<a>", "").replace(
+            "</methodName>",
+            &format!("</methodName>{}", markup.repeat(250)),
+        );
+        read_as_authenticate(body);
+    }
+}
+
+#[test]
+fn nothing_that_looks_like_an_end_hides_nesting() {
+    // roxmltree's tokenizer recurses once per level: 300,000 levels (a
+    // 3 MB body) overflowed the stack and aborted the process. Each of
+    // these spellings put "/>" or "</" where it ends no element; the
+    // nest must still be counted, and still be answered, not crash.
+    for each in [
+        "<a>/>",
+        "<a>></a<",
+        "<a x='/>'>",
+        "<a x=\"/>\">",
+        "<a x='\"/>'>",
+        "<a><!--</a>-->",
+        "<a><!--/>-->",
+        "<a><![CDATA[</a>]]>",
+        "<a><?pi </a>?>",
+    ] {
+        for levels in [200, 300_000] {
+            let body = nested(levels, each, "");
+            assert_eq!(
+                read(&common(), body.as_bytes()),
+                Reading::Uncertain,
+                "{levels} × {each}"
+            );
+        }
+    }
+}
+#[test]
+fn attributes_are_counted_to_256_and_quoted_equals_are_not() {
+    let attrs = |n: usize| -> String { (0..n).map(|i| format!(" a{i}=\"x\"")).collect() };
+    let body = auth_call(&format!(
+        "<methodName{}>authenticate</methodName>",
+        attrs(256)
+    ));
+    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+    let body = auth_call(&format!(
+        "<methodName{}>authenticate</methodName>",
+        attrs(257)
+    ));
+    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
+    // One attribute whose value is 300 '=' (either quote, the other one
+    // inside it) is one attribute.
+    let eq = "=".repeat(300);
+    for value in [format!("\"'{eq}\""), format!("'\"{eq}'")] {
+        let body = auth_call(&format!("<methodName x={value}>authenticate</methodName>"));
+        assert_eq!(
+            xml_method(body.as_bytes()).as_deref(),
+            Some("authenticate"),
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn a_deep_json_nest_is_uncertain_not_a_crash() {
+    // serde_json stops at 128 levels; Python's json.loads goes on (to
+    // its recursion limit). Either way no stack is spent per level here.
+    for open in ["[", "{\"params\":", "{\"params\":{\"args\":"] {
+        let body = format!("{{\"params\":{}", open.repeat(1_000_000));
+        assert_eq!(json(&body), Reading::Uncertain, "{open}");
+    }
+}

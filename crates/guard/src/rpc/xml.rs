@@ -126,27 +126,73 @@ fn too_many_attributes(text: &str) -> bool {
     false
 }
 
-/// Whether elements may nest deeper than [`MAX_DEPTH`] (roxmltree
-/// recurses; an 8 MiB body of `<a>` would overflow the stack). Counts
-/// every `<` that may open an element, so it errs towards "too deep".
+/// Whether elements may nest deeper than [`MAX_DEPTH`]. roxmltree's
+/// tokenizer recurses once per level: a few MiB of nested elements
+/// overflow the stack and abort the whole process, so this runs first and
+/// must never count fewer levels than roxmltree would build.
+///
+/// Hand-written because no library lexes only what changes the depth
+/// without itself building the tree: start tags (to their `>` outside
+/// quotes; `/>` closes them again), end tags, and the markup whose
+/// content is not markup (comments, CDATA, processing instructions),
+/// skipped whole so a `</a>` or `/>` inside them ends
+/// nothing. `>` and `/>` in text are text. Unterminated markup, which
+/// roxmltree refuses anyway, is answered "too deep" (uncertain).
 fn too_deep(text: &str) -> bool {
     let b = text.as_bytes();
     let mut depth: usize = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'<' {
-            match b.get(i + 1) {
-                Some(b'/') => depth = depth.saturating_sub(1),
-                Some(b'!' | b'?') => {}
-                _ => depth += 1,
-            }
-        } else if c == b'>' && i > 0 && b[i - 1] == b'/' {
+    let mut i = 0;
+    while let Some(at) = b[i..].iter().position(|&c| c == b'<') {
+        let rest = &b[i + at..];
+        // The length of the markup from its '<' through `close`.
+        let through = |open: usize, close: &[u8]| {
+            rest[open..]
+                .windows(close.len())
+                .position(|w| w == close)
+                .map(|e| open + e + close.len())
+        };
+        let len = if rest.starts_with(b"<!--") {
+            through(4, b"-->")
+        } else if rest.starts_with(b"<![CDATA[") {
+            through(9, b"]]>")
+        } else if rest.starts_with(b"<?") {
+            through(2, b"?>")
+        } else if rest.starts_with(b"</") {
             depth = depth.saturating_sub(1);
-        }
-        if depth > MAX_DEPTH {
+            through(2, b">")
+        } else {
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return true;
+            }
+            let end = start_tag_end(rest);
+            if end.is_some_and(|e| rest[e - 1] == b'/') {
+                depth -= 1;
+            }
+            end.map(|e| e + 1)
+        };
+        let Some(len) = len else {
             return true;
-        }
+        };
+        i += at + len;
     }
     false
+}
+
+/// The index of the `>` that ends the start tag `tag` begins with: the
+/// first outside a quoted attribute value (where `>` and `/>` are text).
+fn start_tag_end(tag: &[u8]) -> Option<usize> {
+    let mut quote = None;
+    for (i, &c) in tag.iter().enumerate() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'"' || c == b'\'' => quote = Some(c),
+            None if c == b'>' => return Some(i),
+            None => {}
+        }
+    }
+    None
 }
 
 /// The document as text, by expat's rules: a BOM, else the first bytes
