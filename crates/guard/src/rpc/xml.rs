@@ -28,7 +28,7 @@ pub fn read(service: &str, body: &[u8]) -> Reading {
     };
     if text.contains("<!DOCTYPE")
         || text.contains("<!ENTITY")
-        || too_deep(&text)
+        || too_deep_or_joined(&text)
         || too_many_attributes(&text)
     {
         return Reading::Uncertain;
@@ -166,7 +166,8 @@ fn too_many_attributes(text: &str) -> bool {
     false
 }
 
-/// Whether elements may nest deeper than [`MAX_DEPTH`]. roxmltree's
+/// Whether elements may nest deeper than [`MAX_DEPTH`], or text be
+/// joined at more than [`Joins`]' budget. roxmltree's
 /// tokenizer recurses once per level: a few MiB of nested elements
 /// overflow the stack and abort the whole process, so this runs first and
 /// must never count fewer levels than roxmltree would build.
@@ -178,9 +179,10 @@ fn too_many_attributes(text: &str) -> bool {
 /// skipped whole so a `</a>` or `/>` inside them ends
 /// nothing. `>` and `/>` in text are text. Unterminated markup, which
 /// roxmltree refuses anyway, is answered "too deep" (uncertain).
-fn too_deep(text: &str) -> bool {
+fn too_deep_or_joined(text: &str) -> bool {
     let b = text.as_bytes();
     let mut depth: usize = 0;
+    let mut joins = Joins::new(text.len());
     let mut i = 0;
     while let Some(at) = b[i..].iter().position(|&c| c == b'<') {
         let rest = &b[i + at..];
@@ -214,9 +216,58 @@ fn too_deep(text: &str) -> bool {
         let Some(len) = len else {
             return true;
         };
+        if at > 0 {
+            joins.piece(at);
+        }
+        if rest.starts_with(b"<![CDATA[") {
+            joins.piece(len - b"<![CDATA[]]>".len());
+        } else {
+            joins.end();
+        }
+        if joins.copied > joins.budget {
+            return true;
+        }
         i += at + len;
     }
     false
+}
+
+/// The bytes roxmltree copies joining text: text and CDATA that follow
+/// one another are one node, and each piece joined copies what the node
+/// holds so far with it (4 MiB of `x<![CDATA[]]>` took 9 s). Counted on
+/// the raw bytes (references only shrink them), bounded by a few times
+/// the body and a MiB (a few hundred short pieces in a row are cheap).
+struct Joins {
+    /// The node's length so far; None after markup that ends it.
+    run: Option<usize>,
+    copied: usize,
+    budget: usize,
+}
+
+impl Joins {
+    fn new(len: usize) -> Joins {
+        Joins {
+            run: None,
+            copied: 0,
+            budget: 4 * len + (1 << 20),
+        }
+    }
+
+    /// A text or CDATA piece of `n` bytes.
+    fn piece(&mut self, n: usize) {
+        self.run = Some(match self.run {
+            Some(run) => {
+                self.copied += run + n;
+                run + n
+            }
+            None => n,
+        });
+    }
+
+    /// A tag, comment or processing instruction: the next piece starts a node.
+    fn end(&mut self) {
+        self.run = None;
+    }
 }
 
 /// The index of the `>` that ends the start tag `tag` begins with: the
