@@ -43,7 +43,10 @@ fn params_of(body: &[u8]) -> Result<Option<Vec<(Py, Py)>>, ()> {
     let Py::Dict(top) = top else {
         return Ok(None);
     };
-    let params = get(&top, "params").cloned().unwrap_or(Py::Dict(Vec::new()));
+    let params = top
+        .into_iter()
+        .find(|(k, _)| matches!(k, Py::Str(s) if s == "params"))
+        .map_or(Py::Dict(Vec::new()), |(_, v)| v);
     Ok(dict(params))
 }
 
