@@ -279,6 +279,8 @@ impl<'de> Visitor<'de> for PyVisitor {
         while let Some(v) = seq.next_element::<Py>()? {
             items.push(v);
         }
+        // A list of one grows room for four: 128 bytes per '[' of a nest.
+        items.shrink_to_fit();
         Ok(Py::List(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Py, A::Error> {
