@@ -43,7 +43,10 @@ fn params_of(body: &[u8]) -> Result<Option<Vec<(Py, Py)>>, ()> {
     let Py::Dict(top) = top else {
         return Ok(None);
     };
-    let params = get(&top, "params").cloned().unwrap_or(Py::Dict(Vec::new()));
+    let params = top
+        .into_iter()
+        .find(|(k, _)| matches!(k, Py::Str(s) if s == "params"))
+        .map_or(Py::Dict(Vec::new()), |(_, v)| v);
     Ok(dict(params))
 }
 
@@ -276,6 +279,8 @@ impl<'de> Visitor<'de> for PyVisitor {
         while let Some(v) = seq.next_element::<Py>()? {
             items.push(v);
         }
+        // A list of one grows room for four: 128 bytes per '[' of a nest.
+        items.shrink_to_fit();
         Ok(Py::List(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Py, A::Error> {

@@ -572,3 +572,86 @@ fn a_deep_json_nest_is_uncertain_not_a_crash() {
         assert_eq!(json(&body), Reading::Uncertain, "{open}");
     }
 }
+
+#[test]
+fn namespace_declarations_past_16_are_uncertain() {
+    // roxmltree copies the namespaces in scope into every element that
+    // declares one, checking each against the element's own: an element
+    // under 25,600 declarations cost ~327 million comparisons, and a
+    // 1 MiB body of them ran for minutes. XML-RPC clients declare one
+    // namespace at most (Apache's extensions).
+    let decls = |n: usize| -> String { (0..n).map(|i| format!(" xmlns:p{i}='urn:x'")).collect() };
+    let body = auth_call(&format!(
+        "<p0:methodName{}>authenticate</p0:methodName>",
+        decls(16)
+    ));
+    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+    let body = auth_call(&format!(
+        "<p0:methodName{}>authenticate</p0:methodName>",
+        decls(17)
+    ));
+    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
+    // Counted over the whole document, a default namespace too, spaces
+    // around '=' or not.
+    let spread: String = (0..17)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("<a xmlns = 'urn:{i}'/>")
+            } else {
+                format!("<a xmlns:q{i}\n=\"urn:x\"/>")
+            }
+        })
+        .collect();
+    let body = auth_call(&format!("<methodName>authenticate</methodName>{spread}"));
+    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
+    // Not in text or in a value.
+    let text = "xmlns:a='x' ".repeat(100);
+    let body = auth_call(&format!(
+        "<methodName a=\"{}\">authenticate</methodName>{text}",
+        "xmlns:b= ".repeat(100)
+    ));
+    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+}
+
+#[test]
+fn a_prefixed_attribute_is_uncertain() {
+    // roxmltree compares each new attribute's namespace URI, whole, with
+    // the element's other attributes: one 128 KiB URI and elements of
+    // 256 attributes in it took 0.8 s for a 128 KiB body (an hour at
+    // 8 MiB). No XML-RPC element has attributes, let alone prefixed ones.
+    for attr in ["p:a='1'", "p:a = '1'", "xml:lang='en'", "p:xmlns='urn:y'"] {
+        let body = auth_call(&format!(
+            "<methodName xmlns:p='urn:x' {attr}>authenticate</methodName>"
+        ));
+        assert_eq!(
+            read(&common(), body.as_bytes()),
+            Reading::Uncertain,
+            "{attr}"
+        );
+    }
+    // A prefixed element name is not an attribute.
+    let body = auth_call("<p:methodName xmlns:p='urn:x' a='p:b'>authenticate</p:methodName>");
+    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+}
+
+#[test]
+fn text_joined_across_cdata_past_a_few_times_the_body_is_uncertain() {
+    // roxmltree joins text and CDATA that follow one another into one
+    // node, copying what it has so far at each piece: 4 MiB of
+    // 'x<![CDATA[]]>' took 9 s. Past four times the body and a MiB it is
+    // not read.
+    let pieces = "x<![CDATA[]]>".repeat(5_000);
+    let body = auth_call("<methodName>authenticate</methodName>")
+        .replace(">wrong<", &format!(">{pieces}<"));
+    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
+    // A comment or a tag between the pieces starts a new node: no copy.
+    let pieces = "x<![CDATA[]]><!---->".repeat(5_000);
+    let body = auth_call("<methodName>authenticate</methodName>")
+        .replace(">wrong<", &format!(">{pieces}<"));
+    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+    // A long password around one CDATA section is read.
+    let pw = "x".repeat(64 * 1024);
+    let body = auth_call("<methodName>authenticate</methodName>")
+        .replace(">wrong<", &format!(">{pw}<![CDATA[y]]>{pw}<"));
+    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+}

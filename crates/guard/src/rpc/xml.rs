@@ -28,7 +28,7 @@ pub fn read(service: &str, body: &[u8]) -> Reading {
     };
     if text.contains("<!DOCTYPE")
         || text.contains("<!ENTITY")
-        || too_deep(&text)
+        || too_deep_or_joined(&text)
         || too_many_attributes(&text)
     {
         return Reading::Uncertain;
@@ -94,24 +94,47 @@ pub fn read(service: &str, body: &[u8]) -> Reading {
 /// element has any.
 pub const MAX_ATTRIBUTES: usize = 256;
 
-/// Whether a start tag may carry more than [`MAX_ATTRIBUTES`] attributes.
+/// Most namespace declarations (`xmlns`, `xmlns:p`) in a document before it
+/// is uncertain: roxmltree copies the namespaces in scope into each element
+/// that declares one, checking each against the element's own (an element
+/// under 25,600 declarations cost ~327 million comparisons; a 1 MiB body
+/// of them ran for minutes). XML-RPC clients declare one at most.
+pub const MAX_NAMESPACES: usize = 16;
+
+/// Whether the attributes may cost roxmltree more than their bytes: a
+/// start tag with more than [`MAX_ATTRIBUTES`], more than
+/// [`MAX_NAMESPACES`] declarations in the document, or any attribute with
+/// a prefix (`p:a`, `xml:lang`): roxmltree compares a new attribute's
+/// namespace URI, whole, with each of the element's others, so one long
+/// URI made every pair cost its length (a 128 KiB body took 0.8 s, an
+/// hour at 8 MiB).
+///
 /// A start tag lies between a `<` and the next (`<` is not allowed in an
 /// attribute value), so each `<` starts a fresh count of the `=` outside
-/// quotes before the tag's `>`.
+/// quotes before the tag's `>`; an attribute's name is the last word
+/// (run of bytes that are not space, quote or `=`) before its `=`.
 fn too_many_attributes(text: &str) -> bool {
+    let b = text.as_bytes();
     let mut in_tag = false;
     let mut quote = 0u8;
     let mut count = 0usize;
-    for b in text.bytes() {
-        match b {
+    let mut declarations = 0usize;
+    // The last word in the tag: its start, its end, whether it goes on.
+    let (mut word, mut word_end, mut in_word) = (0usize, 0usize, false);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
             b'<' => {
                 in_tag = true;
                 quote = 0;
                 count = 0;
+                (word, word_end, in_word) = (i, i, false);
             }
             _ if !in_tag => {}
-            b'"' | b'\'' if quote == 0 => quote = b,
-            _ if quote != 0 && b == quote => quote = 0,
+            b'"' | b'\'' if quote == 0 => {
+                quote = c;
+                in_word = false;
+            }
+            _ if quote != 0 && c == quote => quote = 0,
             _ if quote != 0 => {}
             b'>' => in_tag = false,
             b'=' => {
@@ -119,14 +142,32 @@ fn too_many_attributes(text: &str) -> bool {
                 if count > MAX_ATTRIBUTES {
                     return true;
                 }
+                let name = &b[word..word_end];
+                if name == b"xmlns" || name.starts_with(b"xmlns:") {
+                    declarations += 1;
+                    if declarations > MAX_NAMESPACES {
+                        return true;
+                    }
+                } else if name.contains(&b':') {
+                    return true;
+                }
+                (word, word_end, in_word) = (i + 1, i + 1, false);
             }
-            _ => {}
+            b' ' | b'\t' | b'\r' | b'\n' => in_word = false,
+            _ => {
+                if !in_word {
+                    word = i;
+                    in_word = true;
+                }
+                word_end = i + 1;
+            }
         }
     }
     false
 }
 
-/// Whether elements may nest deeper than [`MAX_DEPTH`]. roxmltree's
+/// Whether elements may nest deeper than [`MAX_DEPTH`], or text be
+/// joined at more than [`Joins`]' budget. roxmltree's
 /// tokenizer recurses once per level: a few MiB of nested elements
 /// overflow the stack and abort the whole process, so this runs first and
 /// must never count fewer levels than roxmltree would build.
@@ -138,9 +179,10 @@ fn too_many_attributes(text: &str) -> bool {
 /// skipped whole so a `</a>` or `/>` inside them ends
 /// nothing. `>` and `/>` in text are text. Unterminated markup, which
 /// roxmltree refuses anyway, is answered "too deep" (uncertain).
-fn too_deep(text: &str) -> bool {
+fn too_deep_or_joined(text: &str) -> bool {
     let b = text.as_bytes();
     let mut depth: usize = 0;
+    let mut joins = Joins::new(text.len());
     let mut i = 0;
     while let Some(at) = b[i..].iter().position(|&c| c == b'<') {
         let rest = &b[i + at..];
@@ -174,9 +216,58 @@ fn too_deep(text: &str) -> bool {
         let Some(len) = len else {
             return true;
         };
+        if at > 0 {
+            joins.piece(at);
+        }
+        if rest.starts_with(b"<![CDATA[") {
+            joins.piece(len - b"<![CDATA[]]>".len());
+        } else {
+            joins.end();
+        }
+        if joins.copied > joins.budget {
+            return true;
+        }
         i += at + len;
     }
     false
+}
+
+/// The bytes roxmltree copies joining text: text and CDATA that follow
+/// one another are one node, and each piece joined copies what the node
+/// holds so far with it (4 MiB of `x<![CDATA[]]>` took 9 s). Counted on
+/// the raw bytes (references only shrink them), bounded by a few times
+/// the body and a MiB (a few hundred short pieces in a row are cheap).
+struct Joins {
+    /// The node's length so far; None after markup that ends it.
+    run: Option<usize>,
+    copied: usize,
+    budget: usize,
+}
+
+impl Joins {
+    fn new(len: usize) -> Joins {
+        Joins {
+            run: None,
+            copied: 0,
+            budget: 4 * len + (1 << 20),
+        }
+    }
+
+    /// A text or CDATA piece of `n` bytes.
+    fn piece(&mut self, n: usize) {
+        self.run = Some(match self.run {
+            Some(run) => {
+                self.copied += run + n;
+                run + n
+            }
+            None => n,
+        });
+    }
+
+    /// A tag, comment or processing instruction: the next piece starts a node.
+    fn end(&mut self) {
+        self.run = None;
+    }
 }
 
 /// The index of the `>` that ends the start tag `tag` begins with: the
