@@ -135,6 +135,13 @@ fn boundaries() -> Vec<(&'static str, Vec<u8>)> {
             latin1(declared("iso-8859-1", "\u{ff}dmin")),
         ),
         (
+            "declared ISO-8859-1 in double quotes",
+            latin1(declared("ISO-8859-1", "adm\u{e9}n").replace(
+                "<?xml version='1.0' encoding='ISO-8859-1'?>",
+                "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>",
+            )),
+        ),
+        (
             "UTF-16 declared UTF-16",
             utf16le(declared("UTF-16", "adm\u{e9}n")),
         ),
