@@ -80,6 +80,28 @@ fn boundaries() -> Vec<(&'static str, Vec<u8>)> {
             "an array of 250 empty values first",
             auth(m, &array(&"<value/>".repeat(250)), "admin").into_bytes(),
         ),
+        (
+            "an array of 251 strings first",
+            auth(
+                m,
+                &array(&"<value><string>a</string></value>".repeat(251)),
+                "admin",
+            )
+            .into_bytes(),
+        ),
+        (
+            "a struct member without a value first",
+            auth(
+                m,
+                "<value><struct><member><name>a</name></member></struct></value>",
+                "admin",
+            )
+            .into_bytes(),
+        ),
+        (
+            "params without a methodName",
+            auth("", first, "admin").into_bytes(),
+        ),
         ("'>' before the document", format!(">{plain}").into_bytes()),
         // Every value type before the login moves it along the same.
         (

@@ -207,11 +207,11 @@ fn too_deep_or_joined(text: &str) -> bool {
             if depth > MAX_DEPTH {
                 return true;
             }
-            let end = start_tag_end(rest);
-            if end.is_some_and(|e| rest[e - 1] == b'/') {
+            let len = start_tag_len(rest);
+            if len.is_some_and(|n| rest[n - 2] == b'/') {
                 depth -= 1;
             }
-            end.map(|e| e + 1)
+            len
         };
         let Some(len) = len else {
             return true;
@@ -270,16 +270,16 @@ impl Joins {
     }
 }
 
-/// The index of the `>` that ends the start tag `tag` begins with: the
+/// The length of the start tag `tag` begins with, through its `>`: the
 /// first outside a quoted attribute value (where `>` and `/>` are text).
-fn start_tag_end(tag: &[u8]) -> Option<usize> {
+fn start_tag_len(tag: &[u8]) -> Option<usize> {
     let mut quote = None;
     for (i, &c) in tag.iter().enumerate() {
         match quote {
             Some(q) if c == q => quote = None,
             Some(_) => {}
             None if c == b'"' || c == b'\'' => quote = Some(c),
-            None if c == b'>' => return Some(i),
+            None if c == b'>' => return Some(i + 1),
             None => {}
         }
     }
