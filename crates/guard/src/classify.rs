@@ -420,6 +420,27 @@ mod dataset_tests {
         assert_eq!(too_large.check, Some(LoginRoute::JsonRpcUncertain));
         assert!(!reads_body(&http::Method::POST, "/web/dataset/call_kwx"));
     }
+
+    #[test]
+    fn the_edge_reads_the_body_of_every_route_judged_by_it() {
+        // Without the body the guard would see no RPC call, no login
+        // name and no JSON-RPC id: each of these must be read.
+        for path in [
+            "/xmlrpc/2/common",
+            "/xmlrpc/2/object",
+            "/xmlrpc/common",
+            "/jsonrpc",
+            "/web/login",
+            "/web/session/authenticate",
+            "/web/dataset/call_kw",
+        ] {
+            assert!(reads_body(&http::Method::POST, path), "{path}");
+        }
+        // Pages and assets are not held back to be read.
+        for path in ["/web", "/odoo/action-1", "/web/webclient/version_info"] {
+            assert!(!reads_body(&http::Method::POST, path), "{path}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -220,3 +220,33 @@ fn successes_refill_the_address_ceiling_but_not_one_login_s_bucket() {
     ));
     assert!(matches!(g.admit_login(a, None), Admission::Limited { .. }));
 }
+
+#[test]
+fn failed_object_calls_for_one_uid_share_one_budget_across_addresses() {
+    // Odoo checks (db, uid, password) on every execute_kw: guessing uid 2's
+    // password one call per address is held to per_login_failures like
+    // guessing a login's.
+    let dir = tempfile::tempdir().unwrap();
+    let g = Guard::open(
+        &cfg(r#"per_login_failures = { max = 2, within = "1h", delay = "1ms" }"#),
+        dir.path(),
+    )
+    .unwrap();
+    for (addr, route) in [
+        ("203.0.113.1", LoginRoute::XmlRpcCall),
+        ("203.0.113.2", LoginRoute::JsonRpcCall),
+    ] {
+        g.begin_check_as(ip(addr), route, None, Some("2"))
+            .unwrap()
+            .finish_answer(LoginOutcome::Failure, &http::HeaderMap::new());
+    }
+    assert!(matches!(
+        g.begin_check_as(ip("203.0.113.3"), LoginRoute::XmlRpcCall, None, Some("2")),
+        Err(Refused::LoginLocked)
+    ));
+    // Another uid has its own budget.
+    assert!(
+        g.begin_check_as(ip("203.0.113.3"), LoginRoute::XmlRpcCall, None, Some("7"))
+            .is_ok()
+    );
+}
