@@ -649,6 +649,11 @@ fn text_joined_across_cdata_past_a_few_times_the_body_is_uncertain() {
     let body = auth_call("<methodName>authenticate</methodName>")
         .replace(">wrong<", &format!(">{pieces}<"));
     assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+    // CDATA sections alone join the same way, each by its content.
+    let pieces = "<![CDATA[xxxxxxxxxxxx]]>".repeat(1_000);
+    let body = auth_call("<methodName>authenticate</methodName>")
+        .replace(">wrong<", &format!(">{pieces}<"));
+    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
     // A long password around one CDATA section is read.
     let pw = "x".repeat(64 * 1024);
     let body = auth_call("<methodName>authenticate</methodName>")

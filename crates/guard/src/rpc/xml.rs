@@ -151,7 +151,8 @@ fn too_many_attributes(text: &str) -> bool {
                 } else if name.contains(&b':') {
                     return true;
                 }
-                (word, word_end, in_word) = (i + 1, i + 1, false);
+                // In well-formed XML a quote or a space follows, and the
+                // next name starts a new word.
             }
             b' ' | b'\t' | b'\r' | b'\n' => in_word = false,
             _ => {
