@@ -168,17 +168,17 @@ fn too_many_attributes(text: &str) -> bool {
 }
 
 /// Whether elements may nest deeper than [`MAX_DEPTH`], or text be
-/// joined at more than [`Joins`]' budget. roxmltree's
-/// tokenizer recurses once per level: a few MiB of nested elements
-/// overflow the stack and abort the whole process, so this runs first and
-/// must never count fewer levels than roxmltree would build.
+/// joined past [`Joins`]' budget. roxmltree's tokenizer recurses once per
+/// level: a few MiB of nested elements overflow the stack and abort the
+/// whole process, so this runs first and must never count fewer levels
+/// than roxmltree would build.
 ///
 /// Hand-written because no library lexes only what changes the depth
 /// without itself building the tree: start tags (to their `>` outside
 /// quotes; `/>` closes them again), end tags, and the markup whose
 /// content is not markup (comments, CDATA, processing instructions),
-/// skipped whole so a `</a>` or `/>` inside them ends
-/// nothing. `>` and `/>` in text are text. Unterminated markup, which
+/// skipped whole so a `</a>` or `/>` inside them ends nothing. `>` and
+/// `/>` in text are text. Unterminated markup, which
 /// roxmltree refuses anyway, is answered "too deep" (uncertain).
 fn too_deep_or_joined(text: &str) -> bool {
     let b = text.as_bytes();
@@ -194,9 +194,10 @@ fn too_deep_or_joined(text: &str) -> bool {
                 .position(|w| w == close)
                 .map(|e| open + e + close.len())
         };
+        let cdata = rest.starts_with(b"<![CDATA[");
         let len = if rest.starts_with(b"<!--") {
             through(4, b"-->")
-        } else if rest.starts_with(b"<![CDATA[") {
+        } else if cdata {
             through(9, b"]]>")
         } else if rest.starts_with(b"<?") {
             through(2, b"?>")
@@ -220,7 +221,7 @@ fn too_deep_or_joined(text: &str) -> bool {
         if at > 0 {
             joins.piece(at);
         }
-        if rest.starts_with(b"<![CDATA[") {
+        if cdata {
             joins.piece(len - b"<![CDATA[]]>".len());
         } else {
             joins.end();
