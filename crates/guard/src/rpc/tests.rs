@@ -23,6 +23,28 @@ fn auth_call(method_element: &str) -> String {
     )
 }
 
+/// The authenticate call with `password` in place of the wrong one.
+fn with_password(password: &str) -> String {
+    auth_call("<methodName>authenticate</methodName>").replace(">wrong<", &format!(">{password}<"))
+}
+
+/// The authenticate call whose methodName element carries `attrs`.
+fn method_with(attrs: &str) -> String {
+    auth_call(&format!("<methodName{attrs}>authenticate</methodName>"))
+}
+
+fn assert_authenticate(body: &str) {
+    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+}
+
+fn assert_uncertain(body: &str, what: &str) {
+    assert_eq!(
+        read(&common(), body.as_bytes()),
+        Reading::Uncertain,
+        "{what}"
+    );
+}
+
 #[test]
 fn xml_bypass_spellings_read_as_authenticate() {
     for element in [
@@ -432,8 +454,7 @@ fn a_long_password_is_still_a_login_and_text_nested_past_the_copy_budget_is_unce
     // xmlrpc.client reads a 64 KiB password as any other: the call is
     // still an authenticate, counted against the budgets.
     let pw = "x".repeat(64 * 1024);
-    let body =
-        auth_call("<methodName>authenticate</methodName>").replace(">wrong<", &format!(">{pw}<"));
+    let body = with_password(&pw);
     assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
     // The same text under 150 nested elements would be copied once per
     // level: past a few times the body's size it is not read (uncertain,
@@ -469,8 +490,7 @@ fn equals_signs_in_text_are_not_attributes() {
     // Only '=' inside a tag counts towards the attribute limit: a password
     // full of them is still an authenticate call.
     let pw = "a=b".repeat(50_000);
-    let body =
-        auth_call("<methodName>authenticate</methodName>").replace(">wrong<", &format!(">{pw}<"));
+    let body = with_password(&pw);
     assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
 }
 
@@ -484,21 +504,11 @@ fn nested(levels: usize, each: &str, inner: &str) -> String {
 
 #[test]
 fn nesting_is_followed_to_200_levels_and_no_deeper() {
-    let read_as_authenticate = |body: String| {
-        assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
-    };
-    let uncertain = |body: String| {
-        assert_eq!(
-            read(&common(), body.as_bytes()),
-            Reading::Uncertain,
-            "{body}"
-        );
-    };
     // The methodCall is level 1: its 199-deep nest reaches level 200.
-    read_as_authenticate(nested(199, "<a>", ""));
-    read_as_authenticate(nested(198, "<a>", "<b/>"));
-    uncertain(nested(200, "<a>", ""));
-    uncertain(nested(199, "<a>", "<b/>"));
+    assert_authenticate(&nested(199, "<a>", ""));
+    assert_authenticate(&nested(198, "<a>", "<b/>"));
+    assert_uncertain(&nested(200, "<a>", ""), "200 nested under the methodCall");
+    assert_uncertain(&nested(199, "<a>", "<b/>"), "an empty element at 201");
     // What looks like tags inside comments, CDATA and processing
     // instructions opens nothing: 250 of them before the nest.
     for markup in ["<!--<b>-->", "<![CDATA[<b>]]>", "<?pi <b>?>"] {
@@ -506,7 +516,7 @@ fn nesting_is_followed_to_200_levels_and_no_deeper() {
             "</methodName>",
             &format!("</methodName>{}", markup.repeat(250)),
         );
-        read_as_authenticate(body);
+        assert_authenticate(&body);
     }
 }
 
@@ -528,38 +538,21 @@ fn nothing_that_looks_like_an_end_hides_nesting() {
         "<a><?pi </a>?>",
     ] {
         for levels in [200, 300_000] {
-            let body = nested(levels, each, "");
-            assert_eq!(
-                read(&common(), body.as_bytes()),
-                Reading::Uncertain,
-                "{levels} × {each}"
-            );
+            assert_uncertain(&nested(levels, each, ""), &format!("{levels} × {each}"));
         }
     }
 }
+
 #[test]
 fn attributes_are_counted_to_256_and_quoted_equals_are_not() {
     let attrs = |n: usize| -> String { (0..n).map(|i| format!(" a{i}=\"x\"")).collect() };
-    let body = auth_call(&format!(
-        "<methodName{}>authenticate</methodName>",
-        attrs(256)
-    ));
-    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
-    let body = auth_call(&format!(
-        "<methodName{}>authenticate</methodName>",
-        attrs(257)
-    ));
-    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
+    assert_authenticate(&method_with(&attrs(256)));
+    assert_uncertain(&method_with(&attrs(257)), "257 attributes");
     // One attribute whose value is 300 '=' (either quote, the other one
     // inside it) is one attribute.
     let eq = "=".repeat(300);
     for value in [format!("\"'{eq}\""), format!("'\"{eq}'")] {
-        let body = auth_call(&format!("<methodName x={value}>authenticate</methodName>"));
-        assert_eq!(
-            xml_method(body.as_bytes()).as_deref(),
-            Some("authenticate"),
-            "{value}"
-        );
+        assert_authenticate(&method_with(&format!(" x={value}")));
     }
 }
 
@@ -603,7 +596,7 @@ fn namespace_declarations_past_16_are_uncertain() {
         })
         .collect();
     let body = auth_call(&format!("<methodName>authenticate</methodName>{spread}"));
-    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
+    assert_uncertain(&body, "17 declarations spread over elements");
     // Not in text or in a value.
     let text = "xmlns:a='x' ".repeat(100);
     let body = auth_call(&format!(
@@ -620,14 +613,7 @@ fn a_prefixed_attribute_is_uncertain() {
     // 256 attributes in it took 0.8 s for a 128 KiB body (an hour at
     // 8 MiB). No XML-RPC element has attributes, let alone prefixed ones.
     for attr in ["p:a='1'", "p:a = '1'", "xml:lang='en'", "p:xmlns='urn:y'"] {
-        let body = auth_call(&format!(
-            "<methodName xmlns:p='urn:x' {attr}>authenticate</methodName>"
-        ));
-        assert_eq!(
-            read(&common(), body.as_bytes()),
-            Reading::Uncertain,
-            "{attr}"
-        );
+        assert_uncertain(&method_with(&format!(" xmlns:p='urn:x' {attr}")), attr);
     }
     // A prefixed element name is not an attribute.
     let body = auth_call("<p:methodName xmlns:p='urn:x' a='p:b'>authenticate</p:methodName>");
@@ -640,23 +626,18 @@ fn text_joined_across_cdata_past_a_few_times_the_body_is_uncertain() {
     // node, copying what it has so far at each piece: 4 MiB of
     // 'x<![CDATA[]]>' took 9 s. Past four times the body and a MiB it is
     // not read.
-    let pieces = "x<![CDATA[]]>".repeat(5_000);
-    let body = auth_call("<methodName>authenticate</methodName>")
-        .replace(">wrong<", &format!(">{pieces}<"));
-    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
+    assert_uncertain(
+        &with_password(&"x<![CDATA[]]>".repeat(5_000)),
+        "text and CDATA",
+    );
     // A comment or a tag between the pieces starts a new node: no copy.
-    let pieces = "x<![CDATA[]]><!---->".repeat(5_000);
-    let body = auth_call("<methodName>authenticate</methodName>")
-        .replace(">wrong<", &format!(">{pieces}<"));
-    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+    assert_authenticate(&with_password(&"x<![CDATA[]]><!---->".repeat(5_000)));
     // CDATA sections alone join the same way, each by its content.
-    let pieces = "<![CDATA[xxxxxxxxxxxx]]>".repeat(1_000);
-    let body = auth_call("<methodName>authenticate</methodName>")
-        .replace(">wrong<", &format!(">{pieces}<"));
-    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
+    assert_uncertain(
+        &with_password(&"<![CDATA[xxxxxxxxxxxx]]>".repeat(1_000)),
+        "CDATA alone",
+    );
     // A long password around one CDATA section is read.
     let pw = "x".repeat(64 * 1024);
-    let body = auth_call("<methodName>authenticate</methodName>")
-        .replace(">wrong<", &format!(">{pw}<![CDATA[y]]>{pw}<"));
-    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+    assert_authenticate(&with_password(&format!("{pw}<![CDATA[y]]>{pw}")));
 }
