@@ -22,7 +22,12 @@ const READ_CHUNK: usize = 64 * 1024;
 pub(super) async fn watch(shared: &Shared, limit: Duration, on_stall: Box<dyn FnOnce() + Send>) {
     let step = (limit / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
     loop {
-        tokio::time::sleep(step).await;
+        // A tick, or the client side ending (permits are kept, so an end
+        // before this wait is not missed).
+        tokio::select! {
+            _ = tokio::time::sleep(step) => {}
+            _ = shared.to_watch.notified() => {}
+        }
         let s = shared.lock();
         if s.gone || (s.segs.is_empty() && s.end.is_some() && s.handed_at.is_none()) {
             return;

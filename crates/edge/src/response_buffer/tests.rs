@@ -216,3 +216,38 @@ async fn answers_a_client_never_reads_are_bounded_by_its_memory_share() {
     assert_eq!(spool.memory.used(), 0, "memory given back");
     std::fs::remove_dir_all(d).unwrap();
 }
+
+/// A finished answer's task must end with it, not at the send-deadline
+/// watch's next tick (up to 5 s later): at thousands of answers a second,
+/// finished tasks waiting for their tick held tens of MB.
+#[tokio::test]
+async fn the_buffer_task_ends_when_the_client_has_its_answer() {
+    let (spool, dir) = spool();
+    let pool = Pool::new(&["a:1".into()], 1, 1, Duration::from_millis(10));
+    let lease = pool.acquire(C).await.unwrap();
+    let settings = Settings {
+        client: C,
+        upstream_idle: Duration::from_secs(5),
+        // The watch ticks every 5 s at this deadline.
+        send_timeout: Duration::from_secs(3600),
+        read_away: false,
+    };
+    // The task owns `on_stall` until it ends: its drop closes `ended`.
+    let (task_alive, mut ended) = tokio::sync::oneshot::channel::<()>();
+    let on_stall = Box::new(move || drop(task_alive));
+    let body = buffer(
+        odoo(b"<html>login</html>"),
+        lease,
+        spool,
+        settings,
+        on_stall,
+    );
+    let got = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&got[..], b"<html>login</html>");
+    let ended_in_time = tokio::time::timeout(Duration::from_secs(2), &mut ended).await;
+    assert!(
+        ended_in_time.is_ok(),
+        "the task outlived its answer (waiting for the watch's 5 s tick)"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
