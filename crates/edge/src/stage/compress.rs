@@ -166,6 +166,21 @@ impl http_body::Body for OneShotGzip {
             }
         }
     }
+
+    /// After its one frame: so HTTP/2 ends the stream on that DATA frame
+    /// and HTTP/1.1 writes the last chunk with the chunk before it, rather
+    /// than asking again for an empty end.
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        if self.done {
+            http_body::SizeHint::with_exact(0)
+        } else {
+            http_body::SizeHint::default()
+        }
+    }
 }
 
 /// gzip (RFC 1952) of `input` at level 1, with the thread's compressor.
@@ -250,6 +265,28 @@ mod tests {
             .read_to_end(&mut empty)
             .unwrap();
         assert!(empty.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_one_shot_answer_says_it_ended_with_its_one_frame() {
+        use http_body::Body as _;
+        let page = "<p>Odoo login page</p>\n".repeat(200);
+        let mut res = Response::new(crate::body::full(page.clone()));
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        res.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
+        let mut body = apply(res, Some(Encoding::Gzip), false).into_body();
+        assert!(!body.is_end_stream(), "nothing sent yet");
+        let gz = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        // HTTP/2 puts END_STREAM on this DATA frame; no empty frame follows.
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
+            .unwrap();
+        assert_eq!(back, page);
+        assert!(body.frame().await.is_none());
     }
 
     #[test]
