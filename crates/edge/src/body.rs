@@ -38,6 +38,75 @@ where
     b.map_err(Into::into).boxed_unsync()
 }
 
+/// `res` with its body's first frame already in hand, so that hyper finds
+/// it ready when it writes the head: head and bytes leave in one write
+/// (one TLS record, one syscall; one flush for an HTTP/2 stream's HEADERS
+/// and DATA) instead of the head alone while the answer's task is still
+/// moving Odoo's bytes. The wait is the body's own: an answer from Odoo
+/// ends with an error when Odoo is silent for the site's timeout.
+pub async fn primed(res: http::Response<Body>) -> http::Response<Body> {
+    if res.body().is_end_stream() {
+        return res;
+    }
+    let (parts, mut body) = res.into_parts();
+    let first = body.frame().await;
+    let ended = first.is_none();
+    let primed = Primed {
+        first,
+        ended,
+        rest: body,
+    };
+    http::Response::from_parts(parts, primed.boxed_unsync())
+}
+
+/// A body whose first frame was taken early ([`primed`]).
+struct Primed {
+    first: Option<Result<Frame<Bytes>, BoxError>>,
+    /// The body ended before any frame.
+    ended: bool,
+    rest: Body,
+}
+
+impl HttpBody for Primed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(first));
+        }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && (self.ended || self.rest.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.ended && self.first.is_none() {
+            return SizeHint::with_exact(0);
+        }
+        let rest = self.rest.size_hint();
+        let held = match &self.first {
+            Some(Ok(f)) => f.data_ref().map_or(0, |d| d.len() as u64),
+            _ => 0,
+        };
+        // Upper first: SizeHint refuses a lower bound above the upper one.
+        let mut hint = SizeHint::new();
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + held);
+        }
+        hint.set_lower(rest.lower() + held);
+        hint
+    }
+}
+
 /// The request body went over `max_body`.
 #[derive(Debug)]
 pub struct BodyTooLarge(pub u64);
@@ -292,5 +361,71 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> Body {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = parts
+            .iter()
+            .map(|p| Ok(Frame::data(Bytes::from_static(p))))
+            .collect();
+        boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+    }
+
+    #[tokio::test]
+    async fn a_primed_answer_keeps_its_bytes_their_order_and_its_length() {
+        let mut res = http::Response::new(chunks(&[b"<html>", b"login", b"</html>"]));
+        assert_eq!(res.body().size_hint().exact(), None);
+        res = primed(res).await;
+        // Still of unknown length (HTTP/1.1 chunks it), at least what is held.
+        assert_eq!(res.body().size_hint().exact(), None);
+        assert_eq!(res.body().size_hint().lower(), 6);
+        assert!(
+            !res.body().is_end_stream(),
+            "the held frame is still to send"
+        );
+        let got = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], b"<html>login</html>");
+    }
+
+    #[tokio::test]
+    async fn a_primed_answer_of_known_length_still_says_its_length() {
+        let mut res = http::Response::new(full(&b"0123456789"[..]));
+        // Full says it is not at its end until its one frame is taken.
+        assert_eq!(res.body().size_hint().exact(), Some(10));
+        res = primed(res).await;
+        assert_eq!(res.body().size_hint().exact(), Some(10));
+        let mut body = res.into_body();
+        let f = body.frame().await.unwrap().unwrap();
+        assert_eq!(f.into_data().unwrap(), "0123456789");
+        assert!(
+            body.is_end_stream(),
+            "nothing left: the end goes with the bytes"
+        );
+        assert_eq!(body.size_hint().exact(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn an_error_before_the_first_byte_still_reaches_the_client_side() {
+        let failing: Vec<Result<Frame<Bytes>, BoxError>> = vec![Err("Odoo went silent".into())];
+        let res = http::Response::new(boxed(http_body_util::StreamBody::new(
+            futures_util::stream::iter(failing),
+        )));
+        let mut body = primed(res).await.into_body();
+        let e = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(e.to_string(), "Odoo went silent");
+    }
+
+    #[tokio::test]
+    async fn an_answer_already_at_its_end_is_not_polled() {
+        let res = primed(http::Response::new(empty())).await;
+        assert!(res.body().is_end_stream());
+        assert_eq!(res.body().size_hint().exact(), Some(0));
     }
 }

@@ -12,7 +12,7 @@
 //!  5 route    database manager (blocked unless allowed) · websocket · static · internal · Odoo
 //!  6 upstream body received whole, hop-by-hop stripped, X-Forwarded-* set, a fair-queued slot on a capped pool
 //!  7a cache   a cacheable miss's answer kept when Odoo marked it public and long-lived
-//!  7 response Odoo's answer read at Odoo's pace (slot freed then), X-Accel-Redirect, hop-by-hop, cookies, security headers, Server, compression
+//!  7 response Odoo's answer read at Odoo's pace (slot freed then), X-Accel-Redirect, hop-by-hop, cookies, security headers, Server, compression; its first bytes sent with its head
 //!  8 login    outcome of login attempts fed back to the guard
 //!  9 log      access log line and metrics when the body is done
 //! ```
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use http::{Method, Request, Response, header};
+use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use rampart_guard::{self as guard, LoginAttempt};
 
@@ -103,6 +103,10 @@ pub async fn handle(
 
     res.headers_mut()
         .insert(request_id::NAME, ctx.request_id.clone());
+    // Odoo's answer leaves with its head: one write, not two.
+    if ctx.upstream.is_some() && res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        res = crate::body::primed(res).await;
+    }
 
     // 9 log
     let (log, activity) = (shared.access_log.clone(), conn.activity.clone());
