@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, header};
 use hyper::body::Incoming;
 use rampart_guard::{self as guard, LoginAttempt};
 
@@ -103,8 +103,9 @@ pub async fn handle(
 
     res.headers_mut()
         .insert(request_id::NAME, ctx.request_id.clone());
-    // Odoo's answer leaves with its head: one write, not two.
-    if ctx.upstream.is_some() && res.status() != StatusCode::SWITCHING_PROTOCOLS {
+    // Odoo's answer leaves with its head: one write, not two. (A tunnel's
+    // 101 has an empty body, which `primed` leaves alone.)
+    if ctx.upstream.is_some() {
         res = crate::body::primed(res).await;
     }
 
