@@ -18,6 +18,7 @@ pub mod body_memory;
 pub mod cache;
 pub mod config;
 pub mod conn_cap;
+mod deflate_fixed;
 pub mod encoding;
 pub mod error;
 pub mod files;

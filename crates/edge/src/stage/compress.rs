@@ -115,13 +115,11 @@ pub fn apply(
 }
 
 /// Bodies of known small length (Odoo's pages, JSON answers) are gzipped
-/// in one go by a per-thread compressor that is reset rather than rebuilt:
-/// setting up deflate's tables for every 12 KB page cost about as much as
-/// compressing it (profiled under the bench).
-/// libdeflate (whole-buffer, level 1) was measured against this on the
+/// in one go by `deflate_fixed` (why not zlib-rs: see there).
+/// libdeflate (whole-buffer, level 1) was measured against zlib-rs on the
 /// bench's 12.5 KB login page: 40-52 µs of CPU per page against zlib-rs's
 /// 33-45 µs, for a 22% smaller output (3,076 vs 3,961 bytes). Not worth a
-/// C dependency for more CPU per request; zlib-rs stays.
+/// C dependency for more CPU per request.
 const ONE_SHOT_MAX: u64 = 256 * 1024;
 
 pin_project_lite::pin_project! {
@@ -161,7 +159,9 @@ impl http_body::Body for OneShotGzip {
                 Some(Err(e)) => return std::task::Poll::Ready(Some(Err(e))),
                 None => {
                     *this.done = true;
-                    return std::task::Poll::Ready(Some(Ok(Frame::data(gzip_once(this.buf)))));
+                    return std::task::Poll::Ready(Some(Ok(Frame::data(
+                        crate::deflate_fixed::gzip(this.buf),
+                    ))));
                 }
             }
         }
@@ -181,36 +181,6 @@ impl http_body::Body for OneShotGzip {
             http_body::SizeHint::default()
         }
     }
-}
-
-/// gzip (RFC 1952) of `input` at level 1, with the thread's compressor.
-fn gzip_once(input: &[u8]) -> Bytes {
-    use flate2::{Compress, Compression, FlushCompress, Status};
-    thread_local! {
-        static DEFLATE: std::cell::RefCell<Compress> =
-            std::cell::RefCell::new(Compress::new(Compression::new(1), false));
-    }
-    let mut out = Vec::with_capacity(input.len() / 3 + 64);
-    // ID1 ID2, CM = deflate, no flags, no mtime, XFL 0, OS unknown.
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-    DEFLATE.with(|c| {
-        let mut c = c.borrow_mut();
-        c.reset();
-        loop {
-            out.reserve(input.len() / 4 + 256);
-            let done = c.total_in() as usize;
-            match c.compress_vec(&input[done..], &mut out, FlushCompress::Finish) {
-                Ok(Status::StreamEnd) => break,
-                Ok(_) => continue,
-                Err(e) => unreachable!("deflate of an in-memory buffer cannot fail: {e}"),
-            }
-        }
-    });
-    let mut crc = flate2::Crc::new();
-    crc.update(input);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&(input.len() as u32).to_le_bytes());
-    Bytes::from(out)
 }
 
 fn encoded<R: tokio::io::AsyncRead + Send + 'static>(r: R) -> Body {
@@ -252,7 +222,7 @@ mod tests {
             "<html><body>".to_string() + &"<p>Odoo login page</p>\n".repeat(500) + "</body></html>";
         for _ in 0..3 {
             // The same thread's compressor, reset each time.
-            let gz = gzip_once(page.as_bytes());
+            let gz = crate::deflate_fixed::gzip(page.as_bytes());
             assert!(gz.len() < page.len() / 4);
             let mut back = String::new();
             flate2::read::GzDecoder::new(&gz[..])
@@ -261,7 +231,7 @@ mod tests {
             assert_eq!(back, page);
         }
         let mut empty = Vec::new();
-        flate2::read::GzDecoder::new(&gzip_once(b"")[..])
+        flate2::read::GzDecoder::new(&crate::deflate_fixed::gzip(b"")[..])
             .read_to_end(&mut empty)
             .unwrap();
         assert!(empty.is_empty());
