@@ -68,16 +68,19 @@ impl FixedDeflate {
     pub(crate) fn deflate(&mut self, input: &[u8], out: &mut Vec<u8>) {
         assert!(u32::try_from(input.len()).is_ok(), "input past 4 GiB");
         let n = input.len();
-        // Worst case: every byte a 9-bit literal, plus the block's bits.
-        out.reserve(n + n / 8 + 16);
+        // Worst case: every byte a 9-bit literal (a match of four or more
+        // bytes never takes more bits than its literals would), the
+        // block's 10 bits, and 8 bytes of room for the writer's stores.
+        let start = out.len();
+        out.resize(start + n + n / 8 + 16, 0);
         let mut bits = BitWriter {
             acc: 0,
             count: 0,
-            out,
+            at: start,
+            out: &mut out[..],
         };
         bits.put(0b011, 3); // BFINAL = 1, BTYPE = 01 (fixed codes)
-        let word4 =
-            |i: usize| u32::from_le_bytes([input[i], input[i + 1], input[i + 2], input[i + 3]]);
+        let word4 = |i: usize| u32::from_le_bytes(input[i..i + 4].try_into().expect("4 bytes"));
         let mut pos = 0;
         while pos + 4 <= n {
             let here = word4(pos);
@@ -98,7 +101,8 @@ impl FixedDeflate {
             bits.put_packed(LITERAL[b as usize]);
         }
         bits.put(0, 7); // end of block: symbol 256, seven zero bits
-        bits.finish();
+        let end = bits.finish();
+        out.truncate(end);
     }
 }
 
@@ -120,11 +124,16 @@ fn common_prefix(a: &[u8], b: &[u8], max: usize) -> usize {
     len
 }
 
-/// Deflate's bits, least significant first, four bytes written at a time.
+/// Deflate's bits, least significant first. Each put stores all eight
+/// bytes of the accumulator and moves on by the whole bytes in it: no
+/// branch, no capacity check, at the price of 8 spare bytes at the end.
 struct BitWriter<'a> {
     acc: u64,
+    /// Bits in `acc` not yet behind `at` (0..=7 between puts).
     count: u32,
-    out: &'a mut Vec<u8>,
+    /// Where `acc`'s lowest byte goes.
+    at: usize,
+    out: &'a mut [u8],
 }
 
 impl BitWriter<'_> {
@@ -133,11 +142,11 @@ impl BitWriter<'_> {
     fn put(&mut self, bits: u64, n: u32) {
         self.acc |= bits << self.count;
         self.count += n;
-        if self.count >= 32 {
-            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
-            self.acc >>= 32;
-            self.count -= 32;
-        }
+        self.out[self.at..self.at + 8].copy_from_slice(&self.acc.to_le_bytes());
+        let whole = self.count / 8;
+        self.at += whole as usize;
+        self.acc >>= whole * 8;
+        self.count %= 8;
     }
 
     /// A table entry: the bits in the low 24, their count in the high 8.
@@ -165,10 +174,10 @@ impl BitWriter<'_> {
         self.put(u64::from(reversed(code, 5) | extra << 5), 5 + extra_bits);
     }
 
-    /// The last bits, padded to a byte.
-    fn finish(self) {
-        let bytes = self.count.div_ceil(8) as usize;
-        self.out.extend_from_slice(&self.acc.to_le_bytes()[..bytes]);
+    /// The end of the stream: the last bits padded to a byte (already
+    /// stored by the last put).
+    fn finish(self) -> usize {
+        self.at + self.count.div_ceil(8) as usize
     }
 }
 

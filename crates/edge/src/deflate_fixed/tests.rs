@@ -79,7 +79,7 @@ fn markup(rng: &mut Rng, len: usize) -> Vec<u8> {
 fn corpus(rng: &mut Rng, cases: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::with_capacity(cases);
     for _ in 0..cases {
-        let input = match rng.below(6) {
+        let input = match rng.below(7) {
             0 => {
                 let n = rng.below(3000);
                 random_bytes(rng, n)
@@ -115,6 +115,12 @@ fn corpus(rng: &mut Rng, cases: usize) -> Vec<Vec<u8>> {
                 let copy = v[start..start + len].to_vec();
                 v.extend(copy);
                 v
+            }
+            5 => {
+                // Only bytes with 9-bit codes, hardly a match: the
+                // longest output the writer must have room for.
+                let len = rng.below(20_000);
+                (0..len).map(|_| 144 + rng.below(112) as u8).collect()
             }
             _ => {
                 let n = rng.below(4);
