@@ -14,6 +14,7 @@ need_pkgs=()
 need() { # need PROGRAM PACKAGE: PROGRAM must be on PATH
   command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2")
 }
+need make make                           # build: jemalloc (the binary's allocator) is configured and made
 need pebble pebble                       # ACME: Debian's pebble, a real ACME CA ...
 need pebble-challtestsrv pebble          # ... and its DNS
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)  # audit and backups

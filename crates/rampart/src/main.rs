@@ -11,6 +11,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc rather than the libc's malloc: see Cargo.toml for the measure.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// `rampart --version`: the commit, build date and target come from
 /// build.rs; the TLS stack is fixed at build time.
 pub const VERSION: &str = concat!(
