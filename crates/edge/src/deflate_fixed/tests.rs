@@ -97,19 +97,15 @@ fn corpus(rng: &mut Rng, cases: usize) -> Vec<Vec<u8>> {
                 for _ in 0..rng.below(8) {
                     let b = rng.next_u64() as u8;
                     v.extend(std::iter::repeat_n(b, 1 + rng.below(700)));
-                    v.extend({
-                        let n = rng.below(5);
-                        random_bytes(rng, n)
-                    });
+                    let n = rng.below(5);
+                    v.extend(random_bytes(rng, n));
                 }
                 v
             }
             4 => {
                 // A block, then a copy of part of it, near the window's edge.
-                let mut v = {
-                    let n = WINDOW - 8 + rng.below(16);
-                    random_bytes(rng, n)
-                };
+                let n = WINDOW - 8 + rng.below(16);
+                let mut v = random_bytes(rng, n);
                 let start = rng.below(64);
                 let len = 1 + rng.below(600);
                 let copy = v[start..start + len].to_vec();

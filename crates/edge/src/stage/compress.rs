@@ -221,7 +221,7 @@ mod tests {
         let page =
             "<html><body>".to_string() + &"<p>Odoo login page</p>\n".repeat(500) + "</body></html>";
         for _ in 0..3 {
-            // The same thread's compressor, reset each time.
+            // The same thread's encoder, its table as the call before left it.
             let gz = crate::deflate_fixed::gzip(page.as_bytes());
             assert!(gz.len() < page.len() / 4);
             let mut back = String::new();
