@@ -74,7 +74,7 @@ pub fn apply(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|len| len <= ONE_SHOT_MAX);
+        .filter(|len| *len <= ONE_SHOT_MAX);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::ACCEPT_RANGES);
     parts.headers.insert(
@@ -94,10 +94,13 @@ pub fn apply(
     if head_request {
         return Response::from_parts(parts, crate::body::empty());
     }
-    if enc == Encoding::Gzip && small {
+    if enc == Encoding::Gzip
+        && let Some(len) = small
+    {
         let one_shot = OneShotGzip {
             inner: body,
-            buf: Vec::new(),
+            body: Collected::None,
+            len: len as usize,
             done: false,
         };
         return Response::from_parts(parts, one_shot.boxed_unsync());
@@ -126,8 +129,43 @@ pin_project_lite::pin_project! {
     struct OneShotGzip {
         #[pin]
         inner: Body,
-        buf: Vec<u8>,
+        body: Collected,
+        // The Content-Length: room for the whole body at its first piece.
+        len: usize,
         done: bool,
+    }
+}
+
+/// The body so far: a body that comes in one piece is compressed from
+/// that piece, not from a copy of it; pieces are joined into one buffer of
+/// the announced length (one copy, never regrown).
+enum Collected {
+    None,
+    One(Bytes),
+    Joined(Vec<u8>),
+}
+
+impl Collected {
+    fn add(&mut self, data: Bytes, len: usize) -> usize {
+        match self {
+            Collected::None => *self = Collected::One(data),
+            Collected::One(first) => {
+                let mut joined = Vec::with_capacity(len.max(first.len() + data.len()));
+                joined.extend_from_slice(first);
+                joined.extend_from_slice(&data);
+                *self = Collected::Joined(joined);
+            }
+            Collected::Joined(joined) => joined.extend_from_slice(&data),
+        }
+        self.bytes().len()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Collected::None => &[],
+            Collected::One(b) => b,
+            Collected::Joined(v) => v,
+        }
     }
 }
 
@@ -146,10 +184,11 @@ impl http_body::Body for OneShotGzip {
         loop {
             match std::task::ready!(this.inner.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        this.buf.extend_from_slice(&data);
+                    if let Ok(data) = frame.into_data()
+                        && !data.is_empty()
+                    {
                         // Content-Length said small; a body that lies is cut.
-                        if this.buf.len() as u64 > ONE_SHOT_MAX {
+                        if this.body.add(data, *this.len) as u64 > ONE_SHOT_MAX {
                             return std::task::Poll::Ready(Some(Err(
                                 "body longer than its Content-Length".into(),
                             )));
@@ -160,7 +199,7 @@ impl http_body::Body for OneShotGzip {
                 None => {
                     *this.done = true;
                     return std::task::Poll::Ready(Some(Ok(Frame::data(
-                        crate::deflate_fixed::gzip(this.buf),
+                        crate::deflate_fixed::gzip(this.body.bytes()),
                     ))));
                 }
             }
@@ -257,6 +296,62 @@ mod tests {
             .unwrap();
         assert_eq!(back, page);
         assert!(body.frame().await.is_none());
+    }
+
+    /// A page that comes in pieces (as Odoo's does, read by read), with an
+    /// empty piece among them, or a Content-Length below or above the
+    /// truth: the client gets the page, or an error when it outgrew the
+    /// one-shot limit; never a page cut short or padded.
+    #[tokio::test]
+    async fn a_one_shot_answer_in_pieces_is_the_whole_page() {
+        use http_body_util::{BodyExt as _, StreamBody};
+        let page = "<p>Odoo login page</p>\n".repeat(600);
+        let bytes = page.as_bytes();
+        let cases: [(&[usize], usize); 5] = [
+            (&[bytes.len()], bytes.len()),
+            (&[7_800, 0, 3_000], bytes.len()),
+            (&[1, 1, 5_000], bytes.len()),
+            (&[4_000], 2_000),
+            (&[4_000], ONE_SHOT_MAX as usize),
+        ];
+        for (cuts, announced) in cases {
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for &n in cuts {
+                pieces.push(Bytes::copy_from_slice(&bytes[at..at + n]));
+                at += n;
+            }
+            pieces.push(Bytes::copy_from_slice(&bytes[at..]));
+            let stream = futures_util::stream::iter(
+                pieces
+                    .into_iter()
+                    .map(|b| Ok::<_, BoxError>(http_body::Frame::data(b))),
+            );
+            let mut res = Response::new(StreamBody::new(stream).boxed_unsync());
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            res.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(announced));
+            let body = apply(res, Some(Encoding::Gzip), false).into_body();
+            let gz = body.collect().await.unwrap().to_bytes();
+            let mut back = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
+                .unwrap();
+            assert_eq!(back, page, "pieces {cuts:?}, Content-Length {announced}");
+        }
+        // More than the one-shot limit under a small Content-Length: cut.
+        let big = Bytes::from(vec![b'a'; ONE_SHOT_MAX as usize + 1]);
+        let stream = futures_util::stream::iter([
+            Ok::<_, BoxError>(http_body::Frame::data(big.slice(..10))),
+            Ok(http_body::Frame::data(big.slice(10..))),
+        ]);
+        let mut res = Response::new(StreamBody::new(stream).boxed_unsync());
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        res.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(2000));
+        let body = apply(res, Some(Encoding::Gzip), false).into_body();
+        assert!(body.collect().await.is_err());
     }
 
     #[test]
