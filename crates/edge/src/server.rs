@@ -440,7 +440,11 @@ async fn drive<I>(
     let service = service_fn(move |req| {
         let info = info.clone();
         let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(pipeline::handle(req, info, shared).await) }
+        // The request's future is ~6 KB; boxed once here, what hyper moves
+        // about (an HTTP/2 stream is spawned, then set in its task) is a
+        // pointer.
+        let handled = Box::pin(pipeline::handle(req, info, shared));
+        async move { Ok::<_, Infallible>(handled.await) }
     });
     let force = shared.force_close.clone();
     // The first request must start within header_timeout; later ones
