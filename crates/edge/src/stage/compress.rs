@@ -130,7 +130,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Body,
         body: Collected,
-        // The Content-Length: room for the whole body at its first piece.
+        // The Content-Length: the joined buffer's size, made once.
         len: usize,
         done: bool,
     }
