@@ -298,13 +298,30 @@ mod tests {
         assert!(body.frame().await.is_none());
     }
 
+    /// The body `apply` makes for a gzip client of an HTML answer that
+    /// arrives in `pieces` under a Content-Length of `announced`.
+    fn gzipped(pieces: Vec<Bytes>, announced: usize) -> Body {
+        use http_body_util::{BodyExt as _, StreamBody};
+        let stream = futures_util::stream::iter(
+            pieces
+                .into_iter()
+                .map(|b| Ok::<_, BoxError>(http_body::Frame::data(b))),
+        );
+        let mut res = Response::new(StreamBody::new(stream).boxed_unsync());
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        res.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(announced));
+        apply(res, Some(Encoding::Gzip), false).into_body()
+    }
+
     /// A page that comes in pieces (as Odoo's does, read by read), with an
     /// empty piece among them, or a Content-Length below or above the
     /// truth: the client gets the page, or an error when it outgrew the
     /// one-shot limit; never a page cut short or padded.
     #[tokio::test]
     async fn a_one_shot_answer_in_pieces_is_the_whole_page() {
-        use http_body_util::{BodyExt as _, StreamBody};
+        use http_body_util::BodyExt as _;
         let page = "<p>Odoo login page</p>\n".repeat(600);
         let bytes = page.as_bytes();
         let cases: [(&[usize], usize); 5] = [
@@ -322,18 +339,11 @@ mod tests {
                 at += n;
             }
             pieces.push(Bytes::copy_from_slice(&bytes[at..]));
-            let stream = futures_util::stream::iter(
-                pieces
-                    .into_iter()
-                    .map(|b| Ok::<_, BoxError>(http_body::Frame::data(b))),
-            );
-            let mut res = Response::new(StreamBody::new(stream).boxed_unsync());
-            res.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-            res.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(announced));
-            let body = apply(res, Some(Encoding::Gzip), false).into_body();
-            let gz = body.collect().await.unwrap().to_bytes();
+            let gz = gzipped(pieces, announced)
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes();
             let mut back = String::new();
             std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
                 .unwrap();
@@ -341,16 +351,7 @@ mod tests {
         }
         // More than the one-shot limit under a small Content-Length: cut.
         let big = Bytes::from(vec![b'a'; ONE_SHOT_MAX as usize + 1]);
-        let stream = futures_util::stream::iter([
-            Ok::<_, BoxError>(http_body::Frame::data(big.slice(..10))),
-            Ok(http_body::Frame::data(big.slice(10..))),
-        ]);
-        let mut res = Response::new(StreamBody::new(stream).boxed_unsync());
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-        res.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(2000));
-        let body = apply(res, Some(Encoding::Gzip), false).into_body();
+        let body = gzipped(vec![big.slice(..10), big.slice(10..)], 2000);
         assert!(body.collect().await.is_err());
     }
 
