@@ -12,15 +12,19 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${RAMPART_BIN:-$here/../target/release/rampart}
 state=${BENCH_STATE:-/tmp/bench-state}
-mkdir -p "$state/conf" "$state/rampart"
-conf=$state/conf/candidate-rampart.toml
+# BENCH_CONF, BENCH_RAMPART_STATE and BENCH_ADMIN_ADDR let bench/per-request
+# run two of these at once; BENCH_CONFIG_ONLY=1 writes the config, prints
+# its path and starts nothing.
+conf=${BENCH_CONF:-$state/conf/candidate-rampart.toml}
+rampart_state=${BENCH_RAMPART_STATE:-$state/rampart}
+mkdir -p "$(dirname "$conf")" "$rampart_state"
 cat > "$conf" <<TOML
-state_dir = "$state/rampart"
+state_dir = "$rampart_state"
 
 [listen]
 http = "${BENCH_HTTP_ADDR:-127.0.0.1:31080}"
 https = "${BENCH_HTTPS_ADDR:-127.0.0.1:31443}"
-admin = "127.0.0.1:31180"
+admin = "${BENCH_ADMIN_ADDR:-127.0.0.1:31180}"
 
 [log]
 access = "${BENCH_ACCESS_LOG:-$state/logs/candidate-access.log}"
@@ -44,4 +48,8 @@ content_security_policy = "${BENCH_CSP:-default-src 'self'}"
 # The bench upstream is nginx pretending to be Odoo; it has no /web/health.
 path = "/web/login"
 TOML
+if [[ ${BENCH_CONFIG_ONLY:-} == 1 ]]; then
+  echo "$conf"
+  exit 0
+fi
 exec "$bin" serve --config "$conf"

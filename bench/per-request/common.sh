@@ -1,6 +1,6 @@
-# Shared by cachegrind.sh and paired.sh: a Rampart config like
-# bench/candidate.sh's, on ports of its own (below 32768, the ephemeral
-# range, where Odoo-side connections' source ports would collide).
+# Shared by cachegrind.sh and paired.sh: bench/candidate.sh's config on
+# ports of their own (below 32768, the ephemeral range, where Odoo-side
+# connections' source ports would collide), the fake Odoo, a readiness wait.
 set -euo pipefail
 BENCH_STATE=${BENCH_STATE:-/tmp/bench-state}
 BENCH_DIR=${BENCH_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../../shared/bench" 2>/dev/null && pwd || true)}
@@ -8,32 +8,15 @@ WORK=${PER_REQUEST_STATE:-/tmp/rampart-per-request}
 [[ -s $BENCH_STATE/tls/odoo.test.crt ]] || { echo "no $BENCH_STATE/tls: run ../shared/bench/setup.sh first" >&2; exit 1; }
 mkdir -p "$WORK"
 
-# config NAME HTTPS_PORT ADMIN_PORT -> path of a rampart.toml
+# config NAME HTTPS_PORT ADMIN_PORT -> path of a rampart.toml: the shared
+# bench's candidate config (bench/candidate.sh), on these ports and with
+# its own state, so two can run at once.
 config() {
   local name=$1 port=$2 admin=$3
-  mkdir -p "$WORK/$name"
-  cat > "$WORK/$name.toml" <<TOML
-state_dir = "$WORK/$name"
-[listen]
-http = "127.0.0.1:$((port - 1))"
-https = "127.0.0.1:$port"
-admin = "127.0.0.1:$admin"
-[log]
-access = "$WORK/$name-access.log"
-[guard]
-rate = { per_second = 1000000, burst = 1000000 }
-[[site]]
-hosts = ["odoo.test"]
-tls = { cert = "$BENCH_STATE/tls/odoo.test.crt", key = "$BENCH_STATE/tls/odoo.test.key" }
-odoo = ["127.0.0.1:18069"]
-websocket = ["127.0.0.1:18072"]
-addons_path = ["$BENCH_STATE/addons"]
-[site.headers]
-content_security_policy = "default-src 'self'"
-[site.health_check]
-path = "/web/login"
-TOML
-  echo "$WORK/$name.toml"
+  BENCH_CONFIG_ONLY=1 BENCH_STATE="$BENCH_STATE" BENCH_CONF="$WORK/$name.toml" \
+    BENCH_RAMPART_STATE="$WORK/$name" BENCH_ACCESS_LOG="$WORK/$name-access.log" \
+    BENCH_HTTP_ADDR="127.0.0.1:$((port - 1))" BENCH_HTTPS_ADDR="127.0.0.1:$port" \
+    BENCH_ADMIN_ADDR="127.0.0.1:$admin" "$(dirname "${BASH_SOURCE[0]}")/../candidate.sh"
 }
 
 # The fake Odoo of the shared bench must be up.
