@@ -148,6 +148,14 @@ pub enum Lookup {
     Pass,
 }
 
+/// What [`Cache::lookup`] does next, decided under the lock.
+enum Step {
+    Hit(Arc<Entry>),
+    Wait(watch::Receiver<()>),
+    Disk,
+    Pass,
+}
+
 /// Held while one request fetches a key; dropping it wakes the waiters.
 pub struct FillGuard {
     cache: Arc<Cache>,
@@ -229,62 +237,71 @@ impl Cache {
     /// Finds `c.key` (in memory, then on disk); on a miss the first
     /// fillable request fetches it and the others wait for that fetch
     /// (bounded) and look again.
+    ///
+    /// Every decision is taken under one lock that also looks for the
+    /// entry: a fetch may end (entry kept, guard dropped) between two
+    /// looks, and a request that saw "no entry" then "no fetch" would
+    /// otherwise fetch a kept key again (CI 2026-12-03).
     pub async fn lookup(self: &Arc<Self>, c: &Candidate, cfg: &CacheConfig) -> Lookup {
         let site = SiteLabels {
             site: c.key.site.clone(),
         };
-        let mut waited = false;
+        let (mut waited, mut disk_tried) = (false, false);
         loop {
-            let unfetched = {
+            let step = {
                 let mut inner = self.inner.lock().unwrap();
-                if let Some(e) = inner.get(&c.key) {
-                    self.metrics.hits.get_or_create(&site).inc();
-                    self.metrics
-                        .saved_seconds
-                        .get_or_create(&site)
-                        .inc_by(e.upstream_time.as_secs_f64());
-                    return Lookup::Hit(e);
-                }
-                self.sync_gauges(&inner, &c.key.site);
-                !inner.filling.contains_key(&c.key)
-            };
-            if unfetched && let Some(e) = self.read_back(&c.key, cfg).await {
-                self.metrics.hits.get_or_create(&site).inc();
-                self.metrics
-                    .saved_seconds
-                    .get_or_create(&site)
-                    .inc_by(e.upstream_time.as_secs_f64());
-                return Lookup::Hit(e);
-            }
-            let wait = {
-                let mut inner = self.inner.lock().unwrap();
-                match inner.filling.get(&c.key) {
-                    Some(rx) if !waited => rx.clone(),
-                    Some(_) => {
-                        self.metrics.misses.get_or_create(&site).inc();
-                        return Lookup::Pass;
-                    }
-                    None if c.fill && !waited => {
-                        let (tx, rx) = watch::channel(());
-                        inner.filling.insert(c.key.clone(), rx);
-                        self.metrics.misses.get_or_create(&site).inc();
-                        return Lookup::Fill(FillGuard {
-                            cache: self.clone(),
-                            key: c.key.clone(),
-                            _done: tx,
-                        });
-                    }
+                match inner.get(&c.key) {
+                    Some(e) => Step::Hit(e),
                     None => {
-                        self.metrics.misses.get_or_create(&site).inc();
-                        return Lookup::Pass;
+                        self.sync_gauges(&inner, &c.key.site);
+                        match inner.filling.get(&c.key) {
+                            Some(rx) if !waited => Step::Wait(rx.clone()),
+                            Some(_) => Step::Pass,
+                            None if !disk_tried => Step::Disk,
+                            None if c.fill && !waited => {
+                                let (tx, rx) = watch::channel(());
+                                inner.filling.insert(c.key.clone(), rx);
+                                self.metrics.misses.get_or_create(&site).inc();
+                                return Lookup::Fill(FillGuard {
+                                    cache: self.clone(),
+                                    key: c.key.clone(),
+                                    _done: tx,
+                                });
+                            }
+                            None => Step::Pass,
+                        }
                     }
                 }
             };
-            let mut wait = wait;
-            // Ends when the fetching request's guard drops (the sender).
-            let _ = tokio::time::timeout(COALESCE_WAIT, wait.changed()).await;
-            waited = true;
+            match step {
+                Step::Hit(e) => return self.hit(&site, e),
+                Step::Pass => {
+                    self.metrics.misses.get_or_create(&site).inc();
+                    return Lookup::Pass;
+                }
+                Step::Disk => {
+                    disk_tried = true;
+                    if let Some(e) = self.read_back(&c.key, cfg).await {
+                        return self.hit(&site, e);
+                    }
+                }
+                Step::Wait(mut rx) => {
+                    // Ends when the fetching request's guard drops (the sender).
+                    let _ = tokio::time::timeout(COALESCE_WAIT, rx.changed()).await;
+                    waited = true;
+                }
+            }
         }
+    }
+
+    /// A hit, counted with the Odoo time it saved.
+    fn hit(&self, site: &SiteLabels, e: Arc<Entry>) -> Lookup {
+        self.metrics.hits.get_or_create(site).inc();
+        self.metrics
+            .saved_seconds
+            .get_or_create(site)
+            .inc_by(e.upstream_time.as_secs_f64());
+        Lookup::Hit(e)
     }
 
     /// Keeps an answer fetched under `guard`, evicting the least recently

@@ -134,3 +134,50 @@ async fn purge_by_site_and_prefix() {
     assert_eq!(cache.purge(None, ""), 1);
     assert_eq!(cache.stats()["sites"][0]["entries"], 0);
 }
+
+/// CI failure 2026-12-03: a request that found neither the entry nor a
+/// fetch under way, then (a moment later) no fetch either because it had
+/// just ended, started a second fetch of a key already kept. Many
+/// requests race for each of many keys on several threads; Odoo must be
+/// asked once per key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fetch_that_ends_while_another_request_looks_is_not_repeated() {
+    let cache = Arc::new(Cache::default());
+    for round in 0..300 {
+        let target = format!("/k{round}");
+        let fills = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (cache, target, fills) = (cache.clone(), target.clone(), fills.clone());
+            tasks.push(tokio::spawn(async move {
+                match cache.lookup(&cand(&target), &CacheConfig::default()).await {
+                    Lookup::Fill(g) => {
+                        fills.fetch_add(1, Ordering::Relaxed);
+                        let charge = cache.reserve("s", 4, &cfg(1 << 20)).unwrap();
+                        cache.insert(
+                            &g,
+                            &cfg(1 << 20),
+                            Bytes::from_static(b"body"),
+                            HeaderMap::new(),
+                            "\"e\"".into(),
+                            None,
+                            Duration::from_secs(60),
+                            Duration::ZERO,
+                            charge,
+                        );
+                    }
+                    Lookup::Hit(_) => {}
+                    Lookup::Pass => panic!("{target}: passed by a fill that kept its answer"),
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            fills.load(Ordering::Relaxed),
+            1,
+            "{target} fetched more than once"
+        );
+    }
+}
