@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use rampart_guard::{self as guard, LoginAttempt};
 
 use crate::body::{self, Body};
-use crate::headers::{forwarded, hop};
+use crate::headers::{detach, forwarded, hop};
 use crate::metrics::SiteLabels;
 use crate::refusal::Refusal;
 use crate::stage::login::login_outcome;
@@ -180,6 +180,9 @@ pub(crate) async fn proxy(
     site.meters.upstream_seconds.observe(waited.as_secs_f64());
 
     let (mut rparts, rbody) = res.into_parts();
+    // Before anything keeps them: hyper's read buffer must not live as
+    // long as this answer (`headers::detach`).
+    detach::detach(&mut rparts.headers);
 
     // 7 X-Accel-Redirect: the file instead of the (empty) body.
     if let Some(target) = accel::target(&rparts.headers) {
