@@ -136,6 +136,10 @@ pub struct Cache {
     pub metrics: CacheMetrics,
     /// The disk tier, when the state directory could hold one.
     disk: Option<Arc<disk::Disk>>,
+    /// Purges so far: an answer fetched (or read back from disk) while a
+    /// purge ran is served but not kept, so a purge is never undone by a
+    /// fill that started before it.
+    purges: Arc<AtomicU64>,
 }
 
 /// What a lookup found.
@@ -160,6 +164,8 @@ enum Step {
 pub struct FillGuard {
     cache: Arc<Cache>,
     key: Key,
+    /// `Cache::purges` when the fetch began.
+    purges: u64,
     _done: watch::Sender<()>,
 }
 
@@ -216,6 +222,7 @@ impl Cache {
             .clone()
             .filter(|d| cfg.disk.get() > 0 && d.contains(key))?;
         let k = key.clone();
+        let purges = self.purges.load(Ordering::SeqCst);
         let (meta, body) = tokio::task::spawn_blocking(move || disk.load(&k))
             .await
             .ok()??;
@@ -230,7 +237,9 @@ impl Cache {
             variants: variants::Variants::default(),
             charge,
         });
-        self.put(key, cfg, entry.clone());
+        if self.purges.load(Ordering::SeqCst) == purges {
+            self.put(key, cfg, entry.clone());
+        }
         Some(entry)
     }
 
@@ -265,6 +274,7 @@ impl Cache {
                                 return Lookup::Fill(FillGuard {
                                     cache: self.clone(),
                                     key: c.key.clone(),
+                                    purges: self.purges.load(Ordering::SeqCst),
                                     _done: tx,
                                 });
                             }
@@ -330,6 +340,10 @@ impl Cache {
             variants: variants::Variants::default(),
             charge,
         });
+        if self.purges.load(Ordering::SeqCst) != guard.purges {
+            tracing::debug!(target = %guard.key.target, "not cached: purged while it was fetched");
+            return entry;
+        }
         self.put(&guard.key, cfg, entry.clone());
         if let Some(disk) = self.disk.clone().filter(|_| cfg.disk.get() > 0) {
             let meta = disk::Meta {
@@ -353,9 +367,19 @@ impl Cache {
                 body_sha256: disk::sha256_hex(&entry.body),
             };
             let (body, max) = (entry.body.clone(), cfg.disk.get());
+            let (purges, since) = (self.purges.clone(), guard.purges);
+            let key = guard.key.clone();
             tokio::task::spawn_blocking(move || {
+                if purges.load(Ordering::SeqCst) != since {
+                    return;
+                }
                 if let Err(e) = disk.store(&meta, &body, max) {
                     tracing::warn!(target = %meta.target, error = %e, "cache: cannot write a disk entry");
+                }
+                // A purge that listed the disk before this file was there
+                // counted on it not being written.
+                if purges.load(Ordering::SeqCst) != since {
+                    disk.remove(&key);
                 }
             });
         }
@@ -418,6 +442,8 @@ impl Cache {
     /// Drops the entries of `site` (all sites when `None`) whose target
     /// starts with `prefix`; returns how many.
     pub fn purge(&self, site: Option<&str>, prefix: &str) -> usize {
+        // First: fills under way from here on are not kept.
+        self.purges.fetch_add(1, Ordering::SeqCst);
         let mut on_disk: std::collections::HashSet<Key> = std::collections::HashSet::new();
         if let Some(disk) = &self.disk {
             for k in disk.keys(site, prefix) {

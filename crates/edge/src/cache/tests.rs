@@ -37,6 +37,22 @@ async fn put(cache: &Arc<Cache>, target: &str, len: usize, max: u64) {
     );
 }
 
+/// Keeps a 4-byte answer under `g`.
+fn fill_body(cache: &Arc<Cache>, g: &FillGuard, cfg: &CacheConfig) {
+    let charge = cache.reserve("s", 4, cfg).unwrap();
+    cache.insert(
+        g,
+        cfg,
+        Bytes::from_static(b"body"),
+        HeaderMap::new(),
+        "\"e\"".into(),
+        None,
+        Duration::from_secs(60),
+        Duration::ZERO,
+        charge,
+    );
+}
+
 #[tokio::test]
 async fn bounded_by_bytes_least_recently_used_first() {
     let cache = Arc::new(Cache::default());
@@ -87,18 +103,7 @@ async fn one_fetch_at_a_time_per_key() {
         !waiter.is_finished(),
         "the second request waits for the first fetch"
     );
-    let charge = cache.reserve("s", 4, &cfg(1 << 20)).unwrap();
-    cache.insert(
-        &g,
-        &cfg(1 << 20),
-        Bytes::from_static(b"body"),
-        HeaderMap::new(),
-        "\"e\"".into(),
-        None,
-        Duration::from_secs(60),
-        Duration::ZERO,
-        charge,
-    );
+    fill_body(&cache, &g, &cfg(1 << 20));
     drop(g);
     assert!(
         waiter.await.unwrap(),
@@ -153,18 +158,7 @@ async fn a_fetch_that_ends_while_another_request_looks_is_not_repeated() {
                 match cache.lookup(&cand(&target), &CacheConfig::default()).await {
                     Lookup::Fill(g) => {
                         fills.fetch_add(1, Ordering::Relaxed);
-                        let charge = cache.reserve("s", 4, &cfg(1 << 20)).unwrap();
-                        cache.insert(
-                            &g,
-                            &cfg(1 << 20),
-                            Bytes::from_static(b"body"),
-                            HeaderMap::new(),
-                            "\"e\"".into(),
-                            None,
-                            Duration::from_secs(60),
-                            Duration::ZERO,
-                            charge,
-                        );
+                        fill_body(&cache, &g, &cfg(1 << 20));
                     }
                     Lookup::Hit(_) => {}
                     Lookup::Pass => panic!("{target}: passed by a fill that kept its answer"),
@@ -180,4 +174,51 @@ async fn a_fetch_that_ends_while_another_request_looks_is_not_repeated() {
             "{target} fetched more than once"
         );
     }
+}
+
+/// An administrator purges while a request is fetching the old answer
+/// from Odoo: that answer is served to its request but kept neither in
+/// memory nor on disk, so the purge holds. A fetch begun after it is kept.
+#[tokio::test]
+async fn a_purge_during_a_fetch_is_not_undone_by_it() {
+    let dir = std::env::temp_dir().join(format!(
+        "rampart-cache-purge-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let cache = Arc::new(Cache::with_disk(&dir).unwrap());
+    let cfg = CacheConfig {
+        max_memory: ByteSize(1 << 20),
+        disk: ByteSize(1 << 20),
+        ..CacheConfig::default()
+    };
+    let Lookup::Fill(g) = cache.lookup(&cand("/a"), &cfg).await else {
+        panic!("first is a fill");
+    };
+    assert_eq!(cache.purge(None, "/"), 0);
+    fill_body(&cache, &g, &cfg);
+    drop(g);
+    // Time for a disk write, had one been started.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let Lookup::Fill(g) = cache.lookup(&cand("/a"), &cfg).await else {
+        panic!("the answer fetched across the purge was kept");
+    };
+    fill_body(&cache, &g, &cfg);
+    drop(g);
+    assert!(matches!(
+        cache.lookup(&cand("/a"), &cfg).await,
+        Lookup::Hit(_)
+    ));
+    // On disk too: a cache opened on the same directory (a restart) reads it back.
+    for _ in 0..100 {
+        if cache.stats()["sites"][0]["disk_entries"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cache.stats()["sites"][0]["disk_entries"], 1);
+    std::fs::remove_dir_all(dir).unwrap();
 }
