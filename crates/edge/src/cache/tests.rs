@@ -181,15 +181,8 @@ async fn a_fetch_that_ends_while_another_request_looks_is_not_repeated() {
 /// memory nor on disk, so the purge holds. A fetch begun after it is kept.
 #[tokio::test]
 async fn a_purge_during_a_fetch_is_not_undone_by_it() {
-    let dir = std::env::temp_dir().join(format!(
-        "rampart-cache-purge-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    let cache = Arc::new(Cache::with_disk(&dir).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(Cache::with_disk(dir.path()).unwrap());
     let cfg = CacheConfig {
         max_memory: ByteSize(1 << 20),
         disk: ByteSize(1 << 20),
@@ -220,5 +213,4 @@ async fn a_purge_during_a_fetch_is_not_undone_by_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(cache.stats()["sites"][0]["disk_entries"], 1);
-    std::fs::remove_dir_all(dir).unwrap();
 }
