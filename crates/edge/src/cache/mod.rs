@@ -237,9 +237,7 @@ impl Cache {
             variants: variants::Variants::default(),
             charge,
         });
-        if self.purges.load(Ordering::SeqCst) == purges {
-            self.put(key, cfg, entry.clone());
-        }
+        self.put(key, cfg, entry.clone(), purges);
         Some(entry)
     }
 
@@ -340,11 +338,10 @@ impl Cache {
             variants: variants::Variants::default(),
             charge,
         });
-        if self.purges.load(Ordering::SeqCst) != guard.purges {
+        if !self.put(&guard.key, cfg, entry.clone(), guard.purges) {
             tracing::debug!(target = %guard.key.target, "not cached: purged while it was fetched");
             return entry;
         }
-        self.put(&guard.key, cfg, entry.clone());
         if let Some(disk) = self.disk.clone().filter(|_| cfg.disk.get() > 0) {
             let meta = disk::Meta {
                 site: guard.key.site.clone(),
@@ -387,9 +384,15 @@ impl Cache {
     }
 
     /// Puts `entry` in memory under `key`, evicting the site's least
-    /// recently used entries beyond `cfg.max_memory`.
-    fn put(&self, key: &Key, cfg: &CacheConfig, entry: Arc<Entry>) {
+    /// recently used entries beyond `cfg.max_memory`, unless a purge ran
+    /// since `since` (`Cache::purges` when the entry's fetch or read-back
+    /// began): decided under the lock the purge's sweep takes, so no purge
+    /// can finish between the check and the put. False when not kept.
+    fn put(&self, key: &Key, cfg: &CacheConfig, entry: Arc<Entry>, since: u64) -> bool {
         let mut inner = self.inner.lock().unwrap();
+        if self.purges.load(Ordering::SeqCst) != since {
+            return false;
+        }
         let tick = inner.next_tick();
         let site = inner.sites.entry(key.site.clone()).or_default();
         site.remove(key);
@@ -405,6 +408,7 @@ impl Cache {
             })
             .inc_by(evicted);
         self.sync_gauges(&inner, &key.site);
+        true
     }
 
     /// A compressed variant of `entry` for `enc`, made once (off the async
@@ -452,6 +456,10 @@ impl Cache {
             }
         }
         let mut inner = self.inner.lock().unwrap();
+        // Again, under the lock of the sweep: a read-back that began after
+        // the first count but loaded a file before its removal above is
+        // refused by `put` now.
+        self.purges.fetch_add(1, Ordering::SeqCst);
         let mut dropped = 0;
         let names: Vec<String> = inner.sites.keys().cloned().collect();
         for name in names {

@@ -214,3 +214,107 @@ async fn a_purge_during_a_fetch_is_not_undone_by_it() {
     }
     assert_eq!(cache.stats()["sites"][0]["disk_entries"], 1);
 }
+
+/// Red team of a7a7de8: `insert` checked the purge count, then took the
+/// lock to put; a purge that ran wholly between the two was undone by the
+/// fill. (Held lock handed over so the purge's sweep goes first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_between_a_fills_check_and_its_put_holds() {
+    for attempt in 0..20 {
+        let cache = Arc::new(Cache::default());
+        let Lookup::Fill(g) = cache.lookup(&cand("/a"), &CacheConfig::default()).await else {
+            panic!("fill");
+        };
+        let charge = cache.reserve("s", 4, &cfg(1 << 20)).unwrap();
+        // Stall `put` (and the purge's sweep) behind a held lock.
+        let held = cache.inner.lock().unwrap();
+        let c1 = cache.clone();
+        let filler = std::thread::spawn(move || {
+            c1.insert(
+                &g,
+                &cfg(1 << 20),
+                Bytes::from_static(b"body"),
+                HeaderMap::new(),
+                "\"e\"".into(),
+                None,
+                Duration::from_secs(60),
+                Duration::ZERO,
+                charge,
+            );
+            drop(g);
+        });
+        std::thread::sleep(Duration::from_millis(30)); // insert has checked the count
+        let c2 = cache.clone();
+        let purger = std::thread::spawn(move || c2.purge(None, "/"));
+        std::thread::sleep(Duration::from_millis(30)); // purge has counted itself
+        // Hand the lock over so the filler re-queues behind the purge.
+        drop(held);
+        let held = cache.inner.lock().unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        drop(held);
+        filler.join().unwrap();
+        purger.join().unwrap();
+        // The purge returned after the fill began: /a must not be kept.
+        assert!(
+            !matches!(
+                cache.lookup(&cand("/a"), &CacheConfig::default()).await,
+                Lookup::Hit(_)
+            ),
+            "attempt {attempt}: a fill begun before a finished purge is kept in memory"
+        );
+    }
+}
+
+/// Red team of a7a7de8: a purge counts itself before it removes disk
+/// files, so a read-back that took the count after that but read its file
+/// before the removal put the purged entry back in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_back_straddling_a_purge_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = CacheConfig {
+        max_memory: ByteSize(1 << 30),
+        disk: ByteSize(1 << 30),
+        ..CacheConfig::default()
+    };
+    {
+        let cache = Arc::new(Cache::with_disk(dir.path()).unwrap());
+        for i in 0..3000 {
+            let Lookup::Fill(g) = cache.lookup(&cand(&format!("/p/{i}")), &big).await else {
+                panic!()
+            };
+            fill_body(&cache, &g, &big);
+        }
+        while cache.stats()["sites"][0]["disk_entries"] != 3000 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // A restart: memory empty, disk full. Purge, and read every key back
+    // meanwhile; the read backs resume only after the purge returned.
+    let cache = Arc::new(Cache::with_disk(dir.path()).unwrap());
+    let keys: Vec<Key> = (0..3000).map(|i| cand(&format!("/p/{i}")).key).collect();
+    let c2 = cache.clone();
+    let purger = std::thread::spawn(move || c2.purge(None, "/"));
+    while cache.purges.load(Ordering::SeqCst) == 0 {}
+    let mut futs: Vec<_> = keys
+        .iter()
+        .map(|k| Box::pin(cache.read_back(k, &big)))
+        .collect();
+    let mut pending = Vec::new();
+    for mut f in futs.drain(..) {
+        if futures_util::poll!(f.as_mut()).is_pending() {
+            pending.push(f);
+        }
+    }
+    purger.join().unwrap();
+    let mut survived = 0;
+    for f in pending {
+        if f.await.is_some() {
+            survived += 1;
+        }
+    }
+    let kept = cache.stats()["sites"][0]["entries"].clone();
+    assert_eq!(
+        kept, 0,
+        "{survived} read back; purged entries kept in memory after the purge returned"
+    );
+}
