@@ -7,7 +7,9 @@ odoo/addons/base/controllers/rpc.py does) or `json` (the body decoded as
 werkzeug's get_data(as_text=True) does, json.loads, then
 dict(jsonrequest.get('params', {})) as JsonRPCDispatcher does). One JSON
 line out per case: {"call": false} when Odoo dispatches nothing, else
-{"call": true, "service": s, "method": m, "login": l}, each a string or null.
+{"call": true, "service": s, "method": m, "login": l}, each a string or null
+(JSON adds "model" and "plogin": params' own "model" and "login", as
+call_kw and /web/session/authenticate take them).
 Only the standard library: this is the reference, not a copy of Odoo.
 """
 import json
@@ -48,7 +50,9 @@ def read_json(body):
         return {"call": False}
     service, method = params.get("service"), params.get("method")
     return {"call": True, "service": text(service), "method": text(method),
-            "login": login_of(service, method, params.get("args", ()))}
+            "login": login_of(service, method, params.get("args", ())),
+            "model": text(params.get("model")),
+            "plogin": text(params.get("login"))}
 
 
 def main():

@@ -307,6 +307,28 @@ fn json_seed(rng: &mut Rng) -> String {
         ("method".into(), json_string(rng, method)),
         ("args".into(), args),
     ];
+    // call_kw's and /web/session/authenticate's own names, and values
+    // the guard skips (kwargs, context) shaped as clients send them.
+    if rng.chance(2) {
+        let model = *rng.pick(&["res.partner", "res.users", "ir.attachment"]);
+        let at = rng.below(entries.len() + 1);
+        entries.insert(at, ("model".into(), json_string(rng, model)));
+    }
+    if rng.chance(3) {
+        let at = rng.below(entries.len() + 1);
+        entries.insert(at, ("login".into(), json_string(rng, login)));
+    }
+    if rng.chance(3) {
+        let kwargs = rng
+            .pick(&[
+                r#"{"context":{"lang":"en_US","tz":"UTC"},"fields":["name"]}"#,
+                r#"[[1,2],[3,[4,{"a":null}]],true,false,1.5,-2]"#,
+                r#"{"model":"x","service":"db","args":["d","admin","x"]}"#,
+            ])
+            .to_string();
+        let at = rng.below(entries.len() + 1);
+        entries.insert(at, ("kwargs".into(), kwargs));
+    }
     if rng.chance(3) {
         let dup = rng.below(entries.len());
         let other = *rng.pick(JSON_SERVICES);
@@ -552,6 +574,9 @@ struct Oracle {
     service: Option<String>,
     method: Option<String>,
     login: Option<String>,
+    /// JSON only: params' own "model" and "login".
+    model: Option<String>,
+    plogin: Option<String>,
 }
 
 fn oracle(cases: &[Case]) -> Vec<Oracle> {
@@ -574,6 +599,8 @@ fn oracle(cases: &[Case]) -> Vec<Oracle> {
             service: s("service"),
             method: s("method"),
             login: s("login"),
+            model: s("model"),
+            plogin: s("plogin"),
         }
     })
     .collect()
@@ -624,6 +651,18 @@ fn rampart_reads_rpc_bodies_as_python_does() {
                     c.service == py.service && c.method == py.method && c.login == py.login
                 }
             };
+            // call_kw's model and method, /web/session/authenticate's
+            // login: the same where Python dispatches (or uncertain; no
+            // login name is always safe: the address's budget).
+            let agree = agree
+                && (case.kind != "json"
+                    || !py.call
+                    || (match rpc::model_call(&case.body) {
+                        Err(()) => true,
+                        Ok(None) => false,
+                        Ok(Some((model, method))) => model == py.model && method == py.method,
+                    } && rpc::authenticate_login(&case.body)
+                        .is_none_or(|l| Some(l) == py.plogin)));
             disagreements += usize::from(!agree);
             if !agree && bad.len() < 20 {
                 bad.push(format!(

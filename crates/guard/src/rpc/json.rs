@@ -3,17 +3,30 @@
 //!
 //! serde_json is strict JSON and Python's `json` is a superset (NaN,
 //! Infinity, numbers beyond f64, lone surrogates, unlimited depth): whatever
-//! serde_json refuses is [`Reading::Uncertain`]. Objects are read into an
-//! ordered list of pairs (not `serde_json::Value`) because `dict()` depends
-//! on key order: `dict([{"service": 1, "db": 2}])` is `{"service": "db"}`,
-//! a 2-key object being a pair of its keys, as a 2-character string is.
+//! serde_json refuses is [`Reading::Uncertain`]. `dict()` depends on key
+//! order: `dict([{"service": 1, "db": 2}])` is `{"service": "db"}`, a 2-key
+//! object being a pair of its keys, as a 2-character string is.
+//!
+//! Only what the guard reads is built: the four names (`service`, `method`,
+//! `model`, `login`) when they are strings and the first three items of
+//! `args`, last value winning as in a dict. Everything else is skipped with
+//! serde's `IgnoredAny`, which still checks that it is JSON. A tree of the
+//! whole body (as `serde_json::Value` or Python holds it) is ~30 times its
+//! bytes for small tokens (8 MB of `[1,1,...]` took 281 MB), while the
+//! inspect budget counts bytes; a skipped value costs nothing, and the args
+//! read whole are held to [`ARGS_NODES`] values.
 
-use std::collections::HashMap;
+use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::{Call, Credential, Reading};
+
+/// Most values built for the first three args (database, uid and
+/// password in every call Odoo 18 serves: three scalars). Past it the body
+/// is uncertain: a nest there is not what any client sends.
+pub const ARGS_NODES: usize = 1024;
 
 /// A JSON value as Python holds it after `json.loads`.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,29 +38,92 @@ enum Py {
     Str(String),
     List(Vec<Py>),
     /// Keys in first-insertion order, last value wins (Python's dict).
-    Dict(Vec<(Py, Py)>),
+    Dict(Vec<(String, Py)>),
+}
+
+/// What the guard reads of `dict(params)`: each key's last value.
+#[derive(Debug, Default)]
+struct Params {
+    service: Option<String>,
+    method: Option<String>,
+    model: Option<String>,
+    login: Option<String>,
+    /// The first three items iterating `args` yields (`*args`).
+    args: Vec<Py>,
+}
+
+/// A key of `params`, as far as the guard reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Key {
+    Service,
+    Method,
+    Model,
+    Login,
+    Args,
+    Other,
+}
+
+impl Key {
+    fn of(s: &str) -> Key {
+        match s {
+            "service" => Key::Service,
+            "method" => Key::Method,
+            "model" => Key::Model,
+            "login" => Key::Login,
+            "args" => Key::Args,
+            _ => Key::Other,
+        }
+    }
+}
+
+/// A value of `params` as far as its key needs it.
+enum Field {
+    /// The value when it is a string.
+    Text(Option<String>),
+    Args(Vec<Py>),
+    Skipped,
+}
+
+impl Field {
+    /// The value a key takes when it is the string `s` (a 2-key object's
+    /// second key).
+    fn of_str(key: Key, s: &str) -> Field {
+        match key {
+            Key::Other => Field::Skipped,
+            Key::Args => Field::Args(s.chars().take(3).map(|c| Py::Str(c.into())).collect()),
+            _ => Field::Text(Some(s.to_string())),
+        }
+    }
+}
+
+impl Params {
+    fn set(&mut self, key: Key, value: Field) {
+        match (key, value) {
+            (Key::Args, Field::Args(a)) => self.args = a,
+            (Key::Service, Field::Text(t)) => self.service = t,
+            (Key::Method, Field::Text(t)) => self.method = t,
+            (Key::Model, Field::Text(t)) => self.model = t,
+            (Key::Login, Field::Text(t)) => self.login = t,
+            _ => {}
+        }
+    }
 }
 
 /// `params` as Odoo's dispatcher builds it: `Err` when the body cannot be
 /// read with certainty, `Ok(None)` when Python raises before any dispatch.
-fn params_of(body: &[u8]) -> Result<Option<Vec<(Py, Py)>>, ()> {
+fn params_of(body: &[u8]) -> Result<Option<Params>, ()> {
     // werkzeug decodes with errors="replace"; a client that is not
     // sending UTF-8 is not one of ours.
     if std::str::from_utf8(body).is_err() {
         return Err(());
     }
-    let Ok(top) = serde_json::from_slice::<Py>(body) else {
-        return Err(());
-    };
-    // `jsonrequest.get(...)`: anything but an object raises.
-    let Py::Dict(top) = top else {
-        return Ok(None);
-    };
-    let params = top
-        .into_iter()
-        .find(|(k, _)| matches!(k, Py::Str(s) if s == "params"))
-        .map_or(Py::Dict(Vec::new()), |(_, v)| v);
-    Ok(dict(params))
+    let budget = Cell::new(ARGS_NODES);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let params = de
+        .deserialize_any(Top(&budget))
+        .map_err(|_| ())
+        .and_then(|p| de.end().map(|()| p).map_err(|_| ()))?;
+    Ok(params)
 }
 
 /// A model call's model and method (None where a value is not a string).
@@ -59,22 +135,12 @@ pub type ModelCall = (Option<String>, Option<String>);
 /// certainty; `Ok(None)` when Odoo dispatches nothing.
 #[allow(clippy::result_unit_err)]
 pub fn model_call(body: &[u8]) -> Result<Option<ModelCall>, ()> {
-    let Some(params) = params_of(body)? else {
-        return Ok(None);
-    };
-    let text = |k: &str| match get(&params, k) {
-        Some(Py::Str(s)) => Some(s.clone()),
-        _ => None,
-    };
-    Ok(Some((text("model"), text("method"))))
+    Ok(params_of(body)?.map(|p| (p.model, p.method)))
 }
 
 /// `/web/session/authenticate`'s `login` param, when it is a string.
 pub fn authenticate_login(body: &[u8]) -> Option<String> {
-    match get(&params_of(body).ok()??, "login") {
-        Some(Py::Str(s)) => Some(s.clone()),
-        _ => None,
-    }
+    params_of(body).ok()??.login
 }
 
 pub fn read(body: &[u8]) -> Reading {
@@ -83,16 +149,10 @@ pub fn read(body: &[u8]) -> Reading {
         Ok(None) => return Reading::NoCall,
         Ok(Some(p)) => p,
     };
-    let text = |k: &str| match get(&params, k) {
-        Some(Py::Str(s)) => Some(s.clone()),
-        _ => None,
-    };
-    let args = get(&params, "args")
-        .map(|a| iterate(a, 3).0)
-        .unwrap_or_default();
+    let args = params.args;
     let mut call = Call {
-        service: text("service"),
-        method: text("method"),
+        service: params.service,
+        method: params.method,
         login: None,
         credential: None,
         uid: None,
@@ -108,8 +168,7 @@ pub fn read(body: &[u8]) -> Reading {
     if call.is_object() && args.len() >= 3 {
         let mut c = b"json\0".to_vec();
         for a in &args[..3] {
-            c.extend_from_slice(format!("{a:?}").as_bytes());
-            c.push(0);
+            canonical(a, &mut c);
         }
         call.credential = Some(Credential(c));
         call.uid = Some(super::uid_name(match &args[1] {
@@ -118,6 +177,35 @@ pub fn read(body: &[u8]) -> Reading {
         }));
     }
     Reading::Call(call)
+}
+
+/// One spelling per value, its bytes once (a string's length before it,
+/// so no two values share one): what [`Credential`] hashes.
+fn canonical(v: &Py, out: &mut Vec<u8>) {
+    let text = |tag: u8, s: &str, out: &mut Vec<u8>| {
+        out.push(tag);
+        out.extend_from_slice(s.len().to_string().as_bytes());
+        out.push(b':');
+        out.extend_from_slice(s.as_bytes());
+    };
+    match v {
+        Py::None => out.push(b'n'),
+        Py::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+        Py::Int(s) => text(b'i', s, out),
+        Py::Float(s) => text(b'r', s, out),
+        Py::Str(s) => text(b's', s, out),
+        Py::List(items) => {
+            text(b'l', &items.len().to_string(), out);
+            items.iter().for_each(|i| canonical(i, out));
+        }
+        Py::Dict(pairs) => {
+            text(b'd', &pairs.len().to_string(), out);
+            for (k, v) in pairs {
+                text(b's', k, out);
+                canonical(v, out);
+            }
+        }
+    }
 }
 
 /// Longest JSON-RPC `id` string accepted: Odoo echoes the id before its
@@ -145,14 +233,10 @@ impl<'de> Visitor<'de> for TopIds<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if k == "id" {
-                let v = map.next_value::<serde_json::Value>()?;
-                self.0.set(match v {
-                    serde_json::Value::Null | serde_json::Value::Number(_) => true,
-                    serde_json::Value::String(s) => s.len() <= MAX_ID_LEN,
-                    _ => false,
-                });
+                // Read without building it: an id can be any JSON.
+                self.0.set(map.next_value_seed(read::IdSeed)?);
             } else {
-                map.next_value::<de::IgnoredAny>()?;
+                map.next_value::<IgnoredAny>()?;
             }
         }
         Ok(())
@@ -160,135 +244,5 @@ impl<'de> Visitor<'de> for TopIds<'_> {
     crate::accept_any_other_value!();
 }
 
-fn get<'a>(d: &'a [(Py, Py)], key: &str) -> Option<&'a Py> {
-    d.iter()
-        .find(|(k, _)| matches!(k, Py::Str(s) if s == key))
-        .map(|(_, v)| v)
-}
-
-/// The first `n` items iterating a value yields in Python (`*args`), and
-/// whether there are more; empty when it is not iterable. Only what is
-/// needed is built: a long string as `args` costs no more than a short one.
-fn iterate(v: &Py, n: usize) -> (Vec<Py>, bool) {
-    match v {
-        Py::List(items) => (items.iter().take(n).cloned().collect(), items.len() > n),
-        Py::Str(s) => {
-            let mut chars = s.chars();
-            let first = chars
-                .by_ref()
-                .take(n)
-                .map(|c| Py::Str(c.to_string()))
-                .collect();
-            (first, chars.next().is_some())
-        }
-        Py::Dict(pairs) => (
-            pairs.iter().take(n).map(|(k, _)| k.clone()).collect(),
-            pairs.len() > n,
-        ),
-        _ => (Vec::new(), false),
-    }
-}
-
-/// Python's `dict(v)`; None where it raises.
-fn dict(v: Py) -> Option<Vec<(Py, Py)>> {
-    let items = match v {
-        Py::Dict(d) => return Some(d),
-        Py::List(items) => items,
-        // Iterating a string yields 1-character strings: only "" works.
-        Py::Str(s) if s.is_empty() => return Some(Vec::new()),
-        _ => return None,
-    };
-    let mut pairs = Vec::with_capacity(items.len());
-    for item in items {
-        // Each element must be an iterable of exactly two.
-        let (pair, more) = match item {
-            Py::List(_) | Py::Str(_) | Py::Dict(_) => iterate(&item, 2),
-            _ => return None,
-        };
-        if more {
-            return None;
-        }
-        let [k, v]: [Py; 2] = pair.try_into().ok()?;
-        if matches!(k, Py::List(_) | Py::Dict(_)) {
-            return None; // unhashable
-        }
-        pairs.push((k, v));
-    }
-    Some(dedup(pairs))
-}
-
-/// Last value wins, at the key's first position. Non-string keys never
-/// equal a string key, which is all that is looked up, so numbers are
-/// compared by spelling only for determinism.
-fn dedup(pairs: Vec<(Py, Py)>) -> Vec<(Py, Py)> {
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut out: Vec<(Py, Py)> = Vec::with_capacity(pairs.len());
-    for (k, v) in pairs {
-        let id = match &k {
-            Py::Str(s) => format!("s{s}"),
-            other => format!("o{other:?}"),
-        };
-        match index.get(&id) {
-            Some(&i) => out[i].1 = v,
-            None => {
-                index.insert(id, out.len());
-                out.push((k, v));
-            }
-        }
-    }
-    out
-}
-
-impl<'de> serde::Deserialize<'de> for Py {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Py, D::Error> {
-        d.deserialize_any(PyVisitor)
-    }
-}
-
-struct PyVisitor;
-
-impl<'de> Visitor<'de> for PyVisitor {
-    type Value = Py;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Py, E> {
-        Ok(Py::None)
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Py, E> {
-        Ok(Py::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Py, E> {
-        Ok(Py::Int(v.to_string()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Py, E> {
-        Ok(Py::Int(v.to_string()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Py, E> {
-        Ok(Py::Float(v.to_string()))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Py, E> {
-        Ok(Py::Str(v.to_string()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Py, E> {
-        Ok(Py::Str(v))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Py, A::Error> {
-        let mut items = Vec::new();
-        while let Some(v) = seq.next_element::<Py>()? {
-            items.push(v);
-        }
-        // A list of one grows room for four: 128 bytes per '[' of a nest.
-        items.shrink_to_fit();
-        Ok(Py::List(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Py, A::Error> {
-        let mut pairs = Vec::new();
-        while let Some(k) = map.next_key::<String>()? {
-            let v = map.next_value::<Py>()?;
-            pairs.push((Py::Str(k), v));
-        }
-        Ok(Py::Dict(dedup(pairs)))
-    }
-}
+mod read;
+use read::Top;

@@ -224,8 +224,9 @@ fn json_python_extensions_are_uncertain() {
     for b in [
         r#"{"params":{"service":"db","x":NaN}}"#,
         r#"{"params":{"service":"db","x":Infinity}}"#,
-        r#"{"params":{"service":"db","x":1e400}}"#,
-        r#"{"params":{"service":"db","x":"\ud800"}}"#,
+        r#"{"params":{"service":"db","args":[1e400]}}"#,
+        r#"{"params":{"service":"db","method":"\ud800"}}"#,
+        r#"{"params":{"service":"db","\ud800":1}}"#,
         "\u{feff}{\"params\":{\"service\":\"db\"}}",
         r#"{"params":{"service":"db""#,
     ] {
@@ -235,6 +236,15 @@ fn json_python_extensions_are_uncertain() {
         read(&Endpoint::JsonRpc, b"{\"params\":\"\xff\"}"),
         Reading::Uncertain
     );
+    // In a value the guard skips, what Python takes and serde_json cannot
+    // build is read past as Python does: the call is the db service's.
+    for b in [
+        r#"{"params":{"service":"db","x":1e400}}"#,
+        r#"{"params":{"service":"db","x":"\ud800"}}"#,
+        r#"{"params":{"service":"db","x":{"\ud800":1e999}}}"#,
+    ] {
+        assert!(json_call(b).is_db(), "{b}");
+    }
 }
 
 #[test]

@@ -1,0 +1,183 @@
+//! What reading a JSON-RPC body costs in memory, measured by a counting
+//! allocator: the inspect budget charges a body's bytes, so reading it
+//! must not cost many times them (a tree of 8 MB of `[1,1,...]` took
+//! 281 MB). Each attack shape is 8 MB of small tokens where the guard
+//! skips them or reads only the first three args.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use rampart_guard::rpc::{self, Endpoint};
+
+/// A /proc/self/status figure, in bytes.
+fn status_bytes(field: &str) -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} in /proc/self/status"));
+    let kb: usize = line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .expect("a number of kB");
+    kb * 1024
+}
+
+/// In the child: the body from stdin into one buffer of its size, the
+/// peak RSS reset, then `what` read; prints how far RSS rose above what
+/// it was with the body in memory.
+fn child(what: &str) {
+    let len: usize = std::env::var("RPC_MEMORY_LEN").unwrap().parse().unwrap();
+    let mut body = Vec::with_capacity(len + 64);
+    std::io::stdin().read_to_end(&mut body).unwrap();
+    // The body's pages touched, then the peak counted from here.
+    let before = status_bytes("VmRSS:");
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
+    let answer = match what {
+        "read" => format!("{:?}", rpc::read(&Endpoint::JsonRpc, &body)),
+        "model_call" => format!("{:?}", rpc::model_call(&body)),
+        _ => format!("{:?}", rpc::json_id_acceptable(&body)),
+    };
+    let rise = status_bytes("VmHWM:").saturating_sub(before);
+    println!("rpc-memory-rise {rise} {answer}");
+}
+
+/// How far reading `body` with `what` raised peak RSS, and what it read,
+/// in a process of its own (so no other test's memory is counted).
+fn rise_of(what: &str, body: &str) -> (usize, String) {
+    let mut c = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "reading_a_json_rpc_body_costs_at_most_its_own_bytes",
+            "--exact",
+            "--nocapture",
+        ])
+        .env("RPC_MEMORY_CHILD", what)
+        .env("RPC_MEMORY_LEN", body.len().to_string())
+        // A fixed threshold: a large block is always mapped afresh (and
+        // counted), never carved from memory an earlier free left behind.
+        .env("MALLOC_MMAP_THRESHOLD_", "131072")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rpc-memory-rise "))
+        .unwrap_or_else(|| panic!("the child's answer: {text}"));
+    let (n, answer) = line.split_once(' ').unwrap();
+    (n.parse().unwrap(), answer.to_string())
+}
+
+const SIZE: usize = 4 << 20;
+
+/// `item` repeated, comma-separated, to about [`SIZE`] bytes.
+fn many(item: &str) -> String {
+    let n = SIZE / (item.len() + 1);
+    let mut s = String::with_capacity(SIZE + 16);
+    s.push('[');
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(item);
+    }
+    s.push(']');
+    s
+}
+
+#[test]
+fn reading_a_json_rpc_body_costs_at_most_its_own_bytes() {
+    if let Ok(what) = std::env::var("RPC_MEMORY_CHILD") {
+        return child(&what);
+    }
+    let object = |args: &str, rest: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","method":"call","params":{{"service":"object","method":"execute_kw","args":{args}{rest}}},"id":1}}"#
+        )
+    };
+    let deep = format!("{}{}", "[".repeat(SIZE / 2), "]".repeat(SIZE / 2));
+    let keys = many(r#""k":1"#).replace('[', "{").replace(']', "}");
+    let is_object = r#"Call(Call { service: Some("object")"#;
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "kwargs of small ints",
+            object(
+                r#"["d",2,"pw","res.partner","read"]"#,
+                &format!(r#","kwargs":{}"#, many("1")),
+            ),
+            is_object,
+        ),
+        (
+            "a fourth arg of empty lists",
+            object(&many("[]").replacen('[', r#"["d",2,"pw","#, 1), ""),
+            is_object,
+        ),
+        (
+            "a first arg of small objects",
+            object(&format!("[{}]", many(r#"{"a":1}"#)), ""),
+            "Uncertain",
+        ),
+        (
+            "a nest in kwargs",
+            object(r#"["d",2,"pw"]"#, &format!(r#","kwargs":{deep}"#)),
+            is_object,
+        ),
+        (
+            "params as pairs",
+            format!(
+                r#"{{"params":{}}}"#,
+                many(r#"["a",1]"#).replacen('[', r#"[["service","db"],"#, 1)
+            ),
+            r#"Call(Call { service: Some("db")"#,
+        ),
+        (
+            "params as 3-key objects",
+            format!(r#"{{"params":{}}}"#, many(r#"{"a":1,"b":2,"c":3}"#)),
+            "NoCall",
+        ),
+        (
+            "args as an object of many keys",
+            object(&keys, ""),
+            is_object,
+        ),
+        (
+            "an id of small ints",
+            format!(r#"{{"id":{},"params":{{}}}}"#, many("1")),
+            "Call(",
+        ),
+    ];
+    // A value skipped costs nothing but serde_json's one byte per level of
+    // a nest it skips (half the body at most): never more than the body.
+    let limit = |body: &str| body.len();
+    for (what, body, expect) in &cases {
+        let (rise, reading) = rise_of("read", body);
+        eprintln!(
+            "{what}: {} bytes, RSS rose {rise} reading it: {reading}",
+            body.len()
+        );
+        assert!(reading.starts_with(expect), "{what}: {reading}");
+        assert!(
+            rise <= limit(body),
+            "{what}: RSS rose {rise} for a body of {}",
+            body.len()
+        );
+        let (rise, _) = rise_of("model_call", body);
+        assert!(rise <= limit(body), "{what}: model_call rose {rise}");
+        let (rise, id) = rise_of("id", body);
+        assert!(rise <= limit(body), "{what}: the id check rose {rise}");
+        assert_eq!(
+            id,
+            if *what == "an id of small ints" {
+                "Some(false)"
+            } else {
+                "Some(true)"
+            },
+            "{what}"
+        );
+    }
+}
