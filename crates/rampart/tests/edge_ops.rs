@@ -345,6 +345,50 @@ async fn sigterm_drains_requests_and_tunnels_then_exits() {
     assert!(r.stderr().contains("shutting down"), "{}", r.stderr());
 }
 
+/// A browser sends its requests as streams of one HTTP/2 connection: one
+/// that waits on Odoo must not hold up the others on its connection, and
+/// a SIGTERM's drain must still carry it to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_of_one_connection_run_side_by_side_and_drain_on_sigterm() {
+    let fixture = OdooFixture::start().await;
+    let mut setup = Setup::site(Site::new("erp.test", &fixture));
+    setup.listen = "shutdown_grace = \"10s\"".into();
+    let mut r = Rampart::start(setup).await;
+    let client = TestClient::new(&r.ca_path());
+    let conn = client
+        .h2_connection(&r.url("erp.test", "/"))
+        .await
+        .expect("an HTTP/2 connection");
+    let slow = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.get("/slow?secs=3").await })
+    };
+    while fixture.count("/slow") == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut fast = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let conn = conn.clone();
+        fast.spawn(async move { conn.get("/web/login").await });
+    }
+    while let Some(res) = fast.join_next().await {
+        let res = res.unwrap().expect("a login page on the same connection");
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.version, "HTTP/2.0");
+    }
+    assert!(
+        !slow.is_finished(),
+        "the slow stream ended before the others were answered"
+    );
+    r.signal("TERM");
+    let res = slow.await.unwrap().expect("the slow stream's answer");
+    assert_eq!(res.status, 200, "cut by SIGTERM: {}", res.text());
+    let status = tokio::task::block_in_place(|| r.wait_exit(Duration::from_secs(20)));
+    let status = status
+        .unwrap_or_else(|| panic!("rampart still running 20 s after SIGTERM:\n{}", r.stderr()));
+    assert!(status.success(), "{status}: {}", r.stderr());
+}
+
 #[test]
 fn check_names_file_line_and_key_and_exits_2() {
     let dir = TempDir::new("check");

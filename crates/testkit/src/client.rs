@@ -303,32 +303,85 @@ impl TestClient {
                 .await
                 .map_err(|e| format!("sending: {e}"))?
         };
-        let status = response.status().as_u16();
-        let version = format!("{:?}", response.version());
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = response
-            .into_body()
-            .collect()
+        read_response(response).await
+    }
+
+    /// One HTTP/2 connection to the URL's host and port, for several
+    /// requests at once on it (streams of one connection, as a browser
+    /// sends them).
+    pub async fn h2_connection(&self, url: &str) -> Result<H2Connection, String> {
+        let url = parse_url(url);
+        let addr = SocketAddr::new(connect_ip(&url.host), url.port);
+        let tls = url.https.then(|| (self.h2.clone(), url.host.as_str()));
+        let io = TokioIo::new(connect(addr, tls).await?);
+        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
-            .map_err(|e| format!("reading the body: {e}"))?
-            .to_bytes()
-            .to_vec();
-        Ok(TestResponse {
-            status,
-            version,
-            headers,
-            body,
+            .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+        tokio::spawn(conn);
+        Ok(H2Connection {
+            sender,
+            origin: format!(
+                "{}://{}",
+                if url.https { "https" } else { "http" },
+                url.authority
+            ),
         })
     }
+}
+
+/// See [`TestClient::h2_connection`]; clones share the connection.
+#[derive(Clone)]
+pub struct H2Connection {
+    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    origin: String,
+}
+
+impl H2Connection {
+    /// GET `path` as a new stream of this connection.
+    pub async fn get(&self, path: &str) -> Result<TestResponse, String> {
+        let request = http::Request::builder()
+            .uri(format!("{}{path}", self.origin))
+            .version(http::Version::HTTP_2)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| format!("bad request: {e}"))?;
+        let response = self
+            .sender
+            .clone()
+            .send_request(request)
+            .await
+            .map_err(|e| format!("sending: {e}"))?;
+        read_response(response).await
+    }
+}
+
+async fn read_response(
+    response: http::Response<hyper::body::Incoming>,
+) -> Result<TestResponse, String> {
+    let status = response.status().as_u16();
+    let version = format!("{:?}", response.version());
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("reading the body: {e}"))?
+        .to_bytes()
+        .to_vec();
+    Ok(TestResponse {
+        status,
+        version,
+        headers,
+        body,
+    })
 }
 
 /// Writes `bytes` as they are and reads until EOF or until `read_timeout` has passed in total;

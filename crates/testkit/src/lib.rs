@@ -23,8 +23,8 @@ mod util;
 mod webdriver;
 
 pub use client::{
-    TestClient, TestResponse, free_port, raw_exchange, tls_handshake_info, wait_for_port,
-    websocket_echo,
+    H2Connection, TestClient, TestResponse, free_port, raw_exchange, tls_handshake_info,
+    wait_for_port, websocket_echo,
 };
 pub use fixture::{FixtureOptions, OdooFixture, Port, SeenRequest};
 pub use webdriver::{Browser, BrowserOptions};
