@@ -171,10 +171,13 @@ pub fn read(body: &[u8]) -> Reading {
             canonical(a, &mut c);
         }
         call.credential = Some(Credential(c));
-        call.uid = Some(super::uid_name(match &args[1] {
-            Py::Int(s) | Py::Float(s) | Py::Str(s) => s,
-            _ => "?",
-        }));
+        // Odoo's `int(args[1])`: a float truncated, a bool 0 or 1.
+        call.uid = Some(match &args[1] {
+            Py::Int(s) | Py::Str(s) => super::uid_name(s),
+            Py::Float(s) => super::uid_name(&super::int_of_float(s)),
+            Py::Bool(b) => super::uid_name(if *b { "1" } else { "0" }),
+            _ => super::uid_name("?"),
+        });
     }
     Reading::Call(call)
 }

@@ -80,6 +80,15 @@ pub fn uid_name(text: &str) -> String {
     }
 }
 
+/// What Python's `int()` makes of a float spelled `text`: truncated
+/// toward zero (`int(2.9)` is 2); `?` where it raises or is not read here.
+pub(crate) fn int_of_float(text: &str) -> String {
+    match text.trim().parse::<f64>() {
+        Ok(f) if f.is_finite() && f.abs() < 9.0e15 => format!("{}", f.trunc() as i64),
+        _ => "?".to_string(),
+    }
+}
+
 impl fmt::Debug for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Call")

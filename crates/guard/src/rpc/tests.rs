@@ -372,14 +372,39 @@ fn an_object_calls_uid_names_one_budget_whatever_its_spelling() {
         );
         assert_eq!(d.login.as_deref(), Some("\0uid 2"), "{uid}");
     }
-    let json = br#"{"jsonrpc":"2.0","method":"call","id":1,"params":{"service":"object","method":"execute_kw","args":["db",2.0,"pw","res.partner","search",[[]]]}}"#;
-    let d = crate::classify(
-        &http::Method::POST,
-        "/jsonrpc",
-        &http::HeaderMap::new(),
-        Some(json),
-    );
-    assert_eq!(d.login.as_deref(), Some("\0uid 2"));
+    // Odoo's int(): a float is truncated, a bool is 0 or 1, and the
+    // float is the one Python reads from its spelling.
+    for (uid, name) in [
+        ("2.0", "\0uid 2"),
+        ("2.9", "\0uid 2"),
+        ("-2.9", "\0uid -2"),
+        ("true", "\0uid 1"),
+        ("11.99999999999999911", "\0uid 11"),
+        ("8.00000000000000078", "\0uid 8"),
+    ] {
+        let json = format!(
+            r#"{{"jsonrpc":"2.0","method":"call","id":1,"params":{{"service":"object","method":"execute_kw","args":["db",{uid},"pw","res.partner","search",[[]]]}}}}"#
+        );
+        let d = crate::classify(
+            &http::Method::POST,
+            "/jsonrpc",
+            &http::HeaderMap::new(),
+            Some(json.as_bytes()),
+        );
+        assert_eq!(d.login.as_deref(), Some(name), "{uid}");
+    }
+    for (uid, name) in [
+        ("<double>2.9</double>", "\0uid 2"),
+        ("<boolean>1</boolean>", "\0uid 1"),
+    ] {
+        let d = crate::classify(
+            &http::Method::POST,
+            "/xmlrpc/2/object",
+            &http::HeaderMap::new(),
+            Some(xml(uid).as_bytes()),
+        );
+        assert_eq!(d.login.as_deref(), Some(name), "{uid}");
+    }
 }
 
 #[test]
@@ -554,10 +579,10 @@ fn nothing_that_looks_like_an_end_hides_nesting() {
 }
 
 #[test]
-fn attributes_are_counted_to_256_and_quoted_equals_are_not() {
+fn attributes_are_counted_to_32_and_quoted_equals_are_not() {
     let attrs = |n: usize| -> String { (0..n).map(|i| format!(" a{i}=\"x\"")).collect() };
-    assert_authenticate(&method_with(&attrs(256)));
-    assert_uncertain(&method_with(&attrs(257)), "257 attributes");
+    assert_authenticate(&method_with(&attrs(32)));
+    assert_uncertain(&method_with(&attrs(33)), "33 attributes");
     // One attribute whose value is 300 '=' (either quote, the other one
     // inside it) is one attribute.
     let eq = "=".repeat(300);

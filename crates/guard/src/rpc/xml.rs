@@ -77,22 +77,27 @@ pub fn read(service: &str, body: &[u8]) -> Reading {
             c.push(0);
         }
         call.credential = Some(Credential(c));
-        call.uid = Some(super::uid_name(match &u.stack[1] {
-            Val::Str(s) => s,
-            Val::Other(o) => o
-                .strip_prefix("int ")
-                .or_else(|| o.strip_prefix("float "))
-                .unwrap_or("?"),
-        }));
+        // Odoo's `int(params[1])`: a float truncated, a bool 0 or 1.
+        let int = match &u.stack[1] {
+            Val::Str(s) => s.clone(),
+            Val::Other(o) => match o.split_once(' ') {
+                Some(("int", n)) => n.to_string(),
+                Some(("float", f)) => super::int_of_float(f),
+                Some(("boolean", b)) => b.to_string(),
+                _ => "?".to_string(),
+            },
+        };
+        call.uid = Some(super::uid_name(&int));
     }
     Reading::Call(call)
 }
 
 /// Most attributes on one element before the body is uncertain: roxmltree
 /// checks each new attribute against the element's others (quadratic: a
-/// 1 MB start tag of 100,000 attributes took minutes), and no XML-RPC
+/// 1 MB start tag of 100,000 attributes took minutes; 8 MB of elements of
+/// 256 each took ~1 s, where 32 each cost an eighth), and no XML-RPC
 /// element has any.
-pub const MAX_ATTRIBUTES: usize = 256;
+pub const MAX_ATTRIBUTES: usize = 32;
 
 /// Most namespace declarations (`xmlns`, `xmlns:p`) in a document before it
 /// is uncertain: roxmltree copies the namespaces in scope into each element

@@ -337,7 +337,9 @@ impl<'de> Visitor<'de> for Whole<'_> {
         self.spend().map(|()| Py::Int(v.to_string()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Py, E> {
-        self.spend().map(|()| Py::Float(v.to_string()))
+        // Shortest spelling that reads back the same: Display writes
+        // 1e308 as 309 digits.
+        self.spend().map(|()| Py::Float(format!("{v:?}")))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Py, E> {
         self.spend().map(|()| Py::Str(v.to_string()))
