@@ -89,7 +89,6 @@ impl Field {
     /// second key).
     fn of_str(key: Key, s: &str) -> Field {
         match key {
-            Key::Other => Field::Skipped,
             Key::Args => Field::Args(s.chars().take(3).map(|c| Py::Str(c.into())).collect()),
             _ => Field::Text(Some(s.to_string())),
         }

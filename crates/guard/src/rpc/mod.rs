@@ -81,10 +81,12 @@ pub fn uid_name(text: &str) -> String {
 }
 
 /// What Python's `int()` makes of a float spelled `text`: truncated
-/// toward zero (`int(2.9)` is 2); `?` where it raises or is not read here.
+/// toward zero (`int(2.9)` is 2); `?` where it raises (inf, nan) or the
+/// spelling is not read here. Past i64 all share the largest (no such
+/// user exists; one budget is stricter).
 pub(crate) fn int_of_float(text: &str) -> String {
     match text.trim().parse::<f64>() {
-        Ok(f) if f.is_finite() && f.abs() < 9.0e15 => format!("{}", f.trunc() as i64),
+        Ok(f) if f.is_finite() => format!("{}", f.trunc() as i64),
         _ => "?".to_string(),
     }
 }

@@ -217,6 +217,58 @@ fn json_params_as_python_dict_reads_them() {
     );
     assert!(login.is_login());
     assert_eq!(login.login.as_deref(), Some("admin"));
+    // A list or an object where a name is read: not a string, still a
+    // call (read past, not uncertain); one as a pair's key: unhashable.
+    for b in [
+        r#"{"params":{"service":"db","method":{"a":[1,{"b":2}]}}}"#,
+        r#"{"params":{"service":"db","method":[1,{"b":2}]}}"#,
+        r#"{"params":{"method":{"a":1},"service":"db","model":[{}]}}"#,
+    ] {
+        let c = json_call(b);
+        assert!(c.is_db() && c.method.is_none(), "{b}");
+    }
+    assert_eq!(json(r#"{"params":[[{"a":1},"db"]]}"#), Reading::NoCall);
+    assert_eq!(json(r#"{"params":[[[1,{"a":1}],"db"]]}"#), Reading::NoCall);
+    // An object of more than two keys is no pair, read to its end.
+    assert_eq!(
+        json(r#"{"params":[{"a":1,"b":{"x":[]},"c":3,"d":{}}]}"#),
+        Reading::NoCall
+    );
+    // args from a 2-key object is its second key, a string: list("dax")[1].
+    let login =
+        json_call(r#"{"params":[["service","common"],["method","login"],{"args":0,"dax":1}]}"#);
+    assert_eq!(login.login.as_deref(), Some("a"));
+}
+
+#[test]
+fn a_json_object_calls_credential_is_its_first_three_args() {
+    let cred = |args: &str| {
+        json_call(&format!(
+            r#"{{"params":{{"service":"object","method":"execute_kw","args":{args}}}}}"#
+        ))
+        .credential
+        .expect("an object call's credential")
+    };
+    let base = cred(r#"["db",2,"pw","res.partner","read"]"#);
+    // A dict keeps a repeated key's last value.
+    assert_eq!(
+        cred(r#"["db",2,{"p":1,"p":"pw","q":0}]"#),
+        cred(r#"["db",2,{"p":"pw","q":0}]"#)
+    );
+    // The same three, whatever follows or however spelled in JSON.
+    assert_eq!(base, cred(r#"["db",2,"pw","res.users","write",[1]]"#));
+    assert_eq!(base, cred(r#"["\u0064b", 2, "p\u0077"]"#));
+    for other in [
+        r#"["db",2,"pw2"]"#,
+        r#"["db",3,"pw"]"#,
+        r#"["db2",2,"pw"]"#,
+        r#"["db","2","pw"]"#,
+        r#"["db",2,["pw"]]"#,
+        r#"["db",2,{"pw":1}]"#,
+        r#"["d","b2","pw"]"#,
+    ] {
+        assert_ne!(base, cred(other), "{other}");
+    }
 }
 
 #[test]
@@ -276,6 +328,7 @@ fn json_ids_that_would_hide_the_verdict_are_flagged() {
     for ok in [
         "null",
         "1",
+        "-7",
         "-3.5e2",
         "\"abc\"",
         &format!("\"{}\"", "a".repeat(128)),
@@ -292,6 +345,7 @@ fn json_ids_that_would_hide_the_verdict_are_flagged() {
         format!("\"{}\"", "a".repeat(5000)),
         "[1]".into(),
         "{}".into(),
+        r#"{"a":[1,{}]}"#.into(),
         "true".into(),
     ] {
         assert_eq!(
@@ -374,7 +428,21 @@ fn an_object_calls_uid_names_one_budget_whatever_its_spelling() {
     }
     // Odoo's int(): a float is truncated, a bool is 0 or 1, and the
     // float is the one Python reads from its spelling.
+    for (text, int) in [
+        ("2.9", "2"),
+        ("-2.9", "-2"),
+        (" 7.0 ", "7"),
+        ("1e300", "9223372036854775807"),
+        ("inf", "?"),
+        ("nan", "?"),
+        ("x", "?"),
+    ] {
+        assert_eq!(super::int_of_float(text), int, "{text}");
+    }
     for (uid, name) in [
+        ("2", "\0uid 2"),
+        ("\"2\"", "\0uid 2"),
+        ("[2]", "\0uid ?"),
         ("2.0", "\0uid 2"),
         ("2.9", "\0uid 2"),
         ("-2.9", "\0uid -2"),
