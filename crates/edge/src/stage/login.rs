@@ -36,9 +36,7 @@ pub(crate) async fn classify_off_thread(
         return std::panic::catch_unwind(std::panic::AssertUnwindSafe(read))
             .unwrap_or_else(|_| unreadable());
     }
-    static READERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    let readers = READERS.get_or_init(|| tokio::sync::Semaphore::new(2));
-    let _permit = readers.acquire().await;
+    let _permit = readers().acquire().await;
     let (m, p, h, b) = (
         method.clone(),
         path.to_string(),
@@ -48,6 +46,32 @@ pub(crate) async fn classify_off_thread(
     tokio::task::spawn_blocking(move || guard::classify(&m, &p, &h, Some(&b)))
         .await
         .unwrap_or_else(|_| unreadable())
+}
+
+/// The blocking-pool readers of large request bodies: a few at a time.
+fn readers() -> &'static tokio::sync::Semaphore {
+    static READERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    READERS.get_or_init(|| tokio::sync::Semaphore::new(2))
+}
+
+/// The login name of a `/web/login` form, for the per-login budget; a
+/// large body read on the blocking pool like a large RPC body (8 MB of
+/// `login=İİ…` took ~0.13 s of an async thread). None when a reader
+/// panicked: the address's budget, always safe.
+async fn form_login_off_thread(parts: &Parts, body: &Bytes) -> Option<String> {
+    let ct = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes());
+    if body.len() <= CLASSIFY_INLINE {
+        return guard::form_login(parts.uri.query(), ct, body);
+    }
+    let _permit = readers().acquire().await;
+    let query = parts.uri.query().map(str::to_string);
+    let (ct, body) = (ct.map(<[u8]>::to_vec), body.clone());
+    tokio::task::spawn_blocking(move || guard::form_login(query.as_deref(), ct.as_deref(), &body))
+        .await
+        .unwrap_or(None)
 }
 
 /// The decision when a reader panicked: refused, never waved through.
@@ -115,13 +139,13 @@ pub(crate) async fn begin(
     let Some(check) = decision.check else {
         return Ok(None);
     };
-    let login = decision.login.or_else(|| match loaded {
-        Some(l) if check == guard::LoginRoute::WebLogin => {
-            let ct = parts.headers.get(header::CONTENT_TYPE);
-            guard::form_login(parts.uri.query(), ct.map(|v| v.as_bytes()), &l.bytes)
+    let login = match (decision.login, loaded) {
+        (Some(login), _) => Some(login),
+        (None, Some(l)) if check == guard::LoginRoute::WebLogin => {
+            form_login_off_thread(parts, &l.bytes).await
         }
         _ => None,
-    });
+    };
     if check.is_login() {
         Refusal::admit(g.admit_login(client, login.as_deref()))?;
     }
@@ -197,6 +221,7 @@ pub(crate) async fn read_small(mut b: Body) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
     use http::StatusCode;
@@ -298,5 +323,36 @@ mod tests {
         assert!(matches!(check_refused(Busy, false), Refusal::ChecksBusy));
         assert_eq!(check_refused(Busy, false).status(), 429);
         assert_eq!(check_refused(Busy, true).status(), 403);
+    }
+
+    /// Whether reading a form of `body` let another task of a
+    /// single-threaded runtime run (it did: read off the async thread).
+    async fn others_ran_while_reading(body: Vec<u8>) -> (bool, Option<String>) {
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        tokio::spawn(async move { flag.store(true, Ordering::SeqCst) });
+        let (parts, ()) = http::Request::post("/web/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let login = form_login_off_thread(&parts, &Bytes::from(body)).await;
+        (ran.load(Ordering::SeqCst), login)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_large_login_form_is_read_off_the_async_thread() {
+        let mut big = b"csrf_token=x&login=Admin&password=".to_vec();
+        big.resize(CLASSIFY_INLINE + 1, b'p');
+        let (ran, login) = others_ran_while_reading(big).await;
+        assert!(
+            ran,
+            "the async thread was held while the large form was read"
+        );
+        assert_eq!(login.as_deref(), Some("admin"));
+        // A small one is read in place: nothing else runs meanwhile.
+        let (ran, login) = others_ran_while_reading(b"login=Admin&password=x".to_vec()).await;
+        assert!(!ran);
+        assert_eq!(login.as_deref(), Some("admin"));
     }
 }
