@@ -40,6 +40,11 @@ async fn put(cache: &Arc<Cache>, target: &str, len: usize, max: u64) {
 /// Keeps a 4-byte answer under `g`.
 fn fill_body(cache: &Arc<Cache>, g: &FillGuard, cfg: &CacheConfig) {
     let charge = cache.reserve("s", 4, cfg).unwrap();
+    insert_body(cache, g, cfg, charge);
+}
+
+/// Inserts a 4-byte answer under `g` with a charge already reserved.
+fn insert_body(cache: &Cache, g: &FillGuard, cfg: &CacheConfig, charge: Charge) {
     cache.insert(
         g,
         cfg,
@@ -230,17 +235,7 @@ async fn a_purge_between_a_fills_check_and_its_put_holds() {
         let held = cache.inner.lock().unwrap();
         let c1 = cache.clone();
         let filler = std::thread::spawn(move || {
-            c1.insert(
-                &g,
-                &cfg(1 << 20),
-                Bytes::from_static(b"body"),
-                HeaderMap::new(),
-                "\"e\"".into(),
-                None,
-                Duration::from_secs(60),
-                Duration::ZERO,
-                charge,
-            );
+            insert_body(&c1, &g, &cfg(1 << 20), charge);
             drop(g);
         });
         std::thread::sleep(Duration::from_millis(30)); // insert has checked the count

@@ -118,10 +118,8 @@ fn params_of(body: &[u8]) -> Result<Option<Params>, ()> {
     }
     let budget = Cell::new(ARGS_NODES);
     let mut de = serde_json::Deserializer::from_slice(body);
-    let params = de
-        .deserialize_any(Top(&budget))
-        .map_err(|_| ())
-        .and_then(|p| de.end().map(|()| p).map_err(|_| ()))?;
+    let params = de.deserialize_any(Top(&budget)).map_err(|_| ())?;
+    de.end().map_err(|_| ())?;
     Ok(params)
 }
 

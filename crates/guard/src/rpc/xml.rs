@@ -78,13 +78,12 @@ pub fn read(service: &str, body: &[u8]) -> Reading {
         }
         call.credential = Some(Credential(c));
         // Odoo's `int(params[1])`: a float truncated, a bool 0 or 1.
-        let int = match &u.stack[1] {
-            Val::Str(s) => s.clone(),
+        let int: std::borrow::Cow<str> = match &u.stack[1] {
+            Val::Str(s) => s.into(),
             Val::Other(o) => match o.split_once(' ') {
-                Some(("int", n)) => n.to_string(),
-                Some(("float", f)) => super::int_of_float(f),
-                Some(("boolean", b)) => b.to_string(),
-                _ => "?".to_string(),
+                Some(("int" | "boolean", n)) => n.into(),
+                Some(("float", f)) => super::int_of_float(f).into(),
+                _ => "?".into(),
             },
         };
         call.uid = Some(super::uid_name(&int));
