@@ -110,9 +110,16 @@ async fn drills_pass_fail_and_are_shown_with_snapshot_freshness() {
     assert_eq!(record(&r)["ok"], true);
     assert_eq!(scratch_databases(&pg), "");
 
-    // Freshness and the drill, after a listing (at start).
+    // Freshness and the drill, after a listing (at start). The listing
+    // runs beside start-up: until it ends the gauges are not shown yet
+    // (the status says "listing the backup targets…"), so wait for it.
     r.restart().await;
-    let m = r.metrics().await;
+    let mut m = r.metrics().await;
+    let listed = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !m.contains("rampart_backup_target_up{") && std::time::Instant::now() < listed {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        m = r.metrics().await;
+    }
     let snap_line = m
         .lines()
         .find(|l| {
