@@ -1,8 +1,9 @@
-//! What reading a JSON-RPC body costs in memory, measured by a counting
-//! allocator: the inspect budget charges a body's bytes, so reading it
-//! must not cost many times them (a tree of 8 MB of `[1,1,...]` took
-//! 281 MB). Each attack shape is 8 MB of small tokens where the guard
-//! skips them or reads only the first three args.
+//! What reading an RPC body costs in memory, measured as the rise of the
+//! peak RSS of a process of its own: the inspect budget charges a body's
+//! bytes, so reading it must not cost many times them (a tree of 8 MB of
+//! `[1,1,...]` took 281 MB; a tree of 8 MB of XML `<a/>`, 250 MB). Each
+//! attack shape is about 4 MB of small tokens where the guard skips them
+//! or reads only the first three values.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -35,8 +36,12 @@ fn child(what: &str) {
     // The body's pages touched, then the peak counted from here.
     let before = status_bytes("VmRSS:");
     std::fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS");
+    let object = Endpoint::XmlRpc {
+        service: "object".into(),
+    };
     let answer = match what {
         "read" => format!("{:?}", rpc::read(&Endpoint::JsonRpc, &body)),
+        "xml" => format!("{:?}", rpc::read(&object, &body)),
         "model_call" => format!("{:?}", rpc::model_call(&body)),
         _ => format!("{:?}", rpc::json_id_acceptable(&body)),
     };
@@ -46,13 +51,14 @@ fn child(what: &str) {
 
 /// How far reading `body` with `what` raised peak RSS, and what it read,
 /// in a process of its own (so no other test's memory is counted).
-fn rise_of(what: &str, body: &str) -> (usize, String) {
+fn rise_of(what: &str, body: &[u8]) -> (usize, String) {
+    let test = if what == "xml" {
+        "reading_an_xml_rpc_body_costs_at_most_twice_its_own_bytes"
+    } else {
+        "reading_a_json_rpc_body_costs_at_most_its_own_bytes"
+    };
     let mut c = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "reading_a_json_rpc_body_costs_at_most_its_own_bytes",
-            "--exact",
-            "--nocapture",
-        ])
+        .args([test, "--exact", "--nocapture"])
         .env("RPC_MEMORY_CHILD", what)
         .env("RPC_MEMORY_LEN", body.len().to_string())
         // A fixed threshold: a large block is always mapped afresh (and
@@ -62,7 +68,7 @@ fn rise_of(what: &str, body: &str) -> (usize, String) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    c.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    c.stdin.take().unwrap().write_all(body).unwrap();
     let out = c.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
@@ -165,7 +171,7 @@ fn reading_a_json_rpc_body_costs_at_most_its_own_bytes() {
     // spelled long by Display took 1 MB from a 6 KB body).
     let limit = |body: &str| body.len().max(512 * 1024);
     for (what, body, expect) in &cases {
-        let (rise, reading) = rise_of("read", body);
+        let (rise, reading) = rise_of("read", body.as_bytes());
         eprintln!(
             "{what}: {} bytes, RSS rose {rise} reading it: {reading}",
             body.len()
@@ -176,9 +182,9 @@ fn reading_a_json_rpc_body_costs_at_most_its_own_bytes() {
             "{what}: RSS rose {rise} for a body of {}",
             body.len()
         );
-        let (rise, _) = rise_of("model_call", body);
+        let (rise, _) = rise_of("model_call", body.as_bytes());
         assert!(rise <= limit(body), "{what}: model_call rose {rise}");
-        let (rise, id) = rise_of("id", body);
+        let (rise, id) = rise_of("id", body.as_bytes());
         assert!(rise <= limit(body), "{what}: the id check rose {rise}");
         assert_eq!(
             id,
@@ -188,6 +194,127 @@ fn reading_a_json_rpc_body_costs_at_most_its_own_bytes() {
                 "Some(true)"
             },
             "{what}"
+        );
+    }
+}
+
+/// `item` repeated to about [`SIZE`] bytes.
+fn filler(item: &str) -> String {
+    item.repeat(SIZE / item.len())
+}
+
+#[test]
+fn reading_an_xml_rpc_body_costs_at_most_twice_its_own_bytes() {
+    if let Ok(what) = std::env::var("RPC_MEMORY_CHILD") {
+        return child(&what);
+    }
+    // An execute_kw with `inside` in its methodCall and `fourth` as its
+    // fourth param.
+    let call = |inside: &str, password: &str, fourth: &str| {
+        format!(
+            "<?xml version='1.0'?><methodCall>{inside}<methodName>execute_kw</methodName><params>\
+             <param><value><string>d</string></value></param>\
+             <param><value><int>2</int></value></param>\
+             <param><value><string>{password}</string></value></param>\
+             <param><value>{fourth}</value></param></params></methodCall>"
+        )
+    };
+    let array = |items: &str| format!("<array><data>{items}</data></array>");
+    let is_object = r#"Call(Call { service: Some("object")"#;
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "empty elements",
+            call(&filler("<a/>"), "pw", "x"),
+            is_object,
+        ),
+        (
+            "an array of nils",
+            call("", "pw", &array(&filler("<value><nil/></value>"))),
+            is_object,
+        ),
+        (
+            "a struct of many members",
+            call(
+                "",
+                "pw",
+                &format!(
+                    "<struct>{}</struct>",
+                    filler("<member><name>k</name><value><i4>1</i4></value></member>")
+                ),
+            ),
+            is_object,
+        ),
+        (
+            "nested arrays, 60 deep, again and again",
+            call(
+                "",
+                "pw",
+                &filler(&format!(
+                    "{}{}",
+                    "<array><data><value>".repeat(60),
+                    "</value></data></array>".repeat(60)
+                )),
+            ),
+            is_object,
+        ),
+        (
+            "params of small ints",
+            call("", "pw", "x").replace(
+                "</params>",
+                &format!(
+                    "{}</params>",
+                    filler("<param><value><i4>1</i4></value></param>")
+                ),
+            ),
+            is_object,
+        ),
+        (
+            "a password of references",
+            call("", &filler("&#97;"), "x"),
+            is_object,
+        ),
+        (
+            "a password of text and CDATA",
+            call("", &filler("x<![CDATA[y]]>"), "x"),
+            is_object,
+        ),
+        ("comments", call(&filler("<!---->"), "pw", "x"), is_object),
+    ];
+    let mut cases: Vec<(String, Vec<u8>, &str)> = cases
+        .into_iter()
+        .map(|(w, b, e)| (w.to_string(), b.into_bytes(), e))
+        .collect();
+    // The same filler in ISO-8859-1 and UTF-16 (decoded into a copy).
+    let latin = call(&filler("<a/>"), "p\u{e9}", "x");
+    cases.push((
+        "ISO-8859-1".into(),
+        latin
+            .replace(
+                "<?xml version='1.0'?>",
+                "<?xml version='1.0' encoding='ISO-8859-1'?>",
+            )
+            .chars()
+            .map(|c| c as u32 as u8)
+            .collect(),
+        is_object,
+    ));
+    let mut utf16 = b"\xFF\xFE".to_vec();
+    utf16.extend(latin.encode_utf16().flat_map(u16::to_le_bytes));
+    cases.push(("UTF-16".into(), utf16, is_object));
+    // The text being read and, at most, one copy of it as a value (the
+    // password, say), or the body decoded into UTF-8: twice the body.
+    let limit = |body: &[u8]| 2 * body.len() + 512 * 1024;
+    for (what, body, expect) in &cases {
+        let (rise, reading) = rise_of("xml", body);
+        eprintln!(
+            "{what}: {} bytes, RSS rose {rise} reading it: {reading}",
+            body.len()
+        );
+        assert!(reading.starts_with(expect), "{what}: {reading}");
+        assert!(
+            rise <= limit(body),
+            "{what}: RSS rose {rise} for a body of {}",
+            body.len()
         );
     }
 }

@@ -553,21 +553,29 @@ fn debug_output_names_the_call_but_never_the_secret() {
 }
 
 #[test]
-fn a_long_password_is_still_a_login_and_text_nested_past_the_copy_budget_is_uncertain() {
+fn a_long_password_is_still_a_login_and_text_copied_past_the_budget_is_uncertain() {
     // xmlrpc.client reads a 64 KiB password as any other: the call is
     // still an authenticate, counted against the budgets.
     let pw = "x".repeat(64 * 1024);
     let body = with_password(&pw);
     assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
-    // The same text under 150 nested elements would be copied once per
-    // level: past a few times the body's size it is not read (uncertain,
-    // never read past its cost).
-    let open = "<x>".repeat(150);
-    let close = "</x>".repeat(150);
-    let body = format!(
-        "<methodCall>{open}{pw}{close}<methodName>authenticate</methodName><params><param><value>demo1</value></param></params></methodCall>"
-    );
-    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
+    // Under 150 elements that are no XML-RPC tag it is copied nowhere:
+    // read.
+    let nest = |tag: &str| {
+        format!(
+            "<methodCall>{}{pw}{}<methodName>authenticate</methodName><params><param><value>demo1</value></param></params></methodCall>",
+            format!("<{tag}>").repeat(150),
+            format!("</{tag}>").repeat(150)
+        )
+    };
+    assert_authenticate(&nest("x"));
+    // Under 150 strings only the first three copies are kept.
+    assert_authenticate(&nest("string"));
+    // Each end of a methodName keeps the text since the last start tag
+    // (Python's `_data` is cleared only by a start tag): 150 copies, past
+    // four times the body, are not made (uncertain).
+    assert_uncertain(&nest("methodName"), "150 copies of 64 KiB");
+    assert_authenticate(&nest("methodName").replace(&pw, "short"));
 }
 
 #[test]
@@ -625,10 +633,10 @@ fn nesting_is_followed_to_200_levels_and_no_deeper() {
 
 #[test]
 fn nothing_that_looks_like_an_end_hides_nesting() {
-    // roxmltree's tokenizer recurses once per level: 300,000 levels (a
-    // 3 MB body) overflowed the stack and aborted the process. Each of
-    // these spellings put "/>" or "</" where it ends no element; the
-    // nest must still be counted, and still be answered, not crash.
+    // An earlier reader's tokenizer recursed once per level: 300,000
+    // levels (a 3 MB body) overflowed the stack and aborted the process.
+    // Each of these spellings put "/>" or "</" where it ends no element;
+    // the nest must still be counted, and still be answered, not crash.
     for each in [
         "<a>/>",
         "<a>></a<",
@@ -670,77 +678,68 @@ fn a_deep_json_nest_is_uncertain_not_a_crash() {
 }
 
 #[test]
-fn namespace_declarations_past_16_are_uncertain() {
-    // roxmltree copies the namespaces in scope into every element that
-    // declares one, checking each against the element's own: an element
-    // under 25,600 declarations cost ~327 million comparisons, and a
-    // 1 MiB body of them ran for minutes. XML-RPC clients declare one
-    // namespace at most (Apache's extensions).
+fn namespaces_and_prefixes_are_names_as_python_reads_them() {
+    // xmlrpc.client's expat does no namespace processing: `xmlns` is an
+    // attribute like any other, and the Unmarshaller keeps the part of a
+    // tag after its last ':' (`tag.split(':')[-1]`), bound or not.
     let decls = |n: usize| -> String { (0..n).map(|i| format!(" xmlns:p{i}='urn:x'")).collect() };
-    let body = auth_call(&format!(
+    assert_authenticate(&auth_call(&format!(
         "<p0:methodName{}>authenticate</p0:methodName>",
-        decls(16)
-    ));
-    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
-    let body = auth_call(&format!(
-        "<p0:methodName{}>authenticate</p0:methodName>",
-        decls(17)
-    ));
-    assert_eq!(read(&common(), body.as_bytes()), Reading::Uncertain);
-    // Counted over the whole document, a default namespace too, spaces
-    // around '=' or not.
-    let spread: String = (0..17)
-        .map(|i| {
-            if i % 2 == 0 {
-                format!("<a xmlns = 'urn:{i}'/>")
-            } else {
-                format!("<a xmlns:q{i}\n=\"urn:x\"/>")
-            }
-        })
-        .collect();
-    let body = auth_call(&format!("<methodName>authenticate</methodName>{spread}"));
-    assert_uncertain(&body, "17 declarations spread over elements");
-    // Not in text or in a value.
-    let text = "xmlns:a='x' ".repeat(100);
-    let body = auth_call(&format!(
-        "<methodName a=\"{}\">authenticate</methodName>{text}",
-        "xmlns:b= ".repeat(100)
-    ));
-    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
-}
-
-#[test]
-fn a_prefixed_attribute_is_uncertain() {
-    // roxmltree compares each new attribute's namespace URI, whole, with
-    // the element's other attributes: one 128 KiB URI and elements of
-    // 256 attributes in it took 0.8 s for a 128 KiB body (an hour at
-    // 8 MiB). No XML-RPC element has attributes, let alone prefixed ones.
+        decls(32)
+    )));
+    assert_authenticate(&auth_call("<p:methodName>authenticate</p:methodName>"));
+    assert_authenticate(&auth_call("<a:b:methodName>authenticate</a:b:methodName>"));
+    assert_eq!(
+        xml_method(auth_call("<methodName:x>authenticate</methodName:x>").as_bytes()),
+        None
+    );
     for attr in ["p:a='1'", "p:a = '1'", "xml:lang='en'", "p:xmlns='urn:y'"] {
-        assert_uncertain(&method_with(&format!(" xmlns:p='urn:x' {attr}")), attr);
+        assert_authenticate(&method_with(&format!(" xmlns:p='urn:x' {attr}")));
     }
-    // A prefixed element name is not an attribute.
-    let body = auth_call("<p:methodName xmlns:p='urn:x' a='p:b'>authenticate</p:methodName>");
-    assert_eq!(xml_method(body.as_bytes()).as_deref(), Some("authenticate"));
+    // An end tag must match its start literally, prefix and all.
+    assert_uncertain(
+        &auth_call("<p:methodName xmlns:p='urn:x'>authenticate</q:methodName>"),
+        "a different prefix",
+    );
+    // An attribute twice is malformed.
+    assert_uncertain(&method_with(" a='1' a='2'"), "a repeated attribute");
 }
 
 #[test]
-fn text_joined_across_cdata_past_a_few_times_the_body_is_uncertain() {
-    // roxmltree joins text and CDATA that follow one another into one
-    // node, copying what it has so far at each piece: 4 MiB of
-    // 'x<![CDATA[]]>' took 9 s. Past four times the body and a MiB it is
-    // not read.
-    assert_uncertain(
-        &with_password(&"x<![CDATA[]]>".repeat(5_000)),
-        "text and CDATA",
+fn text_cdata_and_references_join_as_expat_reports_them() {
+    // Python joins every piece of text since the last start tag: text,
+    // CDATA, references, around comments and processing instructions.
+    for spelled in [
+        "au<![CDATA[then]]>ticate",
+        "au<!-- x -->the<?pi x?>nticate",
+        "&#97;uth&#x65;nticate",
+        "<![CDATA[]]>authenticate<![CDATA[]]>",
+    ] {
+        assert_authenticate(&auth_call(&format!("<methodName>{spelled}</methodName>")));
+    }
+    // Line ends are made '\n' before anything else; a reference keeps '\r'.
+    let login = |spelled: &str| match read(
+        &common(),
+        auth_call("<methodName>login</methodName>")
+            .replace(">admin<", &format!(">{spelled}<"))
+            .as_bytes(),
+    ) {
+        Reading::Call(c) => c.login,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(login("a\r\nb\rc").as_deref(), Some("a\nb\nc"));
+    assert_eq!(
+        login("a&#13;\nb<![CDATA[\r\n]]>").as_deref(),
+        Some("a\r\nb\n")
     );
-    // A comment or a tag between the pieces starts a new node: no copy.
-    assert_authenticate(&with_password(&"x<![CDATA[]]><!---->".repeat(5_000)));
-    // CDATA sections alone join the same way, each by its content.
-    assert_uncertain(
-        &with_password(&"<![CDATA[xxxxxxxxxxxx]]>".repeat(1_000)),
-        "CDATA alone",
+    assert_eq!(
+        login("&lt;&gt;&amp;&apos;&quot;").as_deref(),
+        Some("<>&'\"")
     );
-    // A long password around one CDATA section is read.
-    let pw = "x".repeat(64 * 1024);
-    assert_authenticate(&with_password(&format!("{pw}<![CDATA[y]]>{pw}")));
+    // Any other entity is defined nowhere (a DOCTYPE is refused).
+    assert_uncertain(&with_password("&nbsp;"), "an undefined entity");
+    assert_uncertain(&with_password("&#0;"), "a reference to NUL");
+    assert_uncertain(&with_password("a & b"), "a bare ampersand");
+    // Pieces without end cost their bytes once: 4 MiB of them are read.
+    assert_authenticate(&with_password(&"x<![CDATA[]]>".repeat(300_000)));
 }
