@@ -172,6 +172,96 @@ fn boundaries() -> Vec<(&'static str, Vec<u8>)> {
             "UTF-16 declared ISO-8859-1",
             utf16le(declared("iso-8859-1", "admin")),
         ),
+        // The declaration's pseudo-attributes in order: "encoding" inside
+        // the version's value is not the encoding (red team of a1c0b17).
+        (
+            "version 'encoding', declared ISO-8859-1",
+            latin1(
+                declared("ISO-8859-1", "\u{c3}\u{a9}")
+                    .replace("version='1.0'", "version='encoding'"),
+            ),
+        ),
+        (
+            "version '1.0encoding', declared ISO-8859-1",
+            latin1(
+                declared("ISO-8859-1", "\u{c3}\u{a9}")
+                    .replace("version='1.0'", "version=\"1.0encoding\""),
+            ),
+        ),
+        (
+            "declared ISO-8859-1 with standalone",
+            latin1(declared("ISO-8859-1", "adm\u{e9}n").replace("'?>", "' standalone='yes'?>")),
+        ),
+        (
+            "encoding before version",
+            latin1(declared("ISO-8859-1", "adm\u{e9}n").replace(
+                "version='1.0' encoding='ISO-8859-1'",
+                "encoding='ISO-8859-1' version='1.0'",
+            )),
+        ),
+        // What expat refuses around a well-formed call: no call.
+        (
+            "']]>' in text",
+            plain.replace("admin", "ad]]>min").into_bytes(),
+        ),
+        ("text after the root", format!("{plain}x").into_bytes()),
+        ("a second root", format!("{plain}<a/>").into_bytes()),
+        (
+            "a second root, opened",
+            format!("{plain}<a></a>").into_bytes(),
+        ),
+        (
+            "CDATA after the root",
+            format!("{plain}<![CDATA[]]>").into_bytes(),
+        ),
+        (
+            "a reference after the root",
+            format!("{plain}&#32;").into_bytes(),
+        ),
+        (
+            "white space, a comment and a PI after the root",
+            format!("{plain} \r\n\t<!--c--><?pi x?>").into_bytes(),
+        ),
+        (
+            "an empty root, then the call",
+            format!("<a/>{}", &plain[22..]).into_bytes(),
+        ),
+        (
+            "the declaration after a space",
+            format!(" {plain}").into_bytes(),
+        ),
+        (
+            "a second declaration",
+            plain
+                .replacen("<methodCall>", "<?xml version='1.0'?><methodCall>", 1)
+                .into_bytes(),
+        ),
+        (
+            "a control character",
+            plain.replace("admin", "ad\u{1}min").into_bytes(),
+        ),
+        (
+            "a reference to one",
+            plain.replace("admin", "ad&#1;min").into_bytes(),
+        ),
+        (
+            "U+FFFE",
+            plain.replace("admin", "ad\u{fffe}min").into_bytes(),
+        ),
+        (
+            "an undefined entity",
+            plain.replace("admin", "ad&nbsp;min").into_bytes(),
+        ),
+        (
+            "an element left open",
+            plain.replace("</methodCall>", "").into_bytes(),
+        ),
+        (
+            "a comment with '--'",
+            plain
+                .replace("<params>", "<!-- a -- b --><params>")
+                .into_bytes(),
+        ),
     ]
 }
 

@@ -42,6 +42,15 @@ fn child(what: &str) {
     let answer = match what {
         "read" => format!("{:?}", rpc::read(&Endpoint::JsonRpc, &body)),
         "xml" => format!("{:?}", rpc::read(&object, &body)),
+        "xml-common" => format!(
+            "{:?}",
+            rpc::read(
+                &Endpoint::XmlRpc {
+                    service: "common".into()
+                },
+                &body
+            )
+        ),
         "model_call" => format!("{:?}", rpc::model_call(&body)),
         _ => format!("{:?}", rpc::json_id_acceptable(&body)),
     };
@@ -52,7 +61,7 @@ fn child(what: &str) {
 /// How far reading `body` with `what` raised peak RSS, and what it read,
 /// in a process of its own (so no other test's memory is counted).
 fn rise_of(what: &str, body: &[u8]) -> (usize, String) {
-    let test = if what == "xml" {
+    let test = if what.starts_with("xml") {
         "reading_an_xml_rpc_body_costs_at_most_twice_its_own_bytes"
     } else {
         "reading_a_json_rpc_body_costs_at_most_its_own_bytes"
@@ -301,11 +310,58 @@ fn reading_an_xml_rpc_body_costs_at_most_twice_its_own_bytes() {
     let mut utf16 = b"\xFF\xFE".to_vec();
     utf16.extend(latin.encode_utf16().flat_map(u16::to_le_bytes));
     cases.push(("UTF-16".into(), utf16, is_object));
-    // The text being read and, at most, one copy of it as a value (the
-    // password, say), or the body decoded into UTF-8: twice the body.
-    let limit = |body: &[u8]| 2 * body.len() + 512 * 1024;
+    // Texts past 64 KiB are hashed as they come, never copied (a 4 MB
+    // password three times over, escaped for the credential, took 34
+    // times a Latin-1 body): what remains is the body decoded into UTF-8
+    // when it is not UTF-8 (twice a Latin-1 body at most).
+    let big = "\u{80}".repeat(SIZE / 2);
+    let nested3 = |text: &str| format!("<string><string><string>{text}</string></string></string>");
+    for (what, password, login) in [
+        ("a 4 MB password", big.clone(), "admin".to_string()),
+        (
+            "a 4 MB password three times over",
+            nested3(&big),
+            "admin".to_string(),
+        ),
+        (
+            "a 4 MB login three times over",
+            "pw".to_string(),
+            nested3(&big),
+        ),
+    ] {
+        let object = call("", &password, "x").replace("<int>2</int>", &login);
+        cases.push((
+            format!("{what}, object"),
+            object.clone().into_bytes(),
+            is_object,
+        ));
+        let common = object.replace("execute_kw", "login");
+        cases.push((
+            format!("{what}, common"),
+            common.clone().into_bytes(),
+            "Call(",
+        ));
+        let latin = common
+            .replace(
+                "<?xml version='1.0'?>",
+                "<?xml version='1.0' encoding='ISO-8859-1'?>",
+            )
+            .chars()
+            .map(|c| c as u32 as u8)
+            .collect();
+        cases.push((format!("{what}, common, ISO-8859-1"), latin, "Call("));
+    }
+    let limit = |body: &[u8]| match std::str::from_utf8(body) {
+        Ok(_) => 1 << 20,
+        Err(_) => 2 * body.len() + 512 * 1024,
+    };
     for (what, body, expect) in &cases {
-        let (rise, reading) = rise_of("xml", body);
+        let service = if what.contains("common") {
+            "xml-common"
+        } else {
+            "xml"
+        };
+        let (rise, reading) = rise_of(service, body);
         eprintln!(
             "{what}: {} bytes, RSS rose {rise} reading it: {reading}",
             body.len()

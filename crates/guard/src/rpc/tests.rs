@@ -173,6 +173,20 @@ fn xml_object_call_carries_its_credentials() {
     };
     assert!(c.credential.is_some());
     assert_ne!(c.credential, c2.credential);
+    // Only the first three params are the credential: another model, or
+    // more params after them, is the same proven credential.
+    for later in [
+        ">res.users<",
+        ">res.partner</string></value></param><param><value><string>read<",
+        ">res.partner</string></value></param><param><value><array><data><value><i4>1</i4></value></data></array></value></param><param><value><string>x<",
+    ] {
+        let other = String::from_utf8_lossy(body).replace(">res.partner<", later);
+        let Reading::Call(c3) = read(&object, other.as_bytes()) else {
+            panic!("{later}")
+        };
+        assert_eq!(c.credential, c3.credential, "{later}");
+        assert_eq!(c3.uid.as_deref(), Some("\0uid 2"));
+    }
 }
 
 fn json(body: &str) -> Reading {
@@ -464,6 +478,17 @@ fn an_object_calls_uid_names_one_budget_whatever_its_spelling() {
     for (uid, name) in [
         ("<double>2.9</double>", "\0uid 2"),
         ("<boolean>1</boolean>", "\0uid 1"),
+        // int(Decimal(...)) truncates the exact decimal (an f64 rounds
+        // this one up to 3; red team of a1c0b17).
+        ("<bigdecimal>2.99999999999999999999</bigdecimal>", "\0uid 2"),
+        ("<bigdecimal> -0.999 </bigdecimal>", "\0uid 0"),
+        ("<bigdecimal>+7.</bigdecimal>", "\0uid 7"),
+        ("<bigdecimal>.5</bigdecimal>", "\0uid 0"),
+        ("<bigdecimal>2e0</bigdecimal>", "\0uid ?"),
+        ("<bigdecimal>.</bigdecimal>", "\0uid ?"),
+        ("<bigdecimal>2.x</bigdecimal>", "\0uid ?"),
+        ("<base64>Mg==</base64>", "\0uid ?"),
+        ("<nil/>", "\0uid ?"),
     ] {
         let d = crate::classify(
             &http::Method::POST,
@@ -742,4 +767,69 @@ fn text_cdata_and_references_join_as_expat_reports_them() {
     assert_uncertain(&with_password("a & b"), "a bare ampersand");
     // Pieces without end cost their bytes once: 4 MiB of them are read.
     assert_authenticate(&with_password(&"x<![CDATA[]]>".repeat(300_000)));
+}
+
+#[test]
+fn texts_past_what_is_kept_are_hashed_not_copied() {
+    use super::xml::TEXT_KEPT;
+    let object = Endpoint::XmlRpc {
+        service: "object".into(),
+    };
+    let call = |db: &str, uid: &str, pw: &str| {
+        let body = format!(
+            "<methodCall><methodName>execute_kw</methodName><params>\
+             <param><value>{db}</value></param><param><value>{uid}</value></param>\
+             <param><value>{pw}</value></param></params></methodCall>"
+        );
+        match read(&object, body.as_bytes()) {
+            Reading::Call(c) => c,
+            other => panic!("{other:?}"),
+        }
+    };
+    let long = "p".repeat(TEXT_KEPT + 1);
+    let longer = "p".repeat(TEXT_KEPT + 2);
+    // Long passwords and databases are credentials as distinct as short
+    // ones, whether the text came in one piece or many.
+    let a = call("d", "2", &long);
+    assert_ne!(a.credential, call("d", "2", &longer).credential);
+    assert_ne!(a.credential, call(&long, "2", "p").credential);
+    let pieces = format!("{}<!---->p", "p".repeat(TEXT_KEPT));
+    assert_eq!(a.credential, call("d", "2", &pieces).credential);
+    let at_limit = "p".repeat(TEXT_KEPT);
+    let split = format!("{}<![CDATA[p]]>", "p".repeat(TEXT_KEPT - 1));
+    assert_eq!(
+        call("d", "2", &at_limit).credential,
+        call("d", "2", &split).credential
+    );
+    // Type matters: the string "2" and the int 2 are different credentials.
+    assert_ne!(
+        call("d", "<string>2</string>", "p").credential,
+        call("d", "<int>2</int>", "p").credential
+    );
+    // A uid past the limit is no user's: the shared budget.
+    let zeros = format!("{}2", "0".repeat(TEXT_KEPT));
+    assert_eq!(call("d", &zeros, "p").uid.as_deref(), Some("\0uid ?"));
+    let zeros = format!("{}2", "0".repeat(TEXT_KEPT - 1));
+    assert_eq!(call("d", &zeros, "p").uid.as_deref(), Some("\0uid 2"));
+    // A login past the limit is named by its hash: one budget each.
+    let login = |l: &str| {
+        let body = with_password("x").replace(">admin<", &format!(">{l}<"));
+        match read(&common(), body.as_bytes()) {
+            Reading::Call(c) => c.login.unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let (l1, l2) = (login(&long), login(&longer));
+    assert!(l1.starts_with("\0long login ") && l1.len() < 100, "{l1:?}");
+    assert_ne!(l1, l2);
+    assert_eq!(login(&at_limit), at_limit);
+    // A method name past the limit is none Odoo has.
+    let body = auth_call(&format!("<methodName>{long}</methodName>"));
+    assert_eq!(
+        read(&common(), body.as_bytes()),
+        Reading::Call(Call {
+            service: Some("common".into()),
+            ..Call::default()
+        })
+    );
 }
