@@ -65,6 +65,7 @@ scopes=(
   "crates/guard/src/bans/mod.rs|rampart-guard|$guard_fast|"
   "crates/guard/src/rpc/*.rs|rampart-guard|--test rpc_differential --test rpc_boundaries --test rpc_memory $guard_fast|"
   "crates/guard/src/rpc/json/*.rs|rampart-guard|--test rpc_differential --test rpc_boundaries --test rpc_memory $guard_fast|"
+  "crates/guard/src/rpc/xml/*.rs|rampart-guard|--test rpc_differential --test rpc_boundaries --test rpc_memory $guard_fast|"
   "crates/guard/src/classify.rs|rampart-guard|$guard_fast|"
   "crates/guard/src/outcome/*.rs|rampart-guard|$guard_fast|"
   "crates/guard/src/proven.rs|rampart-guard|$guard_fast|"
