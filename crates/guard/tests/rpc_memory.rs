@@ -88,6 +88,22 @@ fn rise_of(what: &str, body: &[u8]) -> (usize, String) {
     (n.parse().unwrap(), answer.to_string())
 }
 
+/// Reads `body` with `what` in a child process: the reading must start
+/// with `expect`, and peak RSS must rise by at most `limit` bytes.
+fn assert_reading_rises_at_most(what: &str, reader: &str, body: &[u8], expect: &str, limit: usize) {
+    let (rise, reading) = rise_of(reader, body);
+    eprintln!(
+        "{what}: {} bytes, RSS rose {rise} reading it: {reading}",
+        body.len()
+    );
+    assert!(reading.starts_with(expect), "{what}: {reading}");
+    assert!(
+        rise <= limit,
+        "{what}: RSS rose {rise} for a body of {}",
+        body.len()
+    );
+}
+
 const SIZE: usize = 4 << 20;
 
 /// `item` repeated, comma-separated, to about [`SIZE`] bytes.
@@ -180,17 +196,7 @@ fn reading_a_json_rpc_body_costs_at_most_its_own_bytes() {
     // spelled long by Display took 1 MB from a 6 KB body).
     let limit = |body: &str| body.len().max(512 * 1024);
     for (what, body, expect) in &cases {
-        let (rise, reading) = rise_of("read", body.as_bytes());
-        eprintln!(
-            "{what}: {} bytes, RSS rose {rise} reading it: {reading}",
-            body.len()
-        );
-        assert!(reading.starts_with(expect), "{what}: {reading}");
-        assert!(
-            rise <= limit(body),
-            "{what}: RSS rose {rise} for a body of {}",
-            body.len()
-        );
+        assert_reading_rises_at_most(what, "read", body.as_bytes(), expect, limit(body));
         let (rise, _) = rise_of("model_call", body.as_bytes());
         assert!(rise <= limit(body), "{what}: model_call rose {rise}");
         let (rise, id) = rise_of("id", body.as_bytes());
@@ -361,16 +367,6 @@ fn reading_an_xml_rpc_body_costs_at_most_twice_its_own_bytes() {
         } else {
             "xml"
         };
-        let (rise, reading) = rise_of(service, body);
-        eprintln!(
-            "{what}: {} bytes, RSS rose {rise} reading it: {reading}",
-            body.len()
-        );
-        assert!(reading.starts_with(expect), "{what}: {reading}");
-        assert!(
-            rise <= limit(body),
-            "{what}: RSS rose {rise} for a body of {}",
-            body.len()
-        );
+        assert_reading_rises_at_most(what, service, body, expect, limit(body));
     }
 }
