@@ -193,6 +193,20 @@ fn boundaries() -> Vec<(&'static str, Vec<u8>)> {
             latin1(declared("ISO-8859-1", "adm\u{e9}n").replace("'?>", "' standalone='yes'?>")),
         ),
         (
+            "encoding declared twice",
+            latin1(declared("ISO-8859-1", "admin").replace(
+                "encoding='ISO-8859-1'",
+                "encoding='ISO-8859-1' encoding='UTF-8'",
+            )),
+        ),
+        (
+            "standalone before encoding",
+            latin1(declared("ISO-8859-1", "adm\u{e9}n").replace(
+                "encoding='ISO-8859-1'",
+                "standalone='yes' encoding='ISO-8859-1'",
+            )),
+        ),
+        (
             "encoding before version",
             latin1(declared("ISO-8859-1", "adm\u{e9}n").replace(
                 "version='1.0' encoding='ISO-8859-1'",
