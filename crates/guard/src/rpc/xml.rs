@@ -264,8 +264,10 @@ fn replay(u: &mut Unmarshaller, text: &str) -> Result<(), Stop> {
         let event = reader.read_event().map_err(|_| Stop::Uncertain)?;
         let first = std::mem::take(&mut before_any);
         match event {
+            // After the root nothing opens again (so root_ended means
+            // depth 0).
             Event::Start(e) => {
-                if depth == 0 && root_ended {
+                if root_ended {
                     return Err(Stop::Uncertain);
                 }
                 depth += 1;
@@ -276,7 +278,7 @@ fn replay(u: &mut Unmarshaller, text: &str) -> Result<(), Stop> {
                 u.start(local(e.name().as_ref())?)?;
             }
             Event::Empty(e) => {
-                if depth == 0 && root_ended {
+                if root_ended {
                     return Err(Stop::Uncertain);
                 }
                 root_ended |= depth == 0;
@@ -336,7 +338,7 @@ fn replay(u: &mut Unmarshaller, text: &str) -> Result<(), Stop> {
             Event::Eof => break,
         }
     }
-    if depth != 0 || !root_ended {
+    if !root_ended {
         // An element left open, or none: expat raises.
         return Err(Stop::Uncertain);
     }
