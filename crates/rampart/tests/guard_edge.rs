@@ -6,8 +6,9 @@
 //! `rampart bans`, in state_dir and on /metrics.
 
 mod common;
+mod slots_common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +17,10 @@ use common::{Rampart, Setup, Site, TempDir, bin, metric, require_program, run_cl
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rampart_testkit::{FixtureOptions, OdooFixture, SeenRequest, TestClient};
-use rustls::ClientConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
+use slots_common::{Resp, ip};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_rustls::TlsConnector;
+use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 const HOST: &str = "erp.guard.test";
@@ -30,10 +28,6 @@ const HOST: &str = "erp.guard.test";
 const LOOSE_RATES: &str = "rate = { per_second = 5000, burst = 5000 }\nlogin_rate = { per_minute = 60000, burst = 5000, address_per_minute = 60000, address_burst = 5000 }\n";
 /// One client call may take this long before the test fails saying so.
 const CALL_LIMIT: Duration = Duration::from_secs(60);
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 /// Starts rampart for one site in front of `fixture`; `guard` is the body
 /// of the `[guard]` table.
@@ -149,75 +143,22 @@ impl Req {
     }
 }
 
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: http::HeaderMap,
-    body: Bytes,
-}
-
-impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// A client of one rampart's HTTPS listener that picks its source address.
+/// The slot tests' client (source address, TLS) for this site, with the
+/// guard tests' requests.
 #[derive(Clone)]
-struct Client {
-    https: SocketAddr,
-    h1: Arc<ClientConfig>,
-    h2: Arc<ClientConfig>,
-}
+struct Client(slots_common::Client);
 
 impl Client {
     fn new(r: &Rampart) -> Client {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(r.ca_path()).expect("the local CA file") {
-            roots.add(cert.expect("a PEM certificate")).unwrap();
-        }
-        let config = |alpn: &[u8]| {
-            let mut c = ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots.clone())
-            .with_no_client_auth();
-            c.alpn_protocols = vec![alpn.to_vec()];
-            Arc::new(c)
-        };
-        Client {
-            https: r.https,
-            h1: config(b"http/1.1"),
-            h2: config(b"h2"),
-        }
+        Client(slots_common::Client::for_host(r, HOST, CALL_LIMIT))
     }
 
-    /// A TCP connection to the HTTPS port from `src` (any 127.0.0.x).
     async fn tcp(&self, src: IpAddr) -> TcpStream {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket
-            .bind(SocketAddr::new(src, 0))
-            .unwrap_or_else(|e| panic!("cannot bind a client socket to {src}: {e}"));
-        let tcp = socket
-            .connect(self.https)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect from {src} to {}: {e}", self.https));
-        tcp.set_nodelay(true).unwrap();
-        tcp
+        self.0.tcp(src).await
     }
 
     async fn tls(&self, tcp: TcpStream, h2: bool) -> Result<TlsStream<TcpStream>, String> {
-        let config = if h2 { &self.h2 } else { &self.h1 };
-        let name = ServerName::try_from(HOST.to_string()).unwrap();
-        tokio::time::timeout(
-            CALL_LIMIT,
-            TlsConnector::from(config.clone()).connect(name, tcp),
-        )
-        .await
-        .map_err(|_| "TLS handshake timed out".to_string())?
-        .map_err(|e| format!("TLS handshake failed: {e}"))
+        self.0.tls_on(tcp, h2).await
     }
 
     fn request(&self, req: &Req, h2: bool) -> http::Request<Full<Bytes>> {
@@ -225,12 +166,12 @@ impl Client {
         b = if h2 {
             b.version(http::Version::HTTP_2).uri(format!(
                 "https://{HOST}:{}{}",
-                self.https.port(),
+                self.0.https.port(),
                 req.path
             ))
         } else {
             b.uri(req.path.as_str())
-                .header("host", format!("{HOST}:{}", self.https.port()))
+                .header("host", format!("{HOST}:{}", self.0.https.port()))
         };
         for (k, v) in &req.headers {
             b = b.header(k.as_str(), v.as_str());

@@ -1,7 +1,8 @@
-//! A client for the slot tests (edge_buffering, edge_slots): connections
-//! from a chosen 127.0.0.x source address (per-client caps count by
-//! address), raw HTTP/1.1 over TLS for uploads sent at a chosen pace, and
-//! HTTP/2 connections that never open their receive window.
+//! A client for the slot tests (edge_buffering, edge_slots) and the
+//! guard's (guard_edge): connections from a chosen 127.0.0.x source
+//! address (per-client caps count by address), raw HTTP/1.1 over TLS for
+//! uploads sent at a chosen pace, and HTTP/2 connections that never open
+//! their receive window.
 
 #![allow(dead_code)]
 
@@ -30,6 +31,7 @@ pub fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+#[derive(Debug)]
 pub struct Resp {
     pub status: u16,
     pub headers: http::HeaderMap,
@@ -45,12 +47,23 @@ impl Resp {
 #[derive(Clone)]
 pub struct Client {
     pub https: SocketAddr,
+    /// The site's name: SNI and Host.
+    pub host: &'static str,
+    /// How long a TLS handshake may take before the test fails.
+    handshake_limit: Duration,
     h1: Arc<ClientConfig>,
     h2: Arc<ClientConfig>,
 }
 
 impl Client {
+    /// A client of the site [`HOST`].
     pub fn new(r: &Rampart) -> Client {
+        Client::for_host(r, HOST, CALL_LIMIT)
+    }
+
+    /// A client of the site `host` whose TLS handshakes may take
+    /// `handshake_limit`.
+    pub fn for_host(r: &Rampart, host: &'static str, handshake_limit: Duration) -> Client {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(r.ca_path()).expect("the local CA file") {
             roots.add(cert.expect("a PEM certificate")).unwrap();
@@ -68,12 +81,15 @@ impl Client {
         };
         Client {
             https: r.https,
+            host,
+            handshake_limit,
             h1: config(b"http/1.1"),
             h2: config(b"h2"),
         }
     }
 
-    pub async fn tls(&self, src: IpAddr, h2: bool) -> TlsStream<TcpStream> {
+    /// A TCP connection to the HTTPS port from `src` (any 127.0.0.x).
+    pub async fn tcp(&self, src: IpAddr) -> TcpStream {
         let socket = TcpSocket::new_v4().unwrap();
         socket
             .bind(SocketAddr::new(src, 0))
@@ -83,15 +99,28 @@ impl Client {
             .await
             .unwrap_or_else(|e| panic!("cannot connect from {src} to {}: {e}", self.https));
         tcp.set_nodelay(true).unwrap();
+        tcp
+    }
+
+    /// TLS (ALPN h2 or http/1.1) on a connected socket; Err when the
+    /// handshake fails or takes longer than the client's limit.
+    pub async fn tls_on(&self, tcp: TcpStream, h2: bool) -> Result<TlsStream<TcpStream>, String> {
         let config = if h2 { &self.h2 } else { &self.h1 };
-        let name = ServerName::try_from(HOST.to_string()).unwrap();
+        let name = ServerName::try_from(self.host.to_string()).unwrap();
         tokio::time::timeout(
-            CALL_LIMIT,
+            self.handshake_limit,
             TlsConnector::from(config.clone()).connect(name, tcp),
         )
         .await
-        .expect("TLS handshake in time")
-        .expect("TLS handshake")
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| format!("TLS handshake failed: {e}"))
+    }
+
+    pub async fn tls(&self, src: IpAddr, h2: bool) -> TlsStream<TcpStream> {
+        let tcp = self.tcp(src).await;
+        self.tls_on(tcp, h2)
+            .await
+            .unwrap_or_else(|e| panic!("from {src}: {e}"))
     }
 
     /// One HTTP/1.1 request from `src`; Err when no answer within CALL_LIMIT.
@@ -110,7 +139,7 @@ impl Client {
         let req = http::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", format!("{HOST}:{}", self.https.port()))
+            .header("host", format!("{}:{}", self.host, self.https.port()))
             .body(Full::new(Bytes::from(body)))
             .unwrap();
         let call = async {
@@ -147,7 +176,7 @@ impl Client {
         let task = tokio::spawn(async move {
             let _ = conn.await;
         });
-        let uri = format!("https://{HOST}:{}{path}", self.https.port());
+        let uri = format!("https://{}:{}{path}", self.host, self.https.port());
         let calls = (0..n).map(|_| {
             let mut sender = sender.clone();
             let req = http::Request::get(uri.as_str())
@@ -188,7 +217,8 @@ impl Upload {
     pub async fn start(c: &Client, src: IpAddr, path: &str, len: usize, first: &[u8]) -> Upload {
         let mut stream = c.tls(src, false).await;
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {HOST}:{}\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n",
+            c.host,
             c.https.port()
         );
         stream.write_all(head.as_bytes()).await.unwrap();
