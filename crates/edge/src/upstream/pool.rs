@@ -122,14 +122,24 @@ impl Queues {
     /// Whether `c` is under its share: its own, and for a session, its
     /// address's sessions' share.
     fn under_share(&self, c: &Client, per_client: usize, per_address: usize) -> bool {
-        self.held.get(&c.key()).copied().unwrap_or(0) < per_client
-            && (c.session.is_none()
-                || self
-                    .session_held
-                    .get(&rampart_guard::client_key(c.addr))
-                    .copied()
-                    .unwrap_or(0)
-                    < per_address)
+        self.holds_under(&c.key(), per_client) && self.address_under(c, per_address)
+    }
+
+    /// Whether the client `key` holds fewer than `per_client` slots.
+    fn holds_under(&self, key: &QKey, per_client: usize) -> bool {
+        self.held.get(key).copied().unwrap_or(0) < per_client
+    }
+
+    /// Whether `c`, when it is a session, is under its address's sessions'
+    /// share (an address-only client always is).
+    fn address_under(&self, c: &Client, per_address: usize) -> bool {
+        c.session.is_none()
+            || self
+                .session_held
+                .get(&rampart_guard::client_key(c.addr))
+                .copied()
+                .unwrap_or(0)
+                < per_address
     }
 }
 
@@ -161,11 +171,21 @@ impl Sched {
                 let mut given = None;
                 if let Some(mut list) = q.waiting.remove(&next) {
                     list.retain(|w| !w.tx.is_closed());
-                    if let Some(i) = list.iter().position(|w| {
-                        w.avoid.as_ref().is_none_or(|a| !Arc::ptr_eq(a, up))
-                            && (!under_share_only
-                                || q.under_share(&w.client, self.per_client, self.per_address))
-                    }) {
+                    // Every waiter in the list is the client `next`: what it
+                    // holds is read once, not once per waiter (a client over
+                    // its share with hundreds waiting cost a hash lookup
+                    // for each of them at every release).
+                    let may_take = !under_share_only || q.holds_under(&next, self.per_client);
+                    let found = may_take
+                        .then(|| {
+                            list.iter().position(|w| {
+                                w.avoid.as_ref().is_none_or(|a| !Arc::ptr_eq(a, up))
+                                    && (!under_share_only
+                                        || q.address_under(&w.client, self.per_address))
+                            })
+                        })
+                        .flatten();
+                    if let Some(i) = found {
                         given = list.remove(i);
                     }
                     if !list.is_empty() {
