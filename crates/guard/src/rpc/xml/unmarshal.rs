@@ -237,25 +237,17 @@ impl Unmarshaller {
         if self.stack.first.len() >= KEPT {
             return Ok(());
         }
-        let kept = if from_data {
-            Kept {
-                kind,
-                text: self.data.text().map(str::to_string),
-                digest: self.data.digest(),
-            }
-        } else {
-            Kept {
-                kind,
-                text: Some(String::new()),
-                digest: digest(&SHA256, b"").as_ref().try_into().expect("32 bytes"),
-            }
+        // A nil, an array or a struct is made of no text.
+        let no_text = Data::default();
+        let source = if from_data { &self.data } else { &no_text };
+        let kept = Kept {
+            kind,
+            text: source.text().map(str::to_string),
+            digest: source.digest(),
         };
+        let copied = source.len.min(TEXT_KEPT);
         self.stack.first.push(kept);
-        self.spend(if from_data {
-            self.data.len.min(TEXT_KEPT)
-        } else {
-            0
-        })
+        self.spend(copied)
     }
 
     fn spend(&mut self, bytes: usize) -> Result<(), Stop> {
