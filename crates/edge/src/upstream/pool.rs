@@ -176,16 +176,13 @@ impl Sched {
                     // its share with hundreds waiting cost a hash lookup
                     // for each of them at every release).
                     let may_take = !under_share_only || q.holds_under(&next, self.per_client);
-                    let found = may_take
-                        .then(|| {
-                            list.iter().position(|w| {
-                                w.avoid.as_ref().is_none_or(|a| !Arc::ptr_eq(a, up))
-                                    && (!under_share_only
-                                        || q.address_under(&w.client, self.per_address))
-                            })
+                    if may_take
+                        && let Some(i) = list.iter().position(|w| {
+                            w.avoid.as_ref().is_none_or(|a| !Arc::ptr_eq(a, up))
+                                && (!under_share_only
+                                    || q.address_under(&w.client, self.per_address))
                         })
-                        .flatten();
-                    if let Some(i) = found {
+                    {
                         given = list.remove(i);
                     }
                     if !list.is_empty() {
