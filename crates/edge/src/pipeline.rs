@@ -66,7 +66,8 @@ pub async fn handle(
         request_id,
     };
     let line = RequestLine::of(&req);
-    let encoding = compress::negotiate(req.headers().get(header::ACCEPT_ENCODING));
+    let accepted = compress::Accepted::parse(req.headers().get(header::ACCEPT_ENCODING));
+    let encoding = accepted.best();
 
     let mut res = match phases(req, conn.clone(), &shared, &rt, &mut ctx).await {
         Ok(res) => res,
@@ -92,7 +93,11 @@ pub async fn handle(
                 conn.https,
             );
             if site.config.compression {
-                res = compress::apply(res, encoding, line.method == Method::HEAD);
+                let owner = compress::Owner {
+                    memory: &shared.spool.memory,
+                    client: ctx.client,
+                };
+                res = compress::apply(res, &accepted, line.method == Method::HEAD, owner);
             }
         }
         None => {

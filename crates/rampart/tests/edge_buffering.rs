@@ -459,3 +459,74 @@ async fn unread_http2_answers_keep_at_most_the_clients_memory_share() {
     assert_eq!(res.status, 200);
     drop((held.responses, held.sender));
 }
+
+/// An unread HTTP/2 stream whose answer is compressed as it streams held
+/// its encoder (about 200 KB of zlib state, allocated before a byte is
+/// sent) counted nowhere: 6,400 such streams from one address took Rampart
+/// to 1.1 GB. The encoders are now charged to the client's memory share
+/// (1 MiB here: three gzip encoders); past it answers go uncompressed.
+/// (What an unread stream holds besides is the same with or without
+/// compression.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unread_compressed_answers_hold_their_encoders_within_the_clients_memory_share() {
+    let fixture = OdooFixture::start().await;
+    let mut setup = site(
+        &fixture,
+        "max_conns = 256\nmax_conns_per_client = 256\nqueue_timeout = \"3s\"",
+    );
+    setup.listen = "buffer_memory_per_client = \"1MiB\"".into();
+    let r = Rampart::start(setup).await;
+    let c = Client::new(&r);
+    // Warm up (TLS, HTTP/2, a streamed gzip answer) before the baseline.
+    let warm = c
+        .zero_window_h2_with(
+            ip("127.0.0.2"),
+            "/big.html?bytes=400000",
+            2,
+            &[("accept-encoding", "gzip")],
+        )
+        .await;
+    drop((warm.responses, warm.sender));
+    let before = r.vm_hwm_kib();
+    // Past the one-shot size (256 KiB): streamed through an encoder.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(
+            c.zero_window_h2_with(
+                ip("127.0.0.2"),
+                "/big.html?bytes=400000",
+                100,
+                &[("accept-encoding", "gzip")],
+            )
+            .await,
+        );
+    }
+    let responses: Vec<_> = held.iter().flat_map(|h| &h.responses).collect();
+    assert!(responses.iter().all(|r| r.status() == 200));
+    // Measured (debug build): 96 MB with an encoder each; 25 MB for the
+    // same streams uncompressed, and 21 MB now.
+    let grown = r.vm_hwm_kib().saturating_sub(before);
+    assert!(
+        grown < 48 * 1024,
+        "200 unread compressed answers grew Rampart's peak memory by {grown} KiB"
+    );
+    let compressed = responses
+        .iter()
+        .filter(|r| r.headers().contains_key("content-encoding"))
+        .count();
+    assert!(
+        (1..=3).contains(&compressed),
+        "{compressed} of 200 unread answers compressed with a 1 MiB share"
+    );
+    // Another address has its own share.
+    let other = c
+        .zero_window_h2_with(
+            ip("127.0.0.3"),
+            "/big.html?bytes=400000",
+            1,
+            &[("accept-encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(other.responses[0].headers()["content-encoding"], "gzip");
+    drop(held);
+}

@@ -347,7 +347,35 @@ async fn compression_by_accept_encoding_and_never_when_it_must_not() {
             "{enc} body does not decode to the original"
         );
     }
-    // Preference order: a client offering all gets one of them, q=0 is honoured.
+    // A browser offering all (Chrome's header; Firefox's lacks zstd) gets
+    // a page of known length gzipped in one go: the cheapest for Rampart.
+    for accept in ["gzip, deflate, br, zstd", "gzip, deflate, br"] {
+        let res = r
+            .client
+            .request(
+                "GET",
+                &r.url("erp.test", "/big.html"),
+                &[("accept-encoding", accept)],
+                vec![],
+            )
+            .await;
+        assert_eq!(res.header("content-encoding"), Some("gzip"), "{accept}");
+        assert!(decode("gzip", &res.body) == plain.body, "{accept}");
+    }
+    // A longer answer is streamed in the client's best encoding.
+    let long = r.get("erp.test", "/big.html?bytes=400000").await;
+    let res = r
+        .client
+        .request(
+            "GET",
+            &r.url("erp.test", "/big.html?bytes=400000"),
+            &[("accept-encoding", "gzip, deflate, br, zstd")],
+            vec![],
+        )
+        .await;
+    assert_eq!(res.header("content-encoding"), Some("zstd"));
+    assert!(decode("zstd", &res.body) == long.body);
+    // q=0 is honoured.
     let res = r
         .client
         .request(

@@ -1,26 +1,65 @@
-//! Stage 7c: compression by Accept-Encoding, streamed.
+//! Stage 7c: compression by Accept-Encoding, for answers made per request
+//! (Odoo's, Rampart's own pages; the cache and static files keep variants
+//! made once).
 //!
 //! Levels are chosen for a proxy's CPU budget, not for the last percent:
 //! gzip 1 (nginx's default), brotli 4, zstd 3 — each within a few percent
 //! of its best ratio on Odoo's HTML/JS, at a fraction of the CPU. This is
 //! why the encoders are used directly rather than through a layer with
 //! one level for all encodings.
+//!
+//! What each answer costs decides the encoding, not only the client's
+//! preference:
+//! - An answer of known length up to `ONE_SHOT_MAX` is gzipped in one go
+//!   whenever the client takes gzip (every browser does), though it may
+//!   prefer br or zstd: a streaming encoder's setup is most of the cost
+//!   of a page. Measured on the 12.5 KB login page (one core, this
+//!   crate's encoders): brotli 4 about 330 µs, zstd 3 and zlib-rs about
+//!   45-50 µs, the one-pass gzip about 12 µs; under HTTP/2 load a
+//!   Firefox-like `gzip, deflate, br` got 334 requests per CPU-second
+//!   where `gzip` got 6,625.
+//! - A longer or unsized answer is streamed through an encoder whose state
+//!   is held until the client has taken the answer (`STATE`, measured).
+//!   That state is charged to the client address's memory share
+//!   (`buffer_memory_per_client`, with buffered bodies): an address
+//!   opening HTTP/2 streams it never reads held about 200 KB of zlib state
+//!   per stream, counted nowhere (6,400 streams from one address: 1.1 GB).
+//!   Past the share, the next acceptable encoding that fits is used, and
+//!   past that the answer goes uncompressed.
+
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use async_compression::Level;
 use async_compression::tokio::bufread::{BrotliEncoder, GzipEncoder, ZstdEncoder};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http_body::Body as _;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use tokio_util::io::{ReaderStream, StreamReader};
 
 use crate::body::{Body, BoxError};
-pub use crate::encoding::{Encoding, negotiate};
+use crate::body_memory::{BodyMemory, Charge};
+pub use crate::encoding::{Accepted, Encoding, negotiate};
 use crate::encoding::{MIN_SIZE, compressible};
 
+/// What a streaming encoder holds until its answer is sent: its state at
+/// its level plus the 16 KiB it reads through, rounded up. Measured with
+/// 20 encoders alive, each having made its first 16 KiB (RSS): zlib 1
+/// 259 KB (zlib-rs allocates 190 KB of it at creation), brotli 4 2.3 MB,
+/// zstd 3 1.15 MB.
+fn state(enc: Encoding) -> usize {
+    match enc {
+        Encoding::Gzip => 288 * 1024,
+        Encoding::Brotli => 2560 * 1024,
+        Encoding::Zstd => 1280 * 1024,
+    }
+}
+
 /// Whether this response should be compressed at all.
-fn eligible(status: StatusCode, headers: &HeaderMap) -> bool {
+fn eligible(status: StatusCode, headers: &HeaderMap, len: Option<u64>) -> bool {
     if status == StatusCode::SWITCHING_PROTOCOLS
         || status == StatusCode::PARTIAL_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -40,10 +79,7 @@ fn eligible(status: StatusCode, headers: &HeaderMap) -> bool {
     {
         return false;
     }
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    if let Some(len) = len
         && len < MIN_SIZE
     {
         return false;
@@ -51,14 +87,32 @@ fn eligible(status: StatusCode, headers: &HeaderMap) -> bool {
     compressible(headers.get(header::CONTENT_TYPE))
 }
 
-/// Compresses `res` for `encoding` when it is eligible; adds `Vary`.
+/// Whose memory share a streaming encoder's state is charged to.
+pub struct Owner<'a> {
+    /// The shares (the spool's, with buffered bodies).
+    pub memory: &'a Arc<BodyMemory>,
+    /// The client address.
+    pub client: IpAddr,
+}
+
+/// Compresses `res` for what the client accepts when it is eligible and
+/// affordable (see the module doc); adds `Vary`.
 pub fn apply(
     res: Response<Body>,
-    encoding: Option<Encoding>,
+    accepted: &Accepted,
     head_request: bool,
+    owner: Owner<'_>,
 ) -> Response<Body> {
     let (mut parts, body) = res.into_parts();
-    if !eligible(parts.status, &parts.headers) {
+    // Odoo's Content-Length, else what the body itself knows (Rampart's
+    // own pages carry no header until hyper writes one).
+    let len = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| body.size_hint().exact());
+    if !eligible(parts.status, &parts.headers, len) {
         return Response::from_parts(parts, body);
     }
     // The representation depends on Accept-Encoding even when this client
@@ -66,15 +120,24 @@ pub fn apply(
     parts
         .headers
         .append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    let Some(enc) = encoding else {
-        return Response::from_parts(parts, body);
+    let small = len.filter(|len| *len <= ONE_SHOT_MAX);
+    let (enc, charge) = if small.is_some() && accepted.allows(Encoding::Gzip) {
+        (Encoding::Gzip, None)
+    } else {
+        // A HEAD answer holds no encoder: it says what a GET would get
+        // with room in its share.
+        let afford = |enc: Encoding| {
+            if head_request {
+                return Some((enc, None));
+            }
+            let mut charge = Charge::new(owner.memory.clone(), owner.client);
+            charge.try_add(state(enc)).then_some((enc, Some(charge)))
+        };
+        match accepted.ranked().find_map(afford) {
+            Some(chosen) => chosen,
+            None => return Response::from_parts(parts, body),
+        }
     };
-    let small = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|len| *len <= ONE_SHOT_MAX);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::ACCEPT_RANGES);
     parts.headers.insert(
@@ -94,25 +157,26 @@ pub fn apply(
     if head_request {
         return Response::from_parts(parts, crate::body::empty());
     }
-    if enc == Encoding::Gzip
-        && let Some(len) = small
-    {
+    let Some(charge) = charge else {
         let one_shot = OneShotGzip {
             inner: body,
             body: Collected::None,
-            len: len as usize,
+            len: small.unwrap_or(0) as usize,
             done: false,
         };
         return Response::from_parts(parts, one_shot.boxed_unsync());
-    }
+    };
     let reader = StreamReader::new(
         body.into_data_stream()
             .map_err(|e: BoxError| std::io::Error::other(e)),
     );
     let out: Body = match enc {
-        Encoding::Gzip => encoded(GzipEncoder::with_quality(reader, Level::Precise(1))),
-        Encoding::Brotli => encoded(BrotliEncoder::with_quality(reader, Level::Precise(4))),
-        Encoding::Zstd => encoded(ZstdEncoder::with_quality(reader, Level::Precise(3))),
+        Encoding::Gzip => encoded(GzipEncoder::with_quality(reader, Level::Precise(1)), charge),
+        Encoding::Brotli => encoded(
+            BrotliEncoder::with_quality(reader, Level::Precise(4)),
+            charge,
+        ),
+        Encoding::Zstd => encoded(ZstdEncoder::with_quality(reader, Level::Precise(3)), charge),
     };
     Response::from_parts(parts, out)
 }
@@ -222,9 +286,14 @@ impl http_body::Body for OneShotGzip {
     }
 }
 
-fn encoded<R: tokio::io::AsyncRead + Send + 'static>(r: R) -> Body {
+/// The stream of `r`'s bytes; `charge` is given back when it is dropped,
+/// with the encoder.
+fn encoded<R: tokio::io::AsyncRead + Send + 'static>(r: R, charge: Charge) -> Body {
     let stream = ReaderStream::with_capacity(r, 16 * 1024)
-        .map_ok(|b: Bytes| Frame::data(b))
+        .map_ok(move |b: Bytes| {
+            let _held_until_dropped = &charge;
+            Frame::data(b)
+        })
         .map_err(|e| Box::new(e) as BoxError);
     StreamBody::new(stream).boxed_unsync()
 }
@@ -232,6 +301,43 @@ fn encoded<R: tokio::io::AsyncRead + Send + 'static>(r: R) -> Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+
+    /// `apply` for client A with Accept-Encoding `accept`, charged to `memory`.
+    fn apply_for(
+        res: Response<Body>,
+        accept: &str,
+        memory: &Arc<BodyMemory>,
+        client: IpAddr,
+    ) -> Response<Body> {
+        let accepted = Accepted::parse(Some(&HeaderValue::from_str(accept).unwrap()));
+        apply(res, &accepted, false, Owner { memory, client })
+    }
+
+    /// A gzip-only client with a share that has room.
+    fn apply_gzip(res: Response<Body>) -> Response<Body> {
+        apply_for(res, "gzip", &Arc::new(BodyMemory::new(1 << 30, 1 << 30)), A)
+    }
+
+    /// An HTML answer of unknown length (Odoo's streamed answers).
+    fn unsized_html(text: &str) -> Response<Body> {
+        let stream = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from(
+            text.to_string(),
+        )))]);
+        let mut res = Response::new(StreamBody::new(stream).boxed_unsync());
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        res
+    }
+
+    fn encoding_of(res: &Response<Body>) -> Option<&str> {
+        res.headers()
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap())
+    }
 
     fn neg(s: &str) -> Option<Encoding> {
         negotiate(Some(&HeaderValue::from_str(s).unwrap()))
@@ -285,7 +391,7 @@ mod tests {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
         res.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
-        let mut body = apply(res, Some(Encoding::Gzip), false).into_body();
+        let mut body = apply_gzip(res).into_body();
         assert!(!body.is_end_stream(), "nothing sent yet");
         let gz = body.frame().await.unwrap().unwrap().into_data().unwrap();
         // HTTP/2 puts END_STREAM on this DATA frame; no empty frame follows.
@@ -312,7 +418,7 @@ mod tests {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
         res.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(announced));
-        apply(res, Some(Encoding::Gzip), false).into_body()
+        apply_gzip(res).into_body()
     }
 
     /// A page that comes in pieces (as Odoo's does, read by read), with an
@@ -362,16 +468,132 @@ mod tests {
             header::CONTENT_TYPE,
             "text/html; charset=utf-8".parse().unwrap(),
         );
-        assert!(eligible(StatusCode::OK, &h));
-        h.insert(header::CONTENT_LENGTH, "100".parse().unwrap());
-        assert!(!eligible(StatusCode::OK, &h), "tiny");
-        h.remove(header::CONTENT_LENGTH);
-        assert!(!eligible(StatusCode::PARTIAL_CONTENT, &h));
-        assert!(!eligible(StatusCode::SWITCHING_PROTOCOLS, &h));
+        assert!(eligible(StatusCode::OK, &h, None));
+        assert!(eligible(StatusCode::OK, &h, Some(MIN_SIZE)));
+        assert!(!eligible(StatusCode::OK, &h, Some(MIN_SIZE - 1)), "tiny");
+        assert!(!eligible(StatusCode::PARTIAL_CONTENT, &h, None));
+        assert!(!eligible(StatusCode::SWITCHING_PROTOCOLS, &h, None));
         h.insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
-        assert!(!eligible(StatusCode::OK, &h), "already encoded");
+        assert!(!eligible(StatusCode::OK, &h, None), "already encoded");
         let mut img = HeaderMap::new();
         img.insert(header::CONTENT_TYPE, "image/png".parse().unwrap());
-        assert!(!eligible(StatusCode::OK, &img));
+        assert!(!eligible(StatusCode::OK, &img, None));
+    }
+
+    /// Every browser takes gzip; Chrome prefers zstd, Firefox and Safari
+    /// br. A page of known length is gzipped in one go for all of them: a
+    /// streaming encoder's setup costs more than the page (module doc).
+    #[tokio::test]
+    async fn a_page_of_known_length_is_gzipped_in_one_go_whatever_the_browser_prefers() {
+        let page = "<p>Odoo login page</p>\n".repeat(600);
+        let memory = Arc::new(BodyMemory::new(1 << 30, 1 << 30));
+        for accept in [
+            "gzip, deflate, br, zstd",
+            "gzip, deflate, br",
+            "zstd, gzip;q=0.1",
+        ] {
+            let mut res = Response::new(crate::body::full(page.clone()));
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            let res = apply_for(res, accept, &memory, A);
+            assert_eq!(encoding_of(&res), Some("gzip"), "{accept}");
+            assert_eq!(
+                memory.used(),
+                0,
+                "{accept}: a one-shot gzip holds no encoder"
+            );
+            let gz = res.into_body().collect().await.unwrap().to_bytes();
+            let mut back = String::new();
+            std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
+                .unwrap();
+            assert_eq!(back, page, "{accept}");
+        }
+        // A client that does not take gzip gets what it takes, streamed.
+        let mut res = Response::new(crate::body::full(page.clone()));
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        let res = apply_for(res, "br", &memory, A);
+        assert_eq!(encoding_of(&res), Some("br"));
+        assert_eq!(memory.used(), state(Encoding::Brotli));
+        drop(res);
+        assert_eq!(memory.used(), 0);
+    }
+
+    /// Rampart's own pages (refusals, errors) carry no Content-Length until
+    /// hyper writes one: their body's size decides. Each used to get a
+    /// streaming gzip encoder (~200 KB held until the client read it).
+    #[test]
+    fn rampart_s_own_short_pages_are_not_compressed() {
+        let page = crate::pages::error(StatusCode::SERVICE_UNAVAILABLE, "Odoo is busy.");
+        assert!(page.headers().get(header::CONTENT_LENGTH).is_none());
+        let memory = Arc::new(BodyMemory::new(1 << 30, 1 << 30));
+        let res = apply_for(page, "gzip, deflate, br, zstd", &memory, A);
+        assert_eq!(encoding_of(&res), None);
+        assert_eq!(memory.used(), 0);
+    }
+
+    /// A streamed answer's encoder is charged to its client while it lives:
+    /// past the share the next acceptable encoding that fits is used, then
+    /// none; another client keeps its own share; all is given back.
+    #[tokio::test]
+    async fn a_streaming_encoder_is_charged_to_its_client_and_falls_back_past_the_share() {
+        let (zstd, gzip) = (state(Encoding::Zstd), state(Encoding::Gzip));
+        // Room for one zstd and two gzip encoders.
+        let memory = Arc::new(BodyMemory::new(zstd + 2 * gzip, 1 << 30));
+        let accept = "zstd, br, gzip";
+        let text = "<p>an answer Odoo streams</p>\n".repeat(100);
+        let first = apply_for(unsized_html(&text), accept, &memory, A);
+        assert_eq!(encoding_of(&first), Some("zstd"));
+        let second = apply_for(unsized_html(&text), accept, &memory, A);
+        assert_eq!(
+            encoding_of(&second),
+            Some("gzip"),
+            "zstd and br no longer fit"
+        );
+        let third = apply_for(unsized_html(&text), accept, &memory, A);
+        assert_eq!(encoding_of(&third), Some("gzip"));
+        assert_eq!(memory.used(), zstd + 2 * gzip);
+        let fourth = apply_for(unsized_html(&text), accept, &memory, A);
+        assert_eq!(
+            encoding_of(&fourth),
+            None,
+            "the share is spent: uncompressed"
+        );
+        assert!(
+            fourth.headers()[header::VARY]
+                .to_str()
+                .unwrap()
+                .contains("Accept-Encoding")
+        );
+        let plain = fourth.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(plain, text.as_bytes());
+        let other = apply_for(unsized_html(&text), accept, &memory, B);
+        assert_eq!(encoding_of(&other), Some("zstd"), "B has its own share");
+        // Sent to the end, an encoder is given back with its body.
+        let gz = second.into_body().collect().await.unwrap().to_bytes();
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
+            .unwrap();
+        assert_eq!(back, text);
+        assert_eq!(memory.used(), 2 * zstd + gzip);
+        drop((first, third, other));
+        assert_eq!(memory.used(), 0);
+    }
+
+    #[test]
+    fn ranked_by_q_then_zstd_br_gzip() {
+        let ranked = |s: &str| {
+            Accepted::parse(Some(&HeaderValue::from_str(s).unwrap()))
+                .ranked()
+                .collect::<Vec<_>>()
+        };
+        use Encoding::*;
+        assert_eq!(ranked("gzip, deflate, br, zstd"), [Zstd, Brotli, Gzip]);
+        assert_eq!(ranked("gzip, br;q=0.5"), [Gzip, Brotli]);
+        assert_eq!(ranked("br;q=0.2, *;q=0.5"), [Zstd, Gzip, Brotli]);
+        assert_eq!(ranked("identity"), []);
+        assert!(Accepted::parse(None).ranked().next().is_none());
+        let a = Accepted::parse(Some(&HeaderValue::from_static("br, gzip;q=0")));
+        assert!(a.allows(Brotli) && !a.allows(Gzip) && !a.allows(Zstd));
     }
 }

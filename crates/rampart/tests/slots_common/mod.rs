@@ -169,6 +169,17 @@ impl Client {
     /// with the connection's sender (keep it, or hyper closes the
     /// connection itself) and its task, which ends when the connection does.
     pub async fn zero_window_h2(&self, src: IpAddr, path: &str, n: usize) -> ZeroWindow {
+        self.zero_window_h2_with(src, path, n, &[]).await
+    }
+
+    /// `zero_window_h2` with these request headers.
+    pub async fn zero_window_h2_with(
+        &self,
+        src: IpAddr,
+        path: &str,
+        n: usize,
+        headers: &[(&str, &str)],
+    ) -> ZeroWindow {
         let tls = self.tls(src, true).await;
         let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         b.initial_stream_window_size(0).adaptive_window(false);
@@ -179,9 +190,11 @@ impl Client {
         let uri = format!("https://{}:{}{path}", self.host, self.https.port());
         let calls = (0..n).map(|_| {
             let mut sender = sender.clone();
-            let req = http::Request::get(uri.as_str())
-                .body(Full::new(Bytes::new()))
-                .unwrap();
+            let mut req = http::Request::get(uri.as_str());
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let req = req.body(Full::new(Bytes::new())).unwrap();
             tokio::spawn(async move {
                 tokio::time::timeout(CALL_LIMIT * 3, sender.send_request(req))
                     .await
