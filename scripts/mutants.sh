@@ -56,6 +56,8 @@ scopes=(
   "crates/edge/src/upstream/mod.rs|rampart-edge|--lib|Upstream::record"
   "crates/edge/src/upstream/health.rs|rampart|--test edge_routing health|check_once|spawn_checks"
   "crates/edge/src/conn_cap.rs|rampart-edge|--lib|"
+  "crates/edge/src/stage/compress.rs|rampart-edge|--lib|"
+  "crates/edge/src/encoding.rs|rampart-edge|--lib|"
   "crates/edge/src/stage/inspect_budget.rs|rampart-edge|--lib|"
   "crates/edge/src/admin/access.rs|rampart-edge|--lib|"
   "crates/edge/src/admin_token.rs|rampart-edge|--lib|"

@@ -19,11 +19,12 @@
 //!   Firefox-like `gzip, deflate, br` got 334 requests per CPU-second
 //!   where `gzip` got 6,625.
 //! - A longer or unsized answer is streamed through an encoder whose state
-//!   is held until the client has taken the answer (`STATE`, measured).
-//!   That state is charged to the client address's memory share
-//!   (`buffer_memory_per_client`, with buffered bodies): an address
-//!   opening HTTP/2 streams it never reads held about 200 KB of zlib state
-//!   per stream, counted nowhere (6,400 streams from one address: 1.1 GB).
+//!   is held until the client has taken the answer (`state`, measured;
+//!   brotli's and zstd's windows capped). That state is charged to the
+//!   client address's memory share (`buffer_memory_per_client`, with
+//!   buffered bodies): an address opening HTTP/2 streams it never reads
+//!   held about 200 KB of zlib state per stream, counted nowhere (6,400
+//!   streams from one address: 1.35 GB).
 //!   Past the share, the next acceptable encoding that fits is used, and
 //!   past that the answer goes uncompressed.
 
@@ -45,16 +46,16 @@ use crate::body_memory::{BodyMemory, Charge};
 pub use crate::encoding::{Accepted, Encoding, negotiate};
 use crate::encoding::{MIN_SIZE, compressible};
 
-/// What a streaming encoder holds until its answer is sent: its state at
-/// its level plus the 16 KiB it reads through, rounded up. Measured with
-/// 20 encoders alive, each having made its first 16 KiB (RSS): zlib 1
-/// 259 KB (zlib-rs allocates 190 KB of it at creation), brotli 4 2.3 MB,
-/// zstd 3 1.15 MB.
+/// What a streaming encoder holds until its answer is sent, rounded up.
+/// Measured (RSS of 10 encoders alive, each having made 1 MiB of output
+/// from 8 MiB of Odoo-like text, so every window is full): zlib 1 300 KB;
+/// brotli 4 2.4 MB with `BROTLI_WINDOW_LOG` (41 MB with its default
+/// window); zstd 3 1.7 MB with `ZSTD_WINDOW_LOG` (3.2 MB by default).
 fn state(enc: Encoding) -> usize {
     match enc {
-        Encoding::Gzip => 288 * 1024,
+        Encoding::Gzip => 320 * 1024,
         Encoding::Brotli => 2560 * 1024,
-        Encoding::Zstd => 1280 * 1024,
+        Encoding::Zstd => 1792 * 1024,
     }
 }
 
@@ -172,11 +173,8 @@ pub fn apply(
     );
     let out: Body = match enc {
         Encoding::Gzip => encoded(GzipEncoder::with_quality(reader, Level::Precise(1)), charge),
-        Encoding::Brotli => encoded(
-            BrotliEncoder::with_quality(reader, Level::Precise(4)),
-            charge,
-        ),
-        Encoding::Zstd => encoded(ZstdEncoder::with_quality(reader, Level::Precise(3)), charge),
+        Encoding::Brotli => encoded(brotli(reader), charge),
+        Encoding::Zstd => encoded(zstd(reader), charge),
     };
     Response::from_parts(parts, out)
 }
@@ -284,6 +282,25 @@ impl http_body::Body for OneShotGzip {
             http_body::SizeHint::default()
         }
     }
+}
+
+/// log2 of the streaming encoders' windows: brotli 128 KiB, zstd 512 KiB.
+/// Their defaults (4 and 2 MiB) made each encoder hold 41 and 3.2 MB once
+/// an answer was longer (`state`); the ratio lost on Odoo's JSON and HTML
+/// is a few percent (its repeats are near each other).
+const BROTLI_WINDOW_LOG: i32 = 17;
+const ZSTD_WINDOW_LOG: u32 = 19;
+
+fn brotli<R: tokio::io::AsyncBufRead>(r: R) -> BrotliEncoder<R> {
+    let params = async_compression::brotli::EncoderParams::default()
+        .quality(Level::Precise(4))
+        .window_size(BROTLI_WINDOW_LOG);
+    BrotliEncoder::with_params(r, params)
+}
+
+fn zstd<R: tokio::io::AsyncBufRead>(r: R) -> ZstdEncoder<R> {
+    let window = async_compression::zstd::CParameter::window_log(ZSTD_WINDOW_LOG);
+    ZstdEncoder::with_quality_and_params(r, Level::Precise(3), &[window])
 }
 
 /// The stream of `r`'s bytes; `charge` is given back when it is dropped,
