@@ -154,6 +154,22 @@ impl Charge {
     }
 }
 
+impl Charge {
+    /// Charges `n` more bytes whether or not there is room: for bytes
+    /// already held (a gzip a little longer than the page it was made from).
+    pub fn force_add(&mut self, n: usize) {
+        self.memory.force_take(self.owner, n);
+        self.n += n;
+    }
+
+    /// Gives back `n` of the bytes charged (at most all of them).
+    pub fn release(&mut self, n: usize) {
+        let n = n.min(self.n);
+        self.memory.give_back(self.owner, n);
+        self.n -= n;
+    }
+}
+
 impl Drop for Charge {
     fn drop(&mut self) {
         self.memory.give_back(self.owner, self.n);

@@ -530,3 +530,59 @@ async fn unread_compressed_answers_hold_their_encoders_within_the_clients_memory
     assert_eq!(other.responses[0].headers()["content-encoding"], "gzip");
     drop(held);
 }
+
+/// HTTP/2 keeps a piece of an answer whole until the client's window lets
+/// it go, and what hyper holds is counted nowhere: streams that open one
+/// byte of window (so Rampart hands each answer over) made every answer one
+/// uncounted piece (red team: 1,024 streams of 256 KiB answers from one
+/// address, 310 MB). Pieces are at most 16 KiB now, the rest charged to the
+/// client's share (1 MiB here) and spooled past it, uncompressed and
+/// gzipped alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streams_that_open_one_byte_of_window_hold_one_small_piece_each() {
+    let fixture = OdooFixture::start().await;
+    let mut setup = site(
+        &fixture,
+        "max_conns = 256\nmax_conns_per_client = 256\nqueue_timeout = \"3s\"",
+    );
+    // The guard's rate would refuse 400 requests at once from one address.
+    setup.listen = "buffer_memory_per_client = \"1MiB\"\n\n[guard]\nrate = { per_second = 100000, burst = 100000 }\n".into();
+    let r = Rampart::start(setup).await;
+    let c = Client::new(&r);
+    let warm = c
+        .small_window_h2(ip("127.0.0.2"), "/download?bytes=200000", 2, &[], 1)
+        .await;
+    drop((warm.responses, warm.sender));
+    let before = r.vm_hwm_kib();
+    let mut held = Vec::new();
+    // 200 KB answers Odoo writes in one go (one piece each before), and
+    // pages of known length that are gzipped in one pass.
+    for (path, accept) in [
+        ("/download?bytes=200000", "identity"),
+        ("/download?bytes=200000", "identity"),
+        ("/big.html?bytes=200000", "gzip"),
+        ("/big.html?bytes=200000", "gzip"),
+    ] {
+        let h = c
+            .small_window_h2(
+                ip("127.0.0.2"),
+                path,
+                100,
+                &[("accept-encoding", accept)],
+                1,
+            )
+            .await;
+        let statuses: Vec<u16> = h.responses.iter().map(|r| r.status().as_u16()).collect();
+        assert!(statuses.iter().all(|s| *s == 200), "{path}: {statuses:?}");
+        held.push(h);
+    }
+    // Measured (debug build): 60 MB before, 35 MB now; most of the rest is
+    // what any open stream costs (a debug build's futures are large).
+    let grown = r.vm_hwm_kib().saturating_sub(before);
+    eprintln!("400 streams with one byte of window: peak +{grown} KiB");
+    assert!(
+        grown < 48 * 1024,
+        "400 streams with one byte of window grew Rampart's peak memory by {grown} KiB"
+    );
+    drop(held);
+}

@@ -43,6 +43,7 @@ mod drain;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use client::PIECE_MAX;
 pub use client::SendTimeout;
 
 /// An answer is kept in memory up to this, then spooled.

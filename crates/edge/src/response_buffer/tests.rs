@@ -251,3 +251,34 @@ async fn the_buffer_task_ends_when_the_client_has_its_answer() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// HTTP/2 keeps a piece handed to hyper whole until the client's window
+/// lets it go, counted nowhere: Odoo's answer arriving in one large piece
+/// (and the spool read back) is handed over at most `PIECE_MAX` at a time,
+/// the rest staying in the buffer, charged to the client.
+#[tokio::test]
+async fn pieces_handed_to_hyper_are_at_most_piece_max_the_rest_stays_charged() {
+    let (spool, dir) = spool();
+    let pool = Pool::new(&["a:1".into()], 1, 1, Duration::from_millis(10));
+    let lease = pool.acquire(C).await.unwrap();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let one_piece = http_body_util::Full::new(Bytes::from(data.clone()));
+    let settings = Settings {
+        client: C,
+        upstream_idle: Duration::from_secs(5),
+        send_timeout: Duration::from_secs(60),
+        read_away: false,
+    };
+    let mut body = buffer(one_piece, lease, spool.clone(), settings, Box::new(|| {}));
+    until("drained", || pool.upstreams[0].active() == 0).await;
+    assert_eq!(spool.memory.used(), data.len(), "the answer is charged");
+    let mut got = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let piece = frame.unwrap().into_data().unwrap();
+        assert!(piece.len() <= PIECE_MAX, "a piece of {}", piece.len());
+        got.extend_from_slice(&piece);
+        assert_eq!(spool.memory.used(), data.len() - got.len());
+    }
+    assert!(got == data, "bytes changed on the way");
+    std::fs::remove_dir_all(dir).unwrap();
+}

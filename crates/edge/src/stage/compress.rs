@@ -45,6 +45,7 @@ use crate::body::{Body, BoxError};
 use crate::body_memory::{BodyMemory, Charge};
 pub use crate::encoding::{Accepted, Encoding, negotiate};
 use crate::encoding::{MIN_SIZE, compressible};
+use crate::response_buffer::PIECE_MAX;
 
 /// What a streaming encoder holds until its answer is sent, rounded up.
 /// Measured (RSS of 10 encoders alive, each having made 1 MiB of output
@@ -121,22 +122,24 @@ pub fn apply(
     parts
         .headers
         .append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    let small = len.filter(|len| *len <= ONE_SHOT_MAX);
-    let (enc, charge) = if small.is_some() && accepted.allows(Encoding::Gzip) {
-        (Encoding::Gzip, None)
-    } else {
-        // A HEAD answer holds no encoder: it says what a GET would get
-        // with room in its share.
-        let afford = |enc: Encoding| {
-            if head_request {
-                return Some((enc, None));
+    // A HEAD answer holds nothing: it says what a GET would get with room
+    // in its share.
+    let afford = |n: usize| {
+        let mut charge = Charge::new(owner.memory.clone(), owner.client);
+        (head_request || charge.try_add(n)).then_some(charge)
+    };
+    // The one-pass gzip holds the page, then its gzip, until sent.
+    let one_shot = len
+        .filter(|len| *len <= ONE_SHOT_MAX && accepted.allows(Encoding::Gzip))
+        .and_then(|len| Some((len as usize, afford(len as usize)?)));
+    let (enc, charge) = match one_shot {
+        Some(one_shot) => (Encoding::Gzip, Err(one_shot)),
+        None => {
+            let streamed = |enc: Encoding| Some((enc, Ok(afford(state(enc))?)));
+            match accepted.ranked().find_map(streamed) {
+                Some(chosen) => chosen,
+                None => return Response::from_parts(parts, body),
             }
-            let mut charge = Charge::new(owner.memory.clone(), owner.client);
-            charge.try_add(state(enc)).then_some((enc, Some(charge)))
-        };
-        match accepted.ranked().find_map(afford) {
-            Some(chosen) => chosen,
-            None => return Response::from_parts(parts, body),
         }
     };
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -158,14 +161,18 @@ pub fn apply(
     if head_request {
         return Response::from_parts(parts, crate::body::empty());
     }
-    let Some(charge) = charge else {
-        let one_shot = OneShotGzip {
-            inner: body,
-            body: Collected::None,
-            len: small.unwrap_or(0) as usize,
-            done: false,
-        };
-        return Response::from_parts(parts, one_shot.boxed_unsync());
+    let charge = match charge {
+        Ok(streaming) => streaming,
+        Err((len, charge)) => {
+            let one_shot = OneShotGzip {
+                inner: body,
+                body: Collected::None,
+                len,
+                out: None,
+                charge,
+            };
+            return Response::from_parts(parts, one_shot.boxed_unsync());
+        }
     };
     let reader = StreamReader::new(
         body.into_data_stream()
@@ -194,7 +201,11 @@ pin_project_lite::pin_project! {
         body: Collected,
         // The Content-Length: the joined buffer's size, made once.
         len: usize,
-        done: bool,
+        // The gzip, once made: what is left of it to hand to hyper.
+        out: Option<Bytes>,
+        // What it holds, charged to the client: the page's length until
+        // the gzip is made, then what is left of the gzip.
+        charge: Charge,
     }
 }
 
@@ -240,10 +251,17 @@ impl http_body::Body for OneShotGzip {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        if *this.done {
-            return std::task::Poll::Ready(None);
-        }
         loop {
+            if let Some(out) = this.out.as_mut() {
+                if out.is_empty() {
+                    return std::task::Poll::Ready(None);
+                }
+                // At most a piece to hyper, which counts nothing it holds
+                // (`response_buffer::PIECE_MAX`); the rest stays charged.
+                let piece = out.split_to(out.len().min(PIECE_MAX));
+                this.charge.release(piece.len());
+                return std::task::Poll::Ready(Some(Ok(Frame::data(piece))));
+            }
             match std::task::ready!(this.inner.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data()
@@ -259,27 +277,30 @@ impl http_body::Body for OneShotGzip {
                 }
                 Some(Err(e)) => return std::task::Poll::Ready(Some(Err(e))),
                 None => {
-                    *this.done = true;
-                    return std::task::Poll::Ready(Some(Ok(Frame::data(
-                        crate::deflate_fixed::gzip(this.body.bytes()),
-                    ))));
+                    let gz = crate::deflate_fixed::gzip(this.body.bytes());
+                    // The page is let go; the gzip is what stays.
+                    *this.body = Collected::None;
+                    match gz.len().checked_sub(*this.len) {
+                        Some(more) => this.charge.force_add(more),
+                        None => this.charge.release(*this.len - gz.len()),
+                    }
+                    *this.out = Some(gz);
                 }
             }
         }
     }
 
-    /// After its one frame: so HTTP/2 ends the stream on that DATA frame
+    /// With its last piece: so HTTP/2 ends the stream on that DATA frame
     /// and HTTP/1.1 writes the last chunk with the chunk before it, rather
     /// than asking again for an empty end.
     fn is_end_stream(&self) -> bool {
-        self.done
+        self.out.as_ref().is_some_and(Bytes::is_empty)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        if self.done {
-            http_body::SizeHint::with_exact(0)
-        } else {
-            http_body::SizeHint::default()
+        match &self.out {
+            Some(out) => http_body::SizeHint::with_exact(out.len() as u64),
+            None => http_body::SizeHint::default(),
         }
     }
 }
@@ -514,12 +535,9 @@ mod tests {
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
             let res = apply_for(res, accept, &memory, A);
             assert_eq!(encoding_of(&res), Some("gzip"), "{accept}");
-            assert_eq!(
-                memory.used(),
-                0,
-                "{accept}: a one-shot gzip holds no encoder"
-            );
+            assert_eq!(memory.used(), page.len(), "{accept}: the page is charged");
             let gz = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(memory.used(), 0, "{accept}: given back once sent");
             let mut back = String::new();
             std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
                 .unwrap();
@@ -534,6 +552,54 @@ mod tests {
         assert_eq!(memory.used(), state(Encoding::Brotli));
         drop(res);
         assert_eq!(memory.used(), 0);
+    }
+
+    /// The one-pass gzip hands hyper at most `PIECE_MAX` at a time (HTTP/2
+    /// keeps a piece whole until the client's window lets it go, counted
+    /// nowhere); what it still holds stays charged, and the last piece says
+    /// the stream ends. With no room for the page in the client's share it
+    /// is not compressed.
+    #[tokio::test]
+    async fn a_one_shot_gzip_is_handed_over_in_pieces_and_charged_until_sent() {
+        // Text that does not compress well: its gzip is several pieces.
+        let mut rng = rampart_testkit::oracle::Rng::new(7);
+        let page: String = (0..200_000)
+            .map(|_| char::from(b'a' + (rng.next_u64() % 26) as u8))
+            .collect();
+        let html = |page: &str| {
+            let mut res = Response::new(crate::body::full(page.to_string()));
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            res
+        };
+        let memory = Arc::new(BodyMemory::new(page.len(), 1 << 30));
+        let mut body = apply_for(html(&page), "gzip", &memory, A).into_body();
+        assert_eq!(memory.used(), page.len());
+        let mut gz = Vec::new();
+        let mut pieces = 0;
+        while let Some(frame) = body.frame().await {
+            let piece = frame.unwrap().into_data().unwrap();
+            assert!(piece.len() <= PIECE_MAX, "a piece of {}", piece.len());
+            gz.extend_from_slice(&piece);
+            pieces += 1;
+            let left = body.size_hint().exact().expect("the rest is known") as usize;
+            assert_eq!(memory.used(), left, "what is left of the gzip is charged");
+            assert_eq!(body.is_end_stream(), left == 0);
+            if left == 0 {
+                break;
+            }
+        }
+        assert!(pieces > 3, "{pieces} pieces");
+        assert_eq!(memory.used(), 0);
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut back)
+            .unwrap();
+        assert_eq!(back, page);
+        // A page's worth is held by the client already: uncompressed.
+        let _held = apply_for(html(&page), "gzip", &memory, A);
+        let second = apply_for(html(&page), "gzip", &memory, A);
+        assert_eq!(encoding_of(&second), None);
+        assert_eq!(memory.used(), page.len());
     }
 
     /// Rampart's own pages (refusals, errors) carry no Content-Length until

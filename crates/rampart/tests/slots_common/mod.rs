@@ -180,9 +180,22 @@ impl Client {
         n: usize,
         headers: &[(&str, &str)],
     ) -> ZeroWindow {
+        self.small_window_h2(src, path, n, headers, 0).await
+    }
+
+    /// `n` HTTP/2 streams whose windows open `window` bytes and no more
+    /// (the answers' bodies are never read).
+    pub async fn small_window_h2(
+        &self,
+        src: IpAddr,
+        path: &str,
+        n: usize,
+        headers: &[(&str, &str)],
+        window: u32,
+    ) -> ZeroWindow {
         let tls = self.tls(src, true).await;
         let mut b = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-        b.initial_stream_window_size(0).adaptive_window(false);
+        b.initial_stream_window_size(window).adaptive_window(false);
         let (sender, conn) = b.handshake(TokioIo::new(tls)).await.unwrap();
         let task = tokio::spawn(async move {
             let _ = conn.await;
