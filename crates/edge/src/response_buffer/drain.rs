@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body::Body as HttpBody;
 use http_body_util::BodyExt;
 
-use super::{FILE_MAX, MEMORY, Seg, Settings, Shared};
+use super::{FILE_MAX, MEMORY, PIECE_MAX, Seg, Settings, Shared};
 use crate::body::BoxError;
 use crate::spool::{Spool, SpoolFile};
 use crate::upstream::Lease;
@@ -75,35 +75,53 @@ pub(super) async fn drain<B>(
         if data.is_empty() {
             continue;
         }
-        let n = data.len();
+        let mut data = data;
         let gone = 'push: {
             let mut s = shared.lock();
             if s.gone {
                 break 'push true;
             }
+            let n = data.len();
             // Memory while this answer is small and the client's share has
             // room; the spool next; memory again (past the share by this
             // one piece) only when the spool cannot take it, and then the
-            // room loop above waits before reading more.
-            let in_memory = (s.mem + n <= MEMORY && shared.memory.try_take(settings.client, n))
-                || ((!spool_ok || (s.mem == 0 && s.reader_waiting)) && {
-                    shared.memory.force_take(settings.client, n);
-                    true
-                });
-            if in_memory {
-                s.mem += n;
+            // room loop above waits before reading more. A client waiting
+            // with nothing in memory gets one piece past its share (a
+            // stream being read always moves), and only one: the rest of
+            // Odoo's read goes to the spool (a read can be hundreds of KB,
+            // and every stream of a client granting one byte of window
+            // waits so).
+            let take = if s.mem + n <= MEMORY && shared.memory.try_take(settings.client, n) {
+                n
+            } else if !spool_ok {
+                shared.memory.force_take(settings.client, n);
+                n
+            } else if s.mem == 0 && s.reader_waiting {
+                let piece = n.min(PIECE_MAX);
+                shared.memory.force_take(settings.client, piece);
+                piece
+            } else {
+                0
+            };
+            if take > 0 {
+                s.mem += take;
                 // A copy: the piece may share a much larger read buffer,
                 // which `mem` would not count.
-                s.segs.push_back(Seg::Mem(Bytes::copy_from_slice(&data)));
+                s.segs
+                    .push_back(Seg::Mem(Bytes::copy_from_slice(&data[..take])));
                 drop(s);
                 shared.to_reader.notify_one();
-                continue 'read;
+                if take == n {
+                    continue 'read;
+                }
+                data = data.slice(take..);
             }
             false
         };
         if gone {
             return left(upstream, lease, settings).await;
         }
+        let n = data.len();
         if file.is_none() {
             match spool.create(settings.client).await {
                 Ok(f) => file = Some(f),

@@ -282,3 +282,53 @@ async fn pieces_handed_to_hyper_are_at_most_piece_max_the_rest_stays_charged() {
     assert!(got == data, "bytes changed on the way");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A client waiting with nothing in memory gets one piece past its spent
+/// share (a stream being read always moves), and only one: the rest of
+/// Odoo's read, which can be hundreds of KB, goes to the spool. Before,
+/// the whole read went to memory, for every stream of a client that grants
+/// each stream one byte of window (red team: 1,024 streams, 208 MB).
+#[tokio::test]
+async fn a_waiting_client_past_its_share_gets_one_piece_in_memory_and_the_rest_is_spooled() {
+    let d = std::env::temp_dir().join(format!("rampart-rbuf-share-{}", std::process::id()));
+    // A share of one byte: every piece is past it.
+    let spool = Spool::open(&d, 1 << 30, 1 << 30, BodyMemory::new(1, 1 << 30), 1000).unwrap();
+    let pool = Pool::new(&["a:1".into()], 1, 1, Duration::from_millis(10));
+    let lease = pool.acquire(C).await.unwrap();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let read = Bytes::from(data.clone());
+    let odoo = http_body_util::StreamBody::new(Box::pin(futures_util::stream::once(async move {
+        let _ = wait.await;
+        Ok::<_, std::convert::Infallible>(Frame::data(read))
+    })));
+    let settings = Settings {
+        client: C,
+        upstream_idle: Duration::from_secs(5),
+        send_timeout: Duration::from_secs(60),
+        read_away: false,
+    };
+    let mut body = buffer(odoo, lease, spool.clone(), settings, Box::new(|| {}));
+    {
+        let first = body.frame();
+        tokio::pin!(first);
+        assert!(
+            futures_util::poll!(first.as_mut()).is_pending(),
+            "nothing yet"
+        );
+        go.send(()).unwrap();
+        let piece = first.await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&piece[..], &data[..piece.len()]);
+        assert!(piece.len() <= PIECE_MAX, "a piece of {}", piece.len());
+    }
+    until("drained", || pool.upstreams[0].active() == 0).await;
+    assert_eq!(
+        spool.memory.used(),
+        0,
+        "only the piece handed over was in memory"
+    );
+    assert!(spool.written.get() >= (data.len() - PIECE_MAX) as u64);
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert!(rest[..] == data[data.len() - rest.len()..] && rest.len() >= data.len() - PIECE_MAX);
+    std::fs::remove_dir_all(d).unwrap();
+}
