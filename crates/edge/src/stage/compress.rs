@@ -89,6 +89,14 @@ fn eligible(status: StatusCode, headers: &HeaderMap, len: Option<u64>) -> bool {
     compressible(headers.get(header::CONTENT_TYPE))
 }
 
+/// How an answer is compressed, with what it holds charged.
+enum Plan {
+    /// Gzipped in one pass: `len` is the page's length.
+    OneShot { len: usize, charge: Charge },
+    /// Streamed through an encoder.
+    Streamed(Encoding, Charge),
+}
+
 /// Whose memory share a streaming encoder's state is charged to.
 pub struct Owner<'a> {
     /// The shares (the spool's, with buffered bodies).
@@ -132,15 +140,19 @@ pub fn apply(
     let one_shot = len
         .filter(|len| *len <= ONE_SHOT_MAX && accepted.allows(Encoding::Gzip))
         .and_then(|len| Some((len as usize, afford(len as usize)?)));
-    let (enc, charge) = match one_shot {
-        Some(one_shot) => (Encoding::Gzip, Err(one_shot)),
+    let plan = match one_shot {
+        Some((len, charge)) => Plan::OneShot { len, charge },
         None => {
-            let streamed = |enc: Encoding| Some((enc, Ok(afford(state(enc))?)));
+            let streamed = |enc: Encoding| Some(Plan::Streamed(enc, afford(state(enc))?));
             match accepted.ranked().find_map(streamed) {
-                Some(chosen) => chosen,
+                Some(plan) => plan,
                 None => return Response::from_parts(parts, body),
             }
         }
+    };
+    let enc = match &plan {
+        Plan::OneShot { .. } => Encoding::Gzip,
+        Plan::Streamed(enc, _) => *enc,
     };
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::ACCEPT_RANGES);
@@ -161,9 +173,9 @@ pub fn apply(
     if head_request {
         return Response::from_parts(parts, crate::body::empty());
     }
-    let charge = match charge {
-        Ok(streaming) => streaming,
-        Err((len, charge)) => {
+    let charge = match plan {
+        Plan::Streamed(_, charge) => charge,
+        Plan::OneShot { len, charge } => {
             let one_shot = OneShotGzip {
                 inner: body,
                 body: Collected::None,
